@@ -66,7 +66,9 @@ class SimMeter:
     id: str
     serial: str
     resource: str = "electricity"
-    address: int = 1
+    address: int | str = 1  # bus address as the protocol writes it (Modbus unit id, IEC device address…)
+    model: str | None = None  # protocol-specific model, e.g. the Modbus register map name
+    options: dict = field(default_factory=dict)  # protocol-specific settings of this meter
     password: str = "000000"
     tariffs: tuple[tuple[int, int, int], ...] = TWO_ZONE
     mean_power: float = 0.6  # kW for electricity; m3/h, GJ/h for the other media
