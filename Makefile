@@ -1,0 +1,41 @@
+# askue — the commands a user needs. Each target bootstraps what it uses.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.askue-installed
+
+.PHONY: demo test bench lint deps venv clean help
+
+help:
+	@echo "make demo   - start PostgreSQL, mosquitto, a simulated fleet, gateways and the head-end (http://127.0.0.1:8000)"
+	@echo "make test   - run every test (real PostgreSQL, mosquitto and meter simulators)"
+	@echo "make bench  - run the benchmarks and write BENCHMARKS.md and bench-results/results.json"
+	@echo "make lint   - ruff"
+
+deps:
+	@bash scripts/bootstrap-system.sh $(SYSTEM_EXTRAS)
+
+$(STAMP): pyproject.toml setup.py requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip setuptools wheel
+	@$(PY) -m pip install -q -r requirements.lock
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: deps venv
+	$(VENV)/bin/askue demo
+
+test: deps venv
+	bash scripts/run-tests.sh
+
+bench: deps venv
+	$(PY) -m bench.run
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .askue build *.egg-info
