@@ -1,0 +1,1 @@
+"""askue head-end: ingest, storage, VEE, exports and the read API."""

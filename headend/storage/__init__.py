@@ -1,0 +1,1 @@
+"""PostgreSQL/TimescaleDB schema, migrations and queries of the head-end."""

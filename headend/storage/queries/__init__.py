@@ -1,0 +1,1 @@
+"""Read queries shared by the API and others (all parameterised with %s)."""
