@@ -1,0 +1,1 @@
+"""Меркурий 230/234 (Incotex) protocol: frames, driver and simulator."""
