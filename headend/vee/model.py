@@ -1,0 +1,143 @@
+"""Plain data the rules work on: meter facts, values, findings."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+Kind = Literal["register", "interval", "instant", "event"]
+Severity = Literal["info", "warning", "critical"]
+RESOURCES = ("electricity", "cold_water", "hot_water", "heat", "gas")
+KINDS = ("register", "interval", "instant", "event")
+SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class MeterFacts:
+    """What the rules need to know about a meter (from the registry or meters.csv)."""
+
+    meter_id: str
+    resource: str = "electricity"
+    serial: str | None = None
+    model: str | None = None
+    organisation: str | None = None
+    digits: int | None = None  # integer digits of the register display; None = unknown, no rollover
+    multiplier: float = 1.0
+    installed_at: datetime | None = None
+    replaces: str | None = None  # meter this one replaced (it starts a new baseline)
+    replaced_by: str | None = None
+    verification_due: date | None = None
+    nominal_voltage: float = 230.0
+    decommissioned: bool = False
+    house: str | None = None
+    is_balance: bool = False  # ОДПУ: house balance meter
+    # Times at which the meter's identity changed under the same id (a new serial seen
+    # by the gateway): registers restart there, a drop is an exchange, not a reverse.
+    baseline_resets: tuple[datetime, ...] = ()
+
+    @property
+    def capacity(self) -> float | None:
+        return float(10 ** self.digits) if self.digits else None
+
+    @property
+    def retired(self) -> bool:
+        return self.decommissioned or self.replaced_by is not None
+
+
+@dataclass(frozen=True)
+class Value:
+    """One metered value. `new` marks values under check (history gives context only)."""
+
+    meter_id: str
+    obis: str
+    kind: str
+    ts: datetime  # the meter's time (interval: end of the period)
+    value: float
+    received_at: datetime | None = None
+    period_s: int | None = None
+    quality: str = "A"
+    new: bool = True
+    row: int | None = None  # line number in an input file, for reports
+
+
+@dataclass(frozen=True)
+class Finding:
+    """An abnormal situation found by a rule. `key` identifies the condition, so the same
+    condition is raised once however often it is seen again."""
+
+    kind: str
+    meter_id: str
+    severity: Severity
+    ts: datetime
+    key: str
+    title_ru: str
+    title_en: str
+    obis: str | None = None
+    evidence: dict = field(default_factory=dict)
+    event: bool = True  # False: a reason on the value only, no abnormal event
+
+    def details(self) -> str:
+        parts = [self.title_en]
+        parts += [f"{k}={_fmt(v)}" for k, v in self.evidence.items()]
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A reason to attach to a stored value (quality stays as it is unless `quality` is set)."""
+
+    meter_id: str
+    obis: str
+    ts: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Clear:
+    """A condition observed to be over at ts: events whose key starts with `key` are cleared
+    (and may auto-close); a later recurrence is a new event."""
+
+    key: str
+    meter_id: str
+    ts: datetime
+
+
+@dataclass
+class Result:
+    findings: list[Finding] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    clears: list[Clear] = field(default_factory=list)
+
+    def extend(self, other: Result) -> Result:
+        self.findings += other.findings
+        self.marks += other.marks
+        self.clears += other.clears
+        return self
+
+    def reasons_by_value(self) -> dict[tuple[str, str, datetime], list[str]]:
+        out: dict[tuple[str, str, datetime], list[str]] = {}
+        for m in self.marks:
+            lst = out.setdefault((m.meter_id, m.obis, m.ts), [])
+            if m.reason not in lst:
+                lst.append(m.reason)
+        return out
+
+
+def by_channel(values: Iterable[Value], kind: str) -> dict[str, list[Value]]:
+    """Values of one kind grouped by OBIS, each list sorted by meter time."""
+    out: dict[str, list[Value]] = {}
+    for v in values:
+        if v.kind == kind:
+            out.setdefault(v.obis, []).append(v)
+    for lst in out.values():
+        lst.sort(key=lambda v: (v.ts, v.received_at or v.ts))
+    return out
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v)

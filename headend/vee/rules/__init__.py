@@ -1,0 +1,1 @@
+"""One module per rule. Each exposes `check(meter, values, ctx) -> Result`, pure."""

@@ -1,0 +1,30 @@
+"""clock_drift: meter time and receive time of a value read live (register, instant)
+differ by more than `clock_drift_s`. Intervals and journal entries carry past meter
+times by nature and are not judged. One event per episode; a read within the limit
+clears it."""
+from __future__ import annotations
+
+from askue.headend.vee.model import Clear, Mark, MeterFacts, Result, Value
+from askue.headend.vee.rules.common import Ctx, finding
+
+
+def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+    res = Result()
+    limit = ctx.thresholds.clock_drift_s
+    live = sorted((v for v in values if v.new and v.kind in ("register", "instant") and v.received_at),
+                  key=lambda v: v.received_at)  # type: ignore[arg-type,return-value]
+    key = f"clock_drift:{meter.meter_id}"
+    in_episode = False
+    for v in live:
+        drift = (v.ts - v.received_at).total_seconds()  # type: ignore[operator]
+        if abs(drift) > limit:
+            res.marks.append(Mark(meter.meter_id, v.obis, v.ts, "clock_drift"))
+            if not in_episode:
+                res.findings.append(finding("clock_drift", meter, v.received_at, key, obis=v.obis,  # type: ignore[arg-type]
+                                            meter_time=v.ts, received_at=v.received_at,
+                                            drift_s=round(drift, 1), limit_s=limit))
+                in_episode = True
+        else:
+            res.clears.append(Clear(key, meter.meter_id, v.received_at))  # type: ignore[arg-type]
+            in_episode = False
+    return res

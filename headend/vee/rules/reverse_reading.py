@@ -1,0 +1,46 @@
+"""reverse_reading: a cumulative register decreased.
+
+Not a reverse: a rollover at the register's digit capacity (99998.1 → 2.3 on five
+digits is +4.2), a meter exchange (the new meter has its own id and baseline, or the
+same id restarted at a recorded identity change), values from before installation.
+"""
+from __future__ import annotations
+
+from askue.headend.vee.model import Mark, MeterFacts, Result, Value, by_channel
+from askue.headend.vee.rules.common import Ctx, finding, forward_delta, in_service, iso, reset_between
+
+
+def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+    res = Result()
+    th = ctx.thresholds
+    for obis, series in by_channel(values, "register").items():
+        prev: Value | None = None
+        for v in series:
+            if not in_service(meter, v):
+                continue
+            if prev is not None and v.new and v.ts > prev.ts:
+                if reset_between(meter, prev.ts, v.ts):
+                    res.marks.append(Mark(meter.meter_id, obis, v.ts, "meter_exchange"))
+                elif v.value < prev.value - th.reverse_tolerance:
+                    delta = forward_delta(prev.value, v.value, meter, th)
+                    if delta is not None:
+                        res.marks.append(Mark(meter.meter_id, obis, v.ts, "rollover"))
+                    else:
+                        res.marks.append(Mark(meter.meter_id, obis, v.ts, "reverse_reading"))
+                        res.findings.append(finding(
+                            "reverse_reading", meter, v.ts, f"reverse_reading:{meter.meter_id}:{obis}:{iso(v.ts)}",
+                            obis=obis, previous=prev.value, previous_ts=prev.ts, current=v.value,
+                            drop=round(prev.value - v.value, 9)))
+                        # The reversed value is not a baseline: later reads compare with the last good one,
+                        # unless they confirm the new level (then it is the meter's new baseline).
+                        if not _confirmed(series, v, th.reverse_tolerance):
+                            continue
+            if prev is None or v.ts > prev.ts:
+                prev = v
+    return res
+
+
+def _confirmed(series: list[Value], v: Value, tol: float) -> bool:
+    """The meter went on from the lower value: the next read is not back at the old level."""
+    later = [x for x in series if x.ts > v.ts]
+    return not later or later[0].value >= v.value - tol

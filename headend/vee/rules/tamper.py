@@ -1,0 +1,35 @@
+"""tamper: meter journal entries of external influence (СПОДЭС 0.0.99.98.4.255) or
+unauthorised access (0.0.99.98.6.255). The value of a journal entry is its event code;
+which codes raise is configurable (`tamper_codes`), defaults in thresholds.py."""
+from __future__ import annotations
+
+from askue.headend.vee.model import MeterFacts, Result, Value
+from askue.headend.vee.rules.common import Ctx, finding, iso
+
+JOURNALS = {
+    "0.0.99.98.4.255": ("журнал внешних воздействий", "external influence journal"),
+    "0.0.99.98.6.255": ("журнал несанкционированного доступа", "access control journal"),
+}
+# Descriptions of the external-influence codes assumed by default (docs/vee.md).
+CODE_NAMES = {
+    ("0.0.99.98.4.255", 1): "magnetic field: start",
+    ("0.0.99.98.4.255", 2): "magnetic field: end",
+    ("0.0.99.98.4.255", 3): "terminal cover opened",
+    ("0.0.99.98.4.255", 4): "meter case opened",
+}
+
+
+def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+    res = Result()
+    codes = ctx.thresholds.tamper_codes
+    for v in values:
+        if v.kind != "event" or not v.new or v.obis not in codes:
+            continue
+        code = int(v.value)
+        if code != v.value or code not in codes[v.obis]:
+            continue
+        res.findings.append(finding(
+            "tamper", meter, v.ts, f"tamper:{meter.meter_id}:{v.obis}:{iso(v.ts)}:{code}", obis=v.obis,
+            journal=JOURNALS.get(v.obis, (v.obis, v.obis))[1], code=code,
+            meaning=CODE_NAMES.get((v.obis, code), "see the meter's journal code table")))
+    return res
