@@ -1,0 +1,229 @@
+"""IEC 62056-21 mode C driver (Энергомера СЕ102М/СЕ301/СЕ303, НЕВА МТ 1xx/3xx).
+
+Session: sign-on at the initial baud rate (300, 7E1), identification, option
+select for programming mode at the baud rate the meter offers (capped by
+`max_baud`), baud switch, the meter's P0 operand, password (P1) when configured,
+R1 reads, break (B0) on close.
+
+MeterSpec.options:
+  parity        software | hardware | none  (default: hardware on a serial port, none on TCP)
+  initial_baud  sign-on baud rate, default 300
+  max_baud      cap for the switch, default 9600
+  baud_switch   false keeps the initial rate (meters fixed at 9600 on RS-485)
+  timeout       seconds to wait for an answer, default 1.5
+  tz_offset_min the meter's local time offset from UTC, default 180 (Moscow)
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import ClassVar
+
+from askue.drivers.base import Capability, Driver, MeterIdentity, MeterSpec, Reading, register_driver
+from askue.drivers.errors import AuthError, FrameError, MeterTimeout, ProtocolError, Unsupported
+from askue.drivers.iec62056_21 import frames as f
+from askue.drivers.iec62056_21.models import (
+    Channel,
+    Model,
+    combine,
+    local_tz,
+    model_for,
+    parse_date,
+    parse_number,
+    parse_time,
+)
+from askue.drivers.transport import SerialSettings, SerialTransport, Transport
+
+
+@register_driver("iec62056_21")
+class Iec62056Driver(Driver):
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.REGISTERS, Capability.INSTANT, Capability.CLOCK, Capability.SET_CLOCK}
+    )
+
+    def __init__(self, transport: Transport, meter: MeterSpec):
+        super().__init__(transport, meter)
+        o = meter.options
+        default_parity = f.Parity.HARDWARE if isinstance(transport, SerialTransport) else f.Parity.NONE
+        try:
+            self.parity = f.Parity(o.get("parity", default_parity))
+        except ValueError:
+            raise ValueError(f"meter {meter.id}: parity must be software, hardware or none, "
+                             f"not {o.get('parity')!r}") from None
+        self.initial_baud = int(o.get("initial_baud", 300))
+        self.max_baud = int(o.get("max_baud", 9600))
+        self.baud_switch = bool(o.get("baud_switch", True))
+        self.timeout = float(o.get("timeout", 1.5))
+        self.tz = local_tz(int(o.get("tz_offset_min", 180)))
+        self.address = "" if meter.address is None else str(meter.address)
+        self.model: Model | None = None
+        self.ident: f.Identification | None = None
+        self.authenticated = False
+        self._open = False
+
+    # ---- line -------------------------------------------------------------------------
+    def _settings(self, baud: int) -> SerialSettings:
+        if self.parity is f.Parity.HARDWARE:
+            return SerialSettings(baudrate=baud, bytesize=7, parity="E", stopbits=1)
+        return SerialSettings(baudrate=baud, bytesize=8, parity="N", stopbits=1)
+
+    async def _send(self, data: bytes) -> None:
+        self.transport.discard_input()
+        await self.transport.write(f.encode_line(data, self.parity))
+
+    async def _receive(self, what: str) -> bytes:
+        asm = f.Assembler(self.parity, where=what)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise MeterTimeout(f"meter {self.meter.id}: no complete {what} within {self.timeout:.2f} s "
+                                   f"({len(asm.buf)} bytes so far)")
+            raw = await self.transport.read_exactly(1, left)
+            msg = asm.feed_byte(raw[0])
+            if msg is not None:
+                return msg
+
+    async def _exchange(self, data: bytes, what: str) -> bytes:
+        await self._send(data)
+        return await self._receive(what)
+
+    def _bcc(self) -> f.Bcc:
+        assert self.model is not None
+        return self.model.bcc
+
+    # ---- session ----------------------------------------------------------------------
+    async def connect(self) -> MeterIdentity:
+        self.authenticated = False
+        await self.transport.set_serial(self._settings(self.initial_baud))
+        await self.transport.ensure_open()
+        line = await self._exchange(f.sign_on(self.address), "identification")
+        self.ident = ident = f.parse_identification(line)
+        try:
+            self.model = model = model_for(self.meter.model, ident.manufacturer, ident.ident)
+        except KeyError as e:
+            raise ProtocolError(str(e.args[0])) from None
+        baud = min(ident.baud, self.max_baud) if self.baud_switch else self.initial_baud
+        await self._send(f.option_select(baud, f.Mode.PROGRAMMING))
+        if baud != self.initial_baud and isinstance(self.transport, SerialTransport):
+            # The ACK must leave the wire at the old rate before the port switches.
+            await asyncio.sleep(6 * 10 / self.initial_baud + 0.02)
+            await self.transport.set_serial(self._settings(baud))
+        self._open = True
+        p0 = await self._receive("P0 operand")
+        cmd, _ = f.operand(p0, model.bcc)
+        if cmd != "P0":
+            raise ProtocolError(f"meter {self.meter.id}: expected the P0 operand after option select, got {cmd}")
+        secret = self.meter.password
+        if secret is None and model.password_required:
+            secret = model.default_password
+        if secret is not None:
+            await self._login(secret)
+        serial = (await self._read(model.serial_param))[0].strip()
+        self.check_identity(serial)
+        return MeterIdentity(serial=serial, model=model.title, firmware=ident.ident)
+
+    async def _login(self, secret: str) -> None:
+        answer = await self._exchange(f.password(secret, self._bcc()), "password answer")
+        if answer == bytes([f.ACK]):
+            self.authenticated = True
+            return
+        if answer == bytes([f.NAK]):
+            raise AuthError(f"meter {self.meter.id}: password refused (NAK); check MeterSpec.password")
+        if answer[:1] == bytes([f.STX]):
+            text = f.unpack_block(answer, self._bcc())
+            raise AuthError(f"meter {self.meter.id}: password refused ({text.strip()})")
+        raise FrameError(f"meter {self.meter.id}: unexpected answer to the password: {answer[:20]!r}")
+
+    async def close(self) -> None:
+        if not self._open or self.model is None:
+            return
+        self._open = False
+        try:
+            await self._send(f.break_(self.model.bcc))
+        except MeterTimeout:
+            return
+        if isinstance(self.transport, SerialTransport):
+            await asyncio.sleep(5 * 10 / self.max_baud + 0.02)
+            await self.transport.set_serial(self._settings(self.initial_baud))
+
+    def _need(self) -> Model:
+        if not self._open or self.model is None:
+            raise ProtocolError(f"meter {self.meter.id}: no session; call connect() first")
+        return self.model
+
+    async def _read(self, name: str, args: str = "") -> list[str]:
+        model = self._need()
+        answer = await self._exchange(f.read(name, args, model.bcc), f"answer to {name}")
+        if answer == bytes([f.NAK]):
+            raise FrameError(f"meter {self.meter.id}: NAK to {name} (the meter saw a damaged request)")
+        if answer == bytes([f.ACK]):
+            raise ProtocolError(f"meter {self.meter.id}: bare ACK to read {name}")
+        values = f.parse_answer(answer, name, model.bcc)
+        if model.value_sep:
+            values = [v for s in values for v in s.split(model.value_sep)]
+        return values
+
+    async def _read_channel(self, ch: Channel, meter_time: datetime | None) -> list[Reading]:
+        values = await self._read(ch.name, ch.args)
+        if len(values) < len(ch.obis):
+            raise ProtocolError(f"meter {self.meter.id}: {ch.name} answered {len(values)} values, "
+                                f"the {self.model.title if self.model else ''} map expects {len(ch.obis)}")
+        out = []
+        for obis, raw in zip(ch.obis, values, strict=False):
+            if obis:
+                v = parse_number(raw, f"meter {self.meter.id} {ch.name}") * ch.scale
+                out.append(Reading(obis, ch.kind, v, ch.unit, meter_time))
+        return out
+
+    # ---- reads ------------------------------------------------------------------------
+    async def read_clock(self) -> datetime:
+        model = self._need()
+        t1 = parse_time((await self._read(model.time_param))[0], model.time_format)
+        d = parse_date((await self._read(model.date_param))[0], model.date_format)
+        t2 = parse_time((await self._read(model.time_param))[0], model.time_format)
+        if t2 < t1:  # midnight passed between the reads: the date may be either day's
+            d = parse_date((await self._read(model.date_param))[0], model.date_format)
+        return combine(d, t2, self.tz)
+
+    async def read_registers(self) -> list[Reading]:
+        model = self._need()
+        meter_time = await self.read_clock()
+        out: list[Reading] = []
+        for ch in model.energy:
+            out += await self._read_channel(ch, meter_time)
+        return out
+
+    async def read_instant(self) -> list[Reading]:
+        model = self._need()
+        meter_time = await self.read_clock()
+        out: list[Reading] = []
+        for ch in model.instant:
+            out += await self._read_channel(ch, meter_time)
+        return out
+
+    async def set_clock(self, when: datetime) -> None:
+        """Shift the meter's clock towards `when` with the model's correction command
+        (Энергомера CTIME: at most ±29 s, and the meter allows it once a day)."""
+        model = self._need()
+        if not model.clock_correction:
+            raise Unsupported(f"{model.title}: setting the clock over IEC 62056-21 is not supported")
+        if not self.authenticated:
+            raise AuthError(f"meter {self.meter.id}: clock correction needs programming mode with a password")
+        if when.tzinfo is None:
+            raise ValueError("set_clock needs an aware datetime")
+        delta = round((when - await self.read_clock()).total_seconds())
+        if delta == 0:
+            return
+        if abs(delta) > model.max_correction_s:
+            raise Unsupported(f"meter {self.meter.id}: clock is {delta:+d} s off; {model.title} corrects at most "
+                              f"±{model.max_correction_s} s per day over the interface — set it with the vendor tool")
+        answer = await self._exchange(f.write(model.clock_correction, str(delta), model.bcc), "clock correction")
+        if answer == bytes([f.ACK]):
+            return
+        if answer == bytes([f.NAK]):
+            raise ProtocolError(f"meter {self.meter.id}: clock correction {delta:+d} s refused "
+                                f"(already corrected today?)")
+        text = f.unpack_block(answer, model.bcc) if answer[:1] == bytes([f.STX]) else repr(answer[:20])
+        raise ProtocolError(f"meter {self.meter.id}: clock correction refused: {text.strip()}")
