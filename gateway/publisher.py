@@ -1,0 +1,253 @@
+"""MQTT uplink: publishes stored values and deletes them only on PUBACK.
+
+paho-mqtt 2.x runs the network loop in its own thread and calls `on_publish`
+with the message id when the broker's PUBACK arrives — exact per-message
+acknowledgement, which the store needs. Callbacks are handed to the asyncio
+loop with call_soon_threadsafe. MQTT 5, QoS 1, persistent session
+(clean_start=False with a session expiry), Last Will on `…/state` (retained,
+offline) and a retained birth message. Messages handed to paho but not yet
+acknowledged when the link drops are re-sent by paho on reconnect; values not
+yet handed over stay in the store, so polling goes on while the uplink is down.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from askue.contract.payloads import SCHEMA_VERSION, DataMessage, MeterStatus, State, encode
+from askue.contract.topics import Topics
+from askue.gateway.config import BrokerSection, GatewaySection
+from askue.gateway.store import Batch, Store
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from askue import __version__
+
+log = logging.getLogger("askue.gateway.mqtt")
+
+
+def build_data_payload(gateway_id: str, seq: int, bodies: list[bytes], meters: list[MeterStatus]) -> bytes:
+    """A DataMessage whose values are the stored JSON bodies spliced in as they are
+    (no decode/encode round trip per value)."""
+    head = encode(DataMessage(v=SCHEMA_VERSION, gateway_id=gateway_id, seq=seq, sent_at=datetime.now(UTC),
+                              values=[], meters=meters))
+    marker = b'"values":[]'
+    i = head.index(marker)
+    return head[:i] + b'"values":[' + b",".join(bodies) + b"]" + head[i + len(marker):]
+
+
+class Publisher:
+    def __init__(self, gw: GatewaySection, broker: BrokerSection, store: Store,
+                 statuses: Callable[[set[str]], list[MeterStatus]],
+                 on_command: Callable[[bytes], None], meters_count: Callable[[], int] = lambda: 0):
+        self.gw, self.broker, self.store = gw, broker, store
+        self.topics = Topics(gw.topic_root)
+        self.statuses = statuses
+        self.on_command = on_command
+        self.meters_count = meters_count
+        self.started_at = datetime.now(UTC)
+        self.connected = asyncio.Event()
+        self._acked = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, Batch | None] = {}
+        self._dirty: set[str] = set()
+        self._running = False
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sent_messages = 0
+        self.acked_messages = 0
+        self.acked_values = 0
+        self.refused = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        self.client = self._make_client()
+
+    # ---- paho client and its callbacks (network thread) ----------------------------------
+    def _make_client(self) -> mqtt.Client:
+        b = self.broker
+        cid = b.client_id or f"askue-gw-{self.gw.id}"
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        c.max_inflight_messages_set(b.max_inflight)
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(1, int(b.reconnect_max_s))
+        if b.username:
+            c.username_pw_set(b.username, b.password)
+        if b.tls is not None:
+            c.tls_set(ca_certs=b.tls.ca_file, certfile=b.tls.cert_file, keyfile=b.tls.key_file,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            c.tls_insecure_set(b.tls.insecure)
+        c.will_set(self.topics.state(self.gw.id), self._state(False), qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    def _state(self, online: bool) -> bytes:
+        return encode(State(v=SCHEMA_VERSION, gateway_id=self.gw.id, online=online, at=datetime.now(UTC),
+                            version=__version__, started_at=self.started_at, meters=self.meters_count()))
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.error("mqtt %s:%s: %s", self.broker.host, self.broker.port, self.last_error)
+            return
+        client.subscribe(self.topics.cmd(self.gw.id), qos=1)
+        client.publish(self.topics.state(self.gw.id), self._state(True), qos=1, retain=True)
+        self._call(self._set_connected, True, bool(flags.session_present))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._call(self._set_connected, False, str(reason_code))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._call(self._ack, mid, reason_code.is_failure, str(reason_code))
+
+    def _on_message(self, client, userdata, msg) -> None:
+        # Only the gateway's own command topic is acted on, whatever else arrives.
+        if msg.topic == self.topics.cmd(self.gw.id):
+            self._call(self.on_command, bytes(msg.payload))
+        else:
+            log.warning("ignoring a message on %s: only %s carries commands", msg.topic, self.topics.cmd(self.gw.id))
+
+    def _call(self, fn, *args) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    # ---- asyncio side --------------------------------------------------------------------
+    def _set_connected(self, up: bool, detail) -> None:
+        if up:
+            self.connects += 1
+            self.last_error = None
+            log.info("mqtt connected to %s:%s (session present: %s, %d messages awaiting PUBACK)",
+                     self.broker.host, self.broker.port, detail, len(self._inflight))
+            self.connected.set()
+        else:
+            if self.connected.is_set():
+                log.warning("mqtt connection to %s:%s lost: %s; values stay in the store",
+                            self.broker.host, self.broker.port, detail)
+            self.last_error = f"disconnected: {detail}"
+            self.connected.clear()
+
+    def _ack(self, mid: int, failed: bool, reason: str) -> None:
+        if mid not in self._inflight:
+            return  # birth/state/health/result messages
+        batch = self._inflight.pop(mid)
+        if batch is not None:
+            if failed:
+                self.refused += 1
+                log.error("broker refused data message seq %d (%s); it stays in the store", batch.seq, reason)
+                self.store.release(batch)
+            else:
+                self.store.batch_done(batch)
+                self.acked_values += len(batch)
+        self.acked_messages += 1
+        self._acked.set()
+
+    def mark_status(self, meter_id: str) -> None:
+        """A meter's status changed: send it with the next data message."""
+        self._dirty.add(meter_id)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=int(self.broker.keepalive_s),
+                                  clean_start=False, properties=self._connect_props())
+        self.client.loop_start()
+        self._task = asyncio.create_task(self._run(), name="mqtt-publisher")
+
+    def _connect_props(self) -> Properties:
+        p = Properties(PacketTypes.CONNECT)
+        p.SessionExpiryInterval = self.broker.session_expiry_s
+        return p
+
+    async def _run(self) -> None:
+        last_sent = time.monotonic()
+        while self._running:
+            await self.connected.wait()
+            if len(self._inflight) >= self.broker.max_inflight:
+                self._acked.clear()
+                await _wait(self._acked, 1.0)
+                continue
+            batch = self.store.get_batch(self.broker.batch_values)
+            if batch is None and not self._dirty:
+                self._wake.clear()
+                await _wait(self._wake, 1.0)
+                continue
+            meters = set(self._dirty)
+            self._dirty.clear()
+            if batch is not None:
+                meters |= batch.meter_ids
+            statuses = self.statuses(meters)
+            if batch is None:
+                # Status only (a meter stopped answering): not stored, regenerated after a restart.
+                payload = build_data_payload(self.gw.id, self.store.next_seq(), [], statuses)
+            else:
+                payload = build_data_payload(self.gw.id, batch.seq, batch.bodies, statuses)
+            info = self.client.publish(self.topics.data(self.gw.id), payload, qos=1)
+            self._inflight[info.mid] = batch
+            self.sent_messages += 1
+            if batch is not None:
+                # Catch-up throttle: keep CPU and the SD card for polling.
+                pause = len(batch) / self.gw.catchup_values_per_s - (time.monotonic() - last_sent)
+                last_sent = time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            else:
+                await asyncio.sleep(0)
+
+    def publish_aux(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Health and command results: sent when connected, not stored (they are regenerated)."""
+        self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    async def flush(self, timeout: float) -> bool:
+        """Publish what is stored and wait for the acknowledgements (clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._inflight and not self.store.pending_unsent() and not self._dirty:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def stop(self, flush_timeout: float = 0.0) -> None:
+        flushed = True
+        if flush_timeout > 0 and self.connected.is_set():
+            flushed = await self.flush(flush_timeout)
+        self._running = False
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self.connected.is_set():
+            info = self.client.publish(self.topics.state(self.gw.id), self._state(False), qos=1, retain=True)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, 3.0), 4.0)
+            except (TimeoutError, RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        if not flushed:
+            log.warning("shutdown: %d values not acknowledged yet; they stay in the store", self.store.depth)
+
+    def stats(self) -> dict[str, float]:
+        return {"connected": float(self.connected.is_set()), "sent_messages": self.sent_messages,
+                "acked_messages": self.acked_messages, "acked_values": self.acked_values,
+                "refused": self.refused, "connects": self.connects, "inflight": len(self._inflight)}
+
+
+async def _wait(ev: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(ev.wait(), timeout)
+    except TimeoutError:
+        pass
