@@ -1,0 +1,341 @@
+"""DLMS/COSEM driver for СПОДЭС meters over HDLC (RS-485) or the TCP wrapper.
+
+gurux's GXDLMSClient builds every request and parses every answer (it does no
+I/O); this module moves the bytes through the bus Transport, vets each frame
+(hdlc.py) so line damage is a typed FrameError, and turns COSEM values into
+Readings (scaler/unit applied, meter time decoded here, not by gurux).
+
+MeterSpec: address 17 or "1/17" (logical/physical), password = low-level
+security password of the reader client (0x20); no password -> public client
+(0x10, serial and clock only). options: transport "hdlc"|"wrapper" (default:
+wrapper on TCP transports, HDLC otherwise), client (0x10/0x20), timeout (s),
+tz_minutes (meter zone when the meter sends no deviation, default +180),
+wport (wrapper destination, default the logical device).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from askue.drivers.base import Capability, Driver, Kind, MeterIdentity, MeterSpec, Reading, register_driver
+from askue.drivers.dlms import cosem, hdlc
+from askue.drivers.dlms.address import CLIENT_PUBLIC, CLIENT_READER, parse_address
+from askue.drivers.errors import AuthError, DriverError, FrameError, ProtocolError
+from askue.drivers.transport import TcpTransport, Transport
+from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSClient, GXDLMSException, GXReplyData
+from gurux_dlms.enums import Authentication, InterfaceType
+from gurux_dlms.GXDLMSConfirmedServiceError import GXDLMSConfirmedServiceError
+from gurux_dlms.GXDLMSExceptionResponse import GXDLMSExceptionResponse
+from gurux_dlms.objects import (
+    GXDLMSClock,
+    GXDLMSData,
+    GXDLMSDisconnectControl,
+    GXDLMSProfileGeneric,
+    GXDLMSRegister,
+)
+
+log = logging.getLogger("askue.drivers.dlms")
+
+AUTH_DIAGNOSTICS = {11, 12, 13, 14}  # mechanism not recognised/required, authentication failure/required
+MAX_SKIPPED_FRAMES = 8  # frames for other addresses tolerated while waiting for ours
+
+
+@register_driver("dlms")
+class DlmsDriver(Driver):
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({
+        Capability.REGISTERS, Capability.INSTANT, Capability.PROFILE, Capability.EVENTS, Capability.CLOCK,
+        Capability.SET_CLOCK, Capability.RELAY})
+
+    def __init__(self, transport: Transport, meter: MeterSpec):
+        super().__init__(transport, meter)
+        opts: dict[str, Any] = meter.options or {}
+        try:
+            self.logical, self.physical = parse_address(meter.address)
+        except ValueError as e:
+            raise ProtocolError(f"meter {meter.id}: {e}") from None
+        mode = opts.get("transport") or ("wrapper" if isinstance(transport, TcpTransport) else "hdlc")
+        if mode not in ("hdlc", "wrapper"):
+            raise ProtocolError(f"meter {meter.id}: options.transport must be 'hdlc' or 'wrapper', not {mode!r}")
+        self.wrapper = mode == "wrapper"
+        self.client_address = int(opts.get("client", CLIENT_READER if meter.password else CLIENT_PUBLIC))
+        self.timeout = float(opts.get("timeout", 3.0))
+        self.tz = timezone(timedelta(minutes=int(opts.get("tz_minutes", 180))))
+        if self.wrapper:
+            server = int(opts.get("wport", self.logical))
+        else:
+            server = GXDLMSClient.getServerAddress(self.logical, self.physical)
+        auth = Authentication.LOW if self.client_address == CLIENT_READER else Authentication.NONE
+        if auth == Authentication.LOW and not meter.password:
+            raise AuthError(f"meter {meter.id}: the reader client (0x20) needs the meter's password")
+        self.client = GXDLMSClient(True, self.client_address, server, auth,
+                                   meter.password if auth == Authentication.LOW else None,
+                                   InterfaceType.WRAPPER if self.wrapper else InterfaceType.HDLC)
+        self.connected = False
+        self._scalers: dict[str, tuple[int, int]] = {}
+        self._profile: GXDLMSProfileGeneric | None = None
+
+    # ---- byte moving ------------------------------------------------------------------------
+    async def _read_frame(self) -> bytes:
+        t = self.transport
+        if self.wrapper:
+            head = await t.read_exactly(hdlc.WRAPPER_HEADER, self.timeout)
+            try:
+                _src, _dst, n = hdlc.parse_wrapper_header(head)
+            except FrameError:
+                t.discard_input()
+                raise
+            return head + await t.read_exactly(n, self.timeout)
+        skipped = 0
+        while True:  # hunt for the opening flag; line noise before it is dropped
+            b = await t.read_exactly(1, self.timeout)
+            if b[0] == hdlc.FLAG:
+                break
+            skipped += 1
+            if skipped > 2048:
+                raise FrameError("no HDLC flag in 2048 bytes of line noise")
+        fmt = await t.read_exactly(2, self.timeout)
+        while fmt[0] == hdlc.FLAG:  # back-to-back flags
+            fmt = fmt[1:] + await t.read_exactly(1, self.timeout)
+        frame = bytes((hdlc.FLAG,)) + fmt
+        try:
+            total = hdlc.frame_length(frame)
+        except FrameError:
+            t.discard_input()
+            raise
+        assert total is not None
+        frame += await t.read_exactly(total - 3, self.timeout)
+        try:
+            hdlc.parse_frame(frame)
+        except FrameError:
+            t.discard_input()
+            raise
+        return frame
+
+    async def _packet(self, data: bytes | None, reply: GXReplyData) -> None:
+        if data:
+            await self.transport.write(bytes(data))
+        notify = GXReplyData()
+        for _ in range(MAX_SKIPPED_FRAMES):
+            frame = await self._read_frame()
+            try:
+                done = self.client.getData(GXByteBuffer(frame), reply, notify)
+            except (GXDLMSException, GXDLMSExceptionResponse, GXDLMSConfirmedServiceError) as e:
+                raise _typed(e) from e
+            except Exception as e:  # gurux raises bare Exception/ValueError on malformed data
+                raise ProtocolError(f"{self.meter.id}: malformed DLMS answer ({e}): {frame[:40].hex()}") from e
+            if done:
+                if reply.error:
+                    raise _typed(GXDLMSException(reply.error))
+                return
+        raise ProtocolError(f"{self.meter.id}: {MAX_SKIPPED_FRAMES} frames without the answer we asked for")
+
+    async def _request(self, data: Any) -> GXReplyData:
+        """Send a request (one frame or gurux's list of frames) and collect the whole answer,
+        following HDLC segmentation (RR) and GET block transfer (GET-request-next)."""
+        reply = GXReplyData()
+        frames = data if isinstance(data, list) else [data]
+        for frame in frames:
+            reply.clear()
+            await self._packet(frame, reply)
+            while reply.isMoreData():
+                more = None if reply.isStreaming() else self.client.receiverReady(reply)
+                await self._packet(more, reply)
+        return reply
+
+    async def _get(self, obj: Any, attr: int) -> Any:
+        reply = await self._request(self.client.read(obj, attr))
+        return reply.value
+
+    # ---- session ----------------------------------------------------------------------------
+    async def connect(self) -> MeterIdentity:
+        self.transport.discard_input()
+        if not self.wrapper:
+            reply = await self._request(self.client.snrmRequest())
+            try:
+                self.client.parseUAResponse(reply.data)
+            except Exception as e:
+                raise ProtocolError(f"{self.meter.id}: bad UA answer to SNRM: {e}") from e
+        reply = await self._request(self.client.aarqRequest())
+        try:
+            self.client.parseAareResponse(reply.data)
+        except GXDLMSException as e:
+            raise _typed(e) from e
+        except Exception as e:
+            raise ProtocolError(f"{self.meter.id}: bad AARE: {e}") from e
+        self.connected = True
+        serial = await self.read_serial()
+        self.check_identity(serial)
+        return MeterIdentity(serial=serial, model=self.meter.model)
+
+    async def close(self) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        try:
+            if self.client_address != CLIENT_PUBLIC or self.wrapper:
+                await self._request(self.client.releaseRequest())
+            if not self.wrapper:
+                await self._request(self.client.disconnectRequest())
+        except DriverError as e:  # the meter may already have dropped the link
+            log.debug("%s: release/disconnect failed: %s", self.meter.id, e)
+
+    # ---- values -----------------------------------------------------------------------------
+    async def read_serial(self) -> str:
+        value = await self._get(GXDLMSData(cosem.SERIAL_OBIS), 2)
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value).decode("ascii", "replace").strip("\x00 ")
+        if value is None:
+            raise ProtocolError(f"{self.meter.id}: the meter returned no serial number")
+        return str(value).strip()
+
+    async def _scaler_unit(self, obis: str) -> tuple[int, int]:
+        if obis not in self._scalers:
+            value = await self._get(GXDLMSRegister(obis), 3)
+            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+                raise ProtocolError(f"{self.meter.id}: scaler_unit of {obis} is {value!r}, not a structure of two")
+            self._scalers[obis] = (int(value[0]), int(value[1]))
+        return self._scalers[obis]
+
+    async def _register(self, obis: str, kind: Kind, when: datetime) -> Reading | None:
+        try:
+            scaler, unit = await self._scaler_unit(obis)
+            raw = await self._get(GXDLMSRegister(obis), 2)
+        except ProtocolError as e:
+            if getattr(e, "dar", None) in (4, 11):  # object undefined/unavailable on this model
+                return None
+            raise
+        value, name = cosem.scaled(_number(raw, obis), scaler, unit)
+        return Reading(obis, kind, value, name, when)
+
+    async def read_registers(self) -> list[Reading]:
+        when = await self.read_clock()
+        out = []
+        for q in cosem.ENERGY_QUANTITIES:
+            for tariff in cosem.TARIFFS:
+                r = await self._register(cosem.energy_obis(q, tariff), Kind.REGISTER, when)
+                if r is not None:
+                    out.append(r)
+        return out
+
+    async def read_instant(self) -> list[Reading]:
+        when = await self.read_clock()
+        out = []
+        for obis in cosem.INSTANT_OBIS:
+            r = await self._register(obis, Kind.INSTANT, when)
+            if r is not None:
+                out.append(r)
+        return out
+
+    async def read_clock(self) -> datetime:
+        value = await self._get(GXDLMSClock(cosem.CLOCK_OBIS), 2)
+        raw = _octets(value, cosem.CLOCK_OBIS)
+        when = cosem.decode_datetime(raw, self.tz)
+        if when is None:
+            raise ProtocolError(f"{self.meter.id}: the meter clock is not set (all fields unspecified)")
+        return when
+
+    async def set_clock(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise ValueError("set_clock needs an aware datetime")
+        clock = GXDLMSClock(cosem.CLOCK_OBIS)
+        # gurux writes the Blue Book deviation (UTC+3 -> -180); the meter's zone decides local time.
+        clock.time = GXDateTime(when.astimezone(self.tz))
+        await self._request(self.client.write(clock, 2))
+
+    async def relay(self, connect: bool) -> None:
+        dc = GXDLMSDisconnectControl(cosem.DISCONNECT_OBIS)
+        frames = dc.remoteReconnect(self.client) if connect else dc.remoteDisconnect(self.client)
+        await self._request(frames)
+
+    # ---- profile and journals ---------------------------------------------------------------
+    async def _capture_objects(self, obis: str) -> GXDLMSProfileGeneric:
+        pg = GXDLMSProfileGeneric(obis)
+        value = await self._get(pg, 3)
+        self.client.updateValue(pg, 3, value)
+        if not pg.captureObjects:
+            raise ProtocolError(f"{self.meter.id}: profile {obis} has no capture objects")
+        return pg
+
+    async def _rows_by_range(self, pg: GXDLMSProfileGeneric, start: datetime, end: datetime) -> list[list[Any]]:
+        reply = await self._request(self.client.readRowsByRange(
+            pg, GXDateTime(start.astimezone(self.tz)), GXDateTime(end.astimezone(self.tz))))
+        rows = reply.value or []
+        if not isinstance(rows, list):
+            raise ProtocolError(f"{self.meter.id}: profile {pg.logicalName} buffer is {type(rows).__name__}")
+        return rows
+
+    async def read_profile(self, start: datetime, end: datetime) -> list[Reading]:
+        if self._profile is None:
+            self._profile = await self._capture_objects(cosem.LOAD_PROFILE_OBIS)
+        pg = self._profile
+        columns = [(obj.logicalName, obj.objectType, co.attributeIndex) for obj, co in pg.captureObjects]
+        if columns[0][0] != cosem.CLOCK_OBIS:
+            raise ProtocolError(f"{self.meter.id}: load profile's first column is {columns[0][0]}, not the clock")
+        period = await self._get(pg, 4)
+        period_s = int(period) if isinstance(period, int) and period > 0 else None
+        scalers = {}
+        for ln, ot, _attr in columns[1:]:
+            if int(ot) in (cosem.REGISTER, 4, 5):  # register, extended register, demand register
+                scalers[ln] = await self._scaler_unit(ln)
+        # The selective range is inclusive at both ends; the interface wants [start, end).
+        rows = await self._rows_by_range(pg, start, end - timedelta(seconds=1))
+        out = []
+        for row in rows:
+            if not isinstance(row, (list, tuple)) or len(row) != len(columns):
+                raise ProtocolError(f"{self.meter.id}: profile row {row!r} does not match {len(columns)} columns")
+            when = cosem.decode_datetime(_octets(row[0], "profile clock"), self.tz)
+            if when is None or not (start <= when < end):
+                continue
+            for (ln, _ot, _attr), raw in zip(columns[1:], row[1:], strict=True):
+                if ln not in scalers or raw is None:
+                    continue
+                value, unit = cosem.scaled(_number(raw, ln), *scalers[ln])
+                out.append(Reading(ln, Kind.INTERVAL, value, unit, when, period_s))
+        return out
+
+    async def read_events(self, since: datetime | None) -> list[Reading]:
+        now = await self.read_clock()
+        start = since or datetime(2000, 1, 1, tzinfo=UTC)
+        out = []
+        for journal in cosem.JOURNALS:
+            pg = await self._capture_objects(journal)
+            rows = await self._rows_by_range(pg, start, now + timedelta(days=1))
+            for row in rows:
+                if not isinstance(row, (list, tuple)) or len(row) < 2:
+                    raise ProtocolError(f"{self.meter.id}: journal {journal} row {row!r} is not (time, code)")
+                when = cosem.decode_datetime(_octets(row[0], journal), self.tz)
+                if when is None or (since is not None and when < since):
+                    continue
+                out.append(Reading(journal, Kind.EVENT, float(_number(row[1], journal)), "", when))
+        out.sort(key=lambda r: r.meter_time or start)
+        return out
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _typed(e: Exception) -> DriverError:
+    if isinstance(e, GXDLMSException) and getattr(e, "diagnostic", None) is not None:
+        diag = int(e.diagnostic) if not isinstance(e.diagnostic, int) else e.diagnostic
+        if diag in AUTH_DIAGNOSTICS:
+            return AuthError(f"association refused: {e}".replace("\r\n", " "))
+        return ProtocolError(f"association refused: {e}".replace("\r\n", " "))
+    err = ProtocolError(f"meter answered with an error: {e}")
+    code = getattr(e, "errorCode", None)
+    if isinstance(code, int):
+        err.dar = code  # type: ignore[attr-defined]
+        if code == 3:
+            return AuthError(f"access denied (read-write-denied) for this client: {e}")
+    return err
+
+
+def _octets(value: Any, what: str) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise ProtocolError(f"{what}: expected a 12-octet date-time, got {type(value).__name__} {value!r}")
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(f"{what}: expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
