@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -113,7 +114,7 @@ class SimMeter:
         if not self.relay_connected:
             return 0.0
         start = self.epoch + timedelta(seconds=index * self.period_s)
-        rnd = random.Random(hash((self.seed, self.id, index)) & 0xFFFFFFFF)
+        rnd = random.Random(_stable_seed(self.seed, self.id, index))
         shape = DAILY_SHAPE[start.astimezone(self.local_tz).hour] if self.resource == "electricity" else 1.0
         e = self.mean_power * shape * (0.7 + 0.6 * rnd.random()) * self.period_s / 3600
         if self.resource != "electricity" and rnd.random() < 0.35:
@@ -191,7 +192,7 @@ class SimMeter:
     def instant(self, t: datetime | None = None) -> dict[str, float]:
         """Instantaneous values by OBIS (voltage, current, power, frequency) for electricity."""
         t = t or self.now()
-        rnd = random.Random(hash((self.seed, self.id, int(t.timestamp()))) & 0xFFFFFFFF)
+        rnd = random.Random(_stable_seed(self.seed, self.id, int(t.timestamp())))
         n, _ = self._index(t)
         p = self.interval_energy(n) * 3600 / self.period_s if self.relay_connected else 0.0
         u = round(230.0 + rnd.uniform(-4, 4), 1)
@@ -239,6 +240,11 @@ class SimMeter:
     def record(self, kind: str, obis: str, meter_time: datetime | None, value: float) -> None:
         """Keep what was served, so a test can check every served value arrived exactly once."""
         self.served.append((kind, obis, meter_time, value))
+
+
+def _stable_seed(*parts: object) -> int:
+    # hash() of a str changes between processes; the fleet must be reproducible.
+    return zlib.crc32(":".join(map(str, parts)).encode())
 
 
 def _zone_shares(n: int) -> dict[int, float]:
