@@ -1,0 +1,219 @@
+"""`askue demo`: PostgreSQL, mosquitto, a simulated fleet, two gateways and the
+head-end, all local, in one terminal. Data lives in ./.askue/ and is reused by
+the next run; Ctrl-C stops every process the demo started."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from askue.demo.fleet import PLAN, DemoPorts, write_world
+from askue.demo.processes import Supervisor, askue_argv
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", default=".askue", help="where the demo keeps its data (default ./.askue)")
+    p.add_argument("--api-port", type=int, default=8000, help="head-end API port (default 8000)")
+    p.add_argument("--mqtt-port", type=int, default=11883, help="mosquitto port (default 11883)")
+    p.add_argument("--pg-port", type=int, default=55432, help="PostgreSQL port (default 55432)")
+    p.add_argument("--check", action="store_true",
+                   help="start everything, wait until every simulated meter has readings in the API, "
+                        "print a summary and stop (exit 0 on success, 1 otherwise)")
+    p.add_argument("--timeout", type=float, default=120.0, help="with --check: how long to wait (s)")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _api_get(url: str, token: str) -> dict | list:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _headend(config: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(askue_argv("headend", *args, "--config", str(config)), capture_output=True, text=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from askue.devservices.mosquitto import Mosquitto
+    from askue.devservices.postgres import PgCluster
+
+    base = Path(args.dir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o755)
+    ports = DemoPorts(postgres=args.pg_port, mqtt=args.mqtt_port, api=args.api_port)
+    sim_ports = [ports.sim_base + i for i, p in enumerate(PLAN) if p.transport == "tcp"]
+    busy = [p for p in (ports.mqtt, ports.api, *sim_ports) if not _port_free(p)]
+    if busy:
+        _say(f"askue demo: port(s) {', '.join(map(str, busy))} already in use — is another demo running? "
+             "Stop it, or choose other ports (--api-port, --mqtt-port).")
+        return 1
+
+    world = base / "demo"
+    paths = write_world(world, ports)
+    logs = base / "logs"
+    logs.mkdir(exist_ok=True)
+
+    pg = PgCluster(base / "pg", port=ports.postgres)
+    first_run = not pg.initialised
+    if pg.running:
+        _say(f"PostgreSQL already running in {pg.datadir}")
+    else:
+        if not _port_free(ports.postgres):
+            _say(f"askue demo: port {ports.postgres} is in use; choose another with --pg-port")
+            return 1
+        _say(f"{'Creating' if first_run else 'Starting'} PostgreSQL cluster in {pg.datadir} (port {pg.port})")
+        pg.start(fsync=True)
+    if not pg.has_database("askue"):
+        pg.create_database("askue")
+    dsn = pg.dsn("askue")
+
+    headend_cfg = world / "headend.yaml"
+    headend_cfg.write_text(
+        f"dsn: {dsn}\nmqtt_host: 127.0.0.1\nmqtt_port: {ports.mqtt}\napi_host: 127.0.0.1\n"
+        f"api_port: {ports.api}\ntimezone: Europe/Moscow\n", encoding="utf-8"
+    )
+    broker = Mosquitto(base / "mosquitto", port=ports.mqtt, persistence=True)
+    sup = Supervisor()
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        r = _headend(headend_cfg, "migrate")
+        if r.returncode:
+            _say(f"askue demo: migrations failed:\n{r.stdout}{r.stderr}")
+            return 1
+        r = _headend(headend_cfg, "import", str(paths["registry"]))
+        if r.returncode:
+            _say(f"askue demo: registry import failed:\n{r.stdout}{r.stderr}")
+            return 1
+        token = _demo_token(base, headend_cfg)
+
+        _say(f"Starting mosquitto on 127.0.0.1:{ports.mqtt}")
+        broker.start()
+        _say(f"Starting the simulated fleet ({sum(p.count for p in PLAN)} meters on {len(PLAN)} lines)")
+        sup.spawn("simulate", askue_argv("simulate", "--config", str(paths["fleet"])), logs / "simulate.log")
+        time.sleep(1.0)  # ptys and ports must exist before the gateways open them
+        _say(f"Starting the head-end on http://127.0.0.1:{ports.api}")
+        sup.spawn("headend", askue_argv("headend", "run", "--config", str(headend_cfg)), logs / "headend.log")
+        for gw in sorted(k for k in paths if k.startswith("gw-")):
+            _say(f"Starting gateway {gw}")
+            sup.spawn(gw, askue_argv("gateway", "--config", str(paths[gw])), logs / f"{gw}.log")
+
+        _wait_api(ports.api, sup)
+        _summary(ports, token, base, logs, first_run)
+        if args.check:
+            return _check(ports, token, args.timeout, sup)
+        while not stopping:
+            dead = sup.dead()
+            if dead:
+                for c in dead:
+                    _say(f"askue demo: {c.name} stopped unexpectedly (exit {c.proc.returncode}); last log lines:\n"
+                         f"{c.tail()}")
+                return 1
+            time.sleep(1.0)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _say("Stopping: gateways, head-end, simulators, mosquitto, PostgreSQL…")
+        sup.stop_all()
+        broker.stop()
+        pg.stop()
+        _say("Stopped. Data is kept in " + str(base) + " for the next run.")
+
+
+def _demo_token(base: Path, headend_cfg: Path) -> str:
+    tok_file = base / "demo-token"
+    if tok_file.exists():
+        return tok_file.read_text().strip()
+    r = _headend(headend_cfg, "token", "create", "--name", "demo-admin", "--role", "admin")
+    if r.returncode:
+        raise SystemExit(f"askue demo: cannot create the demo API token:\n{r.stdout}{r.stderr}")
+    token = r.stdout.strip().splitlines()[-1].strip()
+    tok_file.write_text(token + "\n")
+    os.chmod(tok_file, 0o600)
+    return token
+
+
+def _wait_api(port: int, sup: Supervisor, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2):
+                return
+        except OSError:
+            dead = sup.dead()
+            if dead:
+                raise SystemExit(f"askue demo: {dead[0].name} exited:\n{dead[0].tail()}") from None
+            time.sleep(0.3)
+    raise SystemExit(f"askue demo: the head-end API did not come up on port {port} in {timeout:.0f} s")
+
+
+def _summary(ports: DemoPorts, token: str, base: Path, logs: Path, first_run: bool) -> None:
+    api = f"http://127.0.0.1:{ports.api}"
+    _say("")
+    _say("askue demo is running" + (" (first run: registry loaded)" if first_run else " (data from earlier runs kept)"))
+    _say(f"  Web and API       {api}/            OpenAPI docs: {api}/docs")
+    _say(f"  API token         {token}")
+    _say(f"                    curl -H 'Authorization: Bearer {token}' {api}/api/v1/meters")
+    _say(f"  PostgreSQL        postgresql://postgres@127.0.0.1:{ports.postgres}/askue")
+    _say(f"  MQTT              127.0.0.1:{ports.mqtt}   mosquitto_sub -p {ports.mqtt} -t 'askue/v1/#' -v")
+    _say(f"  Simulated meters  {sum(p.count for p in PLAN)}: "
+         + ", ".join(f"{p.count} {p.protocol}/{p.resource}" for p in PLAN))
+    _say(f"  Logs              {logs}/")
+    _say(f"  Data              {base}/")
+    _say("Press Ctrl-C to stop everything.")
+    sys.stdout.flush()
+
+
+def _check(ports: DemoPorts, token: str, timeout: float, sup: Supervisor) -> int:
+    """Wait until every meter the fleet serves has readings in the API."""
+    api = f"http://127.0.0.1:{ports.api}/api/v1"
+    expected = {f"{p.key}-{i:03d}" for p in PLAN for i in range(1, p.count + 1)}
+    from askue.demo.fleet import FAULTS
+
+    expected -= {m for m, f in FAULTS.items() if f.get("silent")}
+    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    missing = set(expected)
+    while time.monotonic() < deadline and missing:
+        for m in sorted(missing):
+            try:
+                data = _api_get(f"{api}/meters/{m}/readings?limit=1", token)
+            except OSError:
+                continue
+            if data.get("items"):  # type: ignore[union-attr]
+                missing.discard(m)
+        if missing:
+            time.sleep(2.0)
+    took = time.monotonic() - t0
+    if missing:
+        _say(f"CHECK FAILED: {len(missing)} of {len(expected)} meters without readings after {took:.0f} s: "
+             + ", ".join(sorted(missing)[:20]))
+        return 1
+    _say(f"CHECK OK: all {len(expected)} answering meters have readings in the API ({took:.0f} s)")
+    return 0

@@ -1,0 +1,200 @@
+"""The demo's world: a simulated fleet, the gateways that read it, and the registry
+(organisations, houses, accounts, meters) the head-end loads — all generated from
+one description so they always agree."""
+from __future__ import annotations
+
+import csv
+import random
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Ekaterinburg: houses are spread over a few streets around this point.
+CITY_LAT, CITY_LON = 56.8389, 60.6057
+STREETS = ["ул. Ленина", "ул. Малышева", "ул. Белинского", "ул. Куйбышева", "ул. Мичурина"]
+ORGS = [("uk-sever", "ООО «УК Северная»", "uk"), ("tsj-rassvet", "ТСЖ «Рассвет»", "tsj")]
+
+
+@dataclass(frozen=True)
+class DemoPorts:
+    postgres: int = 55432
+    mqtt: int = 11883
+    api: int = 8000
+    sim_base: int = 15020  # simulator TCP ports start here
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    key: str
+    protocol: str
+    transport: str  # tcp | serial
+    gateway: str
+    count: int
+    resource: str
+    model: str | None = None
+    password: str | None = None
+
+
+# 61 meters on 7 lines, two gateways. Modbus TCP lines stand for RS-485/Ethernet
+# converters with several unit ids behind one port.
+PLAN = [
+    LinePlan("mb-elec", "modbus", "tcp", "gw-01", 24, "electricity", "schneider-iem3255"),
+    LinePlan("mb-heat", "modbus", "tcp", "gw-01", 6, "heat", "aquametro-calec-st"),
+    LinePlan("dlms", "dlms", "tcp", "gw-01", 6, "electricity", password="12345678"),
+    LinePlan("iec", "iec62056_21", "tcp", "gw-02", 6, "electricity", password="777777"),
+    LinePlan("merc", "mercury", "serial", "gw-02", 7, "electricity", password="111111"),
+    LinePlan("mbus-cold", "mbus", "serial", "gw-02", 6, "cold_water"),
+    LinePlan("mbus-hot", "mbus", "serial", "gw-02", 6, "hot_water"),
+]
+
+# A few faults so the abnormal-event list has something to show.
+FAULTS: dict[str, dict[str, Any]] = {
+    "mb-elec-003": {"silent": True},
+    "mb-elec-007": {"reverse_step_after_s": 150, "reverse_step": 40.0},
+    "mb-elec-011": {"crc_error_rate": 0.3},
+    "dlms-002": {"tamper_after_s": 90},
+    "merc-004": {"garbage_rate": 0.2},
+    "iec-005": {"clock_jump_after_s": 60, "clock_jump_s": 600},
+}
+
+MEAN_LOAD = {"electricity": 0.5, "heat": 0.02, "cold_water": 0.012, "hot_water": 0.008}
+
+
+def _meter(plan: LinePlan, i: int) -> dict[str, Any]:
+    mid = f"{plan.key}-{i:03d}"
+    m: dict[str, Any] = {
+        "id": mid,
+        "serial": f"{zlib.crc32(plan.key.encode()) % 90 + 10}{i:06d}",
+        "address": i if plan.protocol != "iec62056_21" else f"{i:03d}",
+        "resource": plan.resource,
+        "mean_power": MEAN_LOAD[plan.resource] * (0.5 + (i % 5) / 4),
+        "history_days": 3,
+        "tariffs": "two_zone" if plan.resource == "electricity" else "single",
+    }
+    if plan.model:
+        m["model"] = plan.model
+    if plan.password:
+        m["password"] = plan.password
+    if mid in FAULTS:
+        m["faults"] = FAULTS[mid]
+    if mid == "mb-elec-019":
+        m["clock_drift_s_per_day"] = 400.0
+    return m
+
+
+def fleet_spec(ports: DemoPorts, tty_dir: Path) -> dict[str, Any]:
+    lines = []
+    port = ports.sim_base
+    for plan in PLAN:
+        line: dict[str, Any] = {"protocol": plan.protocol, "transport": plan.transport,
+                                "meters": [_meter(plan, i) for i in range(1, plan.count + 1)]}
+        if plan.transport == "tcp":
+            line["port"] = port
+            port += 1
+        else:
+            line["pty"] = str(tty_dir / plan.key)
+        lines.append(line)
+    return {"seed": 42, "host": "127.0.0.1", "lines": lines}
+
+
+def gateway_configs(ports: DemoPorts, tty_dir: Path, store_dir: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    port = ports.sim_base
+    for n, plan in enumerate(PLAN):
+        gw = out.setdefault(plan.gateway, {
+            "gateway": {"id": plan.gateway, "health_interval_s": 30},
+            "broker": {"host": "127.0.0.1", "port": ports.mqtt},
+            "store": {"path": str(store_dir / f"{plan.gateway}.db"), "synchronous": "NORMAL"},
+            "metrics": {"port": 9108 + len(out)},
+            "buses": [],
+            "meters": [],
+        })
+        bus_id = f"bus-{plan.key}"
+        if plan.transport == "tcp":
+            gw["buses"].append({"id": bus_id, "type": "tcp", "host": "127.0.0.1", "port": port,
+                                "timeout_s": 1.5})
+            port += 1
+        else:
+            gw["buses"].append({"id": bus_id, "type": "serial", "device": str(tty_dir / plan.key),
+                                "baudrate": 2400 if plan.protocol == "mbus" else 9600, "timeout_s": 1.0,
+                                "inter_frame_gap_s": 0.01})
+        for i in range(1, plan.count + 1):
+            m = _meter(plan, i)
+            entry: dict[str, Any] = {
+                "id": m["id"], "bus": bus_id, "driver": plan.protocol, "address": m["address"],
+                "serial": m["serial"], "resource": plan.resource,
+                "schedules": {"register": "60s", "instant": "30s" if plan.resource == "electricity" else None,
+                              "interval": "30m", "events": "120s" if plan.protocol == "dlms" else None},
+                "timeout_s": 1.0, "retries": 1, "backoff_max_s": 60,
+            }
+            if plan.model:
+                entry["model"] = plan.model
+            if plan.password:
+                entry["password"] = plan.password
+            gw["meters"].append(entry)
+        del n
+    return out
+
+
+def registry_rows() -> list[dict[str, Any]]:
+    """One row per meter: organisation, house, account (flat) and meter, as a УК keeps them."""
+    rnd = random.Random(7)
+    rows: list[dict[str, Any]] = []
+    houses: list[tuple[str, str, str, float, float]] = []
+    for h in range(8):
+        org = ORGS[h % 2]
+        street = STREETS[h % len(STREETS)]
+        houses.append((org[0], f"H{h + 1:02d}", f"г. Екатеринбург, {street}, д. {10 + h * 3}",
+                       CITY_LAT + rnd.uniform(-0.02, 0.02), CITY_LON + rnd.uniform(-0.03, 0.03)))
+    k = 0
+    for plan in PLAN:
+        for i in range(1, plan.count + 1):
+            m = _meter(plan, i)
+            org_code, house_code, address, lat, lon = houses[k % len(houses)]
+            flat = 1 + k // len(houses)
+            balance = plan.key == "mb-heat" and i <= 2  # house heat meters are ОДПУ
+            rows.append({
+                "organisation_code": org_code,
+                "organisation_name": dict((o[0], o[1]) for o in ORGS)[org_code],
+                "house_code": house_code,
+                "house_address": address,
+                "house_lat": f"{lat:.6f}",
+                "house_lon": f"{lon:.6f}",
+                "account": "" if balance else f"{house_code}-{flat:03d}",
+                "subscriber": "" if balance else f"Абонент кв. {flat}",
+                "meter_code": m["id"],
+                "serial": m["serial"],
+                "model": plan.model or plan.protocol,
+                "resource": plan.resource,
+                "digits": 6,
+                "multiplier": 1,
+                "balance": "yes" if balance else "no",
+                "installed_at": "2024-03-01",
+                "verification_next": "2026-12-10" if i == 2 else "2032-03-01",
+                "gateway": plan.gateway,
+            })
+            k += 1
+    return rows
+
+
+def write_world(base: Path, ports: DemoPorts) -> dict[str, Path]:
+    """Write fleet.yaml, gateway-*.yaml and registry.csv under base; return their paths."""
+    base.mkdir(parents=True, exist_ok=True)
+    tty_dir, store_dir = base / "tty", base / "gateway-store"
+    tty_dir.mkdir(exist_ok=True)
+    store_dir.mkdir(exist_ok=True)
+    paths = {"fleet": base / "fleet.yaml", "registry": base / "registry.csv"}
+    paths["fleet"].write_text(yaml.safe_dump(fleet_spec(ports, tty_dir), allow_unicode=True, sort_keys=False))
+    for gw, cfg in gateway_configs(ports, tty_dir, store_dir).items():
+        p = base / f"{gw}.yaml"
+        p.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+        paths[gw] = p
+    rows = registry_rows()
+    with paths["registry"].open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return paths
