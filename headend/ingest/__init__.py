@@ -1,0 +1,1 @@
+"""MQTT → PostgreSQL ingest: decode, batch, COPY into staging, merge idempotently."""

@@ -1,0 +1,209 @@
+"""aiomqtt consumer: MQTT 5 shared subscriptions → batches → one DB transaction → PUBACK.
+
+Messages are acknowledged by hand (paho's manual ack under aiomqtt) only after
+the transaction holding them committed, so a crash between receipt and commit
+makes the broker deliver them again; the idempotent merge makes that harmless.
+A payload that fails validation is stored whole in `dead_letters` (in the same
+transaction) and acknowledged; the worker goes on.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiomqtt
+import msgspec
+import psycopg
+from askue.contract import PayloadError, Topics, decode_data, decode_health, decode_state
+from askue.headend.config import Settings
+from askue.headend.ingest import merge
+from askue.headend.ingest.batch import Pending
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+# errors that say "this data cannot be stored" rather than "the database is away"
+_DATA_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    values: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    inserted: int = 0
+    last_commit: datetime | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _classify(topics: Topics, topic: str, payload: bytes, pending: Pending) -> None:
+    now = datetime.now(UTC)
+    try:
+        gw, kind = topics.parse(topic)
+    except ValueError as e:
+        pending.dead.append((topic, None, payload, str(e)))
+        return
+    pending.seen[gw] = now
+    try:
+        if kind == "data":
+            msg = decode_data(payload)
+        elif kind == "state":
+            msg = decode_state(payload)
+        elif kind == "health":
+            msg = decode_health(payload)
+        else:
+            raise PayloadError(f"topic kind {kind!r} is not ingested by the head-end")
+    except PayloadError as e:
+        pending.dead.append((topic, gw, payload, str(e)))
+        return
+    if msg.gateway_id != gw:
+        pending.dead.append((topic, gw, payload, f"gateway_id {msg.gateway_id!r} in the payload differs from "
+                                                  f"the topic's {gw!r}"))
+        return
+    if kind == "data":
+        pending.data.append(msg)
+        pending.n_values += len(msg.values)
+    elif kind == "state":
+        pending.states.append(msg)
+    else:
+        pending.healths.append(msg)
+
+
+def _tls_context(s: Settings) -> ssl.SSLContext | None:
+    if not s.mqtt_tls:
+        return None
+    ctx = ssl.create_default_context(cafile=s.mqtt_ca_file)
+    if s.mqtt_cert_file:
+        ctx.load_cert_chain(s.mqtt_cert_file, s.mqtt_key_file)
+    return ctx
+
+
+class Consumer:
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, ctx: merge.MergeContext) -> None:
+        self.s = settings
+        self.pool = pool
+        self.ctx = ctx
+        self.topics = Topics(settings.mqtt_root)
+        self.stats = IngestStats()
+        self.client_id = settings.mqtt_client_id or f"askue-headend-{socket.gethostname()}-{os.getpid()}"
+
+    def _client(self) -> aiomqtt.Client:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 86400  # keep unacked messages for us across a restart
+        props.ReceiveMaximum = self.s.receive_maximum  # in-flight QoS 1 messages the broker may send us
+        client = aiomqtt.Client(
+            self.s.mqtt_host, self.s.mqtt_port, identifier=self.client_id,
+            username=self.s.mqtt_username, password=self.s.mqtt_password,
+            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+            tls_context=_tls_context(self.s), max_queued_incoming_messages=0,
+        )
+        # aiomqtt 2.5 has no manual-ack switch of its own; paho's is on the wrapped client
+        client._client.manual_ack_set(True)
+        return client
+
+    async def run(self) -> None:
+        """Consume until cancelled; reconnects to the broker and retries the database."""
+        delay = 0.5
+        while True:
+            try:
+                async with self._client() as client:
+                    for kind in ("data", "state", "health"):
+                        await client.subscribe(self.topics.shared(self.s.mqtt_group, kind), qos=1)
+                    log.info("ingest %s subscribed to %s", self.client_id,
+                             self.topics.shared(self.s.mqtt_group, "data").replace("/data", "/{data,state,health}"))
+                    self.stats.connected.set()
+                    delay = 0.5
+                    await self._consume(client)
+            except aiomqtt.MqttError as e:
+                self.stats.connected.clear()
+                log.warning("MQTT connection to %s:%s lost (%s); retrying in %.1fs",
+                            self.s.mqtt_host, self.s.mqtt_port, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+
+        async def reader() -> None:
+            async for m in client.messages:
+                queue.put_nowait(m)
+
+        reader_task = asyncio.create_task(reader())
+        try:
+            while True:
+                first = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({first, reader_task}, return_when=asyncio.FIRST_COMPLETED)
+                if reader_task in done:
+                    first.cancel()
+                    reader_task.result()  # re-raises the MqttError that ended the reader
+                    return
+                pending = Pending()
+                self._add(client, first.result(), pending)
+                deadline = asyncio.get_running_loop().time() + self.s.batch_linger_s
+                while pending.n_values < self.s.batch_values:
+                    timeout = deadline - asyncio.get_running_loop().time()
+                    if queue.empty() and timeout <= 0:
+                        break
+                    try:
+                        m = queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), timeout)
+                    except TimeoutError:
+                        break
+                    self._add(client, m, pending)
+                await self._commit(pending)
+        finally:
+            reader_task.cancel()
+
+    def _add(self, client: aiomqtt.Client, m: aiomqtt.Message, pending: Pending) -> None:
+        payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
+        _classify(self.topics, m.topic.value, bytes(payload), pending)
+        self.stats.messages += 1
+        if m.qos > 0:
+            paho, mid, qos = client._client, m.mid, m.qos
+            pending.acks.append(lambda: paho.ack(mid, qos))
+
+    async def _commit(self, pending: Pending) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    try:
+                        batch = await merge.write(conn, self.ctx, pending)
+                    except _DATA_ERRORS as e:
+                        log.warning("batch refused by the database (%s); writing its messages one by one", e)
+                        await self._write_singly(conn, pending)
+                        batch = None
+                break
+            except psycopg.OperationalError as e:
+                log.warning("database unavailable (%s); batch of %d messages kept unacknowledged, retry in %.1fs",
+                            e, len(pending), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        for ack in pending.acks:
+            ack()
+        self.stats.batches += 1
+        self.stats.values += pending.n_values
+        self.stats.dead_letters += len(pending.dead)
+        self.stats.inserted += len(batch.rows) if batch else 0
+        self.stats.last_commit = datetime.now(UTC)
+
+    async def _write_singly(self, conn: psycopg.AsyncConnection, pending: Pending) -> None:
+        """Isolate the message the database refuses: it goes to dead letters, the rest are stored."""
+        for msg in pending.data:
+            one = Pending(data=[msg], seen={msg.gateway_id: pending.seen.get(msg.gateway_id, datetime.now(UTC))},
+                          n_values=len(msg.values))
+            try:
+                await merge.write(conn, self.ctx, one)
+            except _DATA_ERRORS as e:
+                pending.dead.append((self.topics.data(msg.gateway_id), msg.gateway_id,
+                                     msgspec.json.encode(msg), f"database refused the payload: {e}"))
+        rest = Pending(states=pending.states, healths=pending.healths, dead=pending.dead,
+                       seen=pending.seen)
+        await merge.write(conn, self.ctx, rest)
