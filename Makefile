@@ -32,7 +32,7 @@ test: deps venv
 	bash scripts/run-tests.sh
 
 bench: deps venv
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH)
 
 lint: venv
 	$(VENV)/bin/ruff check .
