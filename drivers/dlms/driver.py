@@ -64,7 +64,8 @@ class DlmsDriver(Driver):
         if self.wrapper:
             server = int(opts.get("wport", self.logical))
         else:
-            server = GXDLMSClient.getServerAddress(self.logical, self.physical)
+            server = (self.logical if self.physical is None
+                      else GXDLMSClient.getServerAddress(self.logical, self.physical))
         auth = Authentication.LOW if self.client_address == CLIENT_READER else Authentication.NONE
         if auth == Authentication.LOW and not meter.password:
             raise AuthError(f"meter {meter.id}: the reader client (0x20) needs the meter's password")
@@ -74,6 +75,7 @@ class DlmsDriver(Driver):
         self.connected = False
         self._scalers: dict[str, tuple[int, int]] = {}
         self._profile: GXDLMSProfileGeneric | None = None
+        self._journals: dict[str, GXDLMSProfileGeneric] = {}
 
     # ---- byte moving ------------------------------------------------------------------------
     async def _read_frame(self) -> bytes:
@@ -173,8 +175,7 @@ class DlmsDriver(Driver):
             return
         self.connected = False
         try:
-            if self.client_address != CLIENT_PUBLIC or self.wrapper:
-                await self._request(self.client.releaseRequest())
+            await self._request(self.client.releaseRequest())
             if not self.wrapper:
                 await self._request(self.client.disconnectRequest())
         except DriverError as e:  # the meter may already have dropped the link
@@ -299,7 +300,9 @@ class DlmsDriver(Driver):
         start = since or datetime(2000, 1, 1, tzinfo=UTC)
         out = []
         for journal in cosem.JOURNALS:
-            pg = await self._capture_objects(journal)
+            if journal not in self._journals:
+                self._journals[journal] = await self._capture_objects(journal)
+            pg = self._journals[journal]
             rows = await self._rows_by_range(pg, start, now + timedelta(days=1))
             for row in rows:
                 if not isinstance(row, (list, tuple)) or len(row) < 2:

@@ -497,10 +497,10 @@ class HdlcSession:
 
     MAX_BUFFER = 8192
 
-    def __init__(self, meters: Mapping[tuple[int, int], SimMeter]):
+    def __init__(self, meters: Mapping[tuple[int, int | None], SimMeter]):
         self.meters = dict(meters)
         self.servers = {addr: CosemServer(m) for addr, m in self.meters.items()}
-        self.links: dict[tuple[tuple[int, int], bytes], _Link] = {}
+        self.links: dict[tuple[tuple[int, int | None], bytes], _Link] = {}
         self.buf = bytearray()
 
     def feed(self, data: bytes) -> list[Reply]:
@@ -542,7 +542,7 @@ class HdlcSession:
             client = hdlc.decode_client_address(f.src)
         except FrameError:
             return None
-        addr = (logical, physical if physical is not None else -1)
+        addr = (logical, physical)
         meter = self.meters.get(addr)
         if meter is None:
             return None  # another meter's frame (or a broadcast we do not answer)
