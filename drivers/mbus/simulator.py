@@ -1,0 +1,155 @@
+"""M-Bus slave simulator: cold/hot water and heat meters behind primary addresses 0..250.
+
+Answers SND_NKE with ACK and REQ_UD2 with an RSP_UD long frame (CI 0x72) holding: fabrication
+number, date/time (type F, local time), volume, volume flow and, for hot water, the flow
+temperature; heat meters add energy (MJ), power, flow/return temperatures and their
+difference. Damaged requests, unknown addresses and the 0xFF broadcast get no answer;
+0xFE gets one when a single meter is on the line.
+
+The heat meter's hydraulics are derived from its energy (SimMeter models one quantity per
+meter): temperatures come from options flow_temp/return_temp (defaults 70/45 °C) and the
+volume is energy / (dT x 4.186 MJ/(m3 K)). Every value served is recorded under the OBIS code
+the driver maps it to (drivers/mbus/obis.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from askue.drivers.errors import FrameError
+from askue.drivers.mbus import frames as f
+from askue.drivers.sim.line import Reply, SessionFactory
+from askue.drivers.sim.meter import SimMeter
+
+MEDIUM_BY_RESOURCE = {"cold_water": 0x16, "hot_water": 0x06, "heat": 0x04}
+_WATER_HEAT_GJ_PER_M3K = 0.004186
+
+
+def numeric_serial(serial: str) -> str:
+    """An 8-digit identification number; a replaced meter (SimMeter suffix) gets the next one."""
+    digits = "".join(c for c in serial if c.isdigit())[-8:] or "0"
+    n = int(digits)
+    if digits != serial:
+        n = (n + 1) % 10**8
+    return f"{n:08d}"
+
+
+class MBusSession:
+    def __init__(self, meters: Mapping[int, SimMeter]):
+        self.meters = dict(meters)
+        self.access: dict[int, int] = {}
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Reply]:
+        self.buf += data
+        out: list[Reply] = []
+        while self.buf:
+            try:
+                n = f.frame_length(bytes(self.buf[:4]))
+            except FrameError:
+                del self.buf[0]  # resynchronise on the next start character
+                continue
+            if n is None or len(self.buf) < n:
+                break
+            frame = bytes(self.buf[:n])
+            del self.buf[:n]
+            try:
+                fr = f.parse_frame(frame)
+            except FrameError:
+                continue  # a slave does not answer a damaged frame
+            reply = self._handle(fr)
+            if reply is not None:
+                out.append(reply)
+        return out
+
+    def _handle(self, fr: f.Frame) -> Reply | None:
+        if fr.kind != "short":
+            return None  # SND_UD (long frames from the master) is not simulated
+        if fr.a == f.BROADCAST_REPLY:
+            if len(self.meters) != 1:
+                return None
+            addr = next(iter(self.meters))
+        elif fr.a in self.meters:
+            addr = fr.a
+        else:
+            return None
+        meter = self.meters[addr]
+        if fr.c == f.C_SND_NKE:
+            return Reply(meter, bytes([f.ACK]))
+        if fr.c & ~f.FCB == f.C_REQ_UD2:
+            frame = self._rsp_ud(addr, meter)
+            return Reply(meter, frame, checksum_at=len(frame) - 2)
+        return None
+
+    def _rsp_ud(self, addr: int, meter: SimMeter) -> bytes:
+        self.access[addr] = (self.access.get(addr, -1) + 1) & 0xFF
+        t = meter.now()
+        mt = meter.clock(t)
+        local = mt.astimezone(meter.local_tz).replace(tzinfo=None, second=0, microsecond=0)
+        # The type F record has minute resolution: the value is stamped with what the meter sends.
+        stamp = local.replace(tzinfo=meter.local_tz)
+        serial = numeric_serial(meter.current_serial(t))
+        register = meter.registers(t)[0]
+        rate = meter.instant(t)["1.0.1.7.0.255"]  # resource units per hour
+        medium = MEDIUM_BY_RESOURCE[meter.resource]
+        opts = meter.options
+        recs = bytearray(f.encode_bcd8(f.VIF_FABRICATION, serial))
+        recs += bytes([f.DIF_INT32, f.VIF_DATETIME_F]) + f.encode_datetime_f(local)
+
+        def served(obis: str, kind: str, value: float) -> None:
+            meter.record(kind, obis, stamp, value)
+
+        if meter.resource in ("cold_water", "hot_water"):
+            media = 8 if meter.resource == "cold_water" else 9
+            litres, lph = round(register * 1000), round(rate * 1000)
+            recs += f.encode_int(f.DIF_INT32, f.VIF_VOLUME_L, litres)
+            recs += f.encode_int(f.DIF_INT32, f.VIF_FLOW_LH, lph)
+            served(f"{media}.0.1.0.0.255", "register", litres / 1000)
+            served(f"{media}.0.2.0.0.255", "instant", lph / 1000)
+            if media == 9:
+                temp = round(float(opts.get("flow_temp", 60.0)) * 100)
+                recs += f.encode_int(f.DIF_INT16, f.VIF_FLOW_TEMP, temp)
+                served("9.0.3.0.0.255", "instant", temp / 100)
+        else:
+            t_flow = round(float(opts.get("flow_temp", 70.0)) * 100)
+            t_ret = round(float(opts.get("return_temp", 45.0)) * 100)
+            dt = max(t_flow - t_ret, 1)
+            mj = round(register * 1000)  # GJ with 3 decimals -> whole MJ
+            litres = round(register / (dt / 100 * _WATER_HEAT_GJ_PER_M3K) * 1000)
+            watts = round(rate * 1e9 / 3600)
+            lph = round(rate / (dt / 100 * _WATER_HEAT_GJ_PER_M3K) * 1000)
+            recs += f.encode_int(f.DIF_INT32, f.VIF_ENERGY_MJ, mj)
+            recs += f.encode_int(f.DIF_INT32, f.VIF_VOLUME_L, litres)
+            recs += f.encode_int(f.DIF_INT32, f.VIF_POWER_W, watts)
+            recs += f.encode_int(f.DIF_INT32, f.VIF_FLOW_LH, lph)
+            recs += f.encode_int(f.DIF_INT16, f.VIF_FLOW_TEMP, t_flow)
+            recs += f.encode_int(f.DIF_INT16, f.VIF_RETURN_TEMP, t_ret)
+            recs += f.encode_int(f.DIF_INT16, f.VIF_TEMP_DIFF, t_flow - t_ret)
+            served("6.0.1.0.0.255", "register", mj / 1000)
+            served("6.0.2.0.0.255", "register", litres / 1000)
+            served("6.0.8.0.0.255", "instant", watts / 1000)
+            served("6.0.9.0.0.255", "instant", lph / 1000)
+            served("6.0.10.0.0.255", "instant", t_flow / 100)
+            served("6.0.11.0.0.255", "instant", t_ret / 100)
+            served("6.0.12.0.0.255", "instant", (t_flow - t_ret) / 100)
+        header = f.Header(serial, str(opts.get("manufacturer", "ASK")), int(opts.get("version", 1)), medium,
+                          self.access[addr], 0)
+        return f.long_frame(f.C_RSP_UD, addr, f.CI_RSP_UD_LONG, f.encode_header(header) + bytes(recs))
+
+
+def make_session_factory(meters: Mapping[int | str, SimMeter], *,
+                         transport: Literal["tcp", "serial"] = "serial") -> SessionFactory:
+    """Sessions for M-Bus slaves keyed by primary address (0..250). M-Bus over TCP is the same
+    byte stream through a transparent gateway, so both transports frame alike."""
+    if transport not in ("tcp", "serial"):
+        raise ValueError(f"transport must be 'tcp' or 'serial', got {transport!r}")
+    table: dict[int, SimMeter] = {}
+    for a, m in meters.items():
+        addr = int(a)
+        if not 0 <= addr <= f.MAX_PRIMARY:
+            raise ValueError(f"M-Bus primary address must be 0..{f.MAX_PRIMARY}, got {a!r} for meter {m.id}")
+        if m.resource not in MEDIUM_BY_RESOURCE:
+            raise ValueError(f"M-Bus simulator serves {', '.join(MEDIUM_BY_RESOURCE)} meters, "
+                             f"meter {m.id} is {m.resource!r}")
+        table[addr] = m
+    return lambda: MBusSession(table)
