@@ -124,7 +124,7 @@ class MeterState:
 
 def meter_spec(m: MeterSection, timeout_s: float) -> MeterSpec:
     opts = dict(m.options)
-    opts.setdefault("timeout_s", timeout_s)
+    opts.setdefault("timeout", timeout_s)  # the drivers' option name
     opts.setdefault("resource", m.resource)
     return MeterSpec(id=m.id, driver=m.driver, address=m.address, serial=m.serial, model=m.model,
                      password=m.password, options=opts)
@@ -216,9 +216,12 @@ class BusWorker:
                 t0 = time.monotonic()
                 try:
                     result = await self._run_job(lane, transport, state, job)
-                except Exception as e:  # noqa: BLE001 - typed below; a lane must never die
+                except Exception as e:  # noqa: BLE001 - a lane must never die
                     if job.future and not job.future.done():
                         job.future.set_exception(e)
+                    elif not isinstance(e, DriverError):
+                        log.exception("meter %s bus %s: %s failed unexpectedly", job.meter_id, self.bus.id,
+                                      job.kind)
                 else:
                     if job.future and not job.future.done():
                         job.future.set_result(result)
@@ -252,7 +255,11 @@ class BusWorker:
 
     async def _run_job(self, lane: int, transport: Transport, state: MeterState, job: Job) -> Any:
         m = state.cfg
-        drv = self._driver(lane, transport, m)
+        try:
+            drv = self._driver(lane, transport, m)
+        except DriverError as e:  # the driver refuses this meter's settings (model, address, options)
+            self._failed(state, e, job, backoff_s=m.backoff_max_s)
+            raise
         attempts = 1 + m.retries
         # A hard ceiling in case a driver loops: every request it makes has its own timeout.
         ceiling = self.timeout_of(m) * 20 + 5

@@ -128,7 +128,7 @@ class Publisher:
                      self.broker.host, self.broker.port, detail, len(self._inflight))
             self.connected.set()
         else:
-            if self.connected.is_set():
+            if self.connected.is_set() and self._running:
                 log.warning("mqtt connection to %s:%s lost: %s; values stay in the store",
                             self.broker.host, self.broker.port, detail)
             self.last_error = f"disconnected: {detail}"
