@@ -53,6 +53,10 @@ class Iec62056Driver(Driver):
         self.initial_baud = int(o.get("initial_baud", 300))
         self.max_baud = int(o.get("max_baud", 9600))
         self.baud_switch = bool(o.get("baud_switch", True))
+        for what, baud in (("initial_baud", self.initial_baud), ("max_baud", self.max_baud)):
+            if baud not in f.BAUD_CODES:
+                raise ValueError(f"meter {meter.id}: {what} {baud} is not a mode C rate; "
+                                 f"use one of {sorted(f.BAUD_CODES)}")
         self.timeout = float(o.get("timeout", 1.5))
         self.tz = local_tz(int(o.get("tz_offset_min", 180)))
         self.address = "" if meter.address is None else str(meter.address)
@@ -60,6 +64,7 @@ class Iec62056Driver(Driver):
         self.ident: f.Identification | None = None
         self.authenticated = False
         self._open = False
+        self._baud = self.initial_baud
 
     # ---- line -------------------------------------------------------------------------
     def _settings(self, baud: int) -> SerialSettings:
@@ -95,8 +100,17 @@ class Iec62056Driver(Driver):
 
     # ---- session ----------------------------------------------------------------------
     async def connect(self) -> MeterIdentity:
+        try:
+            return await self._connect()
+        except Exception:
+            # Leave no meter in programming mode and no port at the switched rate.
+            await self.close()
+            raise
+
+    async def _connect(self) -> MeterIdentity:
         self.authenticated = False
         await self.transport.set_serial(self._settings(self.initial_baud))
+        self._baud = self.initial_baud
         await self.transport.ensure_open()
         line = await self._exchange(f.sign_on(self.address), "identification")
         self.ident = ident = f.parse_identification(line)
@@ -106,11 +120,12 @@ class Iec62056Driver(Driver):
             raise ProtocolError(str(e.args[0])) from None
         baud = min(ident.baud, self.max_baud) if self.baud_switch else self.initial_baud
         await self._send(f.option_select(baud, f.Mode.PROGRAMMING))
+        self._open = True
         if baud != self.initial_baud and isinstance(self.transport, SerialTransport):
             # The ACK must leave the wire at the old rate before the port switches.
             await asyncio.sleep(6 * 10 / self.initial_baud + 0.02)
             await self.transport.set_serial(self._settings(baud))
-        self._open = True
+            self._baud = baud
         p0 = await self._receive("P0 operand")
         cmd, _ = f.operand(p0, model.bcc)
         if cmd != "P0":
@@ -143,10 +158,11 @@ class Iec62056Driver(Driver):
         try:
             await self._send(f.break_(self.model.bcc))
         except MeterTimeout:
-            return
-        if isinstance(self.transport, SerialTransport):
-            await asyncio.sleep(5 * 10 / self.max_baud + 0.02)
+            return  # the line is gone; the meter ends the session on its inactivity timer
+        if isinstance(self.transport, SerialTransport) and self._baud != self.initial_baud:
+            await asyncio.sleep(5 * 10 / self._baud + 0.02)  # let the break leave at the session rate
             await self.transport.set_serial(self._settings(self.initial_baud))
+            self._baud = self.initial_baud
 
     def _need(self) -> Model:
         if not self._open or self.model is None:

@@ -105,6 +105,24 @@ async def test_pty_7e1_in_software_with_baud_switch(tmp_path):
     assert arrived(regs) == pytest.approx(served(m, "register"))
 
 
+async def test_hardware_parity_configures_the_port_7e1(tmp_path):
+    async with pty_line({"141628345": sim_meter()}, tmp_path) as t:
+        d = Driver(t, spec(parity="hardware"))
+        assert d._settings(300) == SerialSettings(300, 7, "E", 1)
+        with pytest.raises(MeterTimeout, match="cannot"):  # a pty refuses 7E1: a typed error, not a crash
+            await d.connect()
+
+
+async def test_failed_login_ends_the_session_and_restores_the_rate(tmp_path):
+    m = sim_meter(password="123456")
+    async with pty_line({"141628345": m}, tmp_path) as t:
+        with pytest.raises(AuthError):
+            await Driver(t, spec(password="000001", parity="software")).connect()
+        assert t.settings.baudrate == 300
+        # the next session starts at the sign-on rate and works at once
+        assert (await Driver(t, spec(password="123456", parity="software")).connect()).serial == "009114135"
+
+
 async def test_pty_two_meters_on_one_bus(tmp_path):
     a, b = sim_meter("ce102m", "101", "S101"), sim_meter("ce303", "202", "S202")
     async with pty_line({"101": a, "202": b}, tmp_path) as t:
@@ -239,9 +257,11 @@ async def test_reads_without_session_are_protocol_errors():
         await d.read_registers()
 
 
-def test_bad_parity_option_is_a_clear_error():
+def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="parity must be"):
         Driver(TcpTransport("127.0.0.1", 9), spec(parity="odd"))
+    with pytest.raises(ValueError, match="not a mode C rate"):
+        Driver(TcpTransport("127.0.0.1", 9), spec(max_baud=115200))
 
 
 # ---- the captured СЕ102М session, replayed ----------------------------------------------
