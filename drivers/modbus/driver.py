@@ -139,7 +139,12 @@ class ModbusDriver(Driver):
 
     async def _read_spans(self, spans: list[tuple[int, int]]) -> dict[int, int]:
         regs: dict[int, int] = {}
-        for block in plan(spans, self.max_gap, self.max_registers):
+        blocks = plan(spans, self.max_gap, self.max_registers)
+        c = self.map.clock
+        if c:
+            # the clock first: the values that follow are stamped with the time read just before them
+            blocks.sort(key=lambda b: not b.covers(c.address, c.count))
+        for block in blocks:
             values = await self.read_block(self.map.function, block)
             regs.update(zip(range(block.start, block.end), values, strict=True))
         return regs

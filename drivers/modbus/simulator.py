@@ -138,6 +138,7 @@ class ModbusSimSession:
         self.framer = FramerSocket(decoder) if framing == "tcp" else FramerRTU(decoder)
         self.decoder = decoder
         self.buf = b""
+        self.last_clock: dict[int, datetime | None] = {}
 
     def feed(self, data: bytes) -> list[Reply]:
         self.buf += data
@@ -202,9 +203,15 @@ class ModbusSimSession:
         image = MeterImage(meter, rmap, t)
         if start + count > 0x10000 or any(a not in image.words for a in range(start, start + count)):
             return self._exception(unit, tid, fc, ILLEGAL_DATA_ADDRESS, meter)
+        c = rmap.clock
+        if c and start <= c.address and c.address + c.count <= start + count:
+            self.last_clock[unit] = image.meter_time
+        # A reader stamps values with the clock it read last in this session (askue's driver
+        # reads it first), so that is the meter time recorded with them.
+        meter_time = self.last_clock.get(unit, image.meter_time)
         for f, value in image.served:
             if start <= f.address and f.address + f.count <= start + count:
-                meter.record(f.kind, f.obis, image.meter_time, value)
+                meter.record(f.kind, f.obis, meter_time, value)
         cls = ReadHoldingRegistersResponse if fc == 3 else ReadInputRegistersResponse
         words = [image.words[a] for a in range(start, start + count)]
         return self._reply(meter, self._frame(cls(registers=words), unit, tid))
