@@ -276,3 +276,14 @@ def test_fuzz_simulator_never_raises(data):
 def test_truncated_answers_are_frame_errors(n):
     with pytest.raises(FrameError):
         f.parse_answer(CE301_ET0PE[:n], "ET0PE", SUM7)
+
+
+def test_simulator_data_readout_mode():
+    m, s = _sim("neva-mt1", "9", password="00000000")
+    s.feed(b"/?9!\r\n")
+    [r] = s.feed(b"\x06050\r\n")  # mode 0: data readout, no password needed
+    sets = f.parse_readout(r.data, XOR)
+    names = [d.name for d in sets]
+    assert names[0] == "600100FF" and sets[0].value == "141628345"
+    assert names.count("0F0880FF") == 5 and names[-2:] == ["000902FF", "000901FF"]
+    assert s.feed(NEVA_REQ_A) == []  # the readout ends the session
