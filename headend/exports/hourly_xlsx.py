@@ -1,0 +1,200 @@
+"""Hourly profile xlsx as the legal-entity customer cabinet takes it (seed manual §5.3.1):
+column A holds the hour intervals «00-01» … «23-24», row 1 the dates of the month,
+the values (kWh per hour) at the intersections. One sheet per meter and month.
+"""
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from .errors import Collector, ExportFormatError, Issue
+from .values import parse_decimal
+
+FORMAT = "hourly xlsx"
+HOURS = [f"{h:02d}-{h + 1:02d}" for h in range(24)]
+CORNER = "Время"
+MAX_BYTES = 20 * 1024 * 1024
+_DATE_TEXT = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
+
+
+@dataclass
+class HourlyProfile:
+    """Hourly values of one meter for one month; (day, hour 0..23) -> value, or absent."""
+
+    month: date  # first day of the month
+    values: dict[tuple[date, int], Decimal] = field(default_factory=dict)
+    title: str = ""  # sheet name: the meter number
+
+    def days(self) -> list[date]:
+        return month_days(self.month)
+
+
+def month_days(month: date) -> list[date]:
+    first = month.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return [first + timedelta(days=i) for i in range((nxt - first).days)]
+
+
+def column_letter(n: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(n)
+
+
+def write_hourly_xlsx(profiles: list[HourlyProfile]) -> bytes:
+    """One sheet per profile. Missing hours are left empty, never written as 0."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    used: set[str] = set()
+    for prof in profiles:
+        title = _sheet_title(prof.title or f"{prof.month:%Y-%m}", used)
+        ws = wb.create_sheet(title)
+        ws.cell(row=1, column=1, value=CORNER).font = Font(bold=True)
+        for ci, d in enumerate(prof.days(), start=2):
+            c = ws.cell(row=1, column=ci, value=d)
+            c.number_format = "DD.MM.YYYY"
+            c.font = Font(bold=True)
+            c.alignment = Alignment(horizontal="center")
+            ws.column_dimensions[column_letter(ci)].width = 12
+        for h, label in enumerate(HOURS):
+            ws.cell(row=h + 2, column=1, value=label)
+            for ci, d in enumerate(prof.days(), start=2):
+                v = prof.values.get((d, h))
+                if v is not None:
+                    cell = ws.cell(row=h + 2, column=ci, value=float(v))
+                    cell.number_format = "0.000"
+        ws.freeze_panes = "B2"
+    if not profiles:
+        wb.create_sheet("empty")
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _sheet_title(title: str, used: set[str]) -> str:
+    clean = re.sub(r"[\[\]:*?/\\]", "_", title)[:31] or "sheet"
+    base, n = clean, 2
+    while clean in used:
+        suffix = f"~{n}"
+        clean, n = base[: 31 - len(suffix)] + suffix, n + 1
+    used.add(clean)
+    return clean
+
+
+def open_workbook(data: bytes, fmt: str):
+    """openpyxl workbook from bytes, or ExportFormatError saying why not."""
+    from openpyxl import load_workbook
+
+    if len(data) > MAX_BYTES:
+        raise ExportFormatError(fmt, [_i("file", f"{len(data)} bytes is too large", "split the file")])
+    if not data.startswith(b"PK"):
+        hint = "save it as .xlsx (Excel 2007+), not .xls or CSV" if data[:4] != b"\xd0\xcf\x11\xe0" else \
+            "this is an old .xls file: open it in Excel and save as .xlsx"
+        raise ExportFormatError(fmt, [_i("file", "not an xlsx workbook", hint)])
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            # guard against zip bombs before openpyxl inflates everything
+            if sum(i.file_size for i in z.infolist()) > 20 * MAX_BYTES:
+                raise ExportFormatError(fmt, [_i("file", "workbook unpacks to an unreasonable size", "split the file")])
+        return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except ExportFormatError:
+        raise
+    except Exception as e:  # openpyxl raises many unrelated types on damaged files
+        raise ExportFormatError(fmt, [_i("file", f"cannot read the workbook ({type(e).__name__}: {str(e)[:120]})",
+                                         "open it in Excel, check it and save as .xlsx again")]) from None
+
+
+def _i(where: str, what: str, fix: str) -> Issue:
+    return Issue(where, what, fix)
+
+
+def _as_date(v: object) -> date | None:
+    if isinstance(v, datetime):
+        return v.date() if v.time() == datetime.min.time() else None
+    if isinstance(v, date):
+        return v
+    if isinstance(v, str):
+        m = _DATE_TEXT.match(v.strip())
+        if m:
+            try:
+                return date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+            except ValueError:
+                return None
+    return None
+
+
+def read_hourly_xlsx(data: bytes, *, month: date | None = None, sheet: str | None = None) -> HourlyProfile:
+    """Read and validate one sheet (the first, or `sheet`). Empty cells are hours not
+    given; anything else that is not a non-negative number is an error with its cell."""
+    wb = open_workbook(data, FORMAT)
+    try:
+        if sheet is not None and sheet not in wb.sheetnames:
+            raise ExportFormatError(FORMAT, [_i("workbook", f"no sheet «{sheet}»",
+                                                f"sheets are: {', '.join(wb.sheetnames)[:200]}")])
+        ws = wb[sheet] if sheet is not None else wb.worksheets[0]
+        rows = list(ws.iter_rows(min_row=1, max_row=40, max_col=40, values_only=True))
+        title = ws.title
+    finally:
+        wb.close()
+    col = Collector()
+    header = list(rows[0]) if rows else []
+    while header and header[-1] in (None, ""):
+        header.pop()
+    dates: list[date] = []
+    for ci, v in enumerate(header[1:], start=2):
+        d = _as_date(v)
+        if d is None:
+            col.add(f"{column_letter(ci)}1", f"«{str(v)[:30]}» is not a date", "row 1 holds the dates of the month, DD.MM.YYYY")
+        else:
+            dates.append(d)
+    if not header[1:]:
+        col.add("B1", "no dates in row 1", "row 1 holds the dates of the month from column B on")
+    if col:
+        raise ExportFormatError(FORMAT, col.issues)
+    first = month.replace(day=1) if month else dates[0].replace(day=1)
+    expected = month_days(first)
+    if dates != expected:
+        if any(d.replace(day=1) != first for d in dates):
+            col.add("row 1", f"dates from more than one month or not {first:%m.%Y}",
+                    "one sheet holds exactly one month")
+        elif len(set(dates)) != len(dates):
+            col.add("row 1", "a date appears twice", "each day of the month once, in order")
+        else:
+            col.add("row 1", f"{len(dates)} dates given, {len(expected)} expected in order",
+                    f"columns B… hold 01.{first:%m.%Y} … {expected[-1]:%d.%m.%Y} in order")
+        raise ExportFormatError(FORMAT, col.issues)
+    values: dict[tuple[date, int], Decimal] = {}
+    for h, label in enumerate(HOURS):
+        r = h + 2
+        row = list(rows[h + 1]) if len(rows) > h + 1 else []
+        a = str(row[0]).strip() if row and row[0] is not None else ""
+        if a != label:
+            col.add(f"A{r}", f"«{a[:20]}» where hour interval «{label}» is expected",
+                    "column A holds 00-01 … 23-24 in order")
+            continue
+        for ci, d in enumerate(dates, start=2):
+            v = row[ci - 1] if len(row) > ci - 1 else None
+            if v is None or (isinstance(v, str) and not v.strip()):
+                continue
+            try:
+                dv = parse_decimal(v)
+                if dv < 0:
+                    raise ValueError(f"{v} is negative")
+            except ValueError as e:
+                col.add(f"{column_letter(ci)}{r}", f"{d:%d.%m.%Y} {label}: {e}", "enter the hour's energy as a number ≥ 0")
+                continue
+            values[(d, h)] = dv
+    for extra in rows[26:]:
+        if any(x not in (None, "") for x in extra):
+            col.add("row 26+", "data below the 23-24 row", "the sheet has exactly 24 hour rows")
+            break
+    if col:
+        raise ExportFormatError(FORMAT, col.issues)
+    return HourlyProfile(first, values, title)

@@ -1,0 +1,400 @@
+"""Billing-period snapshots: per meter and register channel (tariff zone) the start and
+end readings of a month, and consumption = Σ(rollover-aware deltas) × multiplier.
+
+`compute_snapshot` is pure (tested without a database); `period_snapshots` loads
+what it needs; `close_period` freezes a month; `recalculate` compares a closed month
+with the data as it is now and records every difference as a recalculation, never
+changing what billing was already given.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.rows import dict_row
+
+LOOKBACK = timedelta(days=3)  # how far from the boundary a reading may be to count as "at" it
+QUALITY_RANK = {"A": 0, "M": 1, "S": 2, "E": 3}
+_REGISTER_ZONE = re.compile(r"^1\.0\.[1-4]\.8\.(\d)\.255$")
+ZONE_NAMES = {0: "Сутки", 1: "Т1 (день/пик)", 2: "Т2 (ночь)", 3: "Т3 (полупик)", 4: "Т4"}
+
+
+class PeriodError(ValueError):
+    """A period action that cannot be done (already closed, not closed, unknown)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    ts: datetime
+    value: float
+    quality: str = "A"
+    source: str = "gateway"
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MeterInfo:
+    id: int
+    code: str
+    multiplier: float = 1.0
+    digits: int | None = None
+    serial: str | None = None
+    org_id: int | None = None
+    installed_at: date | None = None
+    decommissioned_at: date | None = None
+    replaces_id: int | None = None
+    replaced_by_id: int | None = None
+    replaces_code: str | None = None
+    replaced_by_code: str | None = None
+
+    @property
+    def capacity(self) -> float | None:
+        return float(10 ** self.digits) if self.digits else None
+
+
+@dataclass
+class Snapshot:
+    meter_id: int
+    meter: str
+    obis: str
+    zone: str
+    start: Reading | None
+    end: Reading | None
+    multiplier: float
+    consumption: float | None
+    quality: str | None
+    source: str | None
+    estimated: bool
+    flags: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("start", "end")}
+        for end in ("start", "end"):
+            r: Reading | None = getattr(self, end)
+            d[end] = None if r is None else {"ts": r.ts.isoformat(), "value": r.value, "quality": r.quality,
+                                             "source": r.source, "reasons": list(r.reasons)}
+        return d
+
+    def key(self) -> tuple[int, str]:
+        return self.meter_id, self.obis
+
+
+def zone_name(obis: str) -> str:
+    m = _REGISTER_ZONE.match(obis)
+    return ZONE_NAMES.get(int(m.group(1)), f"Т{m.group(1)}") if m else obis
+
+
+def month_bounds(month: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """UTC instants of local midnight on the 1st of `month` and of the next month."""
+    first = month.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return (datetime.combine(first, time(0), tz).astimezone(UTC),
+            datetime.combine(nxt, time(0), tz).astimezone(UTC))
+
+
+def _closest(readings: Sequence[Reading], at: datetime, lookback: timedelta) -> Reading | None:
+    """The reading nearest to `at` within ±lookback; on a tie the one at or before."""
+    best: Reading | None = None
+    for r in readings:
+        dist = abs(r.ts - at)
+        if dist > lookback:
+            continue
+        if best is None or dist < abs(best.ts - at) or (dist == abs(best.ts - at) and r.ts <= at):
+            best = r
+    return best
+
+
+def _worst(*qs: str | None) -> str | None:
+    present = [q for q in qs if q]
+    return max(present, key=lambda q: QUALITY_RANK.get(q, 9)) if present else None
+
+
+def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], start_at: datetime,
+                     end_at: datetime, *, lookback: timedelta = LOOKBACK) -> Snapshot:
+    """Snapshot of one meter channel for [start_at, end_at).
+
+    The boundary reading is the one closest to the boundary (±lookback), so the end
+    of one month and the start of the next are the same reading and months add up.
+    A meter installed in the month starts at its first reading, one removed (replaced
+    or decommissioned) ends at its last: across an exchange the old and the new meter
+    each carry their part. Consumption chains every reading between start and end:
+    a drop that is a rollover at the register capacity (10^digits) counts as the
+    wrap-around; any other drop is not counted and flagged `reverse_reading`.
+    """
+    rs = sorted(readings, key=lambda r: r.ts)
+    flags: list[str] = []
+    installed_in = meter.installed_at is not None and start_at.date() <= meter.installed_at < end_at.date()
+    removed_in = (meter.replaced_by_id is not None or meter.decommissioned_at is not None) and (
+        meter.decommissioned_at is None or start_at.date() <= meter.decommissioned_at <= end_at.date())
+
+    start = _closest(rs, start_at, lookback)
+    if start is None:
+        inside = [r for r in rs if start_at <= r.ts < end_at]
+        if inside:
+            start = inside[0]
+            flags.append("installed_in_period" if installed_in or meter.replaces_id else "start_after_boundary")
+    end = _closest(rs, end_at, lookback)
+    if removed_in:
+        last_inside = [r for r in rs if start_at <= r.ts <= end_at + lookback]
+        if last_inside and (end is None or end.ts < last_inside[-1].ts or end.ts > end_at):
+            end = last_inside[-1]
+        if end is not None:
+            flags.append("removed_in_period")
+    if end is None:
+        inside = [r for r in rs if start_at < r.ts <= end_at]
+        if inside:
+            end = inside[-1]
+            flags.append("end_before_boundary")
+    if start is not None and end is not None and end.ts <= start.ts:
+        end = None if end.ts < start.ts else end
+    consumption: float | None = None
+    details: dict = {}
+    if start is None:
+        flags.append("start_missing")
+    if end is None:
+        flags.append("end_missing")
+    if start is not None and end is not None:
+        chain = [r for r in rs if start.ts <= r.ts <= end.ts]
+        total, rollovers, reverses = 0.0, 0, []
+        cap = meter.capacity
+        for a, b in zip(chain, chain[1:], strict=False):
+            d = b.value - a.value
+            if d < 0:
+                if cap is not None and 0 <= d + cap < cap / 2:
+                    d += cap
+                    rollovers += 1
+                else:
+                    reverses.append({"ts": b.ts.isoformat(), "from": a.value, "to": b.value})
+                    d = 0.0
+            total += d
+        consumption = round(total * meter.multiplier, 9)
+        if rollovers:
+            flags.append("rollover")
+            details["rollovers"] = rollovers
+        if reverses:
+            flags.append("reverse_reading")
+            details["reverse_steps"] = reverses[:10]
+        details["readings_used"] = len(chain)
+    if meter.replaces_code:
+        details["replaces"] = meter.replaces_code
+    if meter.replaced_by_code:
+        details["replaced_by"] = meter.replaced_by_code
+    quality = _worst(start.quality if start else None, end.quality if end else None)
+    estimated = any(r is not None and r.quality in ("E", "S") for r in (start, end))
+    return Snapshot(meter_id=meter.id, meter=meter.code, obis=obis, zone=zone_name(obis), start=start, end=end,
+                    multiplier=meter.multiplier, consumption=consumption, quality=quality,
+                    source=end.source if end else (start.source if start else None), estimated=estimated,
+                    flags=flags, details=details)
+
+
+# ---------------------------------------------------------------------------- database
+
+
+async def db_timezone(conn: psycopg.AsyncConnection, default: str = "Europe/Moscow") -> ZoneInfo:
+    cur = await conn.execute("SELECT value FROM askue_meta WHERE key = 'timezone'")
+    row = await cur.fetchone()
+    return ZoneInfo(row[0] if row else default)
+
+
+_METER_SQL = """
+SELECT m.id, m.code, m.multiplier, m.digits, m.serial, m.org_id, m.installed_at, m.decommissioned_at,
+       m.replaces_id, m.replaced_by_id, o.code AS replaces_code, n.code AS replaced_by_code
+FROM meters m
+LEFT JOIN meters o ON o.id = m.replaces_id
+LEFT JOIN meters n ON n.id = m.replaced_by_id
+WHERE m.org_id = %s AND m.status <> 'unassigned'
+  AND (m.decommissioned_at IS NULL OR m.decommissioned_at >= %s)
+  AND (%s::text[] IS NULL OR m.code = ANY(%s::text[]))
+ORDER BY m.code
+"""
+
+
+async def load_meters(conn: psycopg.AsyncConnection, org_id: int, since: date,
+                      codes: list[str] | None = None) -> list[MeterInfo]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_METER_SQL, (org_id, since, codes, codes))
+    return [MeterInfo(**r) for r in await cur.fetchall()]
+
+
+async def period_snapshots(conn: psycopg.AsyncConnection, org_id: int, month: date, *,
+                           tz: ZoneInfo | None = None, meters: list[str] | None = None,
+                           lookback: timedelta = LOOKBACK) -> list[Snapshot]:
+    """Snapshots of every meter of the organisation for the month, computed from the
+    register readings as they are now."""
+    tz = tz or await db_timezone(conn)
+    start_at, end_at = month_bounds(month, tz)
+    infos = await load_meters(conn, org_id, start_at.date() - timedelta(days=1), meters)
+    if not infos:
+        return []
+    by_id = {m.id: m for m in infos}
+    cur = await conn.execute(
+        """SELECT meter_id, obis, ts, value, quality, source, reasons FROM register_readings
+           WHERE meter_id = ANY(%s) AND ts >= %s AND ts <= %s
+           ORDER BY meter_id, obis, ts""",
+        (list(by_id), start_at - lookback, end_at + lookback))
+    series: dict[tuple[int, str], list[Reading]] = {}
+    async for mid, obis, ts, value, q, src, reasons in cur:
+        series.setdefault((mid, obis), []).append(Reading(ts, value, q, src, tuple(reasons or ())))
+    out = [compute_snapshot(by_id[mid], obis, rs, start_at, end_at, lookback=lookback)
+           for (mid, obis), rs in series.items()]
+    out.sort(key=lambda s: (s.meter, s.obis))
+    return out
+
+
+async def get_period(conn: psycopg.AsyncConnection, org_id: int, month: date, *, lock: bool = False) -> dict | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute("SELECT * FROM billing_periods WHERE org_id = %s AND month = %s"
+                      + (" FOR UPDATE" if lock else ""), (org_id, month.replace(day=1)))
+    return await cur.fetchone()
+
+
+def _row_values(period_id: int, s: Snapshot) -> tuple:
+    return (period_id, s.meter_id, s.obis,
+            s.start.ts if s.start else None, s.start.value if s.start else None,
+            s.start.quality if s.start else None, s.start.source if s.start else None,
+            s.end.ts if s.end else None, s.end.value if s.end else None,
+            s.end.quality if s.end else None, s.end.source if s.end else None,
+            s.multiplier, s.consumption, s.quality, s.estimated,
+            json.dumps({"flags": s.flags, **s.details}, default=str))
+
+
+async def close_period(conn: psycopg.AsyncConnection, org_id: int, month: date, actor: str) -> list[Snapshot]:
+    """Freeze the month's snapshot. Runs in one transaction; closing twice is refused."""
+    month = month.replace(day=1)
+    async with conn.transaction():
+        await conn.execute("INSERT INTO billing_periods (org_id, month) VALUES (%s, %s) "
+                           "ON CONFLICT (org_id, month) DO NOTHING", (org_id, month))
+        period = await get_period(conn, org_id, month, lock=True)
+        assert period is not None
+        if period["state"] == "closed":
+            raise PeriodError(f"period {month:%Y-%m} is already closed (by {period['closed_by']} "
+                              f"at {period['closed_at']:%Y-%m-%d %H:%M}); use recalculation for changes")
+        snaps = await period_snapshots(conn, org_id, month)
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """INSERT INTO billing_snapshots (period_id, meter_id, obis, start_ts, start_value, start_quality,
+                       start_source, end_ts, end_value, end_quality, end_source, multiplier, consumption, quality,
+                       estimated, details) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+                [_row_values(period["id"], s) for s in snaps])
+        await conn.execute("UPDATE billing_periods SET state = 'closed', closed_at = now(), closed_by = %s "
+                           "WHERE id = %s", (actor, period["id"]))
+        await conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, new) "
+                           "VALUES (%s, 'billing.close_period', 'billing_period', %s, %s)",
+                           (actor, str(period["id"]), json.dumps({"org_id": org_id, "month": str(month),
+                                                                   "rows": len(snaps)})))
+    return snaps
+
+
+def _stored_to_snapshot(r: dict, code: str) -> Snapshot:
+    det = dict(r["details"] or {})
+    flags = det.pop("flags", [])
+    start = Reading(r["start_ts"], r["start_value"], r["start_quality"], r["start_source"]) \
+        if r["start_ts"] is not None else None
+    end = Reading(r["end_ts"], r["end_value"], r["end_quality"], r["end_source"]) if r["end_ts"] is not None else None
+    return Snapshot(meter_id=r["meter_id"], meter=code, obis=r["obis"], zone=zone_name(r["obis"]), start=start,
+                    end=end, multiplier=r["multiplier"], consumption=r["consumption"], quality=r["quality"],
+                    source=r["end_source"] or r["start_source"], estimated=r["estimated"], flags=flags, details=det)
+
+
+async def closed_snapshot(conn: psycopg.AsyncConnection, period_id: int) -> list[tuple[int, Snapshot]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute("""SELECT s.*, m.code FROM billing_snapshots s JOIN meters m ON m.id = s.meter_id
+                         WHERE s.period_id = %s ORDER BY m.code, s.obis""", (period_id,))
+    return [(r["id"], _stored_to_snapshot(r, r["code"])) for r in await cur.fetchall()]
+
+
+async def recalculations(conn: psycopg.AsyncConnection, period_id: int) -> list[dict]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute("""SELECT r.id, r.meter_id, m.code AS meter, r.obis, r.old_consumption, r.new_consumption, r.delta,
+                                r.old, r.new, r.reason, r.created_by, r.created_at
+                         FROM billing_recalculations r JOIN meters m ON m.id = r.meter_id
+                         WHERE r.period_id = %s ORDER BY r.id""", (period_id,))
+    return list(await cur.fetchall())
+
+
+def _comparable(s: Snapshot | None) -> dict | None:
+    """What billing was told about a row, in a form that survives a JSON round trip."""
+    if s is None:
+        return None
+    out: dict = {"consumption": s.consumption, "quality": s.quality, "estimated": s.estimated}
+    for name in ("start", "end"):
+        r: Reading | None = getattr(s, name)
+        out[name] = None if r is None else {"ts": r.ts.astimezone(UTC).isoformat(), "value": r.value,
+                                            "quality": r.quality, "source": r.source}
+    return out
+
+
+async def recalculate(conn: psycopg.AsyncConnection, org_id: int, month: date, actor: str,
+                      reason: str = "data changed after closing") -> list[dict]:
+    """Compare a closed month with its data now; record each difference against the
+    latest figures billing has (the frozen row or the last recalculation)."""
+    month = month.replace(day=1)
+    async with conn.transaction():
+        period = await get_period(conn, org_id, month, lock=True)
+        if period is None or period["state"] != "closed":
+            raise PeriodError(f"period {month:%Y-%m} is not closed: its snapshot is computed live, "
+                              "no recalculation needed")
+        frozen = {s.key(): (sid, s) for sid, s in await closed_snapshot(conn, period["id"])}
+        latest: dict[tuple[int, str], dict] = {k: _comparable(s) for k, (_, s) in frozen.items()}
+        for r in await recalculations(conn, period["id"]):
+            latest[(r["meter_id"], r["obis"])] = r["new"] or None
+        now = {s.key(): s for s in await period_snapshots(conn, org_id, month)}
+        made: list[dict] = []
+        for key in sorted(set(latest) | set(now), key=lambda k: (k[0], k[1])):
+            new = _comparable(now.get(key))
+            old = latest.get(key)
+            if _same(old, new):
+                continue
+            old_c = old.get("consumption") if old else None
+            new_c = new.get("consumption") if new else None
+            delta = (new_c or 0.0) - (old_c or 0.0) if (new_c is not None or old_c is not None) else None
+            snap_id = frozen[key][0] if key in frozen else None
+            cur = await conn.execute(
+                """INSERT INTO billing_recalculations (period_id, snapshot_id, meter_id, obis, old_consumption,
+                       new_consumption, delta, old, new, reason, created_by)
+                   VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id""",
+                (period["id"], snap_id, key[0], key[1], old_c, new_c, delta,
+                 json.dumps(old or {}, default=str), json.dumps(new or {}, default=str), reason, actor))
+            rid = (await cur.fetchone())[0]
+            made.append({"id": rid, "meter_id": key[0], "obis": key[1], "old_consumption": old_c,
+                         "new_consumption": new_c, "delta": delta})
+        if made:
+            await conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, new, comment) "
+                               "VALUES (%s, 'billing.recalculate', 'billing_period', %s, %s, %s)",
+                               (actor, str(period["id"]), json.dumps({"records": len(made)}), reason))
+    return made
+
+
+def _same(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    na, nb = json.loads(json.dumps(a, default=str)), json.loads(json.dumps(b, default=str))
+    ca, cb = na.get("consumption"), nb.get("consumption")
+    if (ca is None) != (cb is None) or (ca is not None and abs(ca - cb) > 1e-9):
+        return False
+    na.pop("consumption", None)
+    nb.pop("consumption", None)
+    return na == nb
+
+
+def consumption_rows(snaps: Iterable[Snapshot], month: date, tz: ZoneInfo) -> Iterable[list[str]]:
+    """Rows for csv_out.CONSUMPTION_COLUMNS."""
+    from .values import format_decimal
+
+    ps, pe = month_bounds(month, tz)
+
+    def num(v: float | None) -> str:
+        return "" if v is None else format_decimal(v)
+
+    for s in snaps:
+        yield [s.meter, s.obis, s.zone, ps.astimezone(tz).isoformat(), pe.astimezone(tz).isoformat(),
+               num(s.start.value if s.start else None), s.start.ts.isoformat() if s.start else "",
+               num(s.end.value if s.end else None), s.end.ts.isoformat() if s.end else "",
+               num(s.multiplier), num(s.consumption), s.quality or "", s.source or "",
+               "1" if s.estimated else "0", s.details.get("replaces", "")]
