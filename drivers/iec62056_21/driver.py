@@ -35,6 +35,10 @@ from askue.drivers.iec62056_21.models import (
 from askue.drivers.transport import SerialSettings, SerialTransport, Transport
 
 
+class IecConfigError(ProtocolError, ValueError):
+    """The meter's settings cannot work with this driver (bad option, unknown model)."""
+
+
 @register_driver("iec62056_21")
 class Iec62056Driver(Driver):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -48,18 +52,27 @@ class Iec62056Driver(Driver):
         try:
             self.parity = f.Parity(o.get("parity", default_parity))
         except ValueError:
-            raise ValueError(f"meter {meter.id}: parity must be software, hardware or none, "
+            raise IecConfigError(f"meter {meter.id}: parity must be software, hardware or none, "
                              f"not {o.get('parity')!r}") from None
         self.initial_baud = int(o.get("initial_baud", 300))
         self.max_baud = int(o.get("max_baud", 9600))
         self.baud_switch = bool(o.get("baud_switch", True))
         for what, baud in (("initial_baud", self.initial_baud), ("max_baud", self.max_baud)):
             if baud not in f.BAUD_CODES:
-                raise ValueError(f"meter {meter.id}: {what} {baud} is not a mode C rate; "
+                raise IecConfigError(f"meter {meter.id}: {what} {baud} is not a mode C rate; "
                                  f"use one of {sorted(f.BAUD_CODES)}")
         self.timeout = float(o.get("timeout", 1.5))
         self.tz = local_tz(int(o.get("tz_offset_min", 180)))
         self.address = "" if meter.address is None else str(meter.address)
+        if meter.model:
+            try:
+                model_for(meter.model)
+            except KeyError as e:
+                raise IecConfigError(f"meter {meter.id}: {e.args[0]}") from None
+        try:
+            f.sign_on(self.address)
+        except ValueError as e:
+            raise IecConfigError(f"meter {meter.id}: {e}") from None
         self.model: Model | None = None
         self.ident: f.Identification | None = None
         self.authenticated = False

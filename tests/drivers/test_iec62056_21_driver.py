@@ -260,8 +260,12 @@ async def test_reads_without_session_are_protocol_errors():
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="parity must be"):
         Driver(TcpTransport("127.0.0.1", 9), spec(parity="odd"))
-    with pytest.raises(ValueError, match="not a mode C rate"):
+    with pytest.raises(ProtocolError, match="not a mode C rate"):  # a DriverError: the gateway parks the meter
         Driver(TcpTransport("127.0.0.1", 9), spec(max_baud=115200))
+    with pytest.raises(ProtocolError, match="unknown IEC 62056-21 model"):
+        Driver(TcpTransport("127.0.0.1", 9), MeterSpec(id="x", driver="iec62056_21", model="ce999"))
+    with pytest.raises(ProtocolError, match="forbidden"):
+        Driver(TcpTransport("127.0.0.1", 9), spec(address="12!3"))
 
 
 # ---- the captured СЕ102М session, replayed ----------------------------------------------
