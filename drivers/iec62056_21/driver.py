@@ -12,6 +12,8 @@ MeterSpec.options:
   baud_switch   false keeps the initial rate (meters fixed at 9600 on RS-485)
   timeout       seconds to wait for an answer, default 1.5
   tz_offset_min the meter's local time offset from UTC, default 180 (Moscow)
+  echo          true on RS-485 adapters that hear their own transmission: the driver
+                reads its request back and checks it before waiting for the answer
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class Iec62056Driver(Driver):
                 raise IecConfigError(f"meter {meter.id}: {what} {baud} is not a mode C rate; "
                                  f"use one of {sorted(f.BAUD_CODES)}")
         self.timeout = float(o.get("timeout", 1.5))
+        self.echo = bool(o.get("echo", False))
         self.tz = local_tz(int(o.get("tz_offset_min", 180)))
         self.address = "" if meter.address is None else str(meter.address)
         if meter.model:
@@ -87,7 +90,13 @@ class Iec62056Driver(Driver):
 
     async def _send(self, data: bytes) -> None:
         self.transport.discard_input()
-        await self.transport.write(f.encode_line(data, self.parity))
+        wire = f.encode_line(data, self.parity)
+        await self.transport.write(wire)
+        if self.echo:
+            back = await self.transport.read_exactly(len(wire), self.timeout)
+            if back != wire:
+                raise FrameError(f"meter {self.meter.id}: echo {back[:20]!r} differs from the request "
+                                 f"{wire[:20]!r}: collision or noise on the bus")
 
     async def _receive(self, what: str) -> bytes:
         asm = f.Assembler(self.parity, where=what)

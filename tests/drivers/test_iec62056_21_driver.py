@@ -273,8 +273,9 @@ def test_bad_options_are_clear_errors():
 class ScriptTransport(Transport):
     """Checks each request against a script and answers with the scripted bytes."""
 
-    def __init__(self, script: list[tuple[bytes, bytes]]):
+    def __init__(self, script: list[tuple[bytes, bytes]], echo: bool = False):
         super().__init__()
+        self.echo = echo
         self.script = list(script)
         self.pending = bytearray()
         self.sent: list[bytes] = []
@@ -287,6 +288,8 @@ class ScriptTransport(Transport):
 
     async def write(self, data: bytes) -> None:
         self.sent.append(data)
+        if self.echo:
+            self.pending += data
         if self.script and self.script[0][0] in (data, None):
             self.pending += self.script.pop(0)[1]
 
@@ -346,6 +349,17 @@ async def test_meter_answering_without_parity_is_parity_error():
     with pytest.raises(MeterTimeout):  # the script ends after P0: the password gets no answer
         await Driver(t, spec(parity="software", timeout=0.2)).connect()
     assert not t.script
+
+
+async def test_rs485_echo_is_read_back_and_checked():
+    t = ScriptTransport(CE102M_SESSION + [SNUMB] + _clock_script() + CAPTURED_READS, echo=True)
+    d = Driver(t, spec(serial="141628345", password="777777", timeout=0.2, echo=True))
+    await d.connect()
+    assert (await d.read_registers())[0].value == 68.42
+    # without the option the echo looks like a foreign sign-on line
+    t = ScriptTransport(CE102M_SESSION, echo=True)
+    with pytest.raises(FrameError):
+        await Driver(t, spec(serial="141628345", password="777777", timeout=0.2)).connect()
 
 
 async def test_midnight_between_clock_reads_uses_the_new_date():
