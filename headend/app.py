@@ -23,6 +23,7 @@ from askue.headend.config import Settings
 log = logging.getLogger(__name__)
 
 BATCH_HOOKS: list[str] = [
+    "askue.headend.vee.live:batch_hook",
 ]
 
 BACKGROUND_TASKS: list[str] = [

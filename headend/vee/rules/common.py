@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from askue.headend.vee import catalogue
@@ -51,7 +51,8 @@ def finding(kind: str, meter: MeterFacts, ts: datetime, key: str, *, obis: str |
 
 
 def iso(t: datetime) -> str:
-    return t.isoformat()
+    """Times in condition keys are UTC, so the same instant always gives the same key."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def local_day(t: datetime, tz: tzinfo) -> date:

@@ -26,3 +26,31 @@ def ctx(now: datetime = T0 + timedelta(days=40), **th) -> Ctx:
 
 def kinds(res) -> list[str]:
     return [f.kind for f in res.findings]
+
+
+# ---- live path: MQTT contract values and the ingest merge -----------------------------
+def c_reg(meter: str, value: float, at: datetime, obis: str = A_PLUS, recv_delay_s: float = 5):
+    from askue.contract import Value as CValue
+
+    return CValue(meter_id=meter, obis=obis, kind="register", value=value, unit="kWh",
+                  received_at=at + timedelta(seconds=recv_delay_s), meter_time=at)
+
+
+def c_val(meter: str, kind: str, obis: str, value: float, at: datetime, recv_delay_s: float = 5,
+          period_s: int | None = None):
+    from askue.contract import Value as CValue
+
+    return CValue(meter_id=meter, obis=obis, kind=kind, value=value, unit="", period_s=period_s,
+                  received_at=at + timedelta(seconds=recv_delay_s), meter_time=at)
+
+
+def pending(values, gw: str = "gw1", seq: int = 1):
+    from askue.contract import DataMessage
+    from askue.headend.ingest.batch import Pending
+
+    msg = DataMessage(v=1, gateway_id=gw, seq=seq, sent_at=T0, values=list(values), meters=[])
+    p = Pending()
+    p.data.append(msg)
+    p.seen[gw] = T0
+    p.n_values = len(values)
+    return p

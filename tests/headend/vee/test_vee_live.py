@@ -1,0 +1,104 @@
+"""The live hook against real PostgreSQL: reasons on values, events raised once,
+lifecycle, estimates replaced by real values."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+from askue.headend.ingest import merge
+from askue.headend.vee import live
+from vee_helpers import T0, c_reg, c_val, pending
+
+
+async def _setup(dsn: str) -> tuple[psycopg.AsyncConnection, merge.MergeContext]:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await merge.prepare_connection(conn)
+    await conn.execute("INSERT INTO organisations (code, name) VALUES ('UK1', 'УК Один')")
+    await conn.execute(
+        "INSERT INTO meters (code, serial, resource, digits, org_id, status) "
+        "SELECT 'E5', 'S5', 'electricity', 5, id, 'active' FROM organisations WHERE code = 'UK1'")
+    return conn, merge.MergeContext(hooks=[live.batch_hook])
+
+
+async def _events(conn) -> list[tuple]:
+    cur = await conn.execute("SELECT kind, m.code, state, e.evidence->>'previous', e.org_id IS NOT NULL "
+                             "FROM abnormal_events e LEFT JOIN meters m ON m.id = e.meter_id ORDER BY e.id")
+    return await cur.fetchall()
+
+
+async def test_rollover_marks_reason_and_reverse_raises_once(pg_dsn: str) -> None:
+    conn, ctx = await _setup(pg_dsn)
+    await merge.write(conn, ctx, pending([c_reg("E5", 99998.1, T0), c_reg("E5", 2.3, T0 + timedelta(hours=1))]))
+    assert await _events(conn) == []
+    cur = await conn.execute("SELECT value, reasons FROM register_readings ORDER BY ts")
+    assert await cur.fetchall() == [(99998.1, []), (2.3, ["rollover"])]
+    # a reverse in the next batch, judged against the stored value
+    await merge.write(conn, ctx, pending([c_reg("E5", 1.0, T0 + timedelta(hours=2))], seq=2))
+    assert await _events(conn) == [("reverse_reading", "E5", "open", "2.3", True)]
+    # the same batch replayed and a rescan-like re-judgement change nothing
+    await merge.write(conn, ctx, pending([c_reg("E5", 1.0, T0 + timedelta(hours=2))], seq=2))
+    async with conn.transaction():
+        from askue.headend.ingest.batch import InsertedBatch, InsertedRow
+
+        mid = (await (await conn.execute("SELECT id FROM meters WHERE code='E5'")).fetchone())[0]
+        await live.batch_hook(conn, InsertedBatch(rows=[InsertedRow(mid, "1.0.1.8.0.255", "register",
+                                                                    T0 + timedelta(hours=2),
+                                                                    T0 + timedelta(hours=2, seconds=5), 1.0, None)]))
+    assert len(await _events(conn)) == 1
+    await conn.close()
+
+
+async def test_unknown_meter_values_are_judged_too(pg_dsn: str) -> None:
+    conn, ctx = await _setup(pg_dsn)
+    await merge.write(conn, ctx, pending([c_reg("NEW1", 50.0, T0), c_reg("NEW1", 40.0, T0 + timedelta(hours=1))]))
+    assert await _events(conn) == [("reverse_reading", "NEW1", "open", "50.0", False)]
+    await conn.close()
+
+
+async def test_voltage_episode_raised_once_and_auto_closed(pg_dsn: str) -> None:
+    conn, ctx = await _setup(pg_dsn)
+    u = "1.0.32.7.0.255"
+    await merge.write(conn, ctx, pending([c_val("E5", "instant", u, 190.0, T0)]))
+    await merge.write(conn, ctx, pending([c_val("E5", "instant", u, 191.0, T0 + timedelta(minutes=1))], seq=2))
+    ev = await _events(conn)
+    assert [(e[0], e[2]) for e in ev] == [("voltage", "open")]
+    await merge.write(conn, ctx, pending([c_val("E5", "instant", u, 230.0, T0 + timedelta(minutes=2))], seq=3))
+    row = await (await conn.execute("SELECT state, resolved_by, cleared_at IS NOT NULL, auto_closed "
+                                    "FROM abnormal_events")).fetchone()
+    assert row == ("resolved", "vee", True, True)
+    # a new episode is a new event
+    await merge.write(conn, ctx, pending([c_val("E5", "instant", u, 180.0, T0 + timedelta(minutes=3))], seq=4))
+    assert [(e[0], e[2]) for e in await _events(conn)] == [("voltage", "resolved"), ("voltage", "open")]
+    await conn.close()
+
+
+async def test_tamper_and_clock_drift_and_gap(pg_dsn: str) -> None:
+    conn, ctx = await _setup(pg_dsn)
+    prof = "1.0.1.29.0.255"
+    vals = [c_val("E5", "event", "0.0.99.98.4.255", 1, T0),
+            c_reg("E5", 10.0, T0 + timedelta(minutes=5), recv_delay_s=600),
+            c_val("E5", "interval", prof, 0.2, T0 + timedelta(minutes=30), period_s=1800),
+            c_val("E5", "interval", prof, 0.2, T0 + timedelta(minutes=150), period_s=1800)]
+    await merge.write(conn, ctx, pending(vals))
+    assert sorted(e[0] for e in await _events(conn)) == ["clock_drift", "interval_gap", "tamper"]
+    reasons = await (await conn.execute("SELECT reasons FROM register_readings")).fetchone()
+    assert reasons == (["clock_drift"],)
+    await conn.close()
+
+
+async def test_real_value_replaces_an_estimate(pg_dsn: str) -> None:
+    conn, ctx = await _setup(pg_dsn)
+    prof = "1.0.1.29.0.255"
+    mid = (await (await conn.execute("SELECT id FROM meters WHERE code='E5'")).fetchone())[0]
+    await conn.execute("SELECT askue_ensure_month_partition('intervals', %s)", (T0.date().replace(day=1),))
+    await conn.execute(
+        "INSERT INTO intervals (meter_id, obis, ts, received_at, value, quality, reasons, source, period_s) "
+        "VALUES (%s, %s, %s, %s, 0.5, 'E', '{estimated,method:linear}', 'estimate', 1800)",
+        (mid, prof, T0 + timedelta(minutes=60), T0 + timedelta(hours=3)))
+    await merge.write(conn, ctx, pending([c_val("E5", "interval", prof, 0.31, T0 + timedelta(minutes=60),
+                                                period_s=1800)]))
+    rows = await (await conn.execute("SELECT value, quality, source FROM intervals")).fetchall()
+    assert rows == [(0.31, "A", "gateway")]
+    audit = await (await conn.execute("SELECT actor, action, old->>'value', new->>'value' FROM audit_log")).fetchall()
+    assert audit == [("vee", "estimate_replaced", "0.5", "0.31")]
+    await conn.close()
