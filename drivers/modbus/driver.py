@@ -61,9 +61,9 @@ class ModbusDriver(Driver):
             self.unit = int(meter.address)
         except (TypeError, ValueError):
             raise ConfigError(f"meter {meter.id}: address {meter.address!r} is not a Modbus unit id") from None
-        top = 255 if framing == "tcp" else 247
-        if not (0 if framing == "tcp" else 1) <= self.unit <= top:
-            raise ConfigError(f"meter {meter.id}: unit id {self.unit} out of range for {framing} (1..{top})")
+        low, top = (0, 255) if framing == "tcp" else (1, 247)
+        if not low <= self.unit <= top:
+            raise ConfigError(f"meter {meter.id}: unit id {self.unit} out of range for {framing} ({low}..{top})")
         self.timeout = float(opts.get("timeout", 1.0))
         self.frame_timeout = float(opts.get("frame_timeout", 0.5))
         self.max_gap = int(opts.get("max_gap", self.map.max_gap))
