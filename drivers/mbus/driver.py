@@ -16,6 +16,8 @@ from askue.drivers.errors import FrameError, MeterTimeout, ProtocolError, Unsupp
 from askue.drivers.mbus import frames as f
 from askue.drivers.mbus import obis
 
+BYTE_TIME_S = 11 / 2400
+
 
 @register_driver("mbus")
 class MBusDriver(Driver):
@@ -26,15 +28,21 @@ class MBusDriver(Driver):
         opts = meter.options
         try:
             self.address = f.check_primary(int(meter.address))
+            self.timeout = float(opts.get("timeout", 2.0))
+            self.tz = timezone(timedelta(hours=float(opts.get("utc_offset_h", 3))))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"meter {meter.id}: {e}") from None
-        self.timeout = float(opts.get("timeout", 2.0))
-        self.tz = timezone(timedelta(hours=float(opts.get("utc_offset_h", 3))))
+            raise f.MBusConfigError(f"meter {meter.id}: {e}") from None
         self.nke = bool(opts.get("nke", True))
         self.medium = opts.get("medium")
         if self.medium is not None and self.medium not in obis.MEDIA_BY_NAME:
-            raise ValueError(f"meter {meter.id}: options.medium must be one of {', '.join(obis.MEDIA_BY_NAME)}")
+            raise f.MBusConfigError(f"meter {meter.id}: options.medium must be one of "
+                                    f"{', '.join(obis.MEDIA_BY_NAME)}, got {self.medium!r}")
+        # The gateway passes the configured resource; it settles an ambiguous medium byte
+        # (0x07 "water") and catches a meter that is not what the config says it is.
+        resource = opts.get("resource")
+        self.resource = resource if resource in obis.MEDIA_BY_NAME else None
         self.fcb = False
+        self.reset_done = False
 
     async def _read_frame(self, what: str) -> bytes:
         t = self.transport
@@ -45,7 +53,8 @@ class MBusDriver(Driver):
             n = f.frame_length(head)
             assert n is not None
             if n > len(head):
-                head += await t.read_exactly(n - len(head), self.timeout)
+                # A full frame takes up to 1.2 s at 2400 baud 8E1 (11 bits a byte): allow for it.
+                head += await t.read_exactly(n - len(head), self.timeout + n * BYTE_TIME_S)
         except MeterTimeout as e:
             raise FrameError(f"M-Bus meter {self.address}: {what}: truncated frame after {len(head)} bytes ({e})") \
                 from None
@@ -62,8 +71,13 @@ class MBusDriver(Driver):
         if frame != bytes([f.ACK]):
             raise ProtocolError(f"M-Bus meter {self.address}: SND_NKE answered with {frame[:16].hex(' ')}, not ACK")
         self.fcb = False
+        self.reset_done = True
 
     async def _request(self) -> f.Telegram:
+        if self.nke and not self.reset_done:
+            # A slave remembers the last FCB: a fresh driver must reset it, or a slave that
+            # sees the same FCB again repeats its previous (stale) telegram.
+            await self._reset()
         t = self.transport
         await t.ensure_open()
         t.discard_input()
@@ -90,12 +104,12 @@ class MBusDriver(Driver):
     async def read_registers(self) -> list[Reading]:
         tel = await self._request()
         self.check_identity(tel.header.ident)
-        return [r for r in obis.readings(tel, self.tz, self.medium) if r.kind == "register"]
+        return [r for r in obis.readings(tel, self.tz, self.medium, self.resource) if r.kind == "register"]
 
     async def read_instant(self) -> list[Reading]:
         tel = await self._request()
         self.check_identity(tel.header.ident)
-        return [r for r in obis.readings(tel, self.tz, self.medium) if r.kind == "instant"]
+        return [r for r in obis.readings(tel, self.tz, self.medium, self.resource) if r.kind == "instant"]
 
     async def read_clock(self) -> datetime:
         when = obis.meter_time(await self._request(), self.tz)

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import meterbus
-from askue.drivers.errors import FrameError, ProtocolError
+from askue.drivers.errors import FrameError, ProtocolError, Unsupported
 
 ACK = 0xE5
 START_SHORT = 0x10
@@ -43,13 +43,17 @@ MEDIUM_NAMES = {
 }
 
 
+class MBusConfigError(Unsupported, ValueError):
+    """The configured address or option cannot work with an M-Bus meter."""
+
+
 def checksum(data: bytes) -> int:
     return sum(data) & 0xFF
 
 
 def check_primary(address: int) -> int:
     if not isinstance(address, int) or not (0 <= address <= MAX_PRIMARY or address == BROADCAST_REPLY):
-        raise ValueError(f"M-Bus primary address must be 0..{MAX_PRIMARY} (or 254 for one slave), got {address!r}")
+        raise MBusConfigError(f"M-Bus primary address must be 0..{MAX_PRIMARY} (or 254 for one slave), got {address!r}")
     return address
 
 

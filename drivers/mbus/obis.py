@@ -25,8 +25,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timezone
 
 from askue.drivers.base import Kind, Reading
-from askue.drivers.errors import Unsupported
-from askue.drivers.mbus.frames import Record, Telegram
+from askue.drivers.errors import ProtocolError, Unsupported
+from askue.drivers.mbus.frames import MBusConfigError, Record, Telegram
 
 MEDIA_BY_MEDIUM = {0x16: 8, 0x07: 8, 0x06: 9, 0x15: 9, 0x04: 6, 0x0C: 6, 0x0D: 6}
 MEDIA_BY_NAME = {"cold_water": 8, "hot_water": 9, "heat": 6}
@@ -67,15 +67,27 @@ def _normalise(r: Record) -> tuple[str, float] | None:
     return None
 
 
-def media_of(tel: Telegram, override: str | None = None) -> int:
+# Medium bytes that do not say cold or hot: the configured resource decides.
+AMBIGUOUS_MEDIA = {0x00, 0x07}
+
+
+def media_of(tel: Telegram, override: str | None = None, resource: str | None = None) -> int:
+    """OBIS media group for this telegram. `override` (options.medium) wins; otherwise the
+    medium byte, checked against the configured `resource` where both are known."""
     if override:
         if override not in MEDIA_BY_NAME:
-            raise ValueError(f"options.medium must be one of {', '.join(MEDIA_BY_NAME)}, got {override!r}")
+            raise MBusConfigError(f"options.medium must be one of {', '.join(MEDIA_BY_NAME)}, got {override!r}")
         return MEDIA_BY_NAME[override]
+    expected = MEDIA_BY_NAME.get(resource or "")
+    if tel.header.medium in AMBIGUOUS_MEDIA and expected is not None:
+        return expected
     media = MEDIA_BY_MEDIUM.get(tel.header.medium)
     if media is None:
         raise Unsupported(f"M-Bus meter {tel.header.ident}: medium {tel.header.medium_name} is not water or heat; "
                           "set options.medium (cold_water, hot_water, heat) if it is one")
+    if expected is not None and expected != media:
+        raise ProtocolError(f"M-Bus meter {tel.header.ident} reports medium {tel.header.medium_name}, but it is "
+                            f"configured as {resource}; fix the config or set options.medium to override")
     return media
 
 
@@ -87,8 +99,8 @@ def meter_time(tel: Telegram, tz: timezone) -> datetime | None:
     return None
 
 
-def readings(tel: Telegram, tz: timezone, medium: str | None = None) -> list[Reading]:
-    media = media_of(tel, medium)
+def readings(tel: Telegram, tz: timezone, medium: str | None = None, resource: str | None = None) -> list[Reading]:
+    media = media_of(tel, medium, resource)
     when = meter_time(tel, tz)
     seen: set[str] = set()
     out: list[Reading] = []

@@ -29,7 +29,7 @@ _ENERGY_UNITS = {1: "kWh", 2: "kWh", 3: "kvarh", 4: "kvarh"}  # OBIS quantity (A
 
 @register_driver("mercury")
 class MercuryDriver(Driver):
-    capabilities = frozenset({Capability.REGISTERS, Capability.INSTANT, Capability.CLOCK})
+    capabilities = frozenset({Capability.REGISTERS, Capability.INSTANT, Capability.CLOCK, Capability.SET_CLOCK})
 
     def __init__(self, transport, meter):
         super().__init__(transport, meter)
@@ -37,16 +37,22 @@ class MercuryDriver(Driver):
         try:
             self.address = f.check_address(int(meter.address))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"meter {meter.id}: {e}") from None
-        self.level = int(opts.get("access_level", 1))
+            raise f.MercuryConfigError(f"meter {meter.id}: {e}") from None
+        try:
+            self.level = int(opts.get("access_level", 1))
+            self.timeout = float(opts.get("timeout", 1.0))
+            self.tz = timezone(timedelta(hours=float(opts.get("utc_offset_h", 3))))
+            self.tariffs = int(opts.get("tariffs", 4))
+        except (TypeError, ValueError) as e:
+            raise f.MercuryConfigError(f"meter {meter.id}: bad option value: {e}") from None
         if self.level not in (1, 2):
-            raise ValueError(f"meter {meter.id}: options.access_level must be 1 or 2, got {self.level}")
-        f.password_bytes(meter.password, self.level)  # a malformed password is a config error, say so now
-        self.timeout = float(opts.get("timeout", 1.0))
-        self.tz = timezone(timedelta(hours=float(opts.get("utc_offset_h", 3))))
-        self.tariffs = int(opts.get("tariffs", 4))
+            raise f.MercuryConfigError(f"meter {meter.id}: options.access_level must be 1 or 2, got {self.level}")
+        try:  # a malformed password is a config error: say so before the first poll
+            f.password_bytes(meter.password, self.level)
+        except f.MercuryConfigError as e:
+            raise f.MercuryConfigError(f"meter {meter.id}: {e}") from None
         if not 1 <= self.tariffs <= 4:
-            raise ValueError(f"meter {meter.id}: options.tariffs must be 1..4, got {self.tariffs}")
+            raise f.MercuryConfigError(f"meter {meter.id}: options.tariffs must be 1..4, got {self.tariffs}")
 
     # ---- one exchange ------------------------------------------------------------------
     async def _exchange(self, req: bytes, expect_len: int, what: str, opening: bool = False) -> bytes:
@@ -120,3 +126,25 @@ class MercuryDriver(Driver):
         obis = "1.0.2.7.0.255" if p.active_negative else "1.0.1.7.0.255"
         out.append(Reading(obis, Kind.INSTANT, p.raw / 100 / 1000, "kW", meter_time))
         return out
+
+    async def set_clock(self, when: datetime) -> None:
+        """Set the meter's clock to `when` (aware). Steps within +-4 minutes that stay in the
+        hour use the once-a-day correction (enough with access level 1); larger ones set the
+        time, which needs access level 2 (AuthError otherwise)."""
+        if when.tzinfo is None:
+            raise f.MercuryConfigError("set_clock needs an aware datetime (UTC or with offset)")
+        current = await self.read_clock()
+        target = when.astimezone(self.tz).replace(tzinfo=None)
+        now_local = current.astimezone(self.tz).replace(tzinfo=None)
+        small = abs((when - current).total_seconds()) <= f.MAX_CORRECTION_S
+        if small and (target.date(), target.hour) == (now_local.date(), now_local.hour):
+            await self._read_status(f.correct_time_request(self.address, target), "correct time")
+        else:
+            await self._read_status(f.set_time_request(self.address, target), "set time")
+
+    async def _read_status(self, req: bytes, what: str) -> None:
+        try:
+            await self._exchange(req, f.STATUS_LEN, what)
+        except f.MercuryChannelClosed:
+            await self._open_channel()
+            await self._exchange(req, f.STATUS_LEN, what)

@@ -18,6 +18,10 @@ test/TEMDeviceTest.Mercury230*.dat):
   4-byte values A+, A-, R+, R- in Wh/varh, each in the byte order B2 B3 B0 B1 of the 32-bit
   number (B3 most significant); FF FF FF FF marks a quantity the model does not measure.
 * read time 0x04 0x00: sec, min, hour, weekday, day, month, year (BCD), season flag.
+* write 0x03: 0x0C sets the full time (sec..year, season flag; level 2), 0x0D corrects it
+  by up to +-4 minutes within the same hour (sec, min, hour BCD), once a day: status 1 when
+  the step is too large or crosses the hour, 4 when the clock was already corrected today
+  (devices-reader/device_2, get_correct2.pas).
 * read serial number / date of manufacture 0x08 0x00: four serial bytes (two decimal digits
   each), day, month, year (binary).
 * auxiliary parameters 0x08 0x11 BWRI (one value) and 0x08 0x16 BWRI (the phases as a block):
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import IntEnum
 
-from askue.drivers.errors import AuthError, DriverError, FrameError, ProtocolError
+from askue.drivers.errors import AuthError, DriverError, FrameError, ProtocolError, Unsupported
 
 UNIVERSAL_ADDRESS = 0
 BROADCAST_ADDRESS = 0xFE
@@ -60,6 +64,14 @@ class Code(IntEnum):
     READ_PARAM = 0x08
 
 
+class WriteParam(IntEnum):
+    SET_TIME = 0x0C  # full date and time, access level 2
+    CORRECT_TIME = 0x0D  # within +-4 minutes, same hour, once a day
+
+
+MAX_CORRECTION_S = 240
+
+
 class Param(IntEnum):
     SERIAL = 0x00
     AUX_ONE = 0x11
@@ -81,6 +93,10 @@ ENERGY_LEN = 1 + 16 + 2
 TIME_LEN = 1 + 8 + 2
 SERIAL_LEN = 1 + 7 + 2
 AUX_ONE_LEN = 1 + 3 + 2
+
+
+class MercuryConfigError(Unsupported, ValueError):
+    """The configured address, password or option cannot work with a Mercury meter."""
 
 
 class MercuryStatusError(ProtocolError):
@@ -149,7 +165,7 @@ def crc_ok(frame: bytes) -> bool:
 # ---- requests ----------------------------------------------------------------------------
 def check_address(address: int) -> int:
     if not isinstance(address, int) or not (0 <= address <= MAX_ADDRESS or address == BROADCAST_ADDRESS):
-        raise ValueError(f"Mercury network address must be 0..{MAX_ADDRESS} (0 = universal), got {address!r}")
+        raise MercuryConfigError(f"Mercury network address must be 0..{MAX_ADDRESS} (0 = universal), got {address!r}")
     return address
 
 
@@ -167,16 +183,16 @@ def password_bytes(password: str | bytes | None, level: int) -> bytes:
     else:
         s = str(password)
         if len(s) != 6 or not s.isdigit():
-            raise ValueError(f"Mercury password must be 6 digits, got {len(s)} characters")
+            raise MercuryConfigError(f"Mercury password must be 6 digits, got {len(s)} characters")
         raw = bytes(int(c) for c in s)
     if len(raw) != 6:
-        raise ValueError(f"Mercury password must be 6 bytes, got {len(raw)}")
+        raise MercuryConfigError(f"Mercury password must be 6 bytes, got {len(raw)}")
     return raw
 
 
 def open_request(address: int, level: int, password: str | bytes | None) -> bytes:
     if level not in (1, 2):
-        raise ValueError(f"Mercury access level must be 1 (user) or 2 (admin), got {level!r}")
+        raise MercuryConfigError(f"Mercury access level must be 1 (user) or 2 (admin), got {level!r}")
     return request(address, Code.OPEN, bytes([level]) + password_bytes(password, level))
 
 
@@ -188,6 +204,14 @@ def energy_request(address: int, array: int = Array.FROM_RESET, month: int = 0, 
 
 def time_request(address: int) -> bytes:
     return request(address, Code.READ_TIME, b"\x00")
+
+
+def set_time_request(address: int, local: datetime) -> bytes:
+    return request(address, Code.WRITE, bytes([WriteParam.SET_TIME]) + encode_time(local))
+
+
+def correct_time_request(address: int, local: datetime) -> bytes:
+    return request(address, Code.WRITE, bytes([WriteParam.CORRECT_TIME]) + encode_time(local)[:3])
 
 
 def serial_request(address: int) -> bytes:
@@ -295,6 +319,16 @@ class MeterTime:
     local: datetime  # naive, the meter's local time
     weekday: int
     winter: bool
+
+
+def decode_hms(data: bytes) -> tuple[int, int, int]:
+    """(hour, minute, second) from the BCD sec, min, hour of a time correction."""
+    if len(data) != 3:
+        raise ProtocolError(f"Mercury time correction: expected 3 bytes, got {len(data)}")
+    h, m, s = _bcd(data[2], "hour"), _bcd(data[1], "minute"), _bcd(data[0], "second")
+    if h > 23 or m > 59 or s > 59:
+        raise ProtocolError(f"Mercury time correction: {h:02d}:{m:02d}:{s:02d} is not a time of day")
+    return h, m, s
 
 
 def decode_time(data: bytes) -> MeterTime:

@@ -21,6 +21,7 @@ from askue.drivers.sim.meter import SimMeter
 
 # Known request lengths by code (and first parameter); anything else is framed by its CRC.
 _FIXED_LEN = {f.Code.TEST: 4, f.Code.OPEN: 11, f.Code.CLOSE: 4, f.Code.READ_ARRAY: 6}
+_WRITE_LEN = {f.WriteParam.SET_TIME: 13, f.WriteParam.CORRECT_TIME: 8}
 _MAX_REQUEST = 32
 
 
@@ -31,6 +32,8 @@ def _request_len(buf: bytearray) -> int | None:
     code = buf[1]
     if code in _FIXED_LEN:
         return _FIXED_LEN[code]
+    if code == f.Code.WRITE and len(buf) >= 3 and buf[2] in _WRITE_LEN:
+        return _WRITE_LEN[buf[2]]
     if code in (f.Code.READ_TIME, f.Code.READ_PARAM):
         if len(buf) < 3:
             return None
@@ -54,9 +57,12 @@ def numeric_serial(serial: str) -> str:
 
 
 class MercurySession:
-    def __init__(self, meters: Mapping[int, SimMeter]):
+    def __init__(self, meters: Mapping[int, SimMeter], corrected: dict[int, date] | None = None):
         self.meters = {int(a): m for a, m in meters.items()}
         self.levels: dict[int, int] = {}  # open channels: address -> access level
+        # Day (meter time) of the last +-4 min correction per address: meter state, shared by
+        # every connection to this line.
+        self.corrected = corrected if corrected is not None else {}
         self.buf = bytearray()
 
     def feed(self, data: bytes) -> list[Reply]:
@@ -110,7 +116,7 @@ class MercurySession:
         if level is None:
             return status(5)
         if code == f.Code.WRITE:
-            return status(3 if level < 2 else 1)  # writing is not simulated
+            return status(self._write(key, meter, level, params))
         if code == f.Code.READ_TIME and params == b"\x00":
             return data(self._time(meter))
         if code == f.Code.READ_ARRAY and len(params) == 2:
@@ -137,6 +143,33 @@ class MercurySession:
             return 1
         self.levels[key] = level
         return 0
+
+    def _write(self, key: int, meter: SimMeter, level: int, params: bytes) -> int:
+        now = meter.clock()
+        local = now.astimezone(meter.local_tz).replace(tzinfo=None)
+        if params[:1] == bytes([f.WriteParam.CORRECT_TIME]) and len(params) == 4:
+            try:
+                h, m, s = f.decode_hms(params[1:])
+            except Exception:
+                return 1
+            target = local.replace(hour=h, minute=m, second=s, microsecond=0)
+            if abs((target - local).total_seconds()) > f.MAX_CORRECTION_S or h != local.hour:
+                return 1
+            if self.corrected.get(key) == local.date():
+                return 4
+            self.corrected[key] = local.date()
+            meter.set_clock(target.replace(tzinfo=meter.local_tz))
+            return 0
+        if params[:1] == bytes([f.WriteParam.SET_TIME]) and len(params) == 9:
+            if level < 2:
+                return 3
+            try:
+                target = f.decode_time(params[1:]).local
+            except Exception:
+                return 1
+            meter.set_clock(target.replace(tzinfo=meter.local_tz))
+            return 0
+        return 3 if level < 2 else 1  # other parameters are not simulated
 
     def _time(self, meter: SimMeter) -> bytes:
         local = meter.clock().astimezone(meter.local_tz).replace(tzinfo=None)
@@ -219,7 +252,8 @@ def make_session_factory(meters: Mapping[int | str, SimMeter], *,
         if not 1 <= addr <= f.MAX_ADDRESS:
             raise ValueError(f"Mercury network address must be 1..{f.MAX_ADDRESS}, got {a!r} for meter {m.id}")
         table[addr] = m
-    return lambda: MercurySession(table)
+    corrected: dict[int, date] = {}
+    return lambda: MercurySession(table, corrected)
 
 
 __all__ = ["MercurySession", "make_session_factory", "numeric_serial"]

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from askue.drivers.base import Kind, MeterSpec, get_driver
-from askue.drivers.errors import FrameError, IdentityMismatch, MeterTimeout
+from askue.drivers.errors import FrameError, IdentityMismatch, MeterTimeout, ProtocolError
+from askue.drivers.mbus import frames as f
 from askue.drivers.mbus.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
@@ -152,3 +153,50 @@ def test_config_errors_are_clear():
         get_driver("mbus")(t, spec(1, options={"medium": "steam"}))
     with pytest.raises(ValueError, match="serves"):
         make_session_factory({1: SimMeter(id="e", serial="1")}, transport="serial")
+
+
+async def test_configured_resource_is_checked_and_fresh_driver_resets_fcb():
+    meters = {20: sim(20, "heat")}
+    frames_seen: list[bytes] = []
+    factory = make_session_factory(meters, transport="tcp")
+
+    class Spy:
+        def __init__(self):
+            self.inner = factory()
+
+        def feed(self, data):
+            frames_seen.append(data)
+            return self.inner.feed(data)
+
+    server = await serve_tcp(Spy)
+    transport = TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        wrong = get_driver("mbus")(transport, spec(20, options={"timeout": 0.5, "resource": "cold_water"}))
+        with pytest.raises(ProtocolError, match="configured as cold_water"):
+            await wrong.read_registers()
+        # The gateway reuses identity checks and calls read_* on a fresh driver: it must send
+        # SND_NKE first so the slave does not take the REQ_UD2 for a repetition.
+        frames_seen.clear()
+        fresh = get_driver("mbus")(transport, spec(20, options={"timeout": 0.5, "resource": "heat"}))
+        assert {r.obis for r in await fresh.read_registers()} == {"6.0.1.0.0.255", "6.0.2.0.0.255"}
+        await fresh.read_instant()
+        assert b"".join(frames_seen) == f.snd_nke(20) + f.req_ud2(20) + f.req_ud2(20, fcb=True)
+    finally:
+        await transport.close()
+        server.close()
+
+
+def test_ambiguous_water_medium_takes_the_configured_resource():
+    from askue.drivers.mbus import obis
+
+    tel = f.Telegram(1, f.Header("00000001", "ASK", 1, 0x07, 0, 0),
+                     (f.Record("VOLUME", "M3", 12.5),))
+    assert [r.obis for r in obis.readings(tel, UTC, resource="hot_water")] == ["9.0.1.0.0.255"]
+    assert [r.obis for r in obis.readings(tel, UTC)] == ["8.0.1.0.0.255"]
+
+
+def test_config_errors_are_driver_errors():
+    from askue.drivers.errors import DriverError
+
+    with pytest.raises(DriverError):
+        get_driver("mbus")(TcpTransport("127.0.0.1", 1), spec(251))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from askue.drivers.base import Kind, MeterSpec, get_driver
 from askue.drivers.errors import AuthError, FrameError, IdentityMismatch, MeterTimeout
+from askue.drivers.mercury import frames as f
 from askue.drivers.mercury.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
@@ -188,3 +189,43 @@ async def test_universal_address_with_one_meter():
         await transport.close()
         server.close()
     await asyncio.sleep(0)
+
+
+async def test_set_clock_small_step_once_a_day_and_large_step_needs_admin():
+    now = datetime.now(UTC)
+    m = sim_meter(12, faults=Faults(clock_jump_at=now - timedelta(minutes=5), clock_jump_s=-90))
+    big = sim_meter(13, faults=Faults(clock_jump_at=now - timedelta(minutes=5), clock_jump_s=3 * 3600))
+    server, transport = await tcp_line({12: m, 13: big})
+    try:
+        drv = get_driver("mercury")(transport, spec(12))
+        await drv.connect()
+        before = await drv.read_clock()
+        assert (datetime.now(UTC) - before).total_seconds() == pytest.approx(90, abs=5)
+        target = datetime.now(UTC)
+        if (target + timedelta(hours=3)).minute == 59 or (target + timedelta(hours=3)).minute == 0:
+            pytest.skip("a correction across the hour is refused by design; rerun outside xx:59-xx:00")
+        await drv.set_clock(target)
+        assert abs((await drv.read_clock() - datetime.now(UTC)).total_seconds()) < 5
+        assert m.journal[-1].journal_obis == "0.0.99.98.0.255"  # the meter logged the correction
+        with pytest.raises(f.MercuryStatusError) as e:  # only once a day
+            await drv.set_clock(datetime.now(UTC) + timedelta(seconds=30))
+        assert e.value.status == 4
+
+        user = get_driver("mercury")(transport, spec(13))
+        await user.connect()
+        with pytest.raises(AuthError, match="access level"):
+            await user.set_clock(datetime.now(UTC))
+        admin = get_driver("mercury")(transport, spec(13, password="222222", options={"access_level": 2}))
+        await admin.connect()
+        await admin.set_clock(datetime.now(UTC))
+        assert abs((await admin.read_clock() - datetime.now(UTC)).total_seconds()) < 5
+    finally:
+        await transport.close()
+        server.close()
+
+
+def test_config_errors_are_driver_errors():
+    from askue.drivers.errors import DriverError
+
+    with pytest.raises(DriverError):
+        get_driver("mercury")(TcpTransport("127.0.0.1", 1), spec(1, password="12"))

@@ -9,7 +9,7 @@ Protocol facts: Incotex, "Протокол обмена трёхфазных с�
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from askue.drivers.errors import AuthError, DriverError, FrameError, ProtocolError
@@ -160,7 +160,10 @@ def test_simulator_status_codes():
     assert s.feed(f.energy_request(5))[0].data == f.status_reply(5, 5)  # channel not open
     assert s.feed(f.open_request(5, 1, "654321"))[0].data == f.status_reply(5, 1)  # wrong password
     assert s.feed(f.open_request(5, 1, "111111"))[0].data == f.status_reply(5, 0)
-    assert s.feed(f.request(5, f.Code.WRITE, b"\x0c\x00"))[0].data == f.status_reply(5, 3)  # level 1 cannot write
+    # Level 1 cannot set the time; a correction beyond 4 minutes is an invalid parameter.
+    assert s.feed(f.set_time_request(5, datetime(2026, 1, 1, 12)))[0].data == f.status_reply(5, 3)
+    far = (m.clock().astimezone(m.local_tz) + timedelta(minutes=10)).replace(tzinfo=None)
+    assert s.feed(f.correct_time_request(5, far))[0].data == f.status_reply(5, 1)
     assert s.feed(f.energy_request(5, f.Array.MONTH, 3, 0))[0].data == f.status_reply(5, 1)
     assert s.feed(f.energy_request(6)) == []  # nobody at address 6
     # Split delivery of one request still gets one answer.
