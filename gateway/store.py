@@ -87,7 +87,7 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(_SCHEMA)
             (self._count,) = self.db.execute("SELECT count(*) FROM outbox").fetchone()
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise StoreError(f"store {path}: cannot open: {e} (check the path, its permissions and free space)") \
                 from None
         self._cursor = 0  # highest outbox id handed out in a batch during this run
