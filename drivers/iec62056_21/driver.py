@@ -18,11 +18,12 @@ MeterSpec.options:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 from typing import ClassVar
 
 from askue.drivers.base import Capability, Driver, MeterIdentity, MeterSpec, Reading, register_driver
-from askue.drivers.errors import AuthError, FrameError, MeterTimeout, ProtocolError, Unsupported
+from askue.drivers.errors import AuthError, DriverError, FrameError, MeterTimeout, ProtocolError, Unsupported
 from askue.drivers.iec62056_21 import frames as f
 from askue.drivers.iec62056_21.models import (
     Channel,
@@ -56,16 +57,19 @@ class Iec62056Driver(Driver):
         except ValueError:
             raise IecConfigError(f"meter {meter.id}: parity must be software, hardware or none, "
                              f"not {o.get('parity')!r}") from None
-        self.initial_baud = int(o.get("initial_baud", 300))
-        self.max_baud = int(o.get("max_baud", 9600))
-        self.baud_switch = bool(o.get("baud_switch", True))
+        try:
+            self.initial_baud = int(o.get("initial_baud", 300))
+            self.max_baud = int(o.get("max_baud", 9600))
+            self.baud_switch = bool(o.get("baud_switch", True))
+            self.timeout = float(o.get("timeout", 1.5))
+            self.echo = bool(o.get("echo", False))
+            self.tz = local_tz(int(o.get("tz_offset_min", 180)))
+        except (TypeError, ValueError) as e:
+            raise IecConfigError(f"meter {meter.id}: bad option value: {e}") from None
         for what, baud in (("initial_baud", self.initial_baud), ("max_baud", self.max_baud)):
             if baud not in f.BAUD_CODES:
                 raise IecConfigError(f"meter {meter.id}: {what} {baud} is not a mode C rate; "
-                                 f"use one of {sorted(f.BAUD_CODES)}")
-        self.timeout = float(o.get("timeout", 1.5))
-        self.echo = bool(o.get("echo", False))
-        self.tz = local_tz(int(o.get("tz_offset_min", 180)))
+                                     f"use one of {sorted(f.BAUD_CODES)}")
         self.address = "" if meter.address is None else str(meter.address)
         if meter.model:
             try:
@@ -80,7 +84,8 @@ class Iec62056Driver(Driver):
         self.ident: f.Identification | None = None
         self.authenticated = False
         self._open = False
-        self._baud = self.initial_baud
+        self._baud = self.initial_baud  # the port's rate (serial only)
+        self._line_baud = self.initial_baud  # the meter's rate, for character timing on any transport
 
     # ---- line -------------------------------------------------------------------------
     def _settings(self, baud: int) -> SerialSettings:
@@ -99,15 +104,19 @@ class Iec62056Driver(Driver):
                                  f"{wire[:20]!r}: collision or noise on the bus")
 
     async def _receive(self, what: str) -> bytes:
+        """One message. `timeout` is for the answer to start; every byte that arrives
+        extends the deadline by one character time, so long answers at 300 Bd fit."""
         asm = f.Assembler(self.parity, where=what)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        char_s = 11 / self._line_baud  # start + 7 data + parity + stop, with slack
         while True:
             left = deadline - loop.time()
             if left <= 0:
                 raise MeterTimeout(f"meter {self.meter.id}: no complete {what} within {self.timeout:.2f} s "
                                    f"({len(asm.buf)} bytes so far)")
             raw = await self.transport.read_exactly(1, left)
+            deadline += char_s
             msg = asm.feed_byte(raw[0])
             if msg is not None:
                 return msg
@@ -126,13 +135,14 @@ class Iec62056Driver(Driver):
             return await self._connect()
         except Exception:
             # Leave no meter in programming mode and no port at the switched rate.
-            await self.close()
+            with contextlib.suppress(DriverError, OSError):
+                await self.close()
             raise
 
     async def _connect(self) -> MeterIdentity:
         self.authenticated = False
         await self.transport.set_serial(self._settings(self.initial_baud))
-        self._baud = self.initial_baud
+        self._baud = self._line_baud = self.initial_baud
         await self.transport.ensure_open()
         line = await self._exchange(f.sign_on(self.address), "identification")
         self.ident = ident = f.parse_identification(line)
@@ -143,6 +153,7 @@ class Iec62056Driver(Driver):
         baud = min(ident.baud, self.max_baud) if self.baud_switch else self.initial_baud
         await self._send(f.option_select(baud, f.Mode.PROGRAMMING))
         self._open = True
+        self._line_baud = baud
         if baud != self.initial_baud and isinstance(self.transport, SerialTransport):
             # The ACK must leave the wire at the old rate before the port switches.
             await asyncio.sleep(6 * 10 / self.initial_baud + 0.02)

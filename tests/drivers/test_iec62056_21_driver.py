@@ -264,6 +264,8 @@ def test_bad_options_are_clear_errors():
         Driver(TcpTransport("127.0.0.1", 9), spec(max_baud=115200))
     with pytest.raises(ProtocolError, match="unknown IEC 62056-21 model"):
         Driver(TcpTransport("127.0.0.1", 9), MeterSpec(id="x", driver="iec62056_21", model="ce999"))
+    with pytest.raises(ProtocolError, match="bad option value"):
+        Driver(TcpTransport("127.0.0.1", 9), spec(timeout="soon"))
     with pytest.raises(ProtocolError, match="forbidden"):
         Driver(TcpTransport("127.0.0.1", 9), spec(address="12!3"))
 
