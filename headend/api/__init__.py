@@ -1,0 +1,1 @@
+"""FastAPI read API of the head-end (OpenAPI at /docs)."""

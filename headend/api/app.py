@@ -1,0 +1,44 @@
+"""The FastAPI application: `create_app(settings)`."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from askue.headend.config import Settings
+from fastapi import APIRouter, FastAPI
+
+
+def create_app(settings: Settings, pool=None) -> FastAPI:
+    """The API app; it opens its own connection pool unless one is given (then the caller closes it)."""
+    from askue.headend.app import ROUTERS, load_entries, open_pool
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        own = pool is None
+        app.state.pool = await open_pool(settings) if own else pool
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.pool.close()
+
+    app = FastAPI(title="askue head-end API", version="1", lifespan=lifespan,
+                  description="Meters, readings, intervals, consumption and gateways of an askue head-end. "
+                              "Every endpoint except /api/v1/health needs `Authorization: Bearer <token>`.")
+    app.state.settings = settings
+    health = APIRouter()
+
+    @health.get("/health", tags=["health"])
+    async def get_health() -> dict:
+        """Liveness and database reachability (no authentication)."""
+        try:
+            async with app.state.pool.connection() as conn:
+                await conn.execute("SELECT 1")
+            db = "ok"
+        except Exception as e:  # report, do not fail: this endpoint is for monitoring
+            db = f"error: {e.__class__.__name__}"
+        return {"status": "ok" if db == "ok" else "degraded", "database": db}
+
+    app.include_router(health, prefix="/api/v1")
+    for router in load_entries(ROUTERS):
+        app.include_router(router, prefix="/api/v1")
+    return app

@@ -1,0 +1,87 @@
+"""Bearer-token authentication and organisation scoping.
+
+Tokens are random strings shown once; only their SHA-256 is stored in
+`api_tokens` (a token has 256 bits of entropy, so a fast hash is enough — the
+slow KDF is for the operators' passwords). A principal limited to some
+organisations sees only their objects; anything else answers 404, the same as
+an object that does not exist.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import psycopg
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+ROLES = ("admin", "dispatcher", "org_admin", "viewer", "billing")
+TOKEN_PREFIX = "askue_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    org_ids: frozenset[int] | None  # None: every organisation
+
+    def sees_org(self, org_id: int | None) -> bool:
+        return self.org_ids is None or (org_id is not None and org_id in self.org_ids)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_token(conn: psycopg.Connection, name: str, role: str, org_codes: list[str] | None = None) -> str:
+    """Store a new token and return it (the only time it is visible). Raises ValueError on bad input."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
+    if not name.strip():
+        raise ValueError("token name must not be empty")
+    org_ids: list[int] | None = None
+    if org_codes:
+        rows = conn.execute("SELECT code, id FROM organisations WHERE code = ANY(%s)", (org_codes,)).fetchall()
+        found = dict(rows)
+        missing = [c for c in org_codes if c not in found]
+        if missing:
+            raise ValueError(f"organisation(s) {', '.join(missing)} not found; import the registry first")
+        org_ids = [found[c] for c in org_codes]
+    elif role == "org_admin":
+        raise ValueError("an org_admin token needs --org CODE")
+    token = new_token()
+    conn.execute("INSERT INTO api_tokens (name, token_hash, role, org_ids) VALUES (%s, %s, %s, %s)",
+                 (name, hash_token(token), role, org_ids))
+    return token
+
+
+_bearer = HTTPBearer(auto_error=False, description="API token from `askue headend token create`")
+
+
+async def require_principal(request: Request,
+                            creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    pool = request.app.state.pool
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = %s AND revoked_at IS NULL "
+            "RETURNING name, role, org_ids", (hash_token(creds.credentials),))
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    name, role, org_ids = row
+    return Principal(name, role, None if org_ids is None else frozenset(org_ids))
+
+
+def org_scope(principal: Principal, column: str) -> tuple[str, tuple]:
+    """SQL condition limiting `column` (an org_id column) to what the principal may see."""
+    if principal.org_ids is None:
+        return "TRUE", ()
+    return f"{column} = ANY(%s)", (sorted(principal.org_ids),)

@@ -1,0 +1,165 @@
+"""`askue headend …`: run, migrate, doctor, import, token create."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="head-end YAML settings (env ASKUE_<FIELD> overrides it)")
+    parser.add_argument("--dsn", help="PostgreSQL DSN (overrides the config)")
+    sub = parser.add_subparsers(dest="headend_command", metavar="ACTION")
+    run = sub.add_parser("run", help="ingest + API in one process (default)")
+    only = run.add_mutually_exclusive_group()
+    only.add_argument("--ingest-only", action="store_true", help="run only the MQTT ingest (and background tasks)")
+    only.add_argument("--api-only", action="store_true", help="run only the HTTP API")
+    run.add_argument("--no-migrate", action="store_true", help="do not apply migrations on start")
+    run.add_argument("--mqtt-host")
+    run.add_argument("--mqtt-port", type=int)
+    run.add_argument("--api-host")
+    run.add_argument("--api-port", type=int)
+    mig = sub.add_parser("migrate", help="apply pending database migrations")
+    mig.add_argument("--mode", choices=("plain", "timescale"), help="force the storage mode on a new database")
+    sub.add_parser("doctor", help="check database, storage mode (TimescaleDB or plain PostgreSQL) and broker")
+    imp = sub.add_parser("import", help="import houses, accounts and meters from CSV or xlsx")
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help="check and report, store nothing")
+    imp.add_argument("--org", help="organisation code for rows without one")
+    imp.add_argument("--strict", action="store_true", help="import nothing if any row is bad")
+    tok = sub.add_parser("token", help="API tokens")
+    tsub = tok.add_subparsers(dest="token_command", metavar="ACTION")
+    tc = tsub.add_parser("create", help="create a token and print it (shown once)")
+    tc.add_argument("--name", required=True)
+    tc.add_argument("--role", required=True, choices=("admin", "dispatcher", "org_admin", "viewer", "billing"))
+    tc.add_argument("--org", action="append", help="limit to this organisation code (repeatable)")
+
+
+def _settings(args):
+    from askue.headend.config import load_settings
+
+    return load_settings(args.config, dsn=args.dsn, mqtt_host=getattr(args, "mqtt_host", None),
+                         mqtt_port=getattr(args, "mqtt_port", None), api_host=getattr(args, "api_host", None),
+                         api_port=getattr(args, "api_port", None))
+
+
+def run(args) -> int:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        print("askue headend: psycopg is missing; install the head-end extra: pip install 'askue[headend]'",
+              file=sys.stderr)
+        return EXIT_MISSING
+    from askue.headend.config import ConfigError
+
+    try:
+        settings = _settings(args)
+    except ConfigError as e:
+        print(f"askue headend: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    action = args.headend_command or "run"
+    try:
+        return {"run": _run, "migrate": _migrate, "doctor": _doctor, "import": _import, "token": _token}[action](
+            settings, args)
+    except _DbUnavailable as e:
+        print(f"askue headend: cannot reach the database: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+class _DbUnavailable(Exception):
+    pass
+
+
+def _connect(dsn: str):
+    import psycopg
+
+    try:
+        return psycopg.connect(dsn, connect_timeout=10)
+    except psycopg.OperationalError as e:
+        raise _DbUnavailable(f"{e}".strip() + " (check --dsn / ASKUE_DSN)") from None
+
+
+def _run(settings, args) -> int:
+    import asyncio
+
+    from askue.headend.app import run_headend
+    from askue.headend.storage.migrations import MigrationError
+
+    _connect(settings.dsn).close()
+    ingest = not getattr(args, "api_only", False)
+    api = not getattr(args, "ingest_only", False)
+    api_url = f"http://{settings.api_host}:{settings.api_port}/docs" if api else "off"
+    print(f"askue head-end: ingest {'on' if ingest else 'off'} (mqtt {settings.mqtt_host}:{settings.mqtt_port}, "
+          f"group {settings.mqtt_group}), API {api_url}", file=sys.stderr)
+    try:
+        asyncio.run(run_headend(settings, ingest=ingest, api=api, migrate=not getattr(args, "no_migrate", False)))
+    except MigrationError as e:
+        print(f"askue headend: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_OK
+
+
+def _migrate(settings, args) -> int:
+    from askue.headend.storage import migrations
+
+    _connect(settings.dsn).close()
+    try:
+        done = migrations.apply(settings.dsn, mode=args.mode, timezone=settings.timezone)
+    except migrations.MigrationError as e:
+        print(f"askue headend migrate: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    with _connect(settings.dsn) as conn:
+        mode = migrations.storage_mode(conn)
+    print(f"applied {len(done)} migration(s){': ' + ', '.join(done) if done else ''}; storage mode: {mode}")
+    return EXIT_OK
+
+
+def _doctor(settings, args) -> int:
+    from askue.headend.storage.doctor import diagnose
+
+    ok, lines = diagnose(settings)
+    print("\n".join(lines))
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _import(settings, args) -> int:
+    from askue.headend.registry.importer import RegistryFileError, import_file
+
+    _connect(settings.dsn).close()
+    try:
+        res = import_file(settings.dsn, args.file, dry_run=args.dry_run, default_org=args.org, strict=args.strict)
+    except RegistryFileError as e:
+        print(f"askue headend import: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"askue headend import: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    for err in res.errors:
+        print(f"{args.file}: {err}", file=sys.stderr)
+    what = "would import" if res.dry_run else "imported"
+    if args.strict and res.errors:
+        what = "imported nothing (--strict), would import"
+    created = ", ".join(f"{k} +{v}" for k, v in sorted(res.created.items())) or "nothing new"
+    updated = ", ".join(f"{k} ~{v}" for k, v in sorted(res.updated.items())) or "no changes"
+    print(f"{what} {res.imported} of {res.rows} row(s); {len(res.errors)} error(s); created: {created}; "
+          f"updated: {updated}")
+    return EXIT_FAILURE if res.errors else EXIT_OK
+
+
+def _token(settings, args) -> int:
+    from askue.headend.api.auth import create_token
+
+    if args.token_command != "create":
+        print("askue headend token: use `token create --name N --role R [--org CODE]`", file=sys.stderr)
+        return EXIT_USAGE
+    with _connect(settings.dsn) as conn:
+        try:
+            token = create_token(conn, args.name, args.role, args.org)
+        except ValueError as e:
+            print(f"askue headend token create: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    print(token)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Registry import: houses, accounts and meters from the files utilities keep."""

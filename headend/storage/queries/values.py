@@ -1,0 +1,36 @@
+"""Stored values of one meter by time range, in (ts, kind, obis) order for cursor paging."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+from askue.headend.ingest.batch import KIND_TABLE
+from psycopg.rows import dict_row
+
+KINDS = tuple(KIND_TABLE)
+
+
+async def meter_values(conn: psycopg.AsyncConnection, meter_id: int, kinds: list[str], start: datetime | None,
+                       end: datetime | None, obis: str | None, after: tuple[datetime, str, str] | None,
+                       limit: int) -> list[dict]:
+    parts, params = [], []
+    for kind in kinds:
+        table = KIND_TABLE[kind]  # kinds are validated by the caller against KINDS
+        period = "period_s" if kind == "interval" else "NULL::int AS period_s"
+        conds = ["meter_id = %s"]
+        params.append(meter_id)
+        for cond, val in (("ts >= %s", start), ("ts < %s", end), ("obis = %s", obis)):
+            if val is not None:
+                conds.append(cond)
+                params.append(val)
+        if after is not None:
+            conds.append("(ts, %s::text, obis) > (%s, %s::text, %s)")
+            params += [kind, after[0], after[1], after[2]]
+        parts.append(f"(SELECT ts, '{kind}'::text AS kind, obis, value, ts_source, received_at, quality, reasons, "
+                     f"source, gateway_id, seq, {period} FROM {table} WHERE {' AND '.join(conds)} "
+                     f"ORDER BY ts, obis LIMIT %s)")
+        params.append(limit)
+    sql = " UNION ALL ".join(parts) + " ORDER BY ts, kind, obis LIMIT %s"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, [*params, limit])
+        return await cur.fetchall()
