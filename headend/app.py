@@ -27,6 +27,7 @@ BATCH_HOOKS: list[str] = [
 ]
 
 BACKGROUND_TASKS: list[str] = [
+    "askue.headend.vee.scan:scan_task",
 ]
 
 ROUTERS: list[str] = [

@@ -1,0 +1,93 @@
+"""The periodic scan against real PostgreSQL: raised once, not again on rescan; gaps
+estimated and flagged; contact resumed clears no_contact."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from askue.headend.ingest import merge
+from askue.headend.vee import live, scan
+from vee_helpers import c_val, pending
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+PROF = "1.0.1.29.0.255"
+
+
+async def _conn(dsn: str) -> psycopg.AsyncConnection:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await merge.prepare_connection(conn)
+    await conn.execute("INSERT INTO organisations (code, name) VALUES ('UK1', 'УК Один')")
+    await conn.execute(
+        "INSERT INTO meters (code, resource, digits, org_id, status, verification_due, last_contact) "
+        "SELECT 'E7', 'electricity', 6, id, 'active', DATE '2026-11-01', %s FROM organisations", (NOW,))
+    await conn.execute(
+        "INSERT INTO meters (code, resource, status, last_contact) VALUES "
+        "('SILENT', 'electricity', 'active', %s), ('GONE', 'electricity', 'decommissioned', %s)",
+        (NOW - timedelta(days=3), NOW - timedelta(days=30)))
+    return conn
+
+
+async def _events(conn) -> list[tuple]:
+    cur = await conn.execute("SELECT e.kind, m.code, e.state, e.evidence->>'bucket' FROM abnormal_events e "
+                             "JOIN meters m ON m.id = e.meter_id ORDER BY m.code, e.kind")
+    return await cur.fetchall()
+
+
+async def test_scan_raises_once_and_clears_on_contact(pg_dsn: str) -> None:
+    conn = await _conn(pg_dsn)
+    await scan.scan_once(conn, NOW)
+    first = await _events(conn)
+    assert first == [("verification_overdue", "E7", "open", None), ("no_contact", "SILENT", "open", "1w")]
+    await scan.scan_once(conn, NOW + timedelta(minutes=5))
+    await scan.scan_once(conn, NOW + timedelta(days=1))
+    assert await _events(conn) == first
+    # the silent meter talks again
+    await conn.execute("UPDATE meters SET last_contact = %s WHERE code = 'SILENT'", (NOW + timedelta(days=1),))
+    await scan.scan_once(conn, NOW + timedelta(days=1, minutes=5))
+    ev = await _events(conn)
+    assert ("no_contact", "SILENT", "resolved", "1w") in ev
+    row = await (await conn.execute("SELECT resolved_by, cleared_at IS NOT NULL FROM abnormal_events "
+                                    "e JOIN meters m ON m.id = e.meter_id WHERE kind = 'no_contact' "
+                                    "AND m.code = 'SILENT'")).fetchone()
+    assert row == ("vee", True)
+    await conn.close()
+
+
+async def test_scan_estimates_short_gap_and_real_value_wins(pg_dsn: str) -> None:
+    conn = await _conn(pg_dsn)
+    ctx = merge.MergeContext(hooks=[live.batch_hook])
+    t = NOW - timedelta(hours=6)
+    vals = [c_val("E7", "interval", PROF, 0.2, t, period_s=1800),
+            c_val("E7", "interval", PROF, 0.4, t + timedelta(minutes=90), period_s=1800)]  # 2 missing = 1 h
+    await merge.write(conn, ctx, pending(vals))
+    await scan.scan_once(conn, NOW)
+    rows = await (await conn.execute("SELECT ts, value, quality, reasons, source FROM intervals ORDER BY ts")).fetchall()
+    assert [(r[1], r[2], r[4]) for r in rows] == [
+        (0.2, "A", "gateway"), (0.266667, "E", "estimate"), (0.333333, "E", "estimate"), (0.4, "A", "gateway")]
+    assert rows[1][3] == ["estimated", "method:linear"]
+    roll = await (await conn.execute("SELECT sum(value) FROM rollup_interval_daily")).fetchone()
+    assert abs(roll[0] - 1.2) < 1e-6
+    # a rescan does not estimate again; the real value arriving late replaces the estimate
+    await scan.scan_once(conn, NOW + timedelta(minutes=5))
+    assert (await (await conn.execute("SELECT count(*) FROM intervals")).fetchone())[0] == 4
+    await merge.write(conn, ctx, pending([c_val("E7", "interval", PROF, 0.25, t + timedelta(minutes=30),
+                                                period_s=1800)], seq=2))
+    rows = await (await conn.execute("SELECT value, quality, source FROM intervals ORDER BY ts")).fetchall()
+    assert rows[1] == (0.25, "A", "gateway")
+    roll = await (await conn.execute("SELECT sum(value) FROM rollup_interval_daily")).fetchone()
+    assert abs(roll[0] - (0.2 + 0.25 + 0.333333 + 0.4)) < 1e-6
+    await conn.close()
+
+
+async def test_scan_zero_consumption_and_no_repeat(pg_dsn: str) -> None:
+    conn = await _conn(pg_dsn)
+    ctx = merge.MergeContext(hooks=[live.batch_hook])
+    base = NOW - timedelta(days=10)
+    vals = [c_val("E7", "register", "1.0.1.8.0.255", 100.0, base)]
+    vals += [c_val("E7", "register", "1.0.1.8.0.255", 105.0, base + timedelta(days=d)) for d in range(1, 10)]
+    await merge.write(conn, ctx, pending(vals))
+    await scan.scan_once(conn, NOW)
+    await scan.scan_once(conn, NOW + timedelta(minutes=5))
+    kinds = [k for k, code, *_ in await _events(conn) if code == "E7"]
+    assert kinds.count("zero_consumption") == 1
+    await conn.close()
