@@ -251,7 +251,7 @@ def _check(field_: str, raw: Any) -> Any:
         return _bool(raw)
     if field_ == "status":
         s = _norm(raw)
-        st = {"active": "active", "в работе": "active", "активен": "active", "в работе": "active", "decommissioned": "decommissioned",
+        st = {"active": "active", "активен": "active", "в работе": "active", "decommissioned": "decommissioned",
               "снят": "decommissioned", "демонтирован": "decommissioned"}.get(s)
         if st is None:
             raise ValueError(f"{raw!r} is not a status; use active/decommissioned (в работе/снят)")
