@@ -27,6 +27,7 @@ BATCH_HOOKS: list[str] = [
 ]
 
 BACKGROUND_TASKS: list[str] = [
+    "askue.headend.exports.feed:prune_task",
     "askue.headend.vee.scan:scan_task",
 ]
 
@@ -35,6 +36,7 @@ ROUTERS: list[str] = [
     "askue.headend.api.routes_consumption:router",
     "askue.headend.api.routes_gateways:router",
     "askue.headend.api.routes_registry:router",
+    "askue.headend.exports.router:router",
 ]
 
 

@@ -91,21 +91,26 @@ WHERE (c.xid, c.seq) > (%(xid)s::text::xid8, %(seq)s)
   AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
   AND (%(orgs)s::bigint[] IS NULL OR m.org_id = ANY(%(orgs)s::bigint[]))
   AND (%(quality)s::text[] IS NULL OR r.quality = ANY(%(quality)s::text[]))
+  AND NOT (r.reasons && %(block)s::text[])
 ORDER BY c.xid, c.seq
 LIMIT %(limit)s
 """
 
 
 async def fetch_page(conn: psycopg.AsyncConnection, cursor: Cursor, *, limit: int = 1000,
-                     org_ids: frozenset[int] | None = None, quality: list[str] | None = None) -> FeedPage:
+                     org_ids: frozenset[int] | None = None, quality: list[str] | None = None,
+                     exclude_reasons: list[str] | None = None) -> FeedPage:
     """One page after `cursor`, scoped to `org_ids` (None: every organisation).
 
     Run it in its own statement snapshot (autocommit or READ COMMITTED): the xmin
-    horizon must be the one of this query.
+    horizon must be the one of this query. Readings carrying any of
+    `exclude_reasons` (VEE's blocking reasons) are not delivered; when VEE clears the
+    reason the update is logged and the reading comes then.
     """
     limit = max(1, min(int(limit), MAX_LIMIT))
     params = {"xid": str(cursor.xid), "seq": cursor.seq, "limit": limit + 1,
-              "orgs": sorted(org_ids) if org_ids is not None else None, "quality": quality}
+              "orgs": sorted(org_ids) if org_ids is not None else None, "quality": quality,
+              "block": list(exclude_reasons or [])}
     cur = await conn.execute(_PAGE_SQL, params)
     rows = await cur.fetchall()
     has_more = len(rows) > limit

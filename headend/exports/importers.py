@@ -1,0 +1,153 @@
+"""Files → database: 80020 from another АСКУЭ (e.g. Пирамида) into half-hour intervals,
+and filled-in integral readings templates into register readings. Both validate the
+whole file first and store nothing when something is wrong; stored values go through
+VEE's batch hook like values from gateways.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from . import integral_xlsx, xml80020
+from .errors import ExportFormatError, Issue
+from .manual import ManualReading, submit
+from .snapshots import db_timezone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Import80020Report:
+    file_day: str
+    sender_inn: str
+    points: int = 0
+    inserted: int = 0
+    kept_existing: int = 0  # a value for the slot was already stored (from a gateway): not overwritten
+    issues: list[Issue] = field(default_factory=list)
+
+
+async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: frozenset[int] | None,
+                       author: str, tz: ZoneInfo | None = None, file_name: str | None = None,
+                       now: datetime | None = None) -> Import80020Report:
+    """Validate and store. Raises ExportFormatError (nothing stored) when the file or
+    any of its measuring points cannot be taken."""
+    tz = tz or await db_timezone(conn)
+    msg = xml80020.parse(data, tz=tz)
+    if file_name:
+        inn, day, number = xml80020.parse_file_name(file_name)
+        problems = []
+        if inn != msg.sender_inn:
+            problems.append(Issue("file name", f"INN {inn} in the name, {msg.sender_inn} in <sender>",
+                                  "rename the file or fix <sender><inn>"))
+        if day != msg.day:
+            problems.append(Issue("file name", f"day {day:%Y%m%d} in the name, {msg.day:%Y%m%d} in <day>",
+                                  "rename the file or fix <datetime><day>"))
+        if number != msg.number:
+            problems.append(Issue("file name", f"number {number} in the name, {msg.number} in @number",
+                                  "rename the file or fix message/@number"))
+        if problems:
+            raise ExportFormatError(xml80020.FORMAT, problems)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    report = Import80020Report(f"{msg.day:%Y-%m-%d}", msg.sender_inn)
+    issues: list[Issue] = []
+    rows: list[tuple[int, str, datetime, float, str, float]] = []
+    orgs = sorted(org_ids) if org_ids is not None else None
+    for ai, area in enumerate(msg.areas, 1):
+        for point in area.points:
+            cur = await conn.execute(
+                """SELECT m.id, m.multiplier FROM meters m LEFT JOIN billing_80020_points p ON p.meter_id = m.id
+                   WHERE (p.code = %s OR (p.code IS NULL AND m.code = %s))
+                     AND (%s::bigint[] IS NULL OR m.org_id = ANY(%s::bigint[]))
+                   ORDER BY (p.code = %s) DESC NULLS LAST LIMIT 1""",
+                (point.code, point.code, orgs, orgs, point.code))
+            row = await cur.fetchone()
+            if row is None:
+                issues.append(Issue(f"message/area[{ai}]/measuringpoint[@code={point.code!r}]",
+                                    "no metering point with this code",
+                                    "register the code for a meter (billing_80020_points) or fix the code"))
+                continue
+            mid, mult = row
+            report.points += 1
+            for ch in point.channels:
+                obis = xml80020.CHANNELS[ch.code][0]
+                for p in ch.periods:
+                    start = xml80020.slot_start_utc(msg.day, p.start, tz, p.summer)
+                    quality = "A" if p.status in (None, xml80020.STATUS_OK) else "S"
+                    # 80020 carries point-level energy; the DB keeps the meter's own (÷ multiplier)
+                    rows.append((mid, obis, start + xml80020.HALF_HOUR, float(p.value) / mult, quality,
+                                 float(p.value)))
+    if issues:
+        raise ExportFormatError(xml80020.FORMAT, issues)
+    inserted = []
+    async with conn.transaction():
+        for mid, obis, ts, value, quality, _ in rows:
+            cur = await conn.execute(
+                """INSERT INTO intervals (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source,
+                       period_s) VALUES (%s, %s, %s, 'meter', %s, %s, %s, %s, 'file', 1800)
+                   ON CONFLICT (meter_id, obis, ts) DO NOTHING RETURNING meter_id""",
+                (mid, obis, ts, now, value, quality, ["imported_80020"]))
+            if await cur.fetchone():
+                inserted.append((mid, obis, ts, value))
+        await conn.execute(
+            "INSERT INTO audit_log (actor, action, object_type, object_id, new) VALUES (%s, 'billing.import_80020', "
+            "'file', %s, jsonb_build_object('inserted', %s::int, 'rows', %s::int))",
+            (author, file_name or f"80020_{msg.sender_inn}_{msg.day:%Y%m%d}_{msg.number}", len(inserted), len(rows)))
+        await _vee_intervals(conn, inserted, now)
+    report.inserted = len(inserted)
+    report.kept_existing = len(rows) - len(inserted)
+    return report
+
+
+async def _vee_intervals(conn: psycopg.AsyncConnection, rows: list[tuple[int, str, datetime, float]],
+                         now: datetime) -> None:
+    try:
+        from askue.headend.ingest.batch import InsertedBatch, InsertedRow
+        from askue.headend.vee.live import batch_hook
+    except ImportError:
+        log.warning("VEE is not installed: imported intervals are stored without validation rules")
+        return
+    batch = InsertedBatch()
+    for mid, obis, ts, value in rows:
+        batch.rows.append(InsertedRow(mid, obis, "interval", ts, now, value, 1800))
+        batch.meter_ids.add(mid)
+    if batch.rows:
+        await batch_hook(conn, batch)
+
+
+async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: frozenset[int] | None,
+                          author: str, now: datetime | None = None, confirm: bool = False,
+                          partial: bool = False, dry_run: bool = False) -> list[integral_xlsx.RowResult]:
+    """Per-row results of a filled-in template. By default a file is one act: if any
+    row is wrong, nothing is stored (`partial=True` stores the good rows, as the
+    customer cabinet does)."""
+    results = integral_xlsx.read_integral_xlsx(data)
+    ok = [r for r in results if r.status == "ok"]
+    bad = [r for r in results if r.status == "error"]
+    if bad and not partial:
+        for r in ok:
+            r.message = "не сохранено: исправьте ошибки в других строках / not stored: fix the other rows"
+        for r in bad:
+            r.message = "ошибка / error: " + "; ".join(str(i) for i in r.issues)
+        return results
+    readings = [ManualReading(meter=r.reading.meter_number, obis=r.reading.obis, value=float(r.reading.current),
+                              ts=now, consumer=True, comment=f"integral xlsx row {r.row}")
+                for r in ok if r.reading is not None and r.reading.current is not None]
+    outcome = await submit(conn, readings, author=author, org_ids=org_ids, now=now, confirm=confirm, source="file",
+                           dry_run=dry_run, all_or_nothing=not partial)
+    for r, o in zip(ok, outcome, strict=True):
+        r.message = f"{o.message_ru} / {o.message_en}"
+        if o.status != "accepted" and o.status != "not_stored":
+            r.status = "error" if o.status == "rejected" else o.status
+            r.issues.append(Issue(f"row {r.row}", o.message_en, "check the reading" if o.status != "rejected"
+                                  else "correct the row and load the file again"))
+        elif o.status == "not_stored":
+            r.status = "not_stored"
+    for r in bad:
+        r.message = "ошибка / error: " + "; ".join(str(i) for i in r.issues)
+    return results
+
+
