@@ -14,6 +14,7 @@ no answer (as on a real bus); a TCP request for an unknown unit gets exception
 """
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -44,7 +45,7 @@ def map_of(meter: SimMeter) -> RegisterMap:
 
 def _noise(meter: SimMeter, key: str, t: datetime) -> float:
     """A deterministic 0..1 number per meter, channel and second."""
-    return (zlib.crc32(f"{meter.seed}/{meter.id}/{key}/{int(t.timestamp())}".encode()) & 0xFFFF) / 0xFFFF
+    return random.Random(zlib.crc32(f"{meter.seed}/{meter.id}/{key}/{int(t.timestamp())}".encode())).random()
 
 
 def _instant_value(meter: SimMeter, obis: str, t: datetime, inst: dict[str, float]) -> float:
@@ -113,7 +114,10 @@ class MeterImage:
         regs = meter.registers(t) if rmap.by_kind("register") else {}
         inst = meter.instant(t) if rmap.resource == "electricity" else {}
         for f in rmap.fields:
-            v = _register_value(meter, f, regs) if f.kind == "register" else _instant_value(meter, f.obis, t, inst)
+            if f.kind == "register":
+                v = _register_value(meter, f, regs)
+            else:
+                v = round(_instant_value(meter, f.obis, t, inst), meter.decimals)
             words = codec.encode_value(f.type, v, bo, wo, f.scale)
             self._put(f.address, words)
             # what a reader decodes: quantised to the map's type and scale

@@ -315,3 +315,20 @@ def test_session_answers_exceptions_and_ignores_noise():
     assert r.data[:9] == bytes.fromhex("0002 0000 0007 01 04 04") and r.checksum_at == 2
     two = bytes.fromhex("0003 0000 0006 01 04 0000 0002 0004 0000 0006 01 04 0002 0002")
     assert [x.data[:2] for x in tcp.feed(two)] == [b"\x00\x03", b"\x00\x04"]  # pipelined requests
+
+
+async def test_reference_map_values_arrive_exactly(tcp_line, pty_line):
+    """askue-sim-electricity: integer registers, so every value is the SimMeter's own number."""
+    for start, framing in ((tcp_line, "tcp"), (pty_line, "rtu")):
+        m = sim_meter(9, "askue-sim-electricity", "10000009")
+        tr = await start({9: m})
+        d = ModbusDriver(tr, spec(9, "askue-sim-electricity", "10000009", framing=framing))
+        await d.connect()
+        regs = {r.obis: r for r in await d.read_registers()}
+        assert d.requests == 2  # serial, then clock + 8 registers in one request across the reserved gap
+        truth = m.registers(T0)
+        assert [regs[f"1.0.1.8.{z}.255"].value for z in (0, 1, 2)] == [truth[0], truth[1], truth[2]]
+        assert regs["1.0.1.8.0.255"].meter_time == T0.replace(microsecond=0)
+        inst = {r.obis: r.value for r in await d.read_instant()}
+        for obis in ("1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255"):
+            assert inst[obis] == m.instant(T0)[obis]
