@@ -12,6 +12,7 @@ MeterSpec.options:
   baud_switch   false keeps the initial rate (meters fixed at 9600 on RS-485)
   timeout       seconds to wait for an answer, default 1.5
   tz_offset_min the meter's local time offset from UTC, default 180 (Moscow)
+  repeats       how often a damaged request/answer is repeated (NAK recovery), default 2
   echo          true on RS-485 adapters that hear their own transmission: the driver
                 reads its request back and checks it before waiting for the answer
 """
@@ -63,6 +64,7 @@ class Iec62056Driver(Driver):
             self.baud_switch = bool(o.get("baud_switch", True))
             self.timeout = float(o.get("timeout", 1.5))
             self.echo = bool(o.get("echo", False))
+            self.repeats = int(o.get("repeats", 2))
             self.tz = local_tz(int(o.get("tz_offset_min", 180)))
         except (TypeError, ValueError) as e:
             raise IecConfigError(f"meter {meter.id}: bad option value: {e}") from None
@@ -202,11 +204,33 @@ class Iec62056Driver(Driver):
             raise ProtocolError(f"meter {self.meter.id}: no session; call connect() first")
         return self.model
 
+    async def _request(self, request: bytes, what: str) -> bytes:
+        """Send a command; repeat it when the meter answers NAK, and answer NAK to a
+        block with a bad BCC so the meter repeats it (IEC 62056-21 error recovery)."""
+        model = self._need()
+        answer = await self._exchange(request, what)
+        for attempt in range(self.repeats + 1):
+            last = attempt == self.repeats
+            if answer == bytes([f.NAK]):
+                if last:
+                    raise FrameError(f"meter {self.meter.id}: NAK to {what} {self.repeats + 1} times "
+                                     f"(the meter keeps seeing a damaged request)")
+                answer = await self._exchange(request, what)
+                continue
+            if answer[:1] == bytes([f.STX]):
+                try:
+                    f.check_bcc(answer, model.bcc)
+                except FrameError:
+                    if last:
+                        raise
+                    answer = await self._exchange(bytes([f.NAK]), what)
+                    continue
+            return answer
+        raise AssertionError("unreachable")
+
     async def _read(self, name: str, args: str = "") -> list[str]:
         model = self._need()
-        answer = await self._exchange(f.read(name, args, model.bcc), f"answer to {name}")
-        if answer == bytes([f.NAK]):
-            raise FrameError(f"meter {self.meter.id}: NAK to {name} (the meter saw a damaged request)")
+        answer = await self._request(f.read(name, args, model.bcc), f"answer to {name}")
         if answer == bytes([f.ACK]):
             raise ProtocolError(f"meter {self.meter.id}: bare ACK to read {name}")
         values = f.parse_answer(answer, name, model.bcc)

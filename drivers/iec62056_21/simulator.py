@@ -44,12 +44,14 @@ class IecSimSession:
 
     def _idle(self) -> None:
         self.state = "idle"
+        self.last: Reply | None = None
         self.meter: SimMeter | None = None
         self.model: Model | None = None
         self.authenticated = False
 
     def _reply(self, data: bytes, checksum_at: int | None = None) -> Reply:
-        return Reply(self.meter, f.encode_line(data, self.parity), checksum_at)
+        self.last = Reply(self.meter, f.encode_line(data, self.parity), checksum_at)
+        return self.last
 
     def feed(self, data: bytes) -> list[Reply]:
         out: list[Reply] = []
@@ -71,6 +73,8 @@ class IecSimSession:
             return self._option(msg)
         if self.state == "prog" and msg[0] == f.SOH:
             return self._command(msg)
+        if self.state == "prog" and msg == bytes([f.NAK]) and self.last is not None:
+            return [self.last]  # the reader saw a damaged answer: send it again (faults apply anew)
         return []
 
     def _sign_on(self, msg: bytes) -> list[Reply]:

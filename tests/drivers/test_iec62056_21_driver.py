@@ -364,6 +364,43 @@ async def test_rs485_echo_is_read_back_and_checked():
         await Driver(t, spec(serial="141628345", password="777777", timeout=0.2)).connect()
 
 
+async def test_damaged_answer_is_asked_again_with_nak():
+    req, good = CAPTURED_READS[0]
+    damaged = good[:5] + b"9" + good[6:]  # one digit flipped: BCC mismatch
+    script = CE102M_SESSION + [SNUMB] + _clock_script() + [(req, damaged), (b"\x15", good)]
+    t = ScriptTransport(script)
+    d = Driver(t, spec(serial="141628345", password="777777", timeout=0.2))
+    await d.connect()
+    assert (await d.read_registers())[0].value == 68.42
+    assert not t.script
+    # and a meter that NAKs a request gets it again
+    t = ScriptTransport(CE102M_SESSION + [SNUMB, (f.read("TIME_", "", f.Bcc.SUM7), b"\x15")] + _clock_script())
+    d = Driver(t, spec(serial="141628345", password="777777", timeout=0.2))
+    await d.connect()
+    await d.read_clock()
+    assert not t.script
+
+
+async def test_noisy_line_recovers_through_repeats():
+    async def successes(repeats: int) -> int:
+        m = sim_meter(faults=Faults(crc_error_rate=0.3))
+        ok = 0
+        async with tcp_line({"141628345": m}) as t:  # the line's fault dice are seeded: same run every time
+            for _ in range(20):
+                d = Driver(t, spec(repeats=repeats))
+                try:
+                    await d.connect()
+                    ok += len(await d.read_registers()) > 0
+                except (FrameError, MeterTimeout):
+                    pass  # e.g. a damaged identification: it has no checksum to ask again for
+                finally:
+                    await d.close()
+        return ok
+
+    without, with_repeats = await successes(0), await successes(4)
+    assert with_repeats > without + 2, (without, with_repeats)
+
+
 async def test_midnight_between_clock_reads_uses_the_new_date():
     script = CE102M_SESSION + [SNUMB] + [
         (f.read("TIME_", "", f.Bcc.SUM7), f.data_answer("TIME_", ["23:59:59"], f.Bcc.SUM7)),

@@ -211,6 +211,7 @@ def test_simulator_replays_ce102m_capture():
     assert [x[1] for x in m.served] == list(MODELS["ce102m"].energy[0].obis)
     [r] = s.feed(CE102M_REQ_CURRE)
     assert f.parse_answer(r.data, "CURRE", SUM7)
+    assert s.feed(b"\x15") == [r]  # NAK from the reader: the meter repeats its last answer
     assert s.feed(CE301_BREAK) == []
     assert s.feed(CE102M_REQ_CURRE) == []  # after the break the meter is idle
 
