@@ -14,6 +14,8 @@ from askue.drivers.modbus.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
 from askue.drivers.transport import SerialTransport, TcpTransport
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = datetime(2026, 11, 20, 9, 17, 41, 250_000, tzinfo=UTC)
 RESOURCE = {m: load_map(m).resource for m in available_models()}
@@ -332,3 +334,18 @@ async def test_reference_map_values_arrive_exactly(tcp_line, pty_line):
         inst = {r.obis: r.value for r in await d.read_instant()}
         for obis in ("1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255"):
             assert inst[obis] == m.instant(T0)[obis]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=6), st.sampled_from(["tcp", "serial"]))
+def test_session_survives_noise(chunks, transport):
+    """Line noise into the simulator: no exception, and it still answers a good request after."""
+    from askue.drivers.modbus.frames import build_request, read_pdu
+
+    session = make_session_factory({1: sim_meter(1, "eastron-sdm630", "1")}, transport=transport)()
+    for c in chunks:
+        session.feed(c)
+    framing = "tcp" if transport == "tcp" else "rtu"
+    session.buf = b""  # a real master waits out the noise (RTU: 3.5 char silence; TCP: reconnects)
+    (r,) = session.feed(build_request(framing, 1, read_pdu(4, 72, 2), tid=9))
+    assert r.meter is not None and len(r.data) == (13 if framing == "tcp" else 9)
