@@ -2,7 +2,7 @@
 
 Consumption of a bucket = last reading of the bucket − last reading of the
 previous bucket that has one (so a silent day's use lands on the next day with
-data), times the meter's multiplier (CT·VT ratio). A drop from the top of the
+data; the very first bucket counts from its own first reading), times the meter's multiplier (CT·VT ratio). A drop from the top of the
 register's digit capacity to its bottom counts as a rollover, not as negative
 use. Channels: A+ per tariff zone (1.0.1.8.Z.255, zone 0 = total or
 single-rate), cold/hot water volume, heat energy, gas volume. Individual and
@@ -63,17 +63,18 @@ WITH sel AS (
     FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
     WHERE {' AND '.join(conds)}
 ), cur AS (
-    SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value
+    SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value, r.first_value
     FROM {rollup} r JOIN sel ON sel.id = r.meter_id
     WHERE r.{b} >= %(start)s AND r.{b} < %(end)s AND {CHANNEL_SQL}
 ), base AS (
     SELECT p.* FROM (SELECT DISTINCT meter_id, obis FROM cur) k CROSS JOIN LATERAL (
-        SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value FROM {rollup} r
+        SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value, r.first_value FROM {rollup} r
         WHERE r.meter_id = k.meter_id AND r.obis = k.obis AND r.{b} < %(start)s
         ORDER BY r.{b} DESC LIMIT 1) p
 ), d AS (
     SELECT meter_id, obis, b, last_value,
-           lag(last_value) OVER w AS prev
+           -- the first bucket with no earlier reading counts from its own first reading
+           coalesce(lag(last_value) OVER w, first_value) AS prev
     FROM (SELECT * FROM cur UNION ALL SELECT * FROM base) x
     WINDOW w AS (PARTITION BY meter_id, obis ORDER BY b)
 )
