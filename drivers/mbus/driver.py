@@ -74,6 +74,15 @@ class MBusDriver(Driver):
         self.reset_done = True
 
     async def _request(self) -> f.Telegram:
+        try:
+            return await self._request_once()
+        except Exception:
+            # After a lost or damaged exchange the slave's FCB memory is unknown: reset it
+            # before the next request rather than risk being sent a stale repeated telegram.
+            self.reset_done = False
+            raise
+
+    async def _request_once(self) -> f.Telegram:
         if self.nke and not self.reset_done:
             # A slave remembers the last FCB: a fresh driver must reset it, or a slave that
             # sees the same FCB again repeats its previous (stale) telegram.

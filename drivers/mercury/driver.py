@@ -88,8 +88,8 @@ class MercuryDriver(Driver):
         data = await self._read(f.serial_request(self.address), f.SERIAL_LEN, "read serial number")
         serial, made = f.decode_serial(data)
         self.check_identity(serial)
-        return MeterIdentity(serial=serial, model=self.meter.model or "Mercury 230",
-                             firmware=None if made is None else f"made {made.isoformat()}")
+        self.manufactured = made
+        return MeterIdentity(serial=serial, model=self.meter.model or "Mercury 230")
 
     async def close(self) -> None:
         try:
