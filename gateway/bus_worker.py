@@ -341,10 +341,11 @@ class BusWorker:
         if kind == "interval":
             return await self._profile_step(drv, state, job)
         if kind == "poll":
-            kinds = job.args.get("kinds") or list(m.schedules.periods())
+            # Default: what the meter is scheduled for; a meter polled only on demand gets its registers.
+            kinds = job.args.get("kinds") or list(m.schedules.periods()) or ["register"]
             n = 0
             for k in kinds:
-                if k == "interval":
+                if k == "interval" and Capability.PROFILE in caps:
                     n += await self._profile_step(drv, state, job)
                 elif k == "register" and Capability.REGISTERS in caps:
                     n += self._keep(m.id, await drv.read_registers())

@@ -60,7 +60,7 @@ class Commands:
     def __init__(self, gateway: Gateway, cache_size: int = 256):
         self.gw = gateway
         self._done: OrderedDict[str, bytes] = OrderedDict()
-        self._running: set[str] = set()
+        self._running: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
         self.cache_size = cache_size
         self.executed = 0
@@ -86,8 +86,11 @@ class Commands:
             self.gw.publish_result(self._done[cmd.id])
             return
         if cmd.id in self._running:
+            await self._running[cmd.id].wait()  # redelivered while running: answer again when done
+            if cmd.id in self._done:
+                self.gw.publish_result(self._done[cmd.id])
             return
-        self._running.add(cmd.id)
+        self._running[cmd.id] = asyncio.Event()
         try:
             log.info("command %s: %s %s", cmd.id, cmd.cmd, cmd.args)
             try:
@@ -105,7 +108,7 @@ class Commands:
                                     error=msg)
             self._publish(res)
         finally:
-            self._running.discard(cmd.id)
+            self._running.pop(cmd.id).set()
 
     def _publish(self, res: CommandResult) -> None:
         payload = encode(res)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ log = logging.getLogger("askue.gateway")
 
 
 class Gateway:
-    def __init__(self, cfg: GatewayConfig, config_path: str | Path | None = None):
+    def __init__(self, cfg: GatewayConfig, config_path: str | Path | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
+        self.now = now  # the gateway's wall clock (received_at, profile ranges, clock drift)
         self.config_path = Path(config_path) if config_path else None
         self.store = Store(cfg.store.path, cfg.store.max_values, cfg.store.synchronous)
         self.workers: dict[str, BusWorker] = {}
@@ -51,7 +55,8 @@ class Gateway:
                  len(self.cfg.buses), len(self.cfg.meters), self.cfg.store.path, self.store.depth)
 
     def _start_worker(self, bus_id: str) -> None:
-        w = BusWorker(self.cfg.bus(bus_id), self.cfg.meters_on(bus_id), self.store, on_status=self._status_changed)
+        w = BusWorker(self.cfg.bus(bus_id), self.cfg.meters_on(bus_id), self.store, on_status=self._status_changed,
+                      now=self.now)
         self.workers[bus_id] = w
         w.start()
 
