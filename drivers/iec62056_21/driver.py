@@ -162,7 +162,14 @@ class Iec62056Driver(Driver):
             await self.transport.set_serial(self._settings(baud))
             self._baud = baud
         p0 = await self._receive("P0 operand")
-        cmd, _ = f.operand(p0, model.bcc)
+        for attempt in range(self.repeats + 1):
+            try:
+                cmd, _ = f.operand(p0, model.bcc)
+                break
+            except FrameError:
+                if attempt == self.repeats:
+                    raise
+                p0 = await self._exchange(bytes([f.NAK]), "P0 operand")  # ask for it again
         if cmd != "P0":
             raise ProtocolError(f"meter {self.meter.id}: expected the P0 operand after option select, got {cmd}")
         secret = self.meter.password

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from askue.drivers.errors import FrameError
+from askue.drivers.errors import FrameError, ProtocolError
 from askue.drivers.iec62056_21 import frames as f
 from askue.drivers.iec62056_21.models import MODELS, Channel, Model, format_date, format_time
 from askue.drivers.sim.line import Reply, SessionFactory
@@ -99,7 +99,7 @@ class IecSimSession:
         assert self.model is not None and self.meter is not None
         try:
             _, baud, mode = f.parse_option_select(msg)
-        except (FrameError, Exception):
+        except (FrameError, ProtocolError):
             self._idle()
             return []
         if baud > self.model.baud:
