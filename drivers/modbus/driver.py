@@ -72,6 +72,11 @@ class ModbusDriver(Driver):
             self.tz = self.map.clock_tz(opts)
         except ValueError as e:
             raise ConfigError(f"meter {meter.id}: clock_tz: {e}") from None
+        # What this meter's map can do (the class lists what the driver can do at most):
+        # the gateway must not ask an SDM630, which has no clock, for its clock.
+        caps = {Capability.REGISTERS: self.map.by_kind("register"), Capability.INSTANT: self.map.by_kind("instant"),
+                Capability.CLOCK: self.map.clock}
+        self.capabilities = frozenset(c for c, has in caps.items() if has)  # type: ignore[misc]
         self._tid = 0
         self.requests = 0  # requests sent, for tests and statistics
 

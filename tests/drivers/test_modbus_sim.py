@@ -349,3 +349,12 @@ def test_session_survives_noise(chunks, transport):
     session.buf = b""  # a real master waits out the noise (RTU: 3.5 char silence; TCP: reconnects)
     (r,) = session.feed(build_request(framing, 1, read_pdu(4, 72, 2), tid=9))
     assert r.meter is not None and len(r.data) == (13 if framing == "tcp" else 9)
+
+
+def test_capabilities_follow_the_map():
+    from askue.drivers.base import Capability
+
+    tr = TcpTransport("127.0.0.1", 1)
+    assert Capability.CLOCK in ModbusDriver(tr, spec(1, "schneider-iem3255")).capabilities
+    sdm = ModbusDriver(tr, spec(1, "eastron-sdm630")).capabilities
+    assert sdm == {Capability.REGISTERS, Capability.INSTANT}
