@@ -29,6 +29,8 @@ test/TEMDeviceTest.Mercury230*.dat):
   and bit 6 the reactive direction (set = negative), the value keeps the low 6 bits.
   BWRI: 0x00+phase P, 0x04+phase Q, 0x08+phase S (phase 0 = sum), 0x11..0x13 U,
   0x21..0x23 I, 0x30+phase cos phi, 0x40 frequency. Scales: P, Q, S, U, f /100, I, cos /1000.
+  A 0x08 0x16 block holds sum + 3 phases for powers and cos phi, the 3 phases for U and I
+  (answer lengths as read by psxbox/Psxbox.Protocols, Psxbox.Mercury/Mercury230Reader.cs).
 """
 from __future__ import annotations
 

@@ -171,6 +171,13 @@ def test_simulator_status_codes():
     assert s.feed(req[:2]) == [] and len(s.feed(req[2:])[0].data) == f.TIME_LEN
 
 
+def test_aux_block_reply_lengths():
+    # Block reads 0x08 0x16: powers and cos phi give sum + 3 phases (15-byte answer), U and I
+    # the 3 phases (12 bytes) - as read by psxbox/Psxbox.Protocols Psxbox.Mercury/Mercury230Reader.cs.
+    assert [f.aux_reply_len(b, True) for b in (0x00, 0x04, 0x08, 0x30, 0x11, 0x21)] == [15, 15, 15, 15, 12, 12]
+    assert f.aux_reply_len(0x11, False) == f.AUX_ONE_LEN == 6
+
+
 def test_simulator_aux_block_reply_lengths():
     m = SimMeter(id="m1", serial="12345678", password="111111")
     s = MercurySession({5: m})
