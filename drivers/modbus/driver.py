@@ -11,6 +11,7 @@ MeterSpec.address is the unit id; MeterSpec.model names the map in configs/model
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from askue.drivers.base import (
@@ -27,6 +28,8 @@ from askue.drivers.modbus import codec, frames
 from askue.drivers.modbus.coalesce import Block, plan
 from askue.drivers.modbus.register_map import MapError, MapField, RegisterMap, cached_map, load_map
 from askue.drivers.transport import TcpTransport, Transport
+
+log = logging.getLogger("askue.drivers.modbus")
 
 
 class ConfigError(DriverError):
@@ -78,6 +81,7 @@ class ModbusDriver(Driver):
                 Capability.CLOCK: self.map.clock}
         self.capabilities = frozenset(c for c, has in caps.items() if has)  # type: ignore[misc]
         self._tid = 0
+        self.invalid: list[str] = []  # fields the last read skipped as invalid (NaN)
         self.requests = 0  # requests sent, for tests and statistics
 
     # ---- public interface ---------------------------------------------------------------
@@ -122,14 +126,22 @@ class ModbusDriver(Driver):
             spans.append((c.address, c.count))  # the meter's own timestamp, same session
         regs = await self._read_spans(spans)
         meter_time = self._decode_clock(regs) if c else None
-        out = []
+        out, invalid = [], []
         for f in fields:
             words = [regs[f.address + i] for i in range(f.count)]
             try:
                 value = codec.decode_value(f.type, words, self.map.byte_order, self.map.word_order, f.scale)
             except ValueError as e:
-                raise ProtocolError(f"unit {self.unit} {f.name} ({f.obis}) at {f.address}: {e}") from None
+                # A meter marks a value it cannot measure (missing sensor) with NaN: drop that
+                # one channel, keep the others.
+                invalid.append(f"{f.name} ({f.obis}) at {f.address}: {e}")
+                continue
             out.append(Reading(f.obis, kind, value, f.unit, meter_time))
+        self.invalid = invalid
+        if invalid:
+            if not out:
+                raise ProtocolError(f"unit {self.unit}: no valid value: {'; '.join(invalid)}")
+            log.warning("meter %s unit %s: skipped invalid values: %s", self.meter.id, self.unit, "; ".join(invalid))
         return out
 
     def _decode_clock(self, regs: dict[int, int]) -> datetime:

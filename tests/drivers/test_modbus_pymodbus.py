@@ -136,3 +136,25 @@ async def test_driver_against_pymodbus_rtu_server_on_a_pty(socat_pair):
     finally:
         await tr.close()
         await server.shutdown()
+
+
+async def test_invalid_float_skips_that_channel_only():
+    port = free_port()
+    nan = float("nan")
+    dev = SimDevice(id=1, simdata=[
+        SimData(100, values=4321.5, datatype=DataType.FLOAT32), SimData(200, values=12.25, datatype=DataType.FLOAT32),
+        SimData(500, values=nan, datatype=DataType.FLOAT32), SimData(600, values=nan, datatype=DataType.FLOAT32),
+        SimData(800, values=nan, datatype=DataType.FLOAT32), SimData(810, values=nan, datatype=DataType.FLOAT32),
+        SimData(820, values=nan, datatype=DataType.FLOAT32)])
+    server = ModbusTcpServer(dev, address=("127.0.0.1", port))
+    await server.serve_forever(background=True)
+    tr = TcpTransport("127.0.0.1", port)
+    try:
+        await asyncio.to_thread(wait_port, "127.0.0.1", port)
+        d = ModbusDriver(tr, MeterSpec(id="h", driver="modbus", address=1, model="aquametro-calec-st"))
+        assert {r.obis: r.value for r in await d.read_registers()} == {"6.0.1.0.0.255": 4321.5, "6.0.2.0.0.255": 12.25}
+        with pytest.raises(ProtocolError, match="no valid value: heat_power"):
+            await d.read_instant()
+    finally:
+        await tr.close()
+        await server.shutdown()
