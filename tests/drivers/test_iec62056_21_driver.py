@@ -424,3 +424,34 @@ async def test_fuzzed_and_truncated_answers_give_typed_errors(answer):
         await d.read_registers()
     except DriverError:
         pass
+
+
+async def test_pypi_iec62056_21_client_reads_the_simulator():
+    """The other side written by other hands: the PyPI `iec62056-21` client (standard XOR
+    BCC, so a НЕВА map) signs on, takes the data readout and enters programming mode."""
+    client_mod = pytest.importorskip("iec62056_21.client")
+    transports = pytest.importorskip("iec62056_21.transports")
+    m = sim_meter("neva-mt1", "00000201", "60089784")
+    server = await serve_tcp(make_session_factory({"00000201": m}, transport="tcp"))
+    port = server.sockets[0].getsockname()[1]
+
+    def session(kind: str):
+        c = client_mod.Iec6205621Client(transports.TcpTransport(("127.0.0.1", port), timeout=5),
+                                         device_address="00000201")
+        c.connect()
+        try:
+            return c.standard_readout() if kind == "readout" else c.access_programming_mode()
+        finally:
+            c.disconnect()
+
+    try:
+        readout = await asyncio.to_thread(session, "readout")
+        p0 = await asyncio.to_thread(session, "programming")
+    finally:
+        server.close()
+        await server.wait_closed()
+    sets = [d for line in readout.data_block.data_lines for d in line.data_sets]
+    assert sets[0].address == "600100FF" and sets[0].value == "60089784"
+    energy = [float(d.value) for d in sets if d.address == "0F0880FF"]
+    assert energy == pytest.approx([v for k, o, _, v in m.served if o.startswith("1.0.1.8.")])
+    assert p0.command == "P" and p0.command_type == 0
