@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from askue.drivers.base import Capability, Driver, Kind, MeterIdentity, MeterSpec, Reading, register_driver
 from askue.drivers.dlms import cosem, hdlc
 from askue.drivers.dlms.address import CLIENT_PUBLIC, CLIENT_READER, parse_address
-from askue.drivers.errors import AuthError, DriverError, FrameError, ProtocolError
+from askue.drivers.errors import AuthError, DriverError, FrameError, MeterTimeout, ProtocolError, Unsupported
 from askue.drivers.transport import TcpTransport, Transport
 from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSClient, GXDLMSException, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType
@@ -58,21 +58,35 @@ class DlmsDriver(Driver):
         if mode not in ("hdlc", "wrapper"):
             raise ProtocolError(f"meter {meter.id}: options.transport must be 'hdlc' or 'wrapper', not {mode!r}")
         self.wrapper = mode == "wrapper"
-        self.client_address = int(opts.get("client", CLIENT_READER if meter.password else CLIENT_PUBLIC))
-        self.timeout = float(opts.get("timeout", 3.0))
-        self.tz = timezone(timedelta(minutes=int(opts.get("tz_minutes", 180))))
+        # YAML turns a numeric password into an int; the meter compares characters.
+        password = None if meter.password is None else str(meter.password)
+        try:
+            self.client_address = _int(opts.get("client", CLIENT_READER if password else CLIENT_PUBLIC))
+            self.timeout = float(opts.get("timeout", 3.0))
+            self.tz = timezone(timedelta(minutes=_int(opts.get("tz_minutes", 180))))
+            wport = _int(opts.get("wport", self.logical))
+        except (TypeError, ValueError) as e:
+            raise ProtocolError(f"meter {meter.id}: bad option ({e}); client is 0x10 or 0x20, timeout in "
+                                "seconds, tz_minutes like 180, wport a number") from None
+        if self.client_address not in (CLIENT_PUBLIC, CLIENT_READER):
+            raise Unsupported(f"meter {meter.id}: client {self.client_address:#x} is not supported "
+                              "(0x10 public or 0x20 reader with low-level security)")
         if self.wrapper:
-            server = int(opts.get("wport", self.logical))
+            server = wport
         else:
             server = (self.logical if self.physical is None
                       else GXDLMSClient.getServerAddress(self.logical, self.physical))
         auth = Authentication.LOW if self.client_address == CLIENT_READER else Authentication.NONE
-        if auth == Authentication.LOW and not meter.password:
+        if auth == Authentication.LOW and not password:
             raise AuthError(f"meter {meter.id}: the reader client (0x20) needs the meter's password")
-        self.client = GXDLMSClient(True, self.client_address, server, auth,
-                                   meter.password if auth == Authentication.LOW else None,
-                                   InterfaceType.WRAPPER if self.wrapper else InterfaceType.HDLC)
+        self._client_args = (True, self.client_address, server, auth,
+                             password if auth == Authentication.LOW else None,
+                             InterfaceType.WRAPPER if self.wrapper else InterfaceType.HDLC)
+        self.client = GXDLMSClient(*self._client_args)
         self.connected = False
+        # Set when an answer was lost or damaged: HDLC sequence numbers (and gurux's state) are
+        # then out of step, so the next call re-opens the session before going on.
+        self._broken = False
         self._scalers: dict[str, tuple[int, int]] = {}
         self._profile: GXDLMSProfileGeneric | None = None
         self._journals: dict[str, GXDLMSProfileGeneric] = {}
@@ -137,13 +151,21 @@ class DlmsDriver(Driver):
         following HDLC segmentation (RR) and GET block transfer (GET-request-next)."""
         reply = GXReplyData()
         frames = data if isinstance(data, list) else [data]
-        for frame in frames:
-            reply.clear()
-            await self._packet(frame, reply)
-            while reply.isMoreData():
-                more = None if reply.isStreaming() else self.client.receiverReady(reply)
-                await self._packet(more, reply)
+        try:
+            for frame in frames:
+                reply.clear()
+                await self._packet(frame, reply)
+                while reply.isMoreData():
+                    more = None if reply.isStreaming() else self.client.receiverReady(reply)
+                    await self._packet(more, reply)
+        except (MeterTimeout, FrameError):
+            self._broken = True
+            raise
         return reply
+
+    async def _ready(self) -> None:
+        if self._broken and self.connected:
+            await self.connect()
 
     async def _get(self, obj: Any, attr: int) -> Any:
         reply = await self._request(self.client.read(obj, attr))
@@ -152,6 +174,9 @@ class DlmsDriver(Driver):
     # ---- session ----------------------------------------------------------------------------
     async def connect(self) -> MeterIdentity:
         self.transport.discard_input()
+        self.client = GXDLMSClient(*self._client_args)  # fresh frame counters and block state
+        self._broken = False
+        self.connected = False
         if not self.wrapper:
             reply = await self._request(self.client.snrmRequest())
             try:
@@ -183,6 +208,7 @@ class DlmsDriver(Driver):
 
     # ---- values -----------------------------------------------------------------------------
     async def read_serial(self) -> str:
+        await self._ready()
         value = await self._get(GXDLMSData(cosem.SERIAL_OBIS), 2)
         if isinstance(value, (bytes, bytearray)):
             return bytes(value).decode("ascii", "replace").strip("\x00 ")
@@ -210,6 +236,7 @@ class DlmsDriver(Driver):
         return Reading(obis, kind, value, name, when)
 
     async def read_registers(self) -> list[Reading]:
+        await self._ready()
         when = await self.read_clock()
         out = []
         for q in cosem.ENERGY_QUANTITIES:
@@ -220,6 +247,7 @@ class DlmsDriver(Driver):
         return out
 
     async def read_instant(self) -> list[Reading]:
+        await self._ready()
         when = await self.read_clock()
         out = []
         for obis in cosem.INSTANT_OBIS:
@@ -229,6 +257,7 @@ class DlmsDriver(Driver):
         return out
 
     async def read_clock(self) -> datetime:
+        await self._ready()
         value = await self._get(GXDLMSClock(cosem.CLOCK_OBIS), 2)
         raw = _octets(value, cosem.CLOCK_OBIS)
         when = cosem.decode_datetime(raw, self.tz)
@@ -239,12 +268,14 @@ class DlmsDriver(Driver):
     async def set_clock(self, when: datetime) -> None:
         if when.tzinfo is None:
             raise ValueError("set_clock needs an aware datetime")
+        await self._ready()
         clock = GXDLMSClock(cosem.CLOCK_OBIS)
         # gurux writes the Blue Book deviation (UTC+3 -> -180); the meter's zone decides local time.
         clock.time = GXDateTime(when.astimezone(self.tz))
         await self._request(self.client.write(clock, 2))
 
     async def relay(self, connect: bool) -> None:
+        await self._ready()
         dc = GXDLMSDisconnectControl(cosem.DISCONNECT_OBIS)
         frames = dc.remoteReconnect(self.client) if connect else dc.remoteDisconnect(self.client)
         await self._request(frames)
@@ -267,6 +298,7 @@ class DlmsDriver(Driver):
         return rows
 
     async def read_profile(self, start: datetime, end: datetime) -> list[Reading]:
+        await self._ready()
         if self._profile is None:
             self._profile = await self._capture_objects(cosem.LOAD_PROFILE_OBIS)
         pg = self._profile
@@ -296,21 +328,32 @@ class DlmsDriver(Driver):
         return out
 
     async def read_events(self, since: datetime | None) -> list[Reading]:
-        now = await self.read_clock()
+        """Entries of the СПОДЭС journals 0.0.99.98.0-7.255 at or after `since` (all if None);
+        value = event code. Journals the meter does not have are skipped."""
+        now = await self.read_clock()  # also re-opens a broken session
         start = since or datetime(2000, 1, 1, tzinfo=UTC)
         out = []
         for journal in cosem.JOURNALS:
             if journal not in self._journals:
-                self._journals[journal] = await self._capture_objects(journal)
+                try:
+                    self._journals[journal] = await self._capture_objects(journal)
+                except ProtocolError as e:
+                    if getattr(e, "dar", None) in (4, 11):  # no such journal on this model
+                        continue
+                    raise
             pg = self._journals[journal]
+            columns = [obj.logicalName for obj, _co in pg.captureObjects]
+            time_col = columns.index(cosem.CLOCK_OBIS) if cosem.CLOCK_OBIS in columns else 0
+            code_col = next((i for i, ln in enumerate(columns) if ln.startswith("0.0.96.11.")), 1)
             rows = await self._rows_by_range(pg, start, now + timedelta(days=1))
             for row in rows:
-                if not isinstance(row, (list, tuple)) or len(row) < 2:
-                    raise ProtocolError(f"{self.meter.id}: journal {journal} row {row!r} is not (time, code)")
-                when = cosem.decode_datetime(_octets(row[0], journal), self.tz)
+                if not isinstance(row, (list, tuple)) or len(row) <= max(time_col, code_col):
+                    raise ProtocolError(f"{self.meter.id}: journal {journal} row {row!r} does not match "
+                                        f"its capture objects {columns}")
+                when = cosem.decode_datetime(_octets(row[time_col], journal), self.tz)
                 if when is None or (since is not None and when < since):
                     continue
-                out.append(Reading(journal, Kind.EVENT, float(_number(row[1], journal)), "", when))
+                out.append(Reading(journal, Kind.EVENT, _number(row[code_col], journal), "", when))
         out.sort(key=lambda r: r.meter_time or start)
         return out
 
@@ -329,6 +372,10 @@ def _typed(e: Exception) -> DriverError:
         if code == 3:
             return AuthError(f"access denied (read-write-denied) for this client: {e}")
     return err
+
+
+def _int(value: Any) -> int:
+    return int(value, 0) if isinstance(value, str) else int(value)
 
 
 def _octets(value: Any, what: str) -> bytes:

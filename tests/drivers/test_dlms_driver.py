@@ -359,3 +359,29 @@ async def test_mutated_replies_give_typed_errors(which, seed, how, mode):
         await _session(LoopTransport(factory, mutate), mode)
     except DriverError:
         pass  # any typed error is fine; anything else fails the test
+
+
+@pytest.mark.parametrize("mode", ["hdlc", "wrapper"])
+async def test_lost_answer_then_the_next_call_reopens_the_session(mode):
+    m = sim_meter()
+    lost: list[int] = []
+
+    def drop_fourth(i: int, data: bytes) -> bytes:
+        if i == 4 and not lost:
+            lost.append(i)
+            return b""
+        return data
+
+    factory = make_session_factory({17: m}, transport="tcp" if mode == "wrapper" else "serial")
+    d = DlmsDriver(LoopTransport(factory, drop_fourth), spec(options={"transport": mode}))
+    await d.connect()
+    while not lost:  # read until the dropped answer is hit
+        try:
+            await d.read_clock()
+        except MeterTimeout:
+            break
+    assert lost
+    # HDLC sequence numbers are now out of step; the driver re-opens the session itself.
+    assert await d.read_clock() == m.clock(NOW)
+    assert (await d.read_serial()) == "01234567"
+    await d.close()
