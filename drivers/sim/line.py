@@ -94,6 +94,9 @@ async def serve_tcp(factory: SessionFactory, host: str = "127.0.0.1", port: int 
             await _pump(factory(), lambda: reader.read(4096), write, rnd)
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            # The fleet is shutting down with this client still connected: just close.
+            pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
