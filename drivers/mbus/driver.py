@@ -17,6 +17,7 @@ from askue.drivers.mbus import frames as f
 from askue.drivers.mbus import obis
 
 BYTE_TIME_S = 11 / 2400
+MAX_TELEGRAMS = 8  # a readout longer than this is a slave stuck in "more records follow"
 
 
 @register_driver("mbus")
@@ -74,8 +75,24 @@ class MBusDriver(Driver):
         self.reset_done = True
 
     async def _request(self) -> f.Telegram:
+        """One readout: REQ_UD2, and while the slave says more records follow, the next
+        telegrams (FCB toggled), merged under the first header."""
         try:
-            return await self._request_once()
+            first = tel = await self._request_once()
+            records = list(tel.records)
+            for _ in range(MAX_TELEGRAMS - 1):
+                if not tel.more:
+                    break
+                tel = await self._request_once()
+                if tel.header.ident != first.header.ident:
+                    raise FrameError(f"M-Bus meter {self.address}: telegram from {tel.header.ident} inside a "
+                                     f"readout of {first.header.ident}")
+                records += tel.records
+            else:
+                if tel.more:
+                    raise ProtocolError(f"M-Bus meter {self.address}: more than {MAX_TELEGRAMS} telegrams "
+                                        "in one readout")
+            return f.Telegram(first.address, first.header, tuple(records))
         except Exception:
             # After a lost or damaged exchange the slave's FCB memory is unknown: reset it
             # before the next request rather than risk being sent a stale repeated telegram.

@@ -10,7 +10,8 @@ Record decoding (DIF/DIFE/VIF/VIFE, units and multipliers, date types F and G) u
 library pymeterbus 0.8.5 (`meterbus`), which decodes the libmbus reference telegrams correctly
 (tests/drivers/test_mbus_frames.py). It keeps a record it cannot complete without its data, so
 the structure is checked here: a record whose data field is shorter than its DIF says is a
-FrameError, never a silently missing value.
+FrameError, never a silently missing value. DIF 0x1F (more records follow in the next
+telegram) sets Telegram.more; the driver then asks for the next telegram.
 """
 from __future__ import annotations
 
@@ -188,6 +189,7 @@ class Telegram:
     address: int
     header: Header
     records: tuple[Record, ...]
+    more: bool = False  # DIF 0x1F: the slave has more records in the next telegram
 
 
 def _record_value(v: object, unit: str) -> float | datetime | date | str:
@@ -218,11 +220,13 @@ def decode_rsp_ud(frame: bytes) -> Telegram:
     except Exception as e:  # the library raises IndexError/ValueError/its own errors on bad records
         raise FrameError(f"M-Bus: cannot decode the data records: {type(e).__name__}: {e}") from None
     records: list[Record] = []
+    more = False
     for i, rec in enumerate(raw):
         try:
-            length, _enc = rec.dib.length_encoding
             if rec.dib.is_eoud or rec.dib.is_manufacturer_specific:
+                more = more or bool(rec.dib.more_records_follow)
                 continue
+            length, _enc = rec.dib.length_encoding
             if length and len(rec.dataField.parts) != length:
                 raise FrameError(f"M-Bus: record {i} has {len(rec.dataField.parts)} of {length} data bytes")
             it = rec.interpreted
@@ -237,7 +241,7 @@ def decode_rsp_ud(frame: bytes) -> Telegram:
             function=str(it.get("function", "")).split(".")[-1], tariff=int(it.get("tariff", 0) or 0),
             subunit=int(it.get("device", 0) or 0), extension=str(it.get("unit_enh", "")).split(".")[-1],
         ))
-    return Telegram(fr.a, header, tuple(records))
+    return Telegram(fr.a, header, tuple(records), more)
 
 
 # ---- record encoding (simulator side) -------------------------------------------------------
@@ -253,6 +257,7 @@ VIF_TEMP_DIFF = 0x61  # 10^-2 K
 VIF_DATE_G = 0x6C
 VIF_DATETIME_F = 0x6D
 VIF_FABRICATION = 0x78
+DIF_MORE_RECORDS = 0x1F
 
 
 def encode_int(dif: int, vif: int, value: int) -> bytes:

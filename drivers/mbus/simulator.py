@@ -10,10 +10,15 @@ The heat meter's hydraulics are derived from its energy (SimMeter models one qua
 meter): temperatures come from options flow_temp/return_temp (defaults 70/45 °C) and the
 volume is energy / (dT x 4.186 MJ/(m3 K)). Every value served is recorded under the OBIS code
 the driver maps it to (drivers/mbus/obis.py).
+
+Link layer as a slave keeps it: REQ_UD2 with the same FCB as the previous one repeats the
+previous answer (the master lost it); SND_NKE clears that memory. options
+records_per_telegram splits a readout over several telegrams chained by DIF 0x1F.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from askue.drivers.errors import FrameError
@@ -38,6 +43,7 @@ class MBusSession:
     def __init__(self, meters: Mapping[int, SimMeter]):
         self.meters = dict(meters)
         self.access: dict[int, int] = {}
+        self.links: dict[int, _Link] = {}
         self.buf = bytearray()
 
     def feed(self, data: bytes) -> list[Reply]:
@@ -75,14 +81,27 @@ class MBusSession:
             return None
         meter = self.meters[addr]
         if fr.c == f.C_SND_NKE:
+            self.links.pop(addr, None)  # the reset clears the FCB memory and any readout in progress
             return Reply(meter, bytes([f.ACK]))
         if fr.c & ~f.FCB == f.C_REQ_UD2:
-            frame = self._rsp_ud(addr, meter)
+            fcb = bool(fr.c & f.FCB)
+            link = self.links.setdefault(addr, _Link())
+            if link.last_fcb == fcb and link.last_frame is not None:
+                frame = link.last_frame  # same FCB: the master did not get our answer, repeat it
+            else:
+                if not link.pending:
+                    link.pending = self._readout(addr, meter)
+                frame, served = link.pending.pop(0)
+                for obis, kind, value, stamp in served:
+                    meter.record(kind, obis, stamp, value)
+                link.last_frame = frame
+            link.last_fcb = fcb
             return Reply(meter, frame, checksum_at=len(frame) - 2)
         return None
 
-    def _rsp_ud(self, addr: int, meter: SimMeter) -> bytes:
-        self.access[addr] = (self.access.get(addr, -1) + 1) & 0xFF
+    def _readout(self, addr: int, meter: SimMeter) -> list[tuple[bytes, list[tuple]]]:
+        """One snapshot of the meter as telegrams: all records in one, or options
+        records_per_telegram records each with DIF 0x1F (more follow) on all but the last."""
         t = meter.now()
         mt = meter.clock(t)
         local = mt.astimezone(meter.local_tz).replace(tzinfo=None, second=0, microsecond=0)
@@ -91,25 +110,23 @@ class MBusSession:
         serial = numeric_serial(meter.current_serial(t))
         register = meter.registers(t)[0]
         rate = meter.instant(t)["1.0.1.7.0.255"]  # resource units per hour
-        medium = MEDIUM_BY_RESOURCE[meter.resource]
         opts = meter.options
-        recs = bytearray(f.encode_bcd8(f.VIF_FABRICATION, serial))
-        recs += bytes([f.DIF_INT32, f.VIF_DATETIME_F]) + f.encode_datetime_f(local)
+        recs: list[tuple[bytes, tuple[str, str, float] | None]] = [
+            (f.encode_bcd8(f.VIF_FABRICATION, serial), None),
+            (bytes([f.DIF_INT32, f.VIF_DATETIME_F]) + f.encode_datetime_f(local), None),
+        ]
 
-        def served(obis: str, kind: str, value: float) -> None:
-            meter.record(kind, obis, stamp, value)
+        def add(record: bytes, obis: str, kind: str, value: float) -> None:
+            recs.append((record, (obis, kind, value)))
 
         if meter.resource in ("cold_water", "hot_water"):
             media = 8 if meter.resource == "cold_water" else 9
             litres, lph = round(register * 1000), round(rate * 1000)
-            recs += f.encode_int(f.DIF_INT32, f.VIF_VOLUME_L, litres)
-            recs += f.encode_int(f.DIF_INT32, f.VIF_FLOW_LH, lph)
-            served(f"{media}.0.1.0.0.255", "register", litres / 1000)
-            served(f"{media}.0.2.0.0.255", "instant", lph / 1000)
+            add(f.encode_int(f.DIF_INT32, f.VIF_VOLUME_L, litres), f"{media}.0.1.0.0.255", "register", litres / 1000)
+            add(f.encode_int(f.DIF_INT32, f.VIF_FLOW_LH, lph), f"{media}.0.2.0.0.255", "instant", lph / 1000)
             if media == 9:
                 temp = round(float(opts.get("flow_temp", 60.0)) * 100)
-                recs += f.encode_int(f.DIF_INT16, f.VIF_FLOW_TEMP, temp)
-                served("9.0.3.0.0.255", "instant", temp / 100)
+                add(f.encode_int(f.DIF_INT16, f.VIF_FLOW_TEMP, temp), "9.0.3.0.0.255", "instant", temp / 100)
         else:
             t_flow = round(float(opts.get("flow_temp", 70.0)) * 100)
             t_ret = round(float(opts.get("return_temp", 45.0)) * 100)
@@ -118,23 +135,35 @@ class MBusSession:
             litres = round(register / (dt / 100 * _WATER_HEAT_GJ_PER_M3K) * 1000)
             watts = round(rate * 1e9 / 3600)
             lph = round(rate / (dt / 100 * _WATER_HEAT_GJ_PER_M3K) * 1000)
-            recs += f.encode_int(f.DIF_INT32, f.VIF_ENERGY_MJ, mj)
-            recs += f.encode_int(f.DIF_INT32, f.VIF_VOLUME_L, litres)
-            recs += f.encode_int(f.DIF_INT32, f.VIF_POWER_W, watts)
-            recs += f.encode_int(f.DIF_INT32, f.VIF_FLOW_LH, lph)
-            recs += f.encode_int(f.DIF_INT16, f.VIF_FLOW_TEMP, t_flow)
-            recs += f.encode_int(f.DIF_INT16, f.VIF_RETURN_TEMP, t_ret)
-            recs += f.encode_int(f.DIF_INT16, f.VIF_TEMP_DIFF, t_flow - t_ret)
-            served("6.0.1.0.0.255", "register", mj / 1000)
-            served("6.0.2.0.0.255", "register", litres / 1000)
-            served("6.0.8.0.0.255", "instant", watts / 1000)
-            served("6.0.9.0.0.255", "instant", lph / 1000)
-            served("6.0.10.0.0.255", "instant", t_flow / 100)
-            served("6.0.11.0.0.255", "instant", t_ret / 100)
-            served("6.0.12.0.0.255", "instant", (t_flow - t_ret) / 100)
-        header = f.Header(serial, str(opts.get("manufacturer", "ASK")), int(opts.get("version", 1)), medium,
-                          self.access[addr], 0)
-        return f.long_frame(f.C_RSP_UD, addr, f.CI_RSP_UD_LONG, f.encode_header(header) + bytes(recs))
+            add(f.encode_int(f.DIF_INT32, f.VIF_ENERGY_MJ, mj), "6.0.1.0.0.255", "register", mj / 1000)
+            add(f.encode_int(f.DIF_INT32, f.VIF_VOLUME_L, litres), "6.0.2.0.0.255", "register", litres / 1000)
+            add(f.encode_int(f.DIF_INT32, f.VIF_POWER_W, watts), "6.0.8.0.0.255", "instant", watts / 1000)
+            add(f.encode_int(f.DIF_INT32, f.VIF_FLOW_LH, lph), "6.0.9.0.0.255", "instant", lph / 1000)
+            add(f.encode_int(f.DIF_INT16, f.VIF_FLOW_TEMP, t_flow), "6.0.10.0.0.255", "instant", t_flow / 100)
+            add(f.encode_int(f.DIF_INT16, f.VIF_RETURN_TEMP, t_ret), "6.0.11.0.0.255", "instant", t_ret / 100)
+            add(f.encode_int(f.DIF_INT16, f.VIF_TEMP_DIFF, t_flow - t_ret), "6.0.12.0.0.255", "instant",
+                (t_flow - t_ret) / 100)
+        per = int(opts.get("records_per_telegram", 0)) or len(recs)
+        parts = [recs[i:i + per] for i in range(0, len(recs), per)]
+        frames = []
+        for n, part in enumerate(parts):
+            served = [(*item, stamp) for _, item in part if item is not None]
+            self.access[addr] = (self.access.get(addr, -1) + 1) & 0xFF
+            header = f.Header(serial, str(opts.get("manufacturer", "ASK")), int(opts.get("version", 1)),
+                              MEDIUM_BY_RESOURCE[meter.resource], self.access[addr], 0)
+            data = b"".join(r for r, _ in part) + (bytes([f.DIF_MORE_RECORDS]) if n < len(parts) - 1 else b"")
+            frames.append((f.long_frame(f.C_RSP_UD, addr, f.CI_RSP_UD_LONG, f.encode_header(header) + data), served))
+        return frames
+
+
+@dataclass
+class _Link:
+    """Per-slave link state: the last FCB seen, the last answer (for repeats) and the rest
+    of a multi-telegram readout."""
+
+    last_fcb: bool | None = None
+    last_frame: bytes | None = None
+    pending: list[tuple[bytes, list[tuple]]] = field(default_factory=list)  # (frame, values it serves)
 
 
 def make_session_factory(meters: Mapping[int | str, SimMeter], *,

@@ -200,3 +200,49 @@ def test_config_errors_are_driver_errors():
 
     with pytest.raises(DriverError):
         get_driver("mbus")(TcpTransport("127.0.0.1", 1), spec(251))
+
+
+async def test_multi_telegram_readout_is_merged():
+    m = sim(30, "heat", options={"records_per_telegram": 3})
+    server, transport = await tcp_line({30: m})
+    try:
+        drv = get_driver("mbus")(transport, spec(30))
+        await drv.connect()
+        regs = await drv.read_registers()
+        inst = await drv.read_instant()
+        assert {r.obis for r in regs} == EXPECTED["heat"][0]
+        assert {r.obis for r in inst} == EXPECTED["heat"][1]
+        assert all(r.meter_time is not None for r in regs + inst)
+    finally:
+        await transport.close()
+        server.close()
+
+
+async def test_lost_answer_then_reset_before_next_request():
+    m = sim(31, "cold_water")
+    seen: list[bytes] = []
+    factory = make_session_factory({31: m}, transport="tcp")
+
+    class DropSecondAnswer:
+        def __init__(self):
+            self.inner, self.n = factory(), 0
+
+        def feed(self, data):
+            seen.append(data)
+            out = self.inner.feed(data)
+            self.n += len(out)
+            return [] if self.n == 2 else out
+
+    server = await serve_tcp(DropSecondAnswer)
+    transport = TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        drv = get_driver("mbus")(transport, spec(31, options={"timeout": 0.2}))
+        with pytest.raises(MeterTimeout):
+            await drv.read_registers()  # ACK arrives, the RSP_UD is lost
+        seen.clear()
+        regs = await drv.read_registers()
+        assert regs[0].obis == "8.0.1.0.0.255"
+        assert seen[0] == f.snd_nke(31)  # the driver reset the slave's FCB memory first
+    finally:
+        await transport.close()
+        server.close()

@@ -161,3 +161,23 @@ def test_simulator_resyncs_after_noise_and_ignores_other_addresses():
     assert s.feed(f.snd_nke(2)) == [] and s.feed(f.short_frame(f.C_REQ_UD2, f.BROADCAST_NO_REPLY)) == []
     (reply,) = s.feed(f.req_ud2(f.BROADCAST_REPLY))
     assert f.decode_rsp_ud(reply.data).header.medium == 0x16
+
+
+def test_simulator_fcb_repeat_and_multi_telegram_readout():
+    m = SimMeter(id="h", serial="12345678", resource="heat", mean_power=0.02, options={"records_per_telegram": 4})
+    s = MBusSession({3: m})
+    assert s.feed(f.snd_nke(3))[0].data == b"\xe5"
+    (a,) = s.feed(f.req_ud2(3, fcb=False))
+    (again,) = s.feed(f.req_ud2(3, fcb=False))
+    assert again.data == a.data  # same FCB: the slave repeats, the master lost the answer
+    (b,) = s.feed(f.req_ud2(3, fcb=True))
+    (c,) = s.feed(f.req_ud2(3, fcb=False))
+    ta, tb, tc = (f.decode_rsp_ud(x.data) for x in (a, b, c))
+    assert (ta.more, tb.more, tc.more) == (True, True, False)
+    assert [t.header.access for t in (ta, tb, tc)] == [0, 1, 2]
+    assert sum(len(t.records) for t in (ta, tb, tc)) == 9
+    assert len([x for x in m.served if x[0] in ("register", "instant")]) == 7  # each value recorded once
+    # After SND_NKE any FCB starts a new readout.
+    s.feed(f.snd_nke(3))
+    (d,) = s.feed(f.req_ud2(3, fcb=True))
+    assert f.decode_rsp_ud(d.data).header.access == 3
