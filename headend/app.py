@@ -37,6 +37,7 @@ ROUTERS: list[str] = [
     "askue.headend.api.routes_gateways:router",
     "askue.headend.api.routes_registry:router",
     "askue.headend.exports.router:router",
+    "askue.headend.vee.api:router",
 ]
 
 
