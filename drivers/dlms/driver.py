@@ -14,6 +14,7 @@ wport (wrapper destination, default the logical device).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
@@ -36,6 +37,11 @@ from gurux_dlms.objects import (
 )
 
 log = logging.getLogger("askue.drivers.dlms")
+
+class SessionLost(DriverError):
+    """The meter dropped the session (HDLC DM/FRMR, or "service not allowed" without an
+    association), e.g. after its inactivity timeout. The next call re-opens it."""
+
 
 AUTH_DIAGNOSTICS = {11, 12, 13, 14}  # mechanism not recognised/required, authentication failure/required
 MAX_SKIPPED_FRAMES = 8  # frames for other addresses tolerated while waiting for ours
@@ -63,6 +69,7 @@ class DlmsDriver(Driver):
         try:
             self.client_address = _int(opts.get("client", CLIENT_READER if password else CLIENT_PUBLIC))
             self.timeout = float(opts.get("timeout", 3.0))
+            self.idle_s = float(opts.get("idle_s", 60.0))
             self.tz = timezone(timedelta(minutes=_int(opts.get("tz_minutes", 180))))
             wport = _int(opts.get("wport", self.logical))
         except (TypeError, ValueError) as e:
@@ -87,6 +94,7 @@ class DlmsDriver(Driver):
         # Set when an answer was lost or damaged: HDLC sequence numbers (and gurux's state) are
         # then out of step, so the next call re-opens the session before going on.
         self._broken = False
+        self._last_io = 0.0
         self._scalers: dict[str, tuple[int, int]] = {}
         self._profile: GXDLMSProfileGeneric | None = None
         self._journals: dict[str, GXDLMSProfileGeneric] = {}
@@ -134,13 +142,21 @@ class DlmsDriver(Driver):
         notify = GXReplyData()
         for _ in range(MAX_SKIPPED_FRAMES):
             frame = await self._read_frame()
+            if not self.wrapper and hdlc.parse_frame(frame).unnumbered in (hdlc.DM, hdlc.FRMR):
+                raise SessionLost(f"{self.meter.id}: the meter answered {frame.hex()}: the link is not open "
+                                  "(meter restarted or closed an idle link)")
             try:
                 done = self.client.getData(GXByteBuffer(frame), reply, notify)
-            except (GXDLMSException, GXDLMSExceptionResponse, GXDLMSConfirmedServiceError) as e:
+            except GXDLMSExceptionResponse as e:
+                if e.exceptionStateError == 1 and self.connected:  # service not allowed: no association
+                    raise SessionLost(f"{self.meter.id}: the meter has no association with us ({e})") from e
+                raise _typed(e) from e
+            except (GXDLMSException, GXDLMSConfirmedServiceError) as e:
                 raise _typed(e) from e
             except Exception as e:  # gurux raises bare Exception/ValueError on malformed data
                 raise ProtocolError(f"{self.meter.id}: malformed DLMS answer ({e}): {frame[:40].hex()}") from e
             if done:
+                self._last_io = asyncio.get_running_loop().time()
                 if reply.error:
                     raise _typed(GXDLMSException(reply.error))
                 return
@@ -158,13 +174,18 @@ class DlmsDriver(Driver):
                 while reply.isMoreData():
                     more = None if reply.isStreaming() else self.client.receiverReady(reply)
                     await self._packet(more, reply)
-        except (MeterTimeout, FrameError):
+        except (MeterTimeout, FrameError, SessionLost):
             self._broken = True
             raise
         return reply
 
     async def _ready(self) -> None:
-        if self._broken and self.connected:
+        if not self.connected:
+            return
+        idle = asyncio.get_running_loop().time() - self._last_io
+        # A meter closes an idle HDLC link/association itself (inactivity timeout, often 120 s):
+        # re-open instead of learning it from a refused request.
+        if self._broken or idle > self.idle_s:
             await self.connect()
 
     async def _get(self, obj: Any, attr: int) -> Any:
@@ -191,7 +212,7 @@ class DlmsDriver(Driver):
         except Exception as e:
             raise ProtocolError(f"{self.meter.id}: bad AARE: {e}") from e
         self.connected = True
-        serial = await self.read_serial()
+        serial = await self._serial()
         self.check_identity(serial)
         return MeterIdentity(serial=serial, model=self.meter.model)
 
@@ -209,6 +230,9 @@ class DlmsDriver(Driver):
     # ---- values -----------------------------------------------------------------------------
     async def read_serial(self) -> str:
         await self._ready()
+        return await self._serial()
+
+    async def _serial(self) -> str:
         value = await self._get(GXDLMSData(cosem.SERIAL_OBIS), 2)
         if isinstance(value, (bytes, bytearray)):
             return bytes(value).decode("ascii", "replace").strip("\x00 ")
@@ -237,7 +261,7 @@ class DlmsDriver(Driver):
 
     async def read_registers(self) -> list[Reading]:
         await self._ready()
-        when = await self.read_clock()
+        when = await self._clock()
         out = []
         for q in cosem.ENERGY_QUANTITIES:
             for tariff in cosem.TARIFFS:
@@ -248,7 +272,7 @@ class DlmsDriver(Driver):
 
     async def read_instant(self) -> list[Reading]:
         await self._ready()
-        when = await self.read_clock()
+        when = await self._clock()
         out = []
         for obis in cosem.INSTANT_OBIS:
             r = await self._register(obis, Kind.INSTANT, when)
@@ -258,6 +282,9 @@ class DlmsDriver(Driver):
 
     async def read_clock(self) -> datetime:
         await self._ready()
+        return await self._clock()
+
+    async def _clock(self) -> datetime:
         value = await self._get(GXDLMSClock(cosem.CLOCK_OBIS), 2)
         raw = _octets(value, cosem.CLOCK_OBIS)
         when = cosem.decode_datetime(raw, self.tz)
@@ -330,7 +357,8 @@ class DlmsDriver(Driver):
     async def read_events(self, since: datetime | None) -> list[Reading]:
         """Entries of the СПОДЭС journals 0.0.99.98.0-7.255 at or after `since` (all if None);
         value = event code. Journals the meter does not have are skipped."""
-        now = await self.read_clock()  # also re-opens a broken session
+        await self._ready()
+        now = await self._clock()
         start = since or datetime(2000, 1, 1, tzinfo=UTC)
         out = []
         for journal in cosem.JOURNALS:

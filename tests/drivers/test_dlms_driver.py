@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from askue.drivers.base import Kind, MeterSpec, get_driver
 from askue.drivers.dlms import hdlc
-from askue.drivers.dlms.driver import DlmsDriver
+from askue.drivers.dlms.driver import DlmsDriver, SessionLost
 from askue.drivers.dlms.simulator import make_session_factory
 from askue.drivers.errors import AuthError, DriverError, FrameError, IdentityMismatch, MeterTimeout
 from askue.drivers.sim.line import PtyServer, SessionFactory, serve_tcp
@@ -385,3 +385,35 @@ async def test_lost_answer_then_the_next_call_reopens_the_session(mode):
     assert await d.read_clock() == m.clock(NOW)
     assert (await d.read_serial()) == "01234567"
     await d.close()
+
+
+async def test_meter_closing_the_link_is_session_lost_then_reopened():
+    m = sim_meter()
+    transport = LoopTransport(make_session_factory({17: m}, transport="serial"), lambda i, b: b)
+    d = DlmsDriver(transport, spec(options={"transport": "hdlc"}))
+    await d.connect()
+    for link in transport.session.links.values():  # the meter's inactivity timeout fires
+        link.connected = False
+    with pytest.raises(SessionLost):
+        await d.read_clock()
+    assert await d.read_clock() == m.clock(NOW)
+    await d.close()
+
+
+async def test_idle_session_is_reopened_before_use():
+    m = sim_meter()
+    sent: list[bytes] = []
+    transport = LoopTransport(make_session_factory({17: m}, transport="serial"), lambda i, b: b)
+    write = transport.write
+
+    async def spy(data: bytes) -> None:
+        sent.append(data)
+        await write(data)
+
+    transport.write = spy  # type: ignore[method-assign]
+    d = DlmsDriver(transport, spec(options={"transport": "hdlc", "idle_s": 0}))
+    await d.connect()
+    await d.read_clock()
+    await d.read_clock()
+    snrm = [f for f in sent if hdlc.parse_frame(f).unnumbered == hdlc.SNRM]
+    assert len(snrm) == 3  # connect, then once before each call after an "idle" gap
