@@ -240,7 +240,8 @@ class BusWorker:
         if job.kind == "interval" and job.args.get("behind"):
             due = now  # catching up: again at once, but after every due job of higher priority
         else:
-            due = next_due(now, period, state.cfg.id, PROFILE_SETTLE_S if job.kind == "interval" else 0.0)
+            settle = min(PROFILE_SETTLE_S, period / 10) if job.kind == "interval" else 0.0
+            due = next_due(now, period, state.cfg.id, settle)
             due = max(due, state.backoff_until)
         self.sched.add(Job(job.meter_id, job.kind, job.prio, due=due, periodic=True))
 
