@@ -244,8 +244,10 @@ class CosemServer:
     def _encode_energy(self, kwh: float, quantity: int) -> tuple[bytes, int, int]:
         scaler = self._energy_scaler()
         unit = 30 if quantity in (1, 2) else 32  # Wh / varh
-        raw = math.floor(kwh * 1000 / 10.0 ** scaler + 0.5) % (1 << 32)
-        return axdr.integer(axdr.DOUBLE_LONG_UNSIGNED, raw), scaler, unit
+        raw = math.floor(kwh * 1000 / 10.0 ** scaler + 0.5)
+        # A 7-digit register in Wh outgrows double-long-unsigned: such meters use long64-unsigned.
+        tag = axdr.DOUBLE_LONG_UNSIGNED if raw < 1 << 32 else axdr.LONG64_UNSIGNED
+        return axdr.integer(tag, raw), scaler, unit
 
     # -- profiles and journals (class 7) --
     def _columns(self, obis: str) -> list[tuple[int, str, int]]:
@@ -490,6 +492,7 @@ class _Link:
     rx: bytes = b""
     tx: list[bytes] = field(default_factory=list)
     last: bytes = b""
+    seen: datetime | None = None  # meter time of the last frame, for the inactivity timeout
 
 
 class HdlcSession:
@@ -548,6 +551,14 @@ class HdlcSession:
             return None  # another meter's frame (or a broadcast we do not answer)
         key = (addr, f.src)
         link = self.links.setdefault(key, _Link(self.servers[addr]))
+        now = meter.now()
+        # IEC 62056-46 inactivity timeout (СПОДЭС default 120 s): an idle link is closed and
+        # the association with it; the next I-frame gets DM.
+        limit = float(meter.options.get("inactivity_s", 120))
+        if link.connected and link.seen is not None and (now - link.seen).total_seconds() > limit:
+            link.connected = False
+            link.server.associations.pop(client, None)
+        link.seen = now
         if f.is_i and link.connected and link.last and (f.ns + 1) % 8 == link.vr:
             # A repeat of the previous request (our answer was lost on the line): answer again.
             return Reply(meter, link.last, checksum_at=len(link.last) - 3)

@@ -417,3 +417,31 @@ async def test_idle_session_is_reopened_before_use():
     await d.read_clock()
     snrm = [f for f in sent if hdlc.parse_frame(f).unnumbered == hdlc.SNRM]
     assert len(snrm) == 3  # connect, then once before each call after an "idle" gap
+
+
+async def test_meter_inactivity_timeout_closes_the_link(tmp_path):
+    clock = [NOW]
+    m = sim_meter(now=lambda: clock[0], options={"inactivity_s": 120})
+    async with line("pty", {17: m}, tmp_path) as t:
+        d = get_driver("dlms")(t, spec(options={"idle_s": 1e9}))  # the driver does not pre-empt it
+        await d.connect()
+        clock[0] = NOW + timedelta(seconds=100)
+        await d.read_clock()  # within the timeout: same session
+        clock[0] = NOW + timedelta(seconds=300)
+        with pytest.raises(SessionLost):
+            await d.read_clock()
+        assert await d.read_clock() == NOW + timedelta(seconds=300)
+        await d.close()
+
+
+@pytest.mark.parametrize("faults,digits", [(Faults(rollover=True), 6), (Faults(), 7)])
+async def test_large_and_rolling_over_registers(faults, digits, tmp_path):
+    m = sim_meter(faults=faults, digits=digits, start_value=8_000_000.0 if digits == 7 else 1000.0)
+    async with line("tcp", {17: m}, tmp_path) as t:
+        d = get_driver("dlms")(t, spec())
+        await d.connect()
+        regs = {r.obis: r.value for r in await d.read_registers()}
+        await d.close()
+    assert regs["1.0.1.8.0.255"] == pytest.approx(m.registers(NOW)[0], abs=1e-9)
+    if digits == 7:
+        assert regs["1.0.1.8.0.255"] > 2**32 / 1000  # more Wh than double-long-unsigned holds
