@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from . import integral_xlsx, xml80020
+from . import integral_xlsx, storage_sync, xml80020
 from .errors import ExportFormatError, Issue
 from .manual import ManualReading, submit
 from .snapshots import db_timezone
@@ -84,6 +84,7 @@ async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: f
         raise ExportFormatError(xml80020.FORMAT, issues)
     inserted = []
     async with conn.transaction():
+        await storage_sync.ensure_partitions(conn, "intervals", [r[2] for r in rows])
         for mid, obis, ts, value, quality, _ in rows:
             cur = await conn.execute(
                 """INSERT INTO intervals (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source,
@@ -96,6 +97,7 @@ async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: f
             "INSERT INTO audit_log (actor, action, object_type, object_id, new) VALUES (%s, 'billing.import_80020', "
             "'file', %s, jsonb_build_object('inserted', %s::int, 'rows', %s::int))",
             (author, file_name or f"80020_{msg.sender_inn}_{msg.day:%Y%m%d}_{msg.number}", len(inserted), len(rows)))
+        await storage_sync.refresh_rollups(conn, [(m, o, t) for m, o, t, _ in inserted])
         await _vee_intervals(conn, inserted, now)
     report.inserted = len(inserted)
     report.kept_existing = len(rows) - len(inserted)

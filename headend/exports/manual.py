@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from . import storage_sync
 from .snapshots import db_timezone
 
 log = logging.getLogger(__name__)
@@ -160,11 +161,14 @@ async def submit(conn: psycopg.AsyncConnection, readings: list[ManualReading], *
     today = now.astimezone(tz).date()
     results: list[ManualResult] = []
     to_store: list[tuple[int, str, datetime, float, list[str], ManualReading]] = []
+    codes: dict[int, str] = {}
     async with conn.transaction():
         for r in readings:
             res = await _check_one(conn, r, tz, today, now, org_ids, confirm)
             results.append(res)
             mid, ts = res.details.pop("_meter_id", None), res.details.pop("_ts", None)
+            if mid is not None:
+                codes[mid] = res.details.pop("_code", r.meter)
             if res.status == "accepted":
                 to_store.append((mid, r.obis, ts, r.value, [CONSUMER] if r.consumer else [], r))
         if dry_run or (all_or_nothing and any(x.status != "accepted" for x in results)):
@@ -176,21 +180,25 @@ async def submit(conn: psycopg.AsyncConnection, readings: list[ManualReading], *
                                                       "not stored: other rows of the file have errors")
             return results
         stored = []
+        await storage_sync.ensure_partitions(conn, "register_readings", [x[2] for x in to_store])
         for mid, obis, ts, value, reasons, r in to_store:
             await conn.execute(
                 """INSERT INTO register_readings (meter_id, obis, ts, ts_source, received_at, value, quality, reasons,
-                       source) VALUES (%s, %s, %s, 'gateway', %s, %s, 'M', %s, %s)
+                       source) VALUES (%s, %s, %s, 'meter', %s, %s, 'M', %s, %s)
                    ON CONFLICT (meter_id, obis, ts) DO UPDATE
                    SET value = EXCLUDED.value, quality = 'M', reasons = EXCLUDED.reasons, source = EXCLUDED.source,
                        received_at = EXCLUDED.received_at
                    WHERE register_readings.quality IN ('E', 'S', 'M')""",
                 (mid, obis, ts, now, value, reasons, source))
+            # same action and object id as VEE's manual entry, so its per-meter audit view lists these too
             await conn.execute(
                 "INSERT INTO audit_log (actor, action, object_type, object_id, new, comment) "
-                "VALUES (%s, 'billing.manual_reading', 'meter', %s, %s, %s)",
-                (author, str(mid), json.dumps({"obis": obis, "ts": ts.isoformat(), "value": value,
-                                               "source": source, "consumer": r.consumer}), r.comment or None))
+                "VALUES (%s, 'manual_reading', 'register', %s, %s, %s)",
+                (author, f"{codes[mid]}/{obis}/{ts.isoformat()}",
+                 json.dumps({"value": value, "quality": "M", "source": source, "consumer": r.consumer,
+                             "via": "billing"}), r.comment or None))
             stored.append((mid, obis, ts, now, value))
+        await storage_sync.refresh_rollups(conn, [(m, o, t) for m, o, t, _, _ in stored])
         await _run_vee(conn, stored)
     return results
 
@@ -241,8 +249,15 @@ async def _check_one(conn: psycopg.AsyncConnection, r: ManualReading, tz: ZoneIn
                       "an automatic reading already exists for this time")
     capacity = float(10 ** digits) if digits else None
     prev, exp, avg = expected_value(history, ts, capacity)
+    last_ts = history[-1][0] if history else None
+    vee = await _vee_expected(conn, mid, r.obis, ts)
+    if vee is not None and vee.get("last_value") is not None:
+        # the figure VEE's manual-entry form shows beside the field, so both screens agree
+        prev, last_ts = vee["last_value"], vee["last_ts"]
+        if vee.get("expected") is not None:
+            exp, avg = vee["expected"], vee["average_daily"]
     base = {"expected": exp, "previous": prev, "billing_month": f"{month:%Y-%m}",
-            "details": {"_meter_id": mid, "_ts": ts, "avg_daily": avg}}
+            "details": {"_meter_id": mid, "_ts": ts, "_code": code, "avg_daily": avg}}
     if prev is not None:
         d = r.value - prev
         if d < 0 and not (capacity is not None and 0 <= d + capacity < capacity / 2):
@@ -251,7 +266,7 @@ async def _check_one(conn: psycopg.AsyncConnection, r: ManualReading, tz: ZoneIn
         if d < 0:
             d += capacity  # type: ignore[operator]
         if avg is not None and not confirm:
-            days = max((ts - history[-1][0]).total_seconds() / 86400, 1.0)
+            days = max((ts - last_ts).total_seconds() / 86400, 1.0)
             limit = w.tolerance * avg * days + 10.0  # the floor keeps near-zero consumers enterable
             if d > limit:
                 return ManualResult(r.meter, r.obis, "needs_confirmation",
@@ -260,6 +275,23 @@ async def _check_one(conn: psycopg.AsyncConnection, r: ManualReading, tz: ZoneIn
                                     f"consumption {d:g} is above the expected (expected reading about {exp:.2f}); "
                                     "check and confirm", **base)
     return ManualResult(r.meter, r.obis, "accepted", "принято", "accepted", **base)
+
+
+async def _vee_expected(conn: psycopg.AsyncConnection, meter_id: int, obis: str, at: datetime) -> dict | None:
+    """VEE's expected value («по среднему», its thresholds) when VEE is installed."""
+    try:
+        from askue.headend.vee import api as vee_api
+        from askue.headend.vee import store as vee_store
+    except ImportError:
+        return None
+    try:
+        rows = await vee_store.load_meters(conn, await vee_store.db_timezone(conn), ids=[meter_id])
+        if meter_id not in rows:
+            return None
+        return await vee_api.expected_value(conn, rows[meter_id], obis, at)
+    except (AttributeError, TypeError) as e:  # VEE's interface moved on: fall back to our own estimate
+        log.warning("VEE expected value unavailable (%s); using billing's own", e)
+        return None
 
 
 def _blocking_reasons() -> frozenset[str]:
