@@ -27,7 +27,7 @@ BATCH_HOOKS: list[str] = [
 ]
 
 BACKGROUND_TASKS: list[str] = [
-    "askue.headend.exports.feed:prune_task",
+    "askue.headend.exports.tasks:billing_task",
     "askue.headend.vee.scan:scan_task",
 ]
 

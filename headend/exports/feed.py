@@ -126,19 +126,3 @@ async def prune(conn: psycopg.AsyncConnection, keep: timedelta = timedelta(days=
     from period snapshots."""
     cur = await conn.execute("DELETE FROM billing_changes WHERE at < now() - %s", (keep,))
     return cur.rowcount
-
-
-async def prune_task(pool, settings) -> None:  # BACKGROUND_TASKS entry
-    import asyncio
-    import logging
-
-    log = logging.getLogger(__name__)
-    while True:
-        try:
-            async with pool.connection() as conn:
-                n = await prune(conn)
-                if n:
-                    log.info("billing feed: pruned %d change-log entries", n)
-        except Exception:  # keep the head-end running; the next round retries
-            log.exception("billing feed prune failed")
-        await asyncio.sleep(3600)

@@ -12,7 +12,16 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from askue.headend.exports import exporters, feed, importers, integral_xlsx, manual, snapshots, xml80020
+from askue.headend.exports import (
+    exporters,
+    feed,
+    importers,
+    integral_xlsx,
+    manual,
+    snapshots,
+    tasks,
+    xml80020,
+)
 from askue.headend.exports.errors import ExportFormatError
 from openpyxl import load_workbook
 
@@ -217,16 +226,25 @@ async def test_close_then_correction_becomes_recalculation(pg_dsn):
         await snapshots.close_period(conn, org, date(2024, 3, 1), "billing-bot")
     assert await snapshots.recalculate(conn, org, date(2024, 3, 1), "billing-bot") == []  # nothing changed
     # the real reading arrives and replaces the estimate
+    before_change = (await (await conn.execute("SELECT now()")).fetchone())[0]
     await conn.execute("UPDATE register_readings SET value = 240, quality = 'A', source = 'gateway' "
                        "WHERE meter_id = %s AND ts = %s", (mid, _local(2024, 4, 1)))
+    later = before_change + timedelta(hours=1)
+    assert await tasks.auto_recalculate(conn, later) == []  # no change after `later`: March is not touched
     made = await snapshots.recalculate(conn, org, date(2024, 3, 1), "billing-bot", "real reading replaced estimate")
     assert len(made) == 1 and made[0]["old_consumption"] == 150.0 and made[0]["new_consumption"] == 140.0
     assert made[0]["delta"] == pytest.approx(-10.0)
     assert await snapshots.recalculate(conn, org, date(2024, 3, 1), "billing-bot") == []  # recorded once
+    # the background task finds changed closed months by itself
+    await conn.execute("UPDATE register_readings SET value = 245 WHERE meter_id = %s AND ts = %s",
+                       (mid, _local(2024, 4, 1)))
+    auto = await tasks.auto_recalculate(conn, before_change)
+    assert [(r["old_consumption"], r["new_consumption"]) for r in auto] == [(140.0, 145.0)]
     period = await snapshots.get_period(conn, org, date(2024, 3, 1))
     (sid, kept), = await snapshots.closed_snapshot(conn, period["id"])
     assert kept.consumption == 150.0 and kept.estimated  # what billing was given is never changed silently
     recs = await snapshots.recalculations(conn, period["id"])
+    assert len(recs) == 2 and recs[1]["created_by"] == "askue"
     assert recs[0]["reason"] == "real reading replaced estimate" and recs[0]["new"]["end"]["quality"] == "A"
     await conn.close()
 
