@@ -94,6 +94,8 @@ def decode_datetime(raw: bytes, default_tz: timezone) -> datetime | None:
     second = 0 if second == 0xFF else second
     hundredths = 0 if hundredths == 0xFF else hundredths
     deviation = int.from_bytes(raw[9:11], "big", signed=True)
+    if deviation != NOT_SPECIFIED_DEVIATION and not -720 <= deviation <= 720:
+        raise ProtocolError(f"COSEM date-time deviation {deviation} min is outside ±720: {bytes(raw).hex()}")
     tz = default_tz if deviation == NOT_SPECIFIED_DEVIATION else timezone(timedelta(minutes=-deviation))
     try:
         local = datetime(year, month, day, hour, minute, second, hundredths * 10000, tzinfo=tz)

@@ -10,14 +10,17 @@ security password of the reader client (0x20); no password -> public client
 (0x10, serial and clock only). options: transport "hdlc"|"wrapper" (default:
 wrapper on TCP transports, HDLC otherwise), client (0x10/0x20), timeout (s),
 tz_minutes (meter zone when the meter sends no deviation, default +180),
-wport (wrapper destination, default the logical device).
+wport (wrapper destination, default the logical device), idle_s (re-open the
+session before a call after this many idle seconds, default 60).
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from askue.drivers.base import Capability, Driver, Kind, MeterIdentity, MeterSpec, Reading, register_driver
 from askue.drivers.dlms import cosem, hdlc
@@ -37,6 +40,8 @@ from gurux_dlms.objects import (
 )
 
 log = logging.getLogger("askue.drivers.dlms")
+T = TypeVar("T")
+
 
 class SessionLost(DriverError):
     """The meter dropped the session (HDLC DM/FRMR, or "service not allowed" without an
@@ -45,6 +50,24 @@ class SessionLost(DriverError):
 
 AUTH_DIAGNOSTICS = {11, 12, 13, 14}  # mechanism not recognised/required, authentication failure/required
 MAX_SKIPPED_FRAMES = 8  # frames for other addresses tolerated while waiting for ours
+
+
+def _typed_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Last line of defence for public calls: a malformed answer that slipped past the checks
+    surfaces as ProtocolError (with the call named), never as a bare ValueError/TypeError."""
+
+    @functools.wraps(method)
+    async def wrapper(self: DlmsDriver, *args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except DriverError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
+            self._broken = True
+            raise ProtocolError(f"{self.meter.id}: {method.__name__} failed on the meter's answer: "
+                                f"{type(e).__name__}: {e}") from e
+
+    return wrapper
 
 
 @register_driver("dlms")
@@ -193,6 +216,7 @@ class DlmsDriver(Driver):
         return reply.value
 
     # ---- session ----------------------------------------------------------------------------
+    @_typed_errors
     async def connect(self) -> MeterIdentity:
         self.transport.discard_input()
         self.client = GXDLMSClient(*self._client_args)  # fresh frame counters and block state
@@ -207,14 +231,23 @@ class DlmsDriver(Driver):
         reply = await self._request(self.client.aarqRequest())
         try:
             self.client.parseAareResponse(reply.data)
-        except GXDLMSException as e:
-            raise _typed(e) from e
         except Exception as e:
-            raise ProtocolError(f"{self.meter.id}: bad AARE: {e}") from e
+            err = _typed(e) if isinstance(e, GXDLMSException) else ProtocolError(f"{self.meter.id}: bad AARE: {e}")
+            await self._disconnect_link()
+            raise err from e
         self.connected = True
         serial = await self._serial()
         self.check_identity(serial)
         return MeterIdentity(serial=serial, model=self.meter.model)
+
+    async def _disconnect_link(self) -> None:
+        """Best-effort DISC so a refused association does not leave the meter's link open."""
+        if self.wrapper:
+            return
+        try:
+            await self._request(self.client.disconnectRequest())
+        except DriverError as e:
+            log.debug("%s: DISC after a refused association failed: %s", self.meter.id, e)
 
     async def close(self) -> None:
         if not self.connected:
@@ -228,6 +261,7 @@ class DlmsDriver(Driver):
             log.debug("%s: release/disconnect failed: %s", self.meter.id, e)
 
     # ---- values -----------------------------------------------------------------------------
+    @_typed_errors
     async def read_serial(self) -> str:
         await self._ready()
         return await self._serial()
@@ -243,7 +277,8 @@ class DlmsDriver(Driver):
     async def _scaler_unit(self, obis: str) -> tuple[int, int]:
         if obis not in self._scalers:
             value = await self._get(GXDLMSRegister(obis), 3)
-            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+            if not (isinstance(value, (list, tuple)) and len(value) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
                 raise ProtocolError(f"{self.meter.id}: scaler_unit of {obis} is {value!r}, not a structure of two")
             self._scalers[obis] = (int(value[0]), int(value[1]))
         return self._scalers[obis]
@@ -259,6 +294,7 @@ class DlmsDriver(Driver):
         value, name = cosem.scaled(_number(raw, obis), scaler, unit)
         return Reading(obis, kind, value, name, when)
 
+    @_typed_errors
     async def read_registers(self) -> list[Reading]:
         await self._ready()
         when = await self._clock()
@@ -270,6 +306,7 @@ class DlmsDriver(Driver):
                     out.append(r)
         return out
 
+    @_typed_errors
     async def read_instant(self) -> list[Reading]:
         await self._ready()
         when = await self._clock()
@@ -280,6 +317,7 @@ class DlmsDriver(Driver):
                 out.append(r)
         return out
 
+    @_typed_errors
     async def read_clock(self) -> datetime:
         await self._ready()
         return await self._clock()
@@ -292,6 +330,7 @@ class DlmsDriver(Driver):
             raise ProtocolError(f"{self.meter.id}: the meter clock is not set (all fields unspecified)")
         return when
 
+    @_typed_errors
     async def set_clock(self, when: datetime) -> None:
         if when.tzinfo is None:
             raise ValueError("set_clock needs an aware datetime")
@@ -301,6 +340,7 @@ class DlmsDriver(Driver):
         clock.time = GXDateTime(when.astimezone(self.tz))
         await self._request(self.client.write(clock, 2))
 
+    @_typed_errors
     async def relay(self, connect: bool) -> None:
         await self._ready()
         dc = GXDLMSDisconnectControl(cosem.DISCONNECT_OBIS)
@@ -311,7 +351,10 @@ class DlmsDriver(Driver):
     async def _capture_objects(self, obis: str) -> GXDLMSProfileGeneric:
         pg = GXDLMSProfileGeneric(obis)
         value = await self._get(pg, 3)
-        self.client.updateValue(pg, 3, value)
+        try:
+            self.client.updateValue(pg, 3, value)
+        except Exception as e:  # gurux fails in many ways on a malformed capture-object list
+            raise ProtocolError(f"{self.meter.id}: capture objects of {obis} unreadable ({e}): {value!r}") from e
         if not pg.captureObjects:
             raise ProtocolError(f"{self.meter.id}: profile {obis} has no capture objects")
         return pg
@@ -324,6 +367,7 @@ class DlmsDriver(Driver):
             raise ProtocolError(f"{self.meter.id}: profile {pg.logicalName} buffer is {type(rows).__name__}")
         return rows
 
+    @_typed_errors
     async def read_profile(self, start: datetime, end: datetime) -> list[Reading]:
         await self._ready()
         if self._profile is None:
@@ -354,6 +398,7 @@ class DlmsDriver(Driver):
                 out.append(Reading(ln, Kind.INTERVAL, value, unit, when, period_s))
         return out
 
+    @_typed_errors
     async def read_events(self, since: datetime | None) -> list[Reading]:
         """Entries of the СПОДЭС journals 0.0.99.98.0-7.255 at or after `since` (all if None);
         value = event code. Journals the meter does not have are skipped."""

@@ -217,6 +217,8 @@ def test_datetime_codec_uses_blue_book_deviation() -> None:
         cosem.decode_datetime(raw[:11], msk)
     with pytest.raises(ProtocolError):
         cosem.decode_datetime(bytes.fromhex("07EA0D200200000000FF4C00"), msk)  # month 13
+    with pytest.raises(ProtocolError):  # deviation beyond ±720 min (found by the mutation test)
+        cosem.decode_datetime(raw[:9] + (-23000).to_bytes(2, "big", signed=True) + b"\x00", msk)
 
 
 def test_scaler_unit_conversion() -> None:
