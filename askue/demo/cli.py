@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from askue.demo.fleet import PLAN, DemoPorts, write_world
+from askue.demo.fleet import PLAN, DemoPorts, tcp_ports, write_world
 from askue.demo.processes import Supervisor, askue_argv
 
 
@@ -32,6 +32,8 @@ def _port_free(port: int) -> bool:
     import socket
 
     with socket.socket() as s:
+        # Servers bind with SO_REUSEADDR, so connections in TIME_WAIT from a previous run don't count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -50,7 +52,7 @@ def _api_get(url: str, token: str) -> dict | list:
 
 
 def _headend(config: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(askue_argv("headend", *args, "--config", str(config)), capture_output=True, text=True)
+    return subprocess.run(askue_argv("headend", "--config", str(config), *args), capture_output=True, text=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o755)
     ports = DemoPorts(postgres=args.pg_port, mqtt=args.mqtt_port, api=args.api_port)
-    sim_ports = [ports.sim_base + i for i, p in enumerate(PLAN) if p.transport == "tcp"]
+    sim_ports = tcp_ports(ports)
     busy = [p for p in (ports.mqtt, ports.api, *sim_ports) if not _port_free(p)]
     if busy:
         _say(f"askue demo: port(s) {', '.join(map(str, busy))} already in use — is another demo running? "
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         sup.spawn("simulate", askue_argv("simulate", "--config", str(paths["fleet"])), logs / "simulate.log")
         time.sleep(1.0)  # ptys and ports must exist before the gateways open them
         _say(f"Starting the head-end on http://127.0.0.1:{ports.api}")
-        sup.spawn("headend", askue_argv("headend", "run", "--config", str(headend_cfg)), logs / "headend.log")
+        sup.spawn("headend", askue_argv("headend", "--config", str(headend_cfg), "run"), logs / "headend.log")
         for gw in sorted(k for k in paths if k.startswith("gw-")):
             _say(f"Starting gateway {gw}")
             sup.spawn(gw, askue_argv("gateway", "--config", str(paths[gw])), logs / f"{gw}.log")

@@ -36,6 +36,7 @@ class LinePlan:
     resource: str
     model: str | None = None
     password: str | None = None
+    port_per_meter: bool = False  # each meter behind its own modem/port (DLMS TCP wrapper)
 
 
 # 61 meters on 7 lines, two gateways. Modbus TCP lines stand for RS-485/Ethernet
@@ -43,7 +44,7 @@ class LinePlan:
 PLAN = [
     LinePlan("mb-elec", "modbus", "tcp", "gw-01", 24, "electricity", "schneider-iem3255"),
     LinePlan("mb-heat", "modbus", "tcp", "gw-01", 6, "heat", "aquametro-calec-st"),
-    LinePlan("dlms", "dlms", "tcp", "gw-01", 6, "electricity", password="12345678"),
+    LinePlan("dlms", "dlms", "tcp", "gw-01", 6, "electricity", password="12345678", port_per_meter=True),
     LinePlan("iec", "iec62056_21", "tcp", "gw-02", 6, "electricity", password="777777"),
     LinePlan("merc", "mercury", "serial", "gw-02", 7, "electricity", password="111111"),
     LinePlan("mbus-cold", "mbus", "serial", "gw-02", 6, "cold_water"),
@@ -54,9 +55,9 @@ PLAN = [
 FAULTS: dict[str, dict[str, Any]] = {
     "mb-elec-003": {"silent": True},
     "mb-elec-007": {"reverse_step_after_s": 150, "reverse_step": 40.0},
-    "mb-elec-011": {"crc_error_rate": 0.3},
+    "mb-elec-011": {"crc_error_rate": 0.05},
     "dlms-002": {"tamper_after_s": 90},
-    "merc-004": {"garbage_rate": 0.2},
+    "merc-004": {"garbage_rate": 0.05},
     "iec-005": {"clock_jump_after_s": 60, "clock_jump_s": 600},
 }
 
@@ -85,25 +86,37 @@ def _meter(plan: LinePlan, i: int) -> dict[str, Any]:
     return m
 
 
+def _line_groups(plan: LinePlan) -> list[list[int]]:
+    """Meter numbers per physical line: all on one, or one per line."""
+    numbers = list(range(1, plan.count + 1))
+    return [[n] for n in numbers] if plan.port_per_meter else [numbers]
+
+
 def fleet_spec(ports: DemoPorts, tty_dir: Path) -> dict[str, Any]:
     lines = []
     port = ports.sim_base
     for plan in PLAN:
-        line: dict[str, Any] = {"protocol": plan.protocol, "transport": plan.transport,
-                                "meters": [_meter(plan, i) for i in range(1, plan.count + 1)]}
-        if plan.transport == "tcp":
-            line["port"] = port
-            port += 1
-        else:
-            line["pty"] = str(tty_dir / plan.key)
-        lines.append(line)
+        for group in _line_groups(plan):
+            line: dict[str, Any] = {"protocol": plan.protocol, "transport": plan.transport,
+                                    "meters": [_meter(plan, i) for i in group]}
+            if plan.transport == "tcp":
+                line["port"] = port
+                port += 1
+            else:
+                line["pty"] = str(tty_dir / plan.key)
+            lines.append(line)
     return {"seed": 42, "host": "127.0.0.1", "lines": lines}
+
+
+def tcp_ports(ports: DemoPorts) -> list[int]:
+    n = sum(len(_line_groups(p)) for p in PLAN if p.transport == "tcp")
+    return list(range(ports.sim_base, ports.sim_base + n))
 
 
 def gateway_configs(ports: DemoPorts, tty_dir: Path, store_dir: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     port = ports.sim_base
-    for n, plan in enumerate(PLAN):
+    for plan in PLAN:
         gw = out.setdefault(plan.gateway, {
             "gateway": {"id": plan.gateway, "health_interval_s": 30},
             "broker": {"host": "127.0.0.1", "port": ports.mqtt},
@@ -112,31 +125,35 @@ def gateway_configs(ports: DemoPorts, tty_dir: Path, store_dir: Path) -> dict[st
             "buses": [],
             "meters": [],
         })
-        bus_id = f"bus-{plan.key}"
-        if plan.transport == "tcp":
-            gw["buses"].append({"id": bus_id, "type": "tcp", "host": "127.0.0.1", "port": port,
-                                "timeout_s": 1.5})
-            port += 1
-        else:
-            gw["buses"].append({"id": bus_id, "type": "serial", "device": str(tty_dir / plan.key),
-                                "baudrate": 2400 if plan.protocol == "mbus" else 9600, "timeout_s": 1.0,
-                                "inter_frame_gap_s": 0.01})
-        for i in range(1, plan.count + 1):
-            m = _meter(plan, i)
-            entry: dict[str, Any] = {
-                "id": m["id"], "bus": bus_id, "driver": plan.protocol, "address": m["address"],
-                "serial": m["serial"], "resource": plan.resource,
-                "schedules": {"register": "60s", "instant": "30s" if plan.resource == "electricity" else None,
-                              "interval": "30m", "events": "120s" if plan.protocol == "dlms" else None},
-                "timeout_s": 1.0, "retries": 1, "backoff_max_s": 60,
-            }
-            if plan.model:
-                entry["model"] = plan.model
-            if plan.password:
-                entry["password"] = plan.password
-            gw["meters"].append(entry)
-        del n
+        for group in _line_groups(plan):
+            bus_id = f"bus-{plan.key}" + (f"-{group[0]:03d}" if plan.port_per_meter else "")
+            if plan.transport == "tcp":
+                gw["buses"].append({"id": bus_id, "type": "tcp", "host": "127.0.0.1", "port": port,
+                                    "timeout_s": 1.5})
+                port += 1
+            else:
+                gw["buses"].append({"id": bus_id, "type": "serial", "device": str(tty_dir / plan.key),
+                                    "baudrate": 2400 if plan.protocol == "mbus" else 9600, "timeout_s": 1.0,
+                                    "inter_frame_gap_s": 0.01})
+            for i in group:
+                gw["meters"].append(_gateway_meter(plan, i, bus_id))
     return out
+
+
+def _gateway_meter(plan: LinePlan, i: int, bus_id: str) -> dict[str, Any]:
+    m = _meter(plan, i)
+    entry: dict[str, Any] = {
+        "id": m["id"], "bus": bus_id, "driver": plan.protocol, "address": m["address"],
+        "serial": m["serial"], "resource": plan.resource,
+        "schedules": {"register": "60s", "instant": "30s" if plan.resource == "electricity" else None,
+                      "interval": "30m", "events": "120s" if plan.protocol == "dlms" else None},
+        "timeout_s": 1.0, "retries": 2, "backoff_max_s": 60,
+    }
+    if plan.model:
+        entry["model"] = plan.model
+    if plan.password:
+        entry["password"] = plan.password
+    return entry
 
 
 def registry_rows() -> list[dict[str, Any]]:
@@ -157,24 +174,31 @@ def registry_rows() -> list[dict[str, Any]]:
             flat = 1 + k // len(houses)
             balance = plan.key == "mb-heat" and i <= 2  # house heat meters are ОДПУ
             rows.append({
-                "organisation_code": org_code,
-                "organisation_name": dict((o[0], o[1]) for o in ORGS)[org_code],
+                "org_code": org_code,
+                "org_name": dict((o[0], o[1]) for o in ORGS)[org_code],
+                "org_kind": dict((o[0], o[2]) for o in ORGS)[org_code],
                 "house_code": house_code,
                 "house_address": address,
                 "house_lat": f"{lat:.6f}",
                 "house_lon": f"{lon:.6f}",
                 "account": "" if balance else f"{house_code}-{flat:03d}",
+                "flat": "" if balance else str(flat),
                 "subscriber": "" if balance else f"Абонент кв. {flat}",
-                "meter_code": m["id"],
+                "meter_id": m["id"],
                 "serial": m["serial"],
                 "model": plan.model or plan.protocol,
                 "resource": plan.resource,
                 "digits": 6,
                 "multiplier": 1,
-                "balance": "yes" if balance else "no",
+                "tariff_zones": 2 if plan.resource == "electricity" else 1,
+                "is_balance": "yes" if balance else "no",
                 "installed_at": "2024-03-01",
-                "verification_next": "2026-12-10" if i == 2 else "2032-03-01",
-                "gateway": plan.gateway,
+                "verification_due": "2026-12-10" if i == 2 else "2032-03-01",
+                "lat": f"{lat + rnd.uniform(-0.0003, 0.0003):.6f}" if k % 13 else "",
+                "lon": f"{lon + rnd.uniform(-0.0003, 0.0003):.6f}" if k % 13 else "",
+                "gateway_id": plan.gateway,
+                "bus": f"bus-{plan.key}" + (f"-{i:03d}" if plan.port_per_meter else ""),
+                "bus_address": str(m["address"]),
             })
             k += 1
     return rows
