@@ -24,7 +24,7 @@ from askue.drivers.errors import DriverError, FrameError, IdentityMismatch, Mete
 from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport, Transport
 from askue.gateway.config import MeterSection, SerialBus, TcpBus
 from askue.gateway.scheduler import PRIO_COMMAND, PRIORITY, Job, Scheduler, next_due
-from askue.gateway.store import Store
+from askue.gateway.store import AsyncStore
 
 log = logging.getLogger("askue.gateway.bus")
 
@@ -136,7 +136,7 @@ def to_values(meter_id: str, readings: list[Reading], received_at: datetime) -> 
 
 
 class BusWorker:
-    def __init__(self, bus: SerialBus | TcpBus, meters: list[MeterSection], store: Store,
+    def __init__(self, bus: SerialBus | TcpBus, meters: list[MeterSection], store: AsyncStore,
                  on_status: Callable[[str], None] = lambda meter_id: None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.bus = bus
@@ -333,12 +333,12 @@ class BusWorker:
         if kind == "register":
             readings = await drv.read_registers()
             await self._maybe_clock(drv, state)
-            return self._keep(m.id, readings)
+            return await self._keep(m.id, readings)
         if kind == "instant":
-            return self._keep(m.id, await drv.read_instant())
+            return await self._keep(m.id, await drv.read_instant())
         if kind == "events":
-            since = self.store.ledger_for_meter(m.id).get("events")
-            return self._keep(m.id, await drv.read_events(since))
+            since = self.store.store.ledger_for_meter(m.id).get("events")
+            return await self._keep(m.id, await drv.read_events(since))
         if kind == "interval":
             return await self._profile_step(drv, state, job)
         if kind == "poll":
@@ -349,15 +349,15 @@ class BusWorker:
                 if k == "interval" and Capability.PROFILE in caps:
                     n += await self._profile_step(drv, state, job)
                 elif k == "register" and Capability.REGISTERS in caps:
-                    n += self._keep(m.id, await drv.read_registers())
+                    n += await self._keep(m.id, await drv.read_registers())
                 elif k == "instant" and Capability.INSTANT in caps:
-                    n += self._keep(m.id, await drv.read_instant())
+                    n += await self._keep(m.id, await drv.read_instant())
                 elif k == "events" and Capability.EVENTS in caps:
-                    n += self._keep(m.id, await drv.read_events(self.store.ledger_for_meter(m.id).get("events")))
+                    n += await self._keep(m.id, await drv.read_events(self.store.store.ledger_for_meter(m.id).get("events")))
             return {"values": n}
         if kind == "read_profile":
             readings = await drv.read_profile(job.args["start"], job.args["end"])
-            return {"values": self._keep(m.id, readings)}
+            return {"values": await self._keep(m.id, readings)}
         if kind == "read_clock":
             meter_time = await drv.read_clock()
             self._note_clock(state, meter_time)
@@ -404,7 +404,7 @@ class BusWorker:
             raise Unsupported(f"{drv.name}: load profile is not supported")
         m = state.cfg
         now = self.now() + timedelta(seconds=state.clock_drift_s or 0.0)
-        stored = [t for obis, t in self.store.ledger_for_meter(m.id).items() if obis != "events"]
+        stored = [t for obis, t in self.store.store.ledger_for_meter(m.id).items() if obis != "events"]
         mark = max(stored + ([state.profile_read_to] if state.profile_read_to else []), default=None)
         oldest = now - timedelta(days=m.profile_backfill_days)
         start = max(mark + timedelta(seconds=1), oldest) if mark else now - timedelta(days=m.profile_initial_days)
@@ -417,16 +417,16 @@ class BusWorker:
         periods = [r.period_s for r in readings if r.period_s]
         if periods:
             state.period_s = periods[-1]
-        n = self._keep(m.id, readings)
+        n = await self._keep(m.id, readings)
         state.profile_read_to = max(end - timedelta(seconds=1), start)
         job.args["behind"] = end < now - timedelta(seconds=period)
         return n
 
-    def _keep(self, meter_id: str, readings: list[Reading]) -> int:
+    async def _keep(self, meter_id: str, readings: list[Reading]) -> int:
         if not readings:
             return 0
         values = to_values(meter_id, readings, self.now())
-        self.store.put(values)
+        await self.store.put(values)
         self.stats.values += len(values)
         return len(values)
 

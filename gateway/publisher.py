@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from askue.contract.payloads import SCHEMA_VERSION, DataMessage, MeterStatus, State, encode
 from askue.contract.topics import Topics
 from askue.gateway.config import BrokerSection, GatewaySection
-from askue.gateway.store import Batch, Store
+from askue.gateway.store import AsyncStore, Batch
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -42,7 +42,7 @@ def build_data_payload(gateway_id: str, seq: int, bodies: list[bytes], meters: l
 
 
 class Publisher:
-    def __init__(self, gw: GatewaySection, broker: BrokerSection, store: Store,
+    def __init__(self, gw: GatewaySection, broker: BrokerSection, store: AsyncStore,
                  statuses: Callable[[set[str]], list[MeterStatus]],
                  on_command: Callable[[bytes], None], meters_count: Callable[[], int] = lambda: 0):
         self.gw, self.broker, self.store = gw, broker, store
@@ -55,6 +55,7 @@ class Publisher:
         self._acked = asyncio.Event()
         self._wake = asyncio.Event()
         self._inflight: dict[int, Batch | None] = {}
+        self._bg: set[asyncio.Task] = set()
         self._dirty: set[str] = set()
         self._running = False
         self._task: asyncio.Task | None = None
@@ -142,12 +143,22 @@ class Publisher:
             if failed:
                 self.refused += 1
                 log.error("broker refused data message seq %d (%s); it stays in the store", batch.seq, reason)
-                self.store.release(batch)
+                self._spawn(self.store.release(batch))
             else:
-                self.store.batch_done(batch)
+                self._spawn(self.store.batch_done(batch))
                 self.acked_values += len(batch)
         self.acked_messages += 1
         self._acked.set()
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.ensure_future(coro)
+        self._bg.add(t)
+        t.add_done_callback(self._bg_done)
+
+    def _bg_done(self, t: asyncio.Task) -> None:
+        self._bg.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("store update after PUBACK failed (the values will be sent again): %s", t.exception())
 
     def mark_status(self, meter_id: str) -> None:
         """A meter's status changed: send it with the next data message."""
@@ -178,7 +189,12 @@ class Publisher:
                 self._acked.clear()
                 await _wait(self._acked, 1.0)
                 continue
-            batch = self.store.get_batch(self.broker.batch_values)
+            try:
+                batch = await self.store.get_batch(self.broker.batch_values)
+            except Exception as e:  # StoreError, sqlite3.Error: keep trying, polling goes on
+                log.error("cannot read the store: %s", e)
+                await asyncio.sleep(1.0)
+                continue
             if batch is None and not self._dirty:
                 self._wake.clear()
                 await _wait(self._wake, 1.0)
@@ -190,7 +206,7 @@ class Publisher:
             statuses = self.statuses(meters)
             if batch is None:
                 # Status only (a meter stopped answering): not stored, regenerated after a restart.
-                payload = build_data_payload(self.gw.id, self.store.next_seq(), [], statuses)
+                payload = build_data_payload(self.gw.id, await self.store.next_seq(), [], statuses)
             else:
                 payload = build_data_payload(self.gw.id, batch.seq, batch.bodies, statuses)
             info = self.client.publish(self.topics.data(self.gw.id), payload, qos=1)
@@ -213,7 +229,7 @@ class Publisher:
         """Publish what is stored and wait for the acknowledgements (clean shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._inflight and not self.store.pending_unsent() and not self._dirty:
+            if not self._inflight and not self._bg and not self.store.store.pending_unsent() and not self._dirty:
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -237,8 +253,10 @@ class Publisher:
                 pass
         self.client.disconnect()
         self.client.loop_stop()
+        if self._bg:
+            await asyncio.gather(*self._bg, return_exceptions=True)
         if not flushed:
-            log.warning("shutdown: %d values not acknowledged yet; they stay in the store", self.store.depth)
+            log.warning("shutdown: %d values not acknowledged yet; they stay in the store", self.store.store.depth)
 
     def stats(self) -> dict[str, float]:
         return {"connected": float(self.connected.is_set()), "sent_messages": self.sent_messages,

@@ -20,7 +20,7 @@ from askue.gateway.commands import CommandError, Commands
 from askue.gateway.config import ConfigError, GatewayConfig, load_config
 from askue.gateway.health import MetricsServer, ProcessProbe, collect
 from askue.gateway.publisher import Publisher
-from askue.gateway.store import Store
+from askue.gateway.store import AsyncStore, Store
 
 log = logging.getLogger("askue.gateway")
 
@@ -32,9 +32,10 @@ class Gateway:
         self.now = now  # the gateway's wall clock (received_at, profile ranges, clock drift)
         self.config_path = Path(config_path) if config_path else None
         self.store = Store(cfg.store.path, cfg.store.max_values, cfg.store.synchronous)
+        self.astore = AsyncStore(self.store)
         self.workers: dict[str, BusWorker] = {}
         self.commands = Commands(self)
-        self.publisher = Publisher(cfg.gateway, cfg.broker, self.store, self.statuses, self.commands.handle,
+        self.publisher = Publisher(cfg.gateway, cfg.broker, self.astore, self.statuses, self.commands.handle,
                                    meters_count=lambda: len(self.cfg.meters))
         self.probe = ProcessProbe()
         self.metrics: MetricsServer | None = None
@@ -55,7 +56,7 @@ class Gateway:
                  len(self.cfg.buses), len(self.cfg.meters), self.cfg.store.path, self.store.depth)
 
     def _start_worker(self, bus_id: str) -> None:
-        w = BusWorker(self.cfg.bus(bus_id), self.cfg.meters_on(bus_id), self.store, on_status=self._status_changed,
+        w = BusWorker(self.cfg.bus(bus_id), self.cfg.meters_on(bus_id), self.astore, on_status=self._status_changed,
                       now=self.now)
         self.workers[bus_id] = w
         w.start()
@@ -75,7 +76,7 @@ class Gateway:
         if self.metrics:
             await self.metrics.stop()
         await self.publisher.stop(self.cfg.gateway.shutdown_flush_s)
-        self.store.close()
+        await self.astore.close()
         self._stopped.set()
         log.info("gateway %s stopped", self.cfg.gateway.id)
 

@@ -13,6 +13,7 @@ registers and journal events last) and counted per kind.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -87,6 +88,10 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(_SCHEMA)
             (self._count,) = self.db.execute("SELECT count(*) FROM outbox").fetchone()
+            # Diagnostics and ledger reads use their own connection, so they may run on the event
+            # loop while the writer thread commits (WAL: readers never wait for the writer).
+            self.ro = self.db if str(path) == ":memory:" else sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False)
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"store {path}: cannot open: {e} (check the path, its permissions and free space)") \
                 from None
@@ -95,6 +100,8 @@ class Store:
         self._inflight: dict[int, Batch] = {}  # seq -> batch
 
     def close(self) -> None:
+        if self.ro is not self.db:
+            self.ro.close()
         self.db.close()
 
     # ---- writing -------------------------------------------------------------------------
@@ -213,23 +220,23 @@ class Store:
         """Values not yet handed to the publisher in this run."""
         if self._retry:
             return True
-        return self.db.execute("SELECT 1 FROM outbox WHERE id > ? LIMIT 1", (self._cursor,)).fetchone() is not None
+        return self.ro.execute("SELECT 1 FROM outbox WHERE id > ? LIMIT 1", (self._cursor,)).fetchone() is not None
 
     def oldest_age_s(self) -> float | None:
-        row = self.db.execute("SELECT stored_at FROM outbox ORDER BY id LIMIT 1").fetchone()
+        row = self.ro.execute("SELECT stored_at FROM outbox ORDER BY id LIMIT 1").fetchone()
         return None if row is None else max(0.0, time.time() - row[0])
 
     def evicted(self) -> dict[str, int]:
         return {k.split(".", 1)[1]: v for k, v in
-                self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'evicted.%'").fetchall()}
+                self.ro.execute("SELECT key, value FROM meta WHERE key LIKE 'evicted.%'").fetchall()}
 
     def last_seq(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+        row = self.ro.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
         return row[0] if row else 0
 
     def ledger(self, meter_id: str, obis: str) -> tuple[datetime | None, datetime | None]:
         """(newest interval end stored, newest interval end acknowledged by the broker)."""
-        row = self.db.execute("SELECT stored_to, acked_to FROM ledger WHERE meter_id = ? AND obis = ?",
+        row = self.ro.execute("SELECT stored_to, acked_to FROM ledger WHERE meter_id = ? AND obis = ?",
                               (meter_id, obis)).fetchone()
         if row is None:
             return None, None
@@ -238,12 +245,12 @@ class Store:
     def ledger_for_meter(self, meter_id: str) -> dict[str, datetime]:
         """Newest stored interval end per profile channel of a meter."""
         return {obis: datetime.fromisoformat(t) for obis, t in
-                self.db.execute("SELECT obis, stored_to FROM ledger WHERE meter_id = ? AND stored_to IS NOT NULL",
+                self.ro.execute("SELECT obis, stored_to FROM ledger WHERE meter_id = ? AND stored_to IS NOT NULL",
                                 (meter_id,)).fetchall()}
 
     def all_bodies(self) -> Iterable[bytes]:
         """Every stored value (tests and diagnostics)."""
-        return (r[0] for r in self.db.execute("SELECT body FROM outbox ORDER BY id"))
+        return (r[0] for r in self.ro.execute("SELECT body FROM outbox ORDER BY id"))
 
 
 def _ts(t: datetime) -> str:
@@ -263,3 +270,72 @@ class _Tx:
             self.db.execute("COMMIT")
         else:
             self.db.execute("ROLLBACK")
+
+
+class AsyncStore:
+    """The store as the event loop sees it: every write runs on one dedicated thread, so a
+    commit's fsync (synchronous=FULL) never stalls polling, and values arriving while a
+    commit runs are committed together in the next one (group commit)."""
+
+    def __init__(self, store: Store):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store = store
+        self._ex = ThreadPoolExecutor(1, thread_name_prefix="askue-store")
+        self._pending: list[Value] = []
+        self._waiters: list[asyncio.Future] = []
+        self._flushing = False
+        self.commits = 0
+
+    async def call(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._ex, fn, *args)
+
+    async def put(self, values: Sequence[Value]) -> None:
+        """Returns once the values are committed (or raises StoreError)."""
+        if not values:
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.extend(values)
+        self._waiters.append(fut)
+        if not self._flushing:
+            self._flushing = True
+            loop.create_task(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, waiters = self._pending, self._waiters
+                self._pending, self._waiters = [], []
+                try:
+                    await self.call(self.store.put, batch)
+                    self.commits += 1
+                except Exception as e:  # StoreError (disk full…): every waiting job learns it
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(e)
+                else:
+                    for w in waiters:
+                        if not w.done():
+                            w.set_result(None)
+        finally:
+            self._flushing = False
+
+    async def get_batch(self, max_values: int) -> Batch | None:
+        return await self.call(self.store.get_batch, max_values)
+
+    async def batch_done(self, batch: Batch) -> None:
+        await self.call(self.store.batch_done, batch)
+
+    async def release(self, batch: Batch) -> None:
+        await self.call(self.store.release, batch)
+
+    async def next_seq(self) -> int:
+        return await self.call(self.store.next_seq)
+
+    async def close(self) -> None:
+        while self._flushing:
+            await asyncio.sleep(0.01)
+        await self.call(self.store.close)
+        self._ex.shutdown(wait=True)
