@@ -6,6 +6,7 @@ with no physical part (a one-byte HDLC address, as on an optical port). The HDLC
 server address is built from both; the TCP wrapper uses the logical device as
 destination wPort.
 """
+
 from __future__ import annotations
 
 CLIENT_PUBLIC = 0x10  # no authentication
@@ -28,8 +29,9 @@ def parse_address(value: int | str) -> tuple[int, int | None]:
             else:
                 logical, physical = 1, int(text, 0)
         except ValueError:
-            raise ValueError(f"DLMS address {value!r}: write the physical address (17) or "
-                             f"'logical/physical' (1/17)") from None
+            raise ValueError(
+                f"DLMS address {value!r}: write the physical address (17) or 'logical/physical' (1/17)"
+            ) from None
     if physical is None:
         if not 0 <= logical < 0x80:
             raise ValueError(f"DLMS address {value!r}: a one-byte address holds logical 0..127")

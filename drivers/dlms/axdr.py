@@ -5,6 +5,7 @@ parameters of requests (selective access, SET data, ACTION parameters) with
 `decode`, so the driver (which uses gurux) is checked against a second
 implementation of the same rules.
 """
+
 from __future__ import annotations
 
 import struct
@@ -17,8 +18,17 @@ INTEGER, LONG, UNSIGNED, LONG_UNSIGNED, LONG64, LONG64_UNSIGNED, ENUM = 15, 16, 
 FLOAT32, FLOAT64, DATE_TIME, DATE, TIME = 23, 24, 25, 26, 27
 
 _INTS = {
-    DOUBLE_LONG: ">i", DOUBLE_LONG_UNSIGNED: ">I", INTEGER: ">b", LONG: ">h", UNSIGNED: ">B",
-    LONG_UNSIGNED: ">H", LONG64: ">q", LONG64_UNSIGNED: ">Q", ENUM: ">B", FLOAT32: ">f", FLOAT64: ">d",
+    DOUBLE_LONG: ">i",
+    DOUBLE_LONG_UNSIGNED: ">I",
+    INTEGER: ">b",
+    LONG: ">h",
+    UNSIGNED: ">B",
+    LONG_UNSIGNED: ">H",
+    LONG64: ">q",
+    LONG64_UNSIGNED: ">Q",
+    ENUM: ">B",
+    FLOAT32: ">f",
+    FLOAT64: ">d",
 }
 _FIXED_OCTETS = {DATE_TIME: 12, DATE: 5, TIME: 4}
 
@@ -40,7 +50,7 @@ def read_length(buf: bytes, pos: int) -> tuple[int, int]:
     n = first & 0x7F
     if n == 0 or n > 4 or pos + 1 + n > len(buf):
         raise ProtocolError(f"bad A-XDR length prefix {first:02x} at byte {pos}")
-    return int.from_bytes(buf[pos + 1:pos + 1 + n], "big"), pos + 1 + n
+    return int.from_bytes(buf[pos + 1 : pos + 1 + n], "big"), pos + 1 + n
 
 
 # ---- encoders (each returns tag + content) ----------------------------------------------
@@ -88,8 +98,9 @@ def decode(buf: bytes, pos: int = 0, depth: int = 0) -> tuple[object, int]:
     if tag in (ARRAY, STRUCTURE):
         n, pos = read_length(buf, pos)
         if n > len(buf) - pos:
-            raise ProtocolError(f"A-XDR {'array' if tag == ARRAY else 'structure'} of {n} items in "
-                                f"{len(buf) - pos} bytes")
+            raise ProtocolError(
+                f"A-XDR {'array' if tag == ARRAY else 'structure'} of {n} items in {len(buf) - pos} bytes"
+            )
         items = []
         for _ in range(n):
             item, pos = decode(buf, pos, depth + 1)
@@ -103,14 +114,14 @@ def decode(buf: bytes, pos: int = 0, depth: int = 0) -> tuple[object, int]:
         size = struct.calcsize(_INTS[tag])
         if pos + size > len(buf):
             raise ProtocolError(f"A-XDR number (type {tag}) truncated")
-        return struct.unpack(_INTS[tag], buf[pos:pos + size])[0], pos + size
+        return struct.unpack(_INTS[tag], buf[pos : pos + size])[0], pos + size
     if tag in (OCTET_STRING, VISIBLE_STRING, UTF8_STRING, BIT_STRING):
         n, pos = read_length(buf, pos)
         if tag == BIT_STRING:
             n = (n + 7) // 8
         if pos + n > len(buf):
             raise ProtocolError(f"A-XDR string of {n} bytes truncated at byte {pos}")
-        raw = bytes(buf[pos:pos + n])
+        raw = bytes(buf[pos : pos + n])
         if tag == VISIBLE_STRING:
             return raw.decode("ascii", "replace"), pos + n
         if tag == UTF8_STRING:
@@ -120,5 +131,5 @@ def decode(buf: bytes, pos: int = 0, depth: int = 0) -> tuple[object, int]:
         n = _FIXED_OCTETS[tag]
         if pos + n > len(buf):
             raise ProtocolError(f"A-XDR date/time (type {tag}) truncated")
-        return bytes(buf[pos:pos + n]), pos + n
+        return bytes(buf[pos : pos + n]), pos + n
     raise ProtocolError(f"unknown A-XDR data type {tag} at byte {pos - 1}")

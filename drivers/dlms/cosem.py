@@ -5,6 +5,7 @@ Event codes: СТО 34.01-5.1-006 (СПОДЭС) annex Д / ГОСТ Р 58940-20
 (journal 0.0.99.98.N.255 records the code object 0.0.96.11.N.255). The Russian
 titles were checked against the DlmsSPODES project's value tables.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
@@ -54,14 +55,23 @@ def obis_str(raw: bytes) -> str:
 # ---- units (IEC 62056-6-2 unit enumeration) ------------------------------------------------
 UNITS = {27: "W", 28: "VA", 29: "var", 30: "Wh", 31: "VAh", 32: "varh", 33: "A", 35: "V", 44: "Hz", 255: ""}
 # What the platform stores (DESIGN.md): energy in kWh/kvarh, power in kW.
-OUTPUT = {30: ("kWh", 1e-3), 32: ("kvarh", 1e-3), 31: ("kVAh", 1e-3), 27: ("kW", 1e-3), 29: ("kvar", 1e-3),
-          28: ("kVA", 1e-3), 33: ("A", 1.0), 35: ("V", 1.0), 44: ("Hz", 1.0)}
+OUTPUT = {
+    30: ("kWh", 1e-3),
+    32: ("kvarh", 1e-3),
+    31: ("kVAh", 1e-3),
+    27: ("kW", 1e-3),
+    29: ("kvar", 1e-3),
+    28: ("kVA", 1e-3),
+    33: ("A", 1.0),
+    35: ("V", 1.0),
+    44: ("Hz", 1.0),
+}
 
 
 def scaled(raw: float, scaler: int, unit: int) -> tuple[float, str]:
     """Apply a register's scaler (10^scaler) and convert to the platform unit."""
     name, factor = OUTPUT.get(unit, (UNITS.get(unit, f"unit{unit}"), 1.0))
-    value = raw * (10.0 ** scaler) * factor
+    value = raw * (10.0**scaler) * factor
     return round(value, 9), name
 
 
@@ -75,9 +85,22 @@ def encode_datetime(t: datetime, tz: timezone) -> bytes:
     local = t.astimezone(tz)
     offset = local.utcoffset() or timedelta(0)
     deviation = -int(offset.total_seconds() // 60)
-    return (local.year.to_bytes(2, "big") + bytes((local.month, local.day, local.isoweekday(), local.hour,
-                                                    local.minute, local.second, local.microsecond // 10000))
-            + deviation.to_bytes(2, "big", signed=True) + b"\x00")
+    return (
+        local.year.to_bytes(2, "big")
+        + bytes(
+            (
+                local.month,
+                local.day,
+                local.isoweekday(),
+                local.hour,
+                local.minute,
+                local.second,
+                local.microsecond // 10000,
+            )
+        )
+        + deviation.to_bytes(2, "big", signed=True)
+        + b"\x00"
+    )
 
 
 def decode_datetime(raw: bytes, default_tz: timezone) -> datetime | None:
@@ -150,7 +173,10 @@ EVENT_CODES: dict[int, dict[int, tuple[str, str]]] = {
         8: ("Выключение локальное по превышению лимита мощности", "Local disconnect: power limit"),
         9: ("Выключение локальное по превышению максимального тока", "Local disconnect: max current"),
         10: ("Выключение локальное при воздействии магнитного поля", "Local disconnect: magnetic field"),
-        18: ("Выключение локальное при вскрытии клеммной крышки или корпуса", "Local disconnect: cover opened"),
+        18: (
+            "Выключение локальное при вскрытии клеммной крышки или корпуса",
+            "Local disconnect: cover opened",
+        ),
         29: ("Полное пропадание питания ПУ", "Complete loss of meter supply"),
     },
     3: {
@@ -176,7 +202,10 @@ EVENT_CODES: dict[int, dict[int, tuple[str, str]]] = {
     6: {
         1: ("Попытка несанкционированного доступа", "Unauthorised access attempt"),
         2: ("Нарушение требований протокола", "Protocol violation"),
-        3: ("Блокировка по превышению количества неправильных паролей", "Locked after too many wrong passwords"),
+        3: (
+            "Блокировка по превышению количества неправильных паролей",
+            "Locked after too many wrong passwords",
+        ),
         4: ("Ошибка верификации прошивки", "Firmware verification failed"),
     },
     7: {

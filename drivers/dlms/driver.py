@@ -13,6 +13,7 @@ tz_minutes (meter zone when the meter sends no deviation, default +180),
 wport (wrapper destination, default the logical device), idle_s (re-open the
 session before a call after this many idle seconds, default 60).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -64,17 +65,26 @@ def _typed_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitabl
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
             self._broken = True
-            raise ProtocolError(f"{self.meter.id}: {method.__name__} failed on the meter's answer: "
-                                f"{type(e).__name__}: {e}") from e
+            raise ProtocolError(
+                f"{self.meter.id}: {method.__name__} failed on the meter's answer: {type(e).__name__}: {e}"
+            ) from e
 
     return wrapper
 
 
 @register_driver("dlms")
 class DlmsDriver(Driver):
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({
-        Capability.REGISTERS, Capability.INSTANT, Capability.PROFILE, Capability.EVENTS, Capability.CLOCK,
-        Capability.SET_CLOCK, Capability.RELAY})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.REGISTERS,
+            Capability.INSTANT,
+            Capability.PROFILE,
+            Capability.EVENTS,
+            Capability.CLOCK,
+            Capability.SET_CLOCK,
+            Capability.RELAY,
+        }
+    )
 
     def __init__(self, transport: Transport, meter: MeterSpec):
         super().__init__(transport, meter)
@@ -85,7 +95,9 @@ class DlmsDriver(Driver):
             raise ProtocolError(f"meter {meter.id}: {e}") from None
         mode = opts.get("transport") or ("wrapper" if isinstance(transport, TcpTransport) else "hdlc")
         if mode not in ("hdlc", "wrapper"):
-            raise ProtocolError(f"meter {meter.id}: options.transport must be 'hdlc' or 'wrapper', not {mode!r}")
+            raise ProtocolError(
+                f"meter {meter.id}: options.transport must be 'hdlc' or 'wrapper', not {mode!r}"
+            )
         self.wrapper = mode == "wrapper"
         # YAML turns a numeric password into an int; the meter compares characters.
         password = None if meter.password is None else str(meter.password)
@@ -96,22 +108,34 @@ class DlmsDriver(Driver):
             self.tz = timezone(timedelta(minutes=_int(opts.get("tz_minutes", 180))))
             wport = _int(opts.get("wport", self.logical))
         except (TypeError, ValueError) as e:
-            raise ProtocolError(f"meter {meter.id}: bad option ({e}); client is 0x10 or 0x20, timeout in "
-                                "seconds, tz_minutes like 180, wport a number") from None
+            raise ProtocolError(
+                f"meter {meter.id}: bad option ({e}); client is 0x10 or 0x20, timeout in "
+                "seconds, tz_minutes like 180, wport a number"
+            ) from None
         if self.client_address not in (CLIENT_PUBLIC, CLIENT_READER):
-            raise Unsupported(f"meter {meter.id}: client {self.client_address:#x} is not supported "
-                              "(0x10 public or 0x20 reader with low-level security)")
+            raise Unsupported(
+                f"meter {meter.id}: client {self.client_address:#x} is not supported "
+                "(0x10 public or 0x20 reader with low-level security)"
+            )
         if self.wrapper:
             server = wport
         else:
-            server = (self.logical if self.physical is None
-                      else GXDLMSClient.getServerAddress(self.logical, self.physical))
+            server = (
+                self.logical
+                if self.physical is None
+                else GXDLMSClient.getServerAddress(self.logical, self.physical)
+            )
         auth = Authentication.LOW if self.client_address == CLIENT_READER else Authentication.NONE
         if auth == Authentication.LOW and not password:
             raise AuthError(f"meter {meter.id}: the reader client (0x20) needs the meter's password")
-        self._client_args = (True, self.client_address, server, auth,
-                             password if auth == Authentication.LOW else None,
-                             InterfaceType.WRAPPER if self.wrapper else InterfaceType.HDLC)
+        self._client_args = (
+            True,
+            self.client_address,
+            server,
+            auth,
+            password if auth == Authentication.LOW else None,
+            InterfaceType.WRAPPER if self.wrapper else InterfaceType.HDLC,
+        )
         self.client = GXDLMSClient(*self._client_args)
         self.connected = False
         # Set when an answer was lost or damaged: HDLC sequence numbers (and gurux's state) are
@@ -166,8 +190,10 @@ class DlmsDriver(Driver):
         for _ in range(MAX_SKIPPED_FRAMES):
             frame = await self._read_frame()
             if not self.wrapper and hdlc.parse_frame(frame).unnumbered in (hdlc.DM, hdlc.FRMR):
-                raise SessionLost(f"{self.meter.id}: the meter answered {frame.hex()}: the link is not open "
-                                  "(meter restarted or closed an idle link)")
+                raise SessionLost(
+                    f"{self.meter.id}: the meter answered {frame.hex()}: the link is not open "
+                    "(meter restarted or closed an idle link)"
+                )
             try:
                 done = self.client.getData(GXByteBuffer(frame), reply, notify)
             except GXDLMSExceptionResponse as e:
@@ -177,7 +203,9 @@ class DlmsDriver(Driver):
             except (GXDLMSException, GXDLMSConfirmedServiceError) as e:
                 raise _typed(e) from e
             except Exception as e:  # gurux raises bare Exception/ValueError on malformed data
-                raise ProtocolError(f"{self.meter.id}: malformed DLMS answer ({e}): {frame[:40].hex()}") from e
+                raise ProtocolError(
+                    f"{self.meter.id}: malformed DLMS answer ({e}): {frame[:40].hex()}"
+                ) from e
             if done:
                 self._last_io = asyncio.get_running_loop().time()
                 if reply.error:
@@ -232,7 +260,11 @@ class DlmsDriver(Driver):
         try:
             self.client.parseAareResponse(reply.data)
         except Exception as e:
-            err = _typed(e) if isinstance(e, GXDLMSException) else ProtocolError(f"{self.meter.id}: bad AARE: {e}")
+            err = (
+                _typed(e)
+                if isinstance(e, GXDLMSException)
+                else ProtocolError(f"{self.meter.id}: bad AARE: {e}")
+            )
             await self._disconnect_link()
             raise err from e
         self.connected = True
@@ -277,9 +309,14 @@ class DlmsDriver(Driver):
     async def _scaler_unit(self, obis: str) -> tuple[int, int]:
         if obis not in self._scalers:
             value = await self._get(GXDLMSRegister(obis), 3)
-            if not (isinstance(value, (list, tuple)) and len(value) == 2
-                    and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-                raise ProtocolError(f"{self.meter.id}: scaler_unit of {obis} is {value!r}, not a structure of two")
+            if not (
+                isinstance(value, (list, tuple))
+                and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                raise ProtocolError(
+                    f"{self.meter.id}: scaler_unit of {obis} is {value!r}, not a structure of two"
+                )
             self._scalers[obis] = (int(value[0]), int(value[1]))
         return self._scalers[obis]
 
@@ -354,14 +391,21 @@ class DlmsDriver(Driver):
         try:
             self.client.updateValue(pg, 3, value)
         except Exception as e:  # gurux fails in many ways on a malformed capture-object list
-            raise ProtocolError(f"{self.meter.id}: capture objects of {obis} unreadable ({e}): {value!r}") from e
+            raise ProtocolError(
+                f"{self.meter.id}: capture objects of {obis} unreadable ({e}): {value!r}"
+            ) from e
         if not pg.captureObjects:
             raise ProtocolError(f"{self.meter.id}: profile {obis} has no capture objects")
         return pg
 
-    async def _rows_by_range(self, pg: GXDLMSProfileGeneric, start: datetime, end: datetime) -> list[list[Any]]:
-        reply = await self._request(self.client.readRowsByRange(
-            pg, GXDateTime(start.astimezone(self.tz)), GXDateTime(end.astimezone(self.tz))))
+    async def _rows_by_range(
+        self, pg: GXDLMSProfileGeneric, start: datetime, end: datetime
+    ) -> list[list[Any]]:
+        reply = await self._request(
+            self.client.readRowsByRange(
+                pg, GXDateTime(start.astimezone(self.tz)), GXDateTime(end.astimezone(self.tz))
+            )
+        )
         rows = reply.value or []
         if not isinstance(rows, list):
             raise ProtocolError(f"{self.meter.id}: profile {pg.logicalName} buffer is {type(rows).__name__}")
@@ -375,7 +419,9 @@ class DlmsDriver(Driver):
         pg = self._profile
         columns = [(obj.logicalName, obj.objectType, co.attributeIndex) for obj, co in pg.captureObjects]
         if columns[0][0] != cosem.CLOCK_OBIS:
-            raise ProtocolError(f"{self.meter.id}: load profile's first column is {columns[0][0]}, not the clock")
+            raise ProtocolError(
+                f"{self.meter.id}: load profile's first column is {columns[0][0]}, not the clock"
+            )
         period = await self._get(pg, 4)
         period_s = int(period) if isinstance(period, int) and period > 0 else None
         scalers = {}
@@ -387,7 +433,9 @@ class DlmsDriver(Driver):
         out = []
         for row in rows:
             if not isinstance(row, (list, tuple)) or len(row) != len(columns):
-                raise ProtocolError(f"{self.meter.id}: profile row {row!r} does not match {len(columns)} columns")
+                raise ProtocolError(
+                    f"{self.meter.id}: profile row {row!r} does not match {len(columns)} columns"
+                )
             when = cosem.decode_datetime(_octets(row[0], "profile clock"), self.tz)
             if when is None or not (start <= when < end):
                 continue
@@ -421,8 +469,10 @@ class DlmsDriver(Driver):
             rows = await self._rows_by_range(pg, start, now + timedelta(days=1))
             for row in rows:
                 if not isinstance(row, (list, tuple)) or len(row) <= max(time_col, code_col):
-                    raise ProtocolError(f"{self.meter.id}: journal {journal} row {row!r} does not match "
-                                        f"its capture objects {columns}")
+                    raise ProtocolError(
+                        f"{self.meter.id}: journal {journal} row {row!r} does not match "
+                        f"its capture objects {columns}"
+                    )
                 when = cosem.decode_datetime(_octets(row[time_col], journal), self.tz)
                 if when is None or (since is not None and when < since):
                     continue
@@ -461,4 +511,3 @@ def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ProtocolError(f"{what}: expected a number, got {type(value).__name__} {value!r}")
     return float(value)
-

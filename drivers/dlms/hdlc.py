@@ -4,6 +4,7 @@ Used by the simulator to speak the link layer and by the driver to vet every
 frame (flags, length, HCS/FCS) before gurux parses it, so line damage becomes a
 typed FrameError instead of whatever the library would do with it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,14 +59,16 @@ def encode_server_address(logical: int, physical: int | None) -> bytes:
         return bytes((logical << 1, (physical << 1) | 1))
     if logical >= 0x4000 or physical >= 0x4000:
         raise ValueError(f"HDLC server address out of range: logical {logical}, physical {physical}")
-    return bytes(((logical >> 7) << 1, (logical & 0x7F) << 1, (physical >> 7) << 1, ((physical & 0x7F) << 1) | 1))
+    return bytes(
+        ((logical >> 7) << 1, (logical & 0x7F) << 1, (physical >> 7) << 1, ((physical & 0x7F) << 1) | 1)
+    )
 
 
 def _read_address(buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
     start = pos
     while pos < end:
         if buf[pos] & 1:
-            raw = buf[start:pos + 1]
+            raw = buf[start : pos + 1]
             if len(raw) not in (1, 2, 4):
                 raise FrameError(f"HDLC address of {len(raw)} bytes (1, 2 or 4 allowed)")
             return raw, pos + 1
@@ -168,8 +171,10 @@ def parse_frame(frame: bytes) -> Frame:
     elif rest > 4:
         hcs = body[pos] | (body[pos + 1] << 8)
         if hcs != fcs16(body[:pos]):
-            raise FrameError(f"HDLC header check sequence mismatch (got {hcs:04x}, want {fcs16(body[:pos]):04x})")
-        info = bytes(body[pos + 2:-2])
+            raise FrameError(
+                f"HDLC header check sequence mismatch (got {hcs:04x}, want {fcs16(body[:pos]):04x})"
+            )
+        info = bytes(body[pos + 2 : -2])
     else:
         raise FrameError(f"HDLC frame has {rest} bytes after the control field")
     fcs = body[-2] | (body[-1] << 8)
@@ -188,6 +193,7 @@ def rr_control(nr: int) -> int:
 
 def hdlc_parameters(max_info_tx: int, max_info_rx: int, window_tx: int = 1, window_rx: int = 1) -> bytes:
     """The UA/SNRM information field negotiating frame sizes and windows (IEC 62056-46 §6.4.4.4.3.2)."""
+
     def param(tag: int, value: int) -> bytes:
         raw = value.to_bytes(1 if value < 0x100 else 2, "big")
         return bytes((tag, len(raw))) + raw
@@ -211,15 +217,20 @@ def parse_hdlc_parameters(info: bytes) -> dict[int, int]:
         tag, n = info[pos], info[pos + 1]
         if pos + 2 + n > end:
             raise FrameError("HDLC parameter runs past its group")
-        out[tag] = int.from_bytes(info[pos + 2:pos + 2 + n], "big")
+        out[tag] = int.from_bytes(info[pos + 2 : pos + 2 + n], "big")
         pos += 2 + n
     return out
 
 
 # ---- TCP wrapper ----------------------------------------------------------------------------
 def wrap(src_wport: int, dst_wport: int, apdu: bytes) -> bytes:
-    return (WRAPPER_VERSION.to_bytes(2, "big") + src_wport.to_bytes(2, "big") + dst_wport.to_bytes(2, "big")
-            + len(apdu).to_bytes(2, "big") + apdu)
+    return (
+        WRAPPER_VERSION.to_bytes(2, "big")
+        + src_wport.to_bytes(2, "big")
+        + dst_wport.to_bytes(2, "big")
+        + len(apdu).to_bytes(2, "big")
+        + apdu
+    )
 
 
 def parse_wrapper_header(head: bytes) -> tuple[int, int, int]:
@@ -229,4 +240,8 @@ def parse_wrapper_header(head: bytes) -> tuple[int, int, int]:
     version = int.from_bytes(head[0:2], "big")
     if version != WRAPPER_VERSION:
         raise FrameError(f"TCP wrapper version {version} (only 1 exists): {head.hex()}")
-    return int.from_bytes(head[2:4], "big"), int.from_bytes(head[4:6], "big"), int.from_bytes(head[6:8], "big")
+    return (
+        int.from_bytes(head[2:4], "big"),
+        int.from_bytes(head[4:6], "big"),
+        int.from_bytes(head[6:8], "big"),
+    )

@@ -5,6 +5,7 @@ The driver (gurux) and the simulator (hand-written) already disagree-proof each
 other; this test makes sure they do not agree on a shared misreading of the
 standard that a third client would reject.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,11 +40,16 @@ def _read_all(transport, password: bytes) -> dict:
         out["a_plus"] = parse_as_dlms_data(s.get(_attr(IC.REGISTER, "1.0.1.8.0.255", 2)))
         out["scaler_unit"] = parse_as_dlms_data(s.get(_attr(IC.REGISTER, "1.0.1.8.0.255", 3)))
         clock_column = CaptureObject(cosem_attribute=_attr(IC.CLOCK, spodes.CLOCK_OBIS, 2), data_index=0)
-        out["profile"] = parse_as_dlms_data(s.get(
-            _attr(IC.PROFILE_GENERIC, spodes.LOAD_PROFILE_OBIS, 2),
-            access_descriptor=RangeDescriptor(restricting_object=clock_column,
-                                              from_value=datetime(2026, 11, 10, 9, 0, tzinfo=UTC),
-                                              to_value=datetime(2026, 11, 10, 10, 0, tzinfo=UTC))))
+        out["profile"] = parse_as_dlms_data(
+            s.get(
+                _attr(IC.PROFILE_GENERIC, spodes.LOAD_PROFILE_OBIS, 2),
+                access_descriptor=RangeDescriptor(
+                    restricting_object=clock_column,
+                    from_value=datetime(2026, 11, 10, 9, 0, tzinfo=UTC),
+                    to_value=datetime(2026, 11, 10, 10, 0, tzinfo=UTC),
+                ),
+            )
+        )
         try:
             s.get(_attr(IC.REGISTER, "1.0.9.9.9.255", 2))
         except DataResultError as e:
@@ -55,7 +61,9 @@ def _check(m: SimMeter, got: dict) -> None:
     assert got["serial"] == b"SN1"
     assert got["a_plus"] == round(m.registers(NOW)[0] * 1000)  # Wh, scaler 0
     assert got["scaler_unit"] == [0, 30]
-    expected = m.profile(datetime(2026, 11, 10, 9, 0, tzinfo=UTC), datetime(2026, 11, 10, 10, 0, 1, tzinfo=UTC))
+    expected = m.profile(
+        datetime(2026, 11, 10, 9, 0, tzinfo=UTC), datetime(2026, 11, 10, 10, 0, 1, tzinfo=UTC)
+    )
     assert len(got["profile"]) == len(expected) == 3  # the range includes both ends
     for row, (when, kwh) in zip(got["profile"], expected, strict=True):
         assert spodes.decode_datetime(bytes(row[0]), UTC) == when
@@ -72,8 +80,11 @@ async def test_dlms_cosem_client_over_tcp_wrapper(meter):
     server = await serve_tcp(make_session_factory({17: meter}, transport="tcp"))
     port = server.sockets[0].getsockname()[1]
     try:
-        transport = TcpTransport(client_logical_address=0x20, server_logical_address=1,
-                                 io=BlockingTcpIO(host="127.0.0.1", port=port, timeout=5))
+        transport = TcpTransport(
+            client_logical_address=0x20,
+            server_logical_address=1,
+            io=BlockingTcpIO(host="127.0.0.1", port=port, timeout=5),
+        )
         got = await asyncio.to_thread(_read_all, transport, b"12345678")
     finally:
         server.close()
@@ -83,8 +94,12 @@ async def test_dlms_cosem_client_over_tcp_wrapper(meter):
 async def test_dlms_cosem_client_over_hdlc(meter, tmp_path):
     pty = await PtyServer(make_session_factory({17: meter}, transport="serial"), tmp_path / "tty").start()
     try:
-        transport = HdlcTransport(client_logical_address=0x20, server_logical_address=1,
-                                  server_physical_address=17, io=SerialIO(port_name=str(tmp_path / "tty"), timeout=5))
+        transport = HdlcTransport(
+            client_logical_address=0x20,
+            server_logical_address=1,
+            server_physical_address=17,
+            io=SerialIO(port_name=str(tmp_path / "tty"), timeout=5),
+        )
         got = await asyncio.to_thread(_read_all, transport, b"12345678")
     finally:
         await pty.stop()

@@ -1,5 +1,6 @@
 """The DLMS driver (gurux client) against the hand-written СПОДЭС simulator, over the TCP
 wrapper on loopback and over HDLC on a pty, plus line faults and mutated conversations."""
+
 from __future__ import annotations
 
 import contextlib
@@ -104,7 +105,7 @@ async def test_register_scaler_is_applied(scaler, tmp_path):
         regs = {r.obis: r.value for r in await d.read_registers()}
         await d.close()
     kwh = m.registers(NOW)[0]
-    step = 10.0 ** scaler / 1000  # kWh per raw count
+    step = 10.0**scaler / 1000  # kWh per raw count
     assert regs["1.0.1.8.0.255"] == pytest.approx(round(kwh / step) * step, abs=1e-9)
 
 
@@ -133,8 +134,12 @@ async def test_profile_by_range_with_boundaries(kind, tmp_path):
         d = get_driver("dlms")(t, spec())
         await d.connect()
         rows = await d.read_profile(start, end)
-        late = await d.read_profile(datetime(2026, 11, 10, 11, 30, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC))
-        before_memory = await d.read_profile(datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC))
+        late = await d.read_profile(
+            datetime(2026, 11, 10, 11, 30, tzinfo=UTC), datetime(2026, 11, 11, tzinfo=UTC)
+        )
+        before_memory = await d.read_profile(
+            datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 2, tzinfo=UTC)
+        )
         await d.close()
     expected = m.profile(start, end)
     assert [t for t, _ in expected] == [start + timedelta(minutes=30 * i) for i in range(4)]
@@ -144,8 +149,10 @@ async def test_profile_by_range_with_boundaries(kind, tmp_path):
     assert all(r.kind == Kind.INTERVAL and r.period_s == 1800 for r in rows)
     assert len(rows) == 16
     # Up to the meter's "now" (12:07:30): the 11:30 and 12:00 intervals only.
-    assert sorted({r.meter_time for r in late}) == [datetime(2026, 11, 10, 11, 30, tzinfo=UTC),
-                                                     datetime(2026, 11, 10, 12, 0, tzinfo=UTC)]
+    assert sorted({r.meter_time for r in late}) == [
+        datetime(2026, 11, 10, 11, 30, tzinfo=UTC),
+        datetime(2026, 11, 10, 12, 0, tzinfo=UTC),
+    ]
     assert before_memory == []
 
 
@@ -184,7 +191,8 @@ async def test_journals_decoded_with_spodes_codes(kind, tmp_path):
     assert ("0.0.99.98.3.255", 3) in {(o, c) for o, c, _ in got}  # time set
     assert ("0.0.99.98.4.255", 1, tamper) not in [(r.obis, int(r.value), r.meter_time) for r in recent]
     assert ("0.0.99.98.4.255", 2, tamper + timedelta(minutes=10)) in [
-        (r.obis, int(r.value), r.meter_time) for r in recent]
+        (r.obis, int(r.value), r.meter_time) for r in recent
+    ]
 
 
 # ---- refusals and identity -------------------------------------------------------------------
@@ -331,13 +339,20 @@ async def test_unmutated_loop_conversation_works():
         await _session(LoopTransport(factory, lambda i, b: b), mode)
 
 
-MUTATIONS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                             HealthCheck.function_scoped_fixture])
+MUTATIONS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @MUTATIONS
-@given(which=st.integers(0, 40), seed=st.integers(0, 2**32 - 1), how=st.sampled_from(["flip", "cut", "junk"]),
-       mode=st.sampled_from(["wrapper", "hdlc"]))
+@given(
+    which=st.integers(0, 40),
+    seed=st.integers(0, 2**32 - 1),
+    how=st.sampled_from(["flip", "cut", "junk"]),
+    mode=st.sampled_from(["wrapper", "hdlc"]),
+)
 async def test_mutated_replies_give_typed_errors(which, seed, how, mode):
     rnd = random.Random(seed)
 
@@ -349,9 +364,9 @@ async def test_mutated_replies_give_typed_errors(which, seed, how, mode):
             pos = rnd.randrange(len(b))
             b[pos] ^= 1 << rnd.randrange(8)
         elif how == "cut":
-            del b[rnd.randrange(1, len(b)):]
+            del b[rnd.randrange(1, len(b)) :]
         else:
-            b[rnd.randrange(len(b)):] = rnd.randbytes(rnd.randrange(1, 40))
+            b[rnd.randrange(len(b)) :] = rnd.randbytes(rnd.randrange(1, 40))
         return bytes(b)
 
     factory = make_session_factory({17: sim_meter()}, transport="tcp" if mode == "wrapper" else "serial")

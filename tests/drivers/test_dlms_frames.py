@@ -9,6 +9,7 @@ Sources of the golden frames:
   https://pastebin.com/iKKsDimZ): SNRM/UA with negotiated 1010-byte frames, AARQ
   and AARE of the public client, GET of the association object list.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,15 +17,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from askue.drivers.dlms import axdr, cosem, hdlc
 from askue.drivers.dlms.address import parse_address
-from askue.drivers.dlms.simulator import (
-    CosemServer,
-    HdlcSession,
-    WrapperSession,
-    _aare,
-    _initiate_response,
-    make_session_factory,
-    spodes_event,
-)
+from askue.drivers.dlms.server import CosemServer, build_aare, initiate_response, spodes_event
+from askue.drivers.dlms.simulator import HdlcSession, WrapperSession, make_session_factory
 from askue.drivers.errors import FrameError, ProtocolError
 from askue.drivers.sim.meter import JournalEntry, SimMeter
 from gurux_dlms import GXDLMSClient
@@ -38,16 +32,25 @@ NOW = datetime(2026, 11, 10, 12, 7, 30, tzinfo=UTC)
 # [GB] AARQ, LN referencing, low-level security, password "12345678".
 GB_AARQ_LLS = bytes.fromhex(
     "6036A1090607608574050801018A0207808B0760857405080201AC0A80083132333435363738"
-    "BE10040E01000000065F1F0400007E1F04B0")
+    "BE10040E01000000065F1F0400007E1F04B0"
+)
 # [GB] AARE accepting an LN association: conformance 00501F, server max PDU 0x01F4.
-GB_AARE = bytes.fromhex("6129A109060760857405080101A203020100A305A103020100BE10040E0800065F1F040000501F01F40007")
+GB_AARE = bytes.fromhex(
+    "6129A109060760857405080101A203020100A305A103020100BE10040E0800065F1F040000501F01F40007"
+)
 
 # [GX] client (0x10) <-> server (logical 1, one-byte address).
 GX_SNRM = bytes.fromhex("7EA014032193 63E7 818008050203F2060203F2 03F07E".replace(" ", ""))
-GX_UA = bytes.fromhex("7EA020210373 7398 818014050203F2060203F20704000000010804000000010A757E".replace(" ", ""))
-GX_AARQ = bytes.fromhex("7EA02B032110FBAFE6E600601DA109060760857405080101BE10040E01000000065F1F0400001E1DFFFFC5E47E")
+GX_UA = bytes.fromhex(
+    "7EA020210373 7398 818014050203F2060203F20704000000010804000000010A757E".replace(" ", "")
+)
+GX_AARQ = bytes.fromhex(
+    "7EA02B032110FBAFE6E600601DA109060760857405080101BE10040E01000000065F1F0400001E1DFFFFC5E47E"
+)
 GX_AARE_CONTROL = 0x30
-GX_AARE_APDU = bytes.fromhex("6129A109060760857405080101A203020100A305A103020100BE10040E0800065F1F040000101D03EF0007")
+GX_AARE_APDU = bytes.fromhex(
+    "6129A109060760857405080101A203020100A305A103020100BE10040E0800065F1F040000101D03EF0007"
+)
 GX_GET = bytes.fromhex("7EA0190321326FD8E6E600C001C1000F0000280000FF020091537E")
 GX_GET_REPLY_CONTROL = 0x52
 
@@ -116,19 +119,21 @@ def test_gurux_aarq_with_lls_equals_green_book() -> None:
 def test_get_request_for_a_plus_total() -> None:
     # GET-Request-Normal (IEC 62056-5-3 §9.3.6): C0 01, invoke-id-and-priority C1 (as in [GX]),
     # class 3, 1.0.1.8.0.255, attribute 2, no selective access.
-    apdu = bytes.fromhex("C001C1" "0003" "0100010800FF" "02" "00")
+    apdu = bytes.fromhex("C001C100030100010800FF0200")
     c = GXDLMSClient(True, 0x20, 1, Authentication.NONE, None, InterfaceType.WRAPPER)
     assert bytes(c.read(GXDLMSRegister("1.0.1.8.0.255"), 2)[0]) == hdlc.wrap(0x20, 1, apdu)
-    h = GXDLMSClient(True, 0x20, GXDLMSClient.getServerAddress(1, 17), Authentication.NONE, None,
-                     InterfaceType.HDLC)
+    h = GXDLMSClient(
+        True, 0x20, GXDLMSClient.getServerAddress(1, 17), Authentication.NONE, None, InterfaceType.HDLC
+    )
     frame = bytes(h.read(GXDLMSRegister("1.0.1.8.0.255"), 2)[0])
-    assert frame == hdlc.build_frame(bytes((0x02, 0x23)), bytes((0x41,)), hdlc.i_control(0, 0),
-                                     hdlc.LLC_REQUEST + apdu)
+    assert frame == hdlc.build_frame(
+        bytes((0x02, 0x23)), bytes((0x41,)), hdlc.i_control(0, 0), hdlc.LLC_REQUEST + apdu
+    )
 
 
 # ---- the simulator against the documents -----------------------------------------------------
 def test_simulator_aare_encoding_equals_green_book() -> None:
-    assert _aare(True, 0, initiate_response=_initiate_response(0x00501F, 0x01F4)) == GB_AARE
+    assert build_aare(True, 0, initiate_response=initiate_response(0x00501F, 0x01F4)) == GB_AARE
 
 
 def test_simulator_accepts_green_book_aarq_with_right_password_only() -> None:
@@ -172,7 +177,7 @@ def test_simulator_ignores_other_addresses_and_damage() -> None:
 
 def test_wrapper_session_rejects_unassociated_get() -> None:
     session = WrapperSession({1: _meter()})
-    get = bytes.fromhex("C001C1" "0003" "0100010800FF" "02" "00")
+    get = bytes.fromhex("C001C100030100010800FF0200")
     (reply,) = session.feed(hdlc.wrap(0x20, 1, get))
     assert reply.data[8:] == bytes((0xD8, 1, 0))  # exception-response: service not allowed
     aarq = hdlc.wrap(0x20, 1, GB_AARQ_LLS)
@@ -194,9 +199,14 @@ def test_session_factory_checks_its_arguments() -> None:
 
 # ---- A-XDR and COSEM values -------------------------------------------------------------------
 def test_axdr_roundtrip() -> None:
-    data = axdr.structure(axdr.integer(axdr.LONG_UNSIGNED, 8), axdr.octets(cosem.obis_bytes("0.0.1.0.0.255")),
-                          axdr.integer(axdr.INTEGER, -3), axdr.array([axdr.boolean(True), axdr.null()]),
-                          axdr.visible("SN1"), axdr.integer(axdr.DOUBLE_LONG_UNSIGNED, 4_000_000_000))
+    data = axdr.structure(
+        axdr.integer(axdr.LONG_UNSIGNED, 8),
+        axdr.octets(cosem.obis_bytes("0.0.1.0.0.255")),
+        axdr.integer(axdr.INTEGER, -3),
+        axdr.array([axdr.boolean(True), axdr.null()]),
+        axdr.visible("SN1"),
+        axdr.integer(axdr.DOUBLE_LONG_UNSIGNED, 4_000_000_000),
+    )
     value, end = axdr.decode(data)
     assert end == len(data)
     assert value == [8, bytes((0, 0, 1, 0, 0, 255)), -3, [True, None], "SN1", 4_000_000_000]
@@ -208,7 +218,7 @@ def test_datetime_codec_uses_blue_book_deviation() -> None:
     msk = timezone(timedelta(hours=3))
     raw = cosem.encode_datetime(NOW, msk)
     # 2026-11-10 15:07:30 local, Tuesday, deviation -180 minutes (local -> UTC), status 0.
-    assert raw == bytes.fromhex("07EA0B0A02" "0F071E00" "FF4C" "00")
+    assert raw == bytes.fromhex("07EA0B0A020F071E00FF4C00")
     assert cosem.decode_datetime(raw, UTC) == NOW
     unspecified = raw[:9] + b"\x80\x00" + raw[11:]
     assert cosem.decode_datetime(unspecified, msk) == NOW  # falls back to the meter's zone
@@ -280,6 +290,12 @@ def test_hdlc_session_fuzz(chunks: list[bytes], cut: int) -> None:
 def test_cosem_server_fuzz(apdu: bytes) -> None:
     server = CosemServer(_meter())
     server.handle(0x20, GB_AARQ_LLS)
-    for body in (apdu, b"\xc0\x01\xc1" + apdu, b"\xc1\x01\xc1" + apdu, b"\xc3\x01\xc1" + apdu, b"\x60" + apdu):
+    for body in (
+        apdu,
+        b"\xc0\x01\xc1" + apdu,
+        b"\xc1\x01\xc1" + apdu,
+        b"\xc3\x01\xc1" + apdu,
+        b"\x60" + apdu,
+    ):
         answer = server.handle(0x20, body)
         assert answer and answer[0] in (0x61, 0x63, 0xC4, 0xC5, 0xC7, 0xD8)

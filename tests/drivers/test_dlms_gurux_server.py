@@ -8,6 +8,7 @@ non-zero scaler, clock read, and error answers to SET and ACTION (gurux's handle
 for both are broken in this version), all answered by code the driver does not
 share with its own simulator.
 """
+
 from __future__ import annotations
 
 import asyncio
