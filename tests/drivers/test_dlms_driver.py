@@ -460,3 +460,12 @@ async def test_large_and_rolling_over_registers(faults, digits, tmp_path):
     assert regs["1.0.1.8.0.255"] == pytest.approx(m.registers(NOW)[0], abs=1e-9)
     if digits == 7:
         assert regs["1.0.1.8.0.255"] > 2**32 / 1000  # more Wh than double-long-unsigned holds
+
+
+async def test_slow_meter_within_the_timeout_is_read(tmp_path):
+    m = sim_meter(faults=Faults(slow_reply_s=0.05))
+    async with line("pty", {17: m}, tmp_path) as t:
+        d = get_driver("dlms")(t, spec(options={"timeout": 2.0}))
+        assert (await d.connect()).serial == "01234567"
+        assert await d.read_clock() == m.clock(NOW)
+        await d.close()
