@@ -38,6 +38,7 @@ ROUTERS: list[str] = [
     "askue.headend.api.routes_registry:router",
     "askue.headend.exports.router:router",
     "askue.headend.vee.api:router",
+    "askue.headend.web.router:router",
 ]
 
 
@@ -70,6 +71,7 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
                       migrate: bool = True, ready: Callable[[], Awaitable[None] | None] | None = None) -> None:
     """Run ingest, background tasks and the API in this process until cancelled."""
     import psycopg
+
     from askue.headend.ingest import merge
     from askue.headend.ingest.consumer import Consumer
     from askue.headend.storage import migrations
@@ -94,6 +96,7 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
                 tasks.append(asyncio.create_task(task(pool, settings), name=getattr(task, "__name__", "task")))
         if api:
             import uvicorn
+
             from askue.headend.api.app import create_app
 
             server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api_host,

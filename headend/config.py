@@ -35,6 +35,7 @@ class Settings(BaseModel):
     # ingest batching: flush when this many values are pending or the oldest waited this long
     batch_values: int = Field(20000, ge=1)
     batch_linger_s: float = Field(0.05, gt=0, le=10)
+    ingest_writers: int = Field(2, ge=1, le=16)  # batches written concurrently (needs pool_max >= this)
     receive_maximum: int = Field(1000, ge=1, le=65535)
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(8, ge=1)

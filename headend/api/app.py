@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from askue.headend.config import Settings
 from fastapi import APIRouter, FastAPI
+
+from askue.headend.config import Settings
 
 
 def create_app(settings: Settings, pool=None) -> FastAPI:

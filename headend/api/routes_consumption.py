@@ -5,10 +5,11 @@ from datetime import date
 from typing import Literal
 
 import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query
+
 from askue.headend.api.auth import Principal, org_scope, require_principal
 from askue.headend.api.deps import db
 from askue.headend.storage.queries import consumption as cq
-from fastapi import APIRouter, Depends, HTTPException, Query
 
 router = APIRouter(tags=["consumption"])
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query
+
 from askue.headend.api.auth import Principal, org_scope, require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
 from askue.headend.storage.queries import gateways as gq
-from fastapi import APIRouter, Depends, HTTPException, Query
 
 router = APIRouter(tags=["gateways"])
 

@@ -5,12 +5,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query
+
 from askue.headend.api.auth import Principal, org_scope, require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
 from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import values as vq
-from fastapi import APIRouter, Depends, HTTPException, Query
 
 router = APIRouter(tags=["meters"])
 Limit = Annotated[int, Query(ge=1, le=10000)]

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import psycopg
+from fastapi import APIRouter, Depends, Query
+from psycopg.rows import dict_row
+
 from askue.headend.api.auth import Principal, org_scope, require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
-from fastapi import APIRouter, Depends, Query
-from psycopg.rows import dict_row
 
 router = APIRouter(tags=["registry"])
 Limit = Annotated[int, Query(ge=1, le=1000)]

@@ -58,5 +58,16 @@ class Pending:
     acks: list[Callable[[], None]] = field(default_factory=list)
     n_values: int = 0
 
+    def extend(self, other: Pending) -> None:
+        self.data += other.data
+        self.states += other.states
+        self.healths += other.healths
+        self.dead += other.dead
+        for gw, t in other.seen.items():
+            if gw not in self.seen or t > self.seen[gw]:
+                self.seen[gw] = t
+        self.acks += other.acks
+        self.n_values += other.n_values
+
     def __len__(self) -> int:
         return len(self.data) + len(self.states) + len(self.healths) + len(self.dead)

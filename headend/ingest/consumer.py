@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 import aiomqtt
 import msgspec
 import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg_pool import AsyncConnectionPool
+
 from askue.contract import PayloadError, Topics, decode_data, decode_health, decode_state
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,19 @@ class Consumer:
                 delay = min(delay * 2, 10)
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        # The reader decodes while writers wait on the database; up to `ingest_writers`
+        # batches are written at once (acks stay per message, so their order does not matter).
+        queue: asyncio.Queue[tuple[Pending, int]] = asyncio.Queue()
 
         async def reader() -> None:
             async for m in client.messages:
-                queue.put_nowait(m)
+                one = Pending()
+                self._add(client, m, one)
+                queue.put_nowait((one, one.n_values))
 
         reader_task = asyncio.create_task(reader())
+        writers = asyncio.Semaphore(self.s.ingest_writers)
+        inflight: set[asyncio.Task] = set()
         try:
             while True:
                 first = asyncio.ensure_future(queue.get())
@@ -146,20 +153,26 @@ class Consumer:
                     reader_task.result()  # re-raises the MqttError that ended the reader
                     return
                 pending = Pending()
-                self._add(client, first.result(), pending)
-                deadline = asyncio.get_running_loop().time() + self.s.batch_linger_s
+                pending.extend(first.result()[0])
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + self.s.batch_linger_s
                 while pending.n_values < self.s.batch_values:
-                    timeout = deadline - asyncio.get_running_loop().time()
+                    timeout = deadline - loop.time()
                     if queue.empty() and timeout <= 0:
                         break
                     try:
-                        m = queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), timeout)
+                        item = queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), timeout)
                     except TimeoutError:
                         break
-                    self._add(client, m, pending)
-                await self._commit(pending)
+                    pending.extend(item[0])
+                await writers.acquire()
+                task = asyncio.create_task(self._commit(pending))
+                inflight.add(task)
+                task.add_done_callback(lambda t: (inflight.discard(t), writers.release()))
         finally:
             reader_task.cancel()
+            for t in inflight:
+                t.cancel()
 
     def _add(self, client: aiomqtt.Client, m: aiomqtt.Message, pending: Pending) -> None:
         payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()

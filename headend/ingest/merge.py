@@ -1,9 +1,9 @@
 """Write one batch in one transaction: COPY into staging, then merge idempotently.
 
 Values go by COPY into a temp staging table, then `INSERT … SELECT … ON CONFLICT
-DO NOTHING` on the natural key (meter_id, obis, ts) into each value table, with
-RETURNING into a second temp table: exactly the rows that were new. Rollups and
-hooks see only those, so a replayed or duplicated message changes nothing.
+DO NOTHING` on the natural key (meter_id, obis, ts) into each value table; its
+RETURNING rows (exactly the new ones) feed the rollup upserts in the same
+statement and the batch hooks, so a replayed or duplicated message changes nothing.
 """
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from datetime import UTC, date, datetime
 
 import msgspec
 import psycopg
+from psycopg import sql
+
 from askue.headend.ingest import dead_letters
 from askue.headend.ingest.batch import KIND_TABLE, InsertedBatch, InsertedRow, Pending
 from askue.headend.storage import rollups
-from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,6 @@ CREATE TEMP TABLE IF NOT EXISTS _stage (
     kind text, meter_id bigint, obis text, ts timestamptz, ts_source text, received_at timestamptz,
     value double precision, quality text, reasons text[], source text, gateway_id text, seq bigint,
     period_s integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _inserted (
-    kind text, meter_id bigint, obis text, ts timestamptz, received_at timestamptz,
-    value double precision, period_s integer) ON COMMIT DELETE ROWS;
 """
 _VALUE_COLS = "meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source, gateway_id, seq"
 
@@ -109,16 +107,29 @@ async def _copy_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending
     return touched
 
 
-async def _merge_values(conn: psycopg.AsyncConnection, kinds: set[str]) -> None:
+async def _merge_values(conn: psycopg.AsyncConnection, ctx: MergeContext, kinds: set[str],
+                        want_rows: bool) -> list[InsertedRow]:
+    """One statement per kind: insert new rows, feed the rollups from exactly those (plain mode)."""
+    rows: list[InsertedRow] = []
     for kind in sorted(kinds):
         table = KIND_TABLE[kind]
+        period = "period_s" if kind == "interval" else "NULL::int AS period_s"
         extra = ", period_s" if kind == "interval" else ""
-        await conn.execute(sql.SQL(
-            "WITH ins AS (INSERT INTO {t} (" + _VALUE_COLS + extra + ") "
-            "SELECT " + _VALUE_COLS + extra + " FROM _stage WHERE kind = %s "
+        ctes = [sql.SQL(
+            "ins AS (INSERT INTO {t} (" + _VALUE_COLS + extra + ") "
+            "SELECT " + _VALUE_COLS + extra + " FROM _stage WHERE kind = %(kind)s "
             "ON CONFLICT (meter_id, obis, ts) DO NOTHING "
-            "RETURNING meter_id, obis, ts, received_at, value" + (", period_s" if extra else ", NULL::int") + ") "
-            "INSERT INTO _inserted SELECT %s, * FROM ins").format(t=sql.Identifier(table)), (kind, kind))
+            "RETURNING %(kind)s::text AS kind, meter_id, obis, ts, received_at, value, " + period + ")"
+        ).format(t=sql.Identifier(table))]
+        if ctx.mode == "plain":
+            ctes += [sql.SQL(f"r{i} AS ({stmt})") for i, stmt in enumerate(rollups.statements(kind, "ins"))]
+        final = ("SELECT meter_id, obis, kind, ts, received_at, value, period_s FROM ins" if want_rows
+                 else "SELECT count(*) FROM ins")
+        cur = await conn.execute(sql.SQL("WITH ") + sql.SQL(", ").join(ctes) + sql.SQL(" " + final),
+                                 {"kind": kind, "tz": ctx.tz})
+        if want_rows:
+            rows += [InsertedRow(*r) for r in await cur.fetchall()]
+    return rows
 
 
 async def _meter_status(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> None:
@@ -198,14 +209,9 @@ async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: P
         kinds = {v.kind for msg in pending.data for v in msg.values}
         if kinds:
             # normally empty (ON COMMIT DELETE ROWS); not when a caller wrapped us in its own transaction
-            await conn.execute("TRUNCATE _stage, _inserted")
+            await conn.execute("TRUNCATE _stage")
             batch.meter_ids = await _copy_values(conn, ctx, pending)
-            await _merge_values(conn, kinds)
-            if ctx.mode == "plain":
-                await rollups.add_inserted(conn, "_inserted", ctx.tz)
-            if ctx.hooks:
-                cur = await conn.execute("SELECT meter_id, obis, kind, ts, received_at, value, period_s FROM _inserted")
-                batch.rows = [InsertedRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in await cur.fetchall()]
+            batch.rows = await _merge_values(conn, ctx, kinds, want_rows=bool(ctx.hooks))
         await _meter_status(conn, ctx, pending)
         await _gateways(conn, pending)
         await dead_letters.store(conn, pending.dead)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 
 import psycopg
+
 from askue.headend.storage import migrations
 
 

@@ -52,6 +52,17 @@ REGISTER_BUCKETS = {
 }
 
 
+def statements(kind: str, source: str) -> list[str]:
+    """Rollup upserts fed from `source` for one kind (parameter %(tz)s); usable as CTEs of the merge."""
+    if kind == "interval":
+        return [_INTERVAL_SQL.format(target=t, bucket_col=c, bucket=b, source=source)
+                for t, (c, b) in INTERVAL_BUCKETS.items()]
+    if kind == "register":
+        return [_REGISTER_SQL.format(target=t, bucket_col=c, bucket=b, source=source)
+                for t, (c, b) in REGISTER_BUCKETS.items()]
+    return []
+
+
 async def add_inserted(conn: psycopg.AsyncConnection, source: str, tz: str) -> None:
     """Add rows of `source` (a temp table of newly inserted values) to every rollup."""
     for target, (col, bucket) in INTERVAL_BUCKETS.items():

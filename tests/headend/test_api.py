@@ -7,14 +7,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
+from headend_helpers import data_msg, reg
+
 from askue.headend.api.app import create_app
 from askue.headend.api.auth import create_token
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
 from askue.headend.registry.importer import import_file
-from fastapi.testclient import TestClient
-from headend_helpers import data_msg, reg
 
 REGISTRY = """org_code,org_name,house_code,house_address,account,subscriber,meter_id,serial,resource,digits,multiplier,tariff_zones,is_balance,gateway_id
 uk1,УК Север,h1,ул. Ленина 1,LS-1,Иванов,e1,S-E1,electricity,6,1,2,no,gw1

@@ -6,12 +6,12 @@ import asyncio
 import aiomqtt
 import httpx
 import psycopg
-from askue.headend.app import run_headend
-from askue.headend.config import Settings
 from headend_helpers import T0, payload, reg
 
 from askue.cli import main as askue_main
 from askue.devservices.ports import free_port
+from askue.headend.app import run_headend
+from askue.headend.config import Settings
 
 
 def test_migrate_token_doctor(pg_dsn: str, mqtt_broker, capsys) -> None:

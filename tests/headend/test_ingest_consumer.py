@@ -6,11 +6,12 @@ from datetime import timedelta
 
 import aiomqtt
 import psycopg
+from headend_helpers import T0, payload, reg
+
 from askue.headend.app import open_pool
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.consumer import Consumer
-from headend_helpers import T0, payload, reg
 
 
 async def _count(dsn: str, sql: str) -> int:

@@ -5,11 +5,12 @@ from datetime import date, timedelta
 
 import psycopg
 import pytest
+from headend_helpers import T0, data_msg, interval, payload, reg
+
 from askue.contract import MeterStatus, Topics
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
 from askue.headend.ingest.consumer import _classify
-from headend_helpers import T0, data_msg, interval, payload, reg
 
 
 async def _conn(dsn: str) -> psycopg.AsyncConnection:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+
 from askue.headend.storage import migrations
 
 

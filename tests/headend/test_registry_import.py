@@ -7,9 +7,9 @@ from pathlib import Path
 import openpyxl
 import psycopg
 import pytest
-from askue.headend.registry.importer import RegistryFileError, import_file
 
 from askue.cli import main as askue_main
+from askue.headend.registry.importer import RegistryFileError, import_file
 
 GOOD_CSV = """Код организации;Организация;Тип организации;ИНН;Код дома;Адрес;ТП;Лицевой счет;Квартира;ФИО;Код счетчика;Заводской номер;Модель;Ресурс;Разрядность;Коэффициент;Тарифность;Дата установки;Дата поверки;Дата следующей поверки;ОДПУ
 uk1;УК Север;УК;7701234567;h1;г. Пример, ул. Ленина, 1;tp1;LS-001;1;Иванов И.И.;e-001;0012345;Меркурий 230;электроэнергия;6;1;2;01.02.2020;01.02.2020;01.02.2036;нет

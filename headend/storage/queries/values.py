@@ -4,8 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import psycopg
-from askue.headend.ingest.batch import KIND_TABLE
 from psycopg.rows import dict_row
+
+from askue.headend.ingest.batch import KIND_TABLE
 
 KINDS = tuple(KIND_TABLE)
 
