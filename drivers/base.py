@@ -81,7 +81,8 @@ class Driver(ABC):
         meter's identity. Raises IdentityMismatch when meter.serial is set and differs."""
 
     async def close(self) -> None:
-        """End the session politely (break, release, close channel)."""
+        """End the session politely (break, release, close channel). Sessionless protocols keep this."""
+        return None
 
     async def read_registers(self) -> list[Reading]:
         raise Unsupported(f"{self.name}: cumulative registers are not supported")

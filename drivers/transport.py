@@ -118,6 +118,7 @@ class Transport(ABC):
 
     async def set_serial(self, settings: SerialSettings) -> None:
         """Change line settings mid-session (IEC 62056-21 baud switch). TCP ignores it."""
+        return None
 
 
 class TcpTransport(Transport):

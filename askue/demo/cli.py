@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from askue.demo.fleet import PLAN, DemoPorts, tcp_ports, write_world
@@ -120,12 +122,16 @@ def run(args: argparse.Namespace) -> int:
         sup.spawn("simulate", askue_argv("simulate", "--config", str(paths["fleet"])), logs / "simulate.log")
         time.sleep(1.0)  # ptys and ports must exist before the gateways open them
         _say(f"Starting the head-end on http://127.0.0.1:{ports.api}")
-        sup.spawn("headend", askue_argv("headend", "--config", str(headend_cfg), "run"), logs / "headend.log")
+        headend = sup.spawn("headend", askue_argv("headend", "--config", str(headend_cfg), "run"),
+                            logs / "headend.log")
+        # Gateways start only once the head-end's subscription exists: the broker keeps
+        # messages for existing (persistent) subscriptions only.
+        _wait_api(ports.api, sup)
+        _wait_log(headend, "subscribed to", sup)
         for gw in sorted(k for k in paths if k.startswith("gw-")):
             _say(f"Starting gateway {gw}")
             sup.spawn(gw, askue_argv("gateway", "--config", str(paths[gw])), logs / f"{gw}.log")
 
-        _wait_api(ports.api, sup)
         _summary(ports, token, base, logs, first_run)
         if args.check:
             return _check(ports, token, args.timeout, sup)
@@ -175,6 +181,17 @@ def _wait_api(port: int, sup: Supervisor, timeout: float = 60.0) -> None:
     raise SystemExit(f"askue demo: the head-end API did not come up on port {port} in {timeout:.0f} s")
 
 
+def _wait_log(child, text: str, sup: Supervisor, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in child.tail(200):
+        dead = sup.dead()
+        if dead:
+            raise SystemExit(f"askue demo: {dead[0].name} exited:\n{dead[0].tail()}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"askue demo: {child.name} not ready after {timeout:.0f} s:\n{child.tail()}")
+        time.sleep(0.2)
+
+
 def _summary(ports: DemoPorts, token: str, base: Path, logs: Path, first_run: bool) -> None:
     api = f"http://127.0.0.1:{ports.api}"
     _say("")
@@ -201,11 +218,13 @@ def _check(ports: DemoPorts, token: str, timeout: float, sup: Supervisor) -> int
     expected -= {m for m, f in FAULTS.items() if f.get("silent")}
     deadline = time.monotonic() + timeout
     t0 = time.monotonic()
+    # Only readings from this run count; meter clocks may lag (M-Bus has minute resolution).
+    since = urllib.parse.quote((datetime.now(UTC) - timedelta(minutes=2)).isoformat())
     missing = set(expected)
     while time.monotonic() < deadline and missing:
         for m in sorted(missing):
             try:
-                data = _api_get(f"{api}/meters/{m}/readings?limit=1", token)
+                data = _api_get(f"{api}/meters/{m}/readings?limit=1&from={since}", token)
             except OSError:
                 continue
             if data.get("items"):  # type: ignore[union-attr]

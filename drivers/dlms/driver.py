@@ -23,11 +23,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar, TypeVar
 
-from askue.drivers.base import Capability, Driver, Kind, MeterIdentity, MeterSpec, Reading, register_driver
-from askue.drivers.dlms import cosem, hdlc
-from askue.drivers.dlms.address import CLIENT_PUBLIC, CLIENT_READER, parse_address
-from askue.drivers.errors import AuthError, DriverError, FrameError, MeterTimeout, ProtocolError, Unsupported
-from askue.drivers.transport import TcpTransport, Transport
 from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSClient, GXDLMSException, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType
 from gurux_dlms.GXDLMSConfirmedServiceError import GXDLMSConfirmedServiceError
@@ -39,6 +34,12 @@ from gurux_dlms.objects import (
     GXDLMSProfileGeneric,
     GXDLMSRegister,
 )
+
+from askue.drivers.base import Capability, Driver, Kind, MeterIdentity, MeterSpec, Reading, register_driver
+from askue.drivers.dlms import cosem, hdlc
+from askue.drivers.dlms.address import CLIENT_PUBLIC, CLIENT_READER, parse_address
+from askue.drivers.errors import AuthError, DriverError, FrameError, MeterTimeout, ProtocolError, Unsupported
+from askue.drivers.transport import TcpTransport, Transport
 
 log = logging.getLogger("askue.drivers.dlms")
 T = TypeVar("T")

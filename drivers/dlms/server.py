@@ -418,20 +418,8 @@ class CosemServer:
 
 
 def spodes_event(entry: JournalEntry) -> tuple[int, int]:
-    """(journal number, СПОДЭС code) of a SimMeter journal entry.
-
-    SimMeter writes power-on, clock setting and relay switching with its own codes
-    (power on as 0.0.99.98.1/1, clock set as 0.0.99.98.0/1, relay 0.0.99.98.2/1 off,
-    /2 on); a СПОДЭС meter keeps them in journal 2 (codes 2, 3, 4) and journal 3
-    (code 3 time set), table Д.3/Д.4. Everything else is already in СПОДЭС terms."""
-    n = cosem.journal_number(entry.journal_obis)
-    if n == 1 and entry.code == 1:
-        return 2, 2
-    if n == 0 and entry.code == 1:
-        return 3, 3
-    if n == 2 and entry.code in (1, 2):
-        return 2, 3 if entry.code == 1 else 4
-    return n, entry.code
+    """(journal number, СПОДЭС code) of a SimMeter journal entry (SimMeter keeps СПОДЭС codes)."""
+    return cosem.journal_number(entry.journal_obis), entry.code
 
 
 # ---- APDU helpers ------------------------------------------------------------------------------

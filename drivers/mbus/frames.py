@@ -20,6 +20,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import meterbus
+
 from askue.drivers.errors import FrameError, ProtocolError, Unsupported
 
 ACK = 0xE5

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from askue.drivers.modbus.codec import CLOCK_SIZES, ClockFormat, DataType, Order, parse_tz, size_of
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from askue.drivers.modbus.codec import CLOCK_SIZES, ClockFormat, DataType, Order, parse_tz, size_of
 
 # configs/models next to the drivers package (editable install) unless overridden
 MODELS_DIR = Path(os.environ.get("ASKUE_MODELS_DIR", Path(__file__).resolve().parents[2] / "configs" / "models"))

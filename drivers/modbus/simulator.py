@@ -20,13 +20,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
+from pymodbus.framer import FramerRTU, FramerSocket
+from pymodbus.pdu import DecodePDU, ExceptionResponse
+from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
+
 from askue.drivers.modbus import codec
 from askue.drivers.modbus.register_map import MapField, RegisterMap, cached_map, load_map
 from askue.drivers.sim.line import Reply, SessionFactory
 from askue.drivers.sim.meter import SimMeter
-from pymodbus.framer import FramerRTU, FramerSocket
-from pymodbus.pdu import DecodePDU, ExceptionResponse
-from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
 ILLEGAL_FUNCTION, ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE, GATEWAY_TARGET_FAILED = 0x01, 0x02, 0x03, 0x0B
 

@@ -90,7 +90,9 @@ class SimMeter:
         self.epoch = _floor(self.now() - timedelta(days=self.history_days), self.period_s)
         if self.faults.rollover:
             self.start_value = 10 ** self.digits - 2.5 - self.mean_power * 24 * self.history_days
-        self.journal: list[JournalEntry] = [JournalEntry("0.0.99.98.1.255", self.epoch, 1)]  # power on
+        # Journal entries use the СПОДЭС journals and codes (tables Д.1–Д.8):
+        # journal 2 code 2 power on, 3/4 relay off/on; journal 3 code 3 time set; journal 4 external influence.
+        self.journal: list[JournalEntry] = [JournalEntry("0.0.99.98.2.255", self.epoch, 2)]  # power on
         self._cum: list[float] = [0.0]  # cumulative energy at each period end since epoch, per index
         self._cum_zone: list[dict[int, float]] = [{}]
         self._clock_offset_s = 0.0
@@ -214,7 +216,7 @@ class SimMeter:
     def set_clock(self, meter_time: datetime, t: datetime | None = None) -> None:
         current = self.clock(t)
         self._clock_offset_s += (meter_time - current).total_seconds()
-        self.journal.append(JournalEntry("0.0.99.98.0.255", meter_time, 1))  # time corrected
+        self.journal.append(JournalEntry("0.0.99.98.3.255", meter_time, 3))  # time set
 
     def current_serial(self, t: datetime | None = None) -> str:
         t = t or self.now()
@@ -235,7 +237,7 @@ class SimMeter:
     def set_relay(self, connected: bool) -> None:
         if connected != self.relay_connected:
             self.relay_connected = connected
-            self.journal.append(JournalEntry("0.0.99.98.2.255", self.clock(), 1 if not connected else 2))
+            self.journal.append(JournalEntry("0.0.99.98.2.255", self.clock(), 4 if connected else 3))
 
     def record(self, kind: str, obis: str, meter_time: datetime | None, value: float) -> None:
         """Keep what was served, so a test can check every served value arrived exactly once."""

@@ -12,10 +12,6 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from askue.drivers.dlms import cosem as spodes
-from askue.drivers.dlms.simulator import make_session_factory
-from askue.drivers.sim.line import PtyServer, serve_tcp
-from askue.drivers.sim.meter import SimMeter
 from dlms_cosem import cosem, enumerations
 from dlms_cosem.client import DataResultError, DlmsClient
 from dlms_cosem.cosem.capture_object import CaptureObject
@@ -23,6 +19,11 @@ from dlms_cosem.cosem.selective_access import RangeDescriptor
 from dlms_cosem.io import BlockingTcpIO, HdlcTransport, SerialIO, TcpTransport
 from dlms_cosem.security import LowLevelSecurityAuthentication
 from dlms_cosem.utils import parse_as_dlms_data
+
+from askue.drivers.dlms import cosem as spodes
+from askue.drivers.dlms.simulator import make_session_factory
+from askue.drivers.sim.line import PtyServer, serve_tcp
+from askue.drivers.sim.meter import SimMeter
 
 NOW = datetime(2026, 11, 10, 12, 7, 30, tzinfo=UTC)
 IC = enumerations.CosemInterface

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.base import Kind, MeterSpec, get_driver
 from askue.drivers.dlms import hdlc
 from askue.drivers.dlms.driver import DlmsDriver, SessionLost
@@ -17,8 +20,6 @@ from askue.drivers.errors import AuthError, DriverError, FrameError, IdentityMis
 from askue.drivers.sim.line import PtyServer, SessionFactory, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
 from askue.drivers.transport import SerialTransport, TcpTransport, Transport
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 NOW = datetime(2026, 11, 10, 12, 7, 30, tzinfo=UTC)
 PASSWORD = "12345678"

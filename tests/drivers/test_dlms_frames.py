@@ -15,17 +15,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from gurux_dlms import GXDLMSClient
+from gurux_dlms.enums import Authentication, Conformance, InterfaceType
+from gurux_dlms.objects import GXDLMSRegister
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.dlms import axdr, cosem, hdlc
 from askue.drivers.dlms.address import parse_address
 from askue.drivers.dlms.server import CosemServer, build_aare, initiate_response, spodes_event
 from askue.drivers.dlms.simulator import HdlcSession, WrapperSession, make_session_factory
 from askue.drivers.errors import FrameError, ProtocolError
 from askue.drivers.sim.meter import JournalEntry, SimMeter
-from gurux_dlms import GXDLMSClient
-from gurux_dlms.enums import Authentication, Conformance, InterfaceType
-from gurux_dlms.objects import GXDLMSRegister
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 NOW = datetime(2026, 11, 10, 12, 7, 30, tzinfo=UTC)
 
@@ -245,10 +246,10 @@ def test_spodes_event_codes() -> None:
     assert cosem.describe_event("0.0.99.98.7.255", 99) == "Событие 99"
     with pytest.raises(ValueError):
         cosem.describe_event("1.0.99.1.0.255", 1)
-    # SimMeter's own codes map onto the СПОДЭС journals.
-    assert spodes_event(JournalEntry("0.0.99.98.1.255", NOW, 1)) == (2, 2)  # power on
-    assert spodes_event(JournalEntry("0.0.99.98.0.255", NOW, 1)) == (3, 3)  # time set
-    assert spodes_event(JournalEntry("0.0.99.98.2.255", NOW, 1)) == (2, 3)  # remote disconnect
+    # SimMeter keeps СПОДЭС journals and codes; the simulator serves them as they are.
+    assert spodes_event(JournalEntry("0.0.99.98.2.255", NOW, 2)) == (2, 2)  # power on
+    assert spodes_event(JournalEntry("0.0.99.98.3.255", NOW, 3)) == (3, 3)  # time set
+    assert spodes_event(JournalEntry("0.0.99.98.2.255", NOW, 3)) == (2, 3)  # remote disconnect
     assert spodes_event(JournalEntry("0.0.99.98.4.255", NOW, 3)) == (4, 3)
 
 

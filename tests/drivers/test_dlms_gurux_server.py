@@ -17,10 +17,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from askue.drivers.base import MeterSpec
-from askue.drivers.dlms.driver import DlmsDriver
-from askue.drivers.errors import AuthError, IdentityMismatch, ProtocolError
-from askue.drivers.transport import TcpTransport
 from gurux_dlms import GXDateTime, GXDLMSServer, GXServerReply
 from gurux_dlms.enums import (
     AccessMode,
@@ -38,6 +34,11 @@ from gurux_dlms.objects import (
     GXDLMSDisconnectControl,
     GXDLMSRegister,
 )
+
+from askue.drivers.base import MeterSpec
+from askue.drivers.dlms.driver import DlmsDriver
+from askue.drivers.errors import AuthError, IdentityMismatch, ProtocolError
+from askue.drivers.transport import TcpTransport
 
 PASSWORD = "12345678"
 

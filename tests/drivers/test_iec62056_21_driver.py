@@ -7,6 +7,9 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.base import MeterSpec, get_driver
 from askue.drivers.errors import (
     AuthError,
@@ -22,8 +25,6 @@ from askue.drivers.iec62056_21.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
 from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport, Transport
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 Driver = get_driver("iec62056_21")
 
@@ -225,7 +226,7 @@ async def test_set_clock_corrects_within_29_s_once_a_day():
         with pytest.raises(ProtocolError, match="refused"):
             await d.set_clock(datetime.now(UTC) + timedelta(seconds=10))  # second correction the same day
         await d.close()
-    assert m.journal[-1].journal_obis == "0.0.99.98.0.255"  # time-correction entry
+    assert (m.journal[-1].journal_obis, m.journal[-1].code) == ("0.0.99.98.3.255", 3)  # СПОДЭС time set
 
 
 async def test_set_clock_needs_password_and_model_support():

@@ -13,13 +13,14 @@ IEC 62056-21 (every СЕ102М/СЕ301 frame above checks only as a sum); НЕВ�
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.errors import FrameError, ProtocolError
 from askue.drivers.iec62056_21 import frames as f
 from askue.drivers.iec62056_21.models import MODELS, format_date, parse_date, parse_time
 from askue.drivers.iec62056_21.simulator import make_session_factory
 from askue.drivers.sim.meter import SimMeter
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SUM7, XOR = f.Bcc.SUM7, f.Bcc.XOR
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from askue.drivers.base import Kind, MeterSpec, get_driver
 from askue.drivers.errors import FrameError, IdentityMismatch, MeterTimeout, ProtocolError
 from askue.drivers.mbus import frames as f

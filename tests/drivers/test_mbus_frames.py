@@ -11,14 +11,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.base import Kind
 from askue.drivers.errors import DriverError, FrameError, ProtocolError, Unsupported
 from askue.drivers.mbus import frames as f
 from askue.drivers.mbus import obis
 from askue.drivers.mbus.simulator import MBusSession
 from askue.drivers.sim.meter import SimMeter
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 MSK = timezone(timedelta(hours=3))
 

@@ -5,6 +5,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from askue.drivers.base import Kind, MeterSpec, get_driver
 from askue.drivers.errors import AuthError, FrameError, IdentityMismatch, MeterTimeout
 from askue.drivers.mercury import frames as f
@@ -206,7 +207,7 @@ async def test_set_clock_small_step_once_a_day_and_large_step_needs_admin():
             pytest.skip("a correction across the hour is refused by design; rerun outside xx:59-xx:00")
         await drv.set_clock(target)
         assert abs((await drv.read_clock() - datetime.now(UTC)).total_seconds()) < 5
-        assert m.journal[-1].journal_obis == "0.0.99.98.0.255"  # the meter logged the correction
+        assert (m.journal[-1].journal_obis, m.journal[-1].code) == ("0.0.99.98.3.255", 3)  # СПОДЭС time set
         with pytest.raises(f.MercuryStatusError) as e:  # only once a day
             await drv.set_clock(datetime.now(UTC) + timedelta(seconds=30))
         assert e.value.status == 4

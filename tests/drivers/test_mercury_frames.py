@@ -12,12 +12,13 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.errors import AuthError, DriverError, FrameError, ProtocolError
 from askue.drivers.mercury import frames as f
 from askue.drivers.mercury.simulator import MercurySession, numeric_serial
 from askue.drivers.sim.meter import SimMeter
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def h(s: str) -> bytes:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.base import MeterSpec, get_driver
 from askue.drivers.errors import DriverError
 from askue.drivers.mercury.simulator import make_session_factory
 from askue.drivers.sim.meter import SimMeter
 from askue.drivers.transport import Transport
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 class _Writer:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymodbus.framer import FramerRTU
+
 from askue.drivers.base import MeterSpec
 from askue.drivers.errors import DriverError, FrameError, MeterTimeout, ProtocolError
 from askue.drivers.modbus import frames
 from askue.drivers.modbus.coalesce import Block
 from askue.drivers.modbus.driver import ModbusDriver
 from askue.drivers.transport import Transport
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pymodbus.framer import FramerRTU
 
 # ---- golden frames -----------------------------------------------------------------------
 # Modbus Application Protocol Specification V1.1b3, 6.3 "03 (0x03) Read Holding Registers":

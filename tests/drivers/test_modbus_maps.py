@@ -5,11 +5,12 @@ import struct
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.modbus import codec
 from askue.drivers.modbus.coalesce import Block, plan
 from askue.drivers.modbus.register_map import MODELS_DIR, MapError, available_models, load_map, parse_map
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SHIPPED = available_models()
 

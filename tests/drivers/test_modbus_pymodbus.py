@@ -9,15 +9,15 @@ import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from askue.drivers.base import MeterSpec
-from askue.drivers.errors import MeterTimeout, ProtocolError
-from askue.drivers.modbus.driver import ModbusDriver
-from askue.drivers.transport import SerialTransport, TcpTransport
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from askue.devservices.ports import free_port, wait_port
+from askue.drivers.base import MeterSpec
+from askue.drivers.errors import MeterTimeout, ProtocolError
+from askue.drivers.modbus.driver import ModbusDriver
+from askue.drivers.transport import SerialTransport, TcpTransport
 
 MSK = timezone(timedelta(hours=3))
 

@@ -6,6 +6,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from askue.drivers.base import Kind, MeterSpec, get_driver
 from askue.drivers.errors import FrameError, IdentityMismatch, MeterTimeout, ProtocolError, Unsupported
 from askue.drivers.modbus.driver import ConfigError, ModbusDriver
@@ -14,8 +17,6 @@ from askue.drivers.modbus.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
 from askue.drivers.transport import SerialTransport, TcpTransport
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 T0 = datetime(2026, 11, 20, 9, 17, 41, 250_000, tzinfo=UTC)
 RESOURCE = {m: load_map(m).resource for m in available_models()}
