@@ -1,0 +1,60 @@
+"""Browser sessions: a random cookie value whose SHA-256 is the row key, an
+absolute lifetime and an idle timeout, and a per-session CSRF token for forms."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+
+from askue.headend.auth.users import User, _user
+
+COOKIE = "askue_session"
+LIFETIME = timedelta(hours=12)
+IDLE = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Session:
+    user: User
+    csrf: str
+    token_hash: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create(conn: psycopg.AsyncConnection, user: User, ip: str | None, user_agent: str | None) -> str:
+    """Start a session; returns the cookie value (shown once, stored hashed)."""
+    token = secrets.token_urlsafe(32)
+    await conn.execute(
+        "INSERT INTO web_sessions (token_hash, user_id, csrf, ip, user_agent, expires_at) "
+        "VALUES (%s, %s, %s, %s, %s, now() + %s)",
+        (_hash(token), user.id, secrets.token_urlsafe(24), ip, (user_agent or "")[:300], LIFETIME))
+    # expired sessions of everyone are swept here: logins are rare, so this is cheap
+    await conn.execute("DELETE FROM web_sessions WHERE expires_at < now() OR last_seen_at < now() - %s", (IDLE,))
+    return token
+
+
+async def load(conn: psycopg.AsyncConnection, token: str | None) -> Session | None:
+    """The live session of an active user for this cookie value, touched; else None."""
+    if not token or len(token) > 200:
+        return None
+    cur = await conn.execute(
+        """UPDATE web_sessions s SET last_seen_at = now() FROM users u
+           WHERE s.token_hash = %s AND u.id = s.user_id AND u.active
+             AND s.expires_at > now() AND s.last_seen_at > now() - %s
+           RETURNING u.id, u.login, u.name, u.role, u.org_ids, u.lang, u.active, s.csrf, s.token_hash""",
+        (_hash(token), IDLE))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return Session(_user(row[:7]), row[7], row[8])
+
+
+async def end(conn: psycopg.AsyncConnection, token: str | None) -> None:
+    if token:
+        await conn.execute("DELETE FROM web_sessions WHERE token_hash = %s", (_hash(token),))

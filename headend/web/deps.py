@@ -1,0 +1,149 @@
+"""What every page needs: the logged-in user from the session cookie, the CSRF
+check for forms, the time zone, and rendering with the operator's language."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from askue.headend.api.auth import Principal
+from askue.headend.auth import sessions
+from askue.headend.auth.users import ROLE_TITLES, User
+from askue.headend.web.i18n import LANGS, t
+
+TEMPLATES = Path(__file__).parent / "templates"
+LANG_COOKIE = "askue_lang"
+_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                   trim_blocks=True, lstrip_blocks=True)
+
+
+@dataclass(frozen=True)
+class WebUser:
+    user: User
+    csrf: str
+    lang: str
+    tz: tzinfo
+
+    @property
+    def principal(self) -> Principal:
+        return self.user.principal()
+
+
+class LoginRequired(HTTPException):
+    def __init__(self, location: str) -> None:
+        super().__init__(303, "login required", headers={"Location": location})
+
+
+def base_path(request: Request) -> str:
+    """Where the pages live (the web router may be mounted under any prefix)."""
+    return request.app.url_path_for("web_overview").rstrip("/")
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    async with request.app.state.pool.connection() as c:
+        yield c
+
+
+async def db_tz(c: psycopg.AsyncConnection) -> tzinfo:
+    from askue.headend.vee.store import db_timezone
+
+    return await db_timezone(c)
+
+
+def pick_lang(request: Request, user: User | None = None) -> str:
+    q = request.query_params.get("lang")
+    if q in LANGS:
+        return q
+    c = request.cookies.get(LANG_COOKIE)
+    if c in LANGS:
+        return c
+    return user.lang if user else "ru"
+
+
+async def web_user(request: Request, c: psycopg.AsyncConnection = Depends(conn)) -> WebUser:
+    s = await sessions.load(c, request.cookies.get(sessions.COOKIE))
+    if s is None:
+        nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(f"{base_path(request)}/login?next={_quote(nxt)}")
+    return WebUser(s.user, s.csrf, pick_lang(request, s.user), await db_tz(c))
+
+
+def _quote(s: str) -> str:
+    from urllib.parse import quote
+
+    return quote(s, safe="/")
+
+
+def check_csrf(w: WebUser, token: str | None) -> None:
+    import hmac
+
+    if not token or not hmac.compare_digest(token, w.csrf):
+        raise HTTPException(403, t("csrf_failed", w.lang))
+
+
+def require_writer(w: WebUser) -> None:
+    if not w.user.may_act:
+        raise HTTPException(403, t("forbidden", w.lang))
+
+
+def fmt_dt(v: datetime | None, tz: tzinfo, seconds: bool = False) -> str:
+    if v is None:
+        return ""
+    return v.astimezone(tz).strftime("%d.%m.%Y %H:%M:%S" if seconds else "%d.%m.%Y %H:%M")
+
+
+def fmt_d(v: date | None) -> str:
+    return v.strftime("%d.%m.%Y") if v else ""
+
+
+def fmt_num(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return ""
+    s = f"{v:,.{digits}f}".replace(",", "\u00a0")
+    return s.rstrip("0").rstrip(".") if "." in s else s
+
+
+def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None = None,
+           status_code: int = 200, lang: str | None = None) -> HTMLResponse:
+    lang = lang or (w.lang if w else pick_lang(request))
+    tz = w.tz if w else None
+    page = _env.get_template(name).render(
+        request=request, base=base_path(request), user=w.user if w else None, csrf=w.csrf if w else "",
+        lang=lang, t=lambda key, **kw: t(key, lang, **kw), role_title=lambda r: ROLE_TITLES.get(r, (r, r))[lang == "en"],
+        dt=lambda v, seconds=False: fmt_dt(v, tz, seconds) if tz else (v.isoformat() if v else ""),
+        d=fmt_d, num=fmt_num, path=request.url.path, query=request.url.query, **ctx)
+    resp = HTMLResponse(page, status_code=status_code)
+    if request.query_params.get("lang") in LANGS:
+        resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)
+    return resp
+
+
+def html_errors(fn):
+    """Turn the 4xx HTTPExceptions of a page (not found, not allowed, bad input) into an
+    HTML page in the operator's language; redirects (3xx) pass through."""
+    import functools
+
+    @functools.wraps(fn)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except HTTPException as e:
+            if not 400 <= e.status_code < 500:
+                raise
+            request: Request = kwargs["request"]
+            w = kwargs.get("w")
+            title = {404: "not_found", 403: "forbidden"}.get(e.status_code)
+            return render(request, "error.html", {"status": e.status_code, "detail": e.detail, "title_key": title},
+                          w if isinstance(w, WebUser) else None, status_code=e.status_code)
+    return wrapper

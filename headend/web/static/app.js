@@ -1,0 +1,23 @@
+// A light touch: confirm before resolving, warn when a manual reading is far from
+// the expected value or below the last one.
+(function () {
+  "use strict";
+  document.querySelectorAll("form.resolve").forEach(function (f) {
+    f.addEventListener("submit", function (ev) {
+      var c = f.querySelector("input[name=comment]");
+      if (!c.value.trim()) { ev.preventDefault(); c.focus(); }
+    });
+  });
+  document.querySelectorAll("input.reading").forEach(function (inp) {
+    inp.addEventListener("input", function () {
+      var v = parseFloat(inp.value.replace(",", "."));
+      var last = parseFloat(inp.dataset.last);
+      var cell = inp.closest("tr").querySelector(".expected");
+      var exp = parseFloat(cell ? cell.dataset.expected : "");
+      var warn = false;
+      if (!isNaN(v) && !isNaN(last) && v < last) warn = true;
+      if (!isNaN(v) && !isNaN(exp) && !isNaN(last) && exp > last && (v - last) > 5 * (exp - last)) warn = true;
+      inp.classList.toggle("warn", warn);
+    });
+  });
+})();
