@@ -123,6 +123,9 @@ def _decode(t: type, payload: bytes) -> Any:
         raise PayloadError(f"{t.__name__}: {e}") from None
     except msgspec.DecodeError as e:
         raise PayloadError(f"{t.__name__}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        # msgspec lets this escape for bad bytes inside a string; it must not kill the reader
+        raise PayloadError(f"{t.__name__}: a string is not valid UTF-8 ({e.reason}); send UTF-8 JSON") from None
     if msg.v != SCHEMA_VERSION:
         raise PayloadError(f"{t.__name__}: schema version {msg.v} is not supported (this side speaks {SCHEMA_VERSION})")
     return msg
