@@ -46,6 +46,10 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _sys_s() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -90,7 +94,7 @@ async def _gateway(ports: list[int], broker_port: int, workdir: Path) -> dict:
         "store": {"path": str(workdir / "gw.db"), "synchronous": "FULL"},
         "metrics": {"port": None}, "buses": buses, "meters": meters})
     gw = Gateway(cfg)
-    cpu0, t0 = _cpu_s(), time.monotonic()
+    cpu0, sys0, t0 = _cpu_s(), _sys_s(), time.monotonic()
     await gw.start()
     await asyncio.sleep(SECONDS)
     polls = sum(s.polls for s in gw.meter_states())
@@ -99,12 +103,12 @@ async def _gateway(ports: list[int], broker_port: int, workdir: Path) -> dict:
     read = sum(w.stats.values for w in gw.workers.values())
     while gw.store.depth or gw.publisher.stats()["inflight"]:
         await asyncio.sleep(0.05)
-    wall, cpu = time.monotonic() - t0, _cpu_s() - cpu0
+    wall, cpu, kernel = time.monotonic() - t0, _cpu_s() - cpu0, _sys_s() - sys0
     acked = gw.publisher.acked_values
     errors = sum(w.stats.timeouts + w.stats.crc_errors + w.stats.protocol_errors for w in gw.workers.values())
     await gw.stop()
     return {"polls": polls, "values_read": read, "values_acked": acked, "wall_s": wall, "cpu_s": cpu,
-            "rss_mb": _peak_rss_mb(), "errors": errors}
+            "cpu_kernel_s": kernel, "rss_mb": _peak_rss_mb(), "errors": errors}
 
 
 # ---- child: the baseline -------------------------------------------------------------------
@@ -119,7 +123,7 @@ async def _baseline(ports: list[int]) -> dict:
         await c.connect()
         clients.append(c)
     blocks = [(3203, 8), (45119, 8), (1844, 4)]  # the same three requests the askue driver makes
-    cpu0, t0 = _cpu_s(), time.monotonic()
+    cpu0, sys0, t0 = _cpu_s(), _sys_s(), time.monotonic()
     polls = values = 0
     while time.monotonic() - t0 < SECONDS:
         for sim, c in enumerate(clients):
@@ -137,11 +141,11 @@ async def _baseline(ports: list[int]) -> dict:
                 polls += 1
                 if time.monotonic() - t0 >= SECONDS:
                     break
-    wall, cpu = time.monotonic() - t0, _cpu_s() - cpu0
+    wall, cpu, kernel = time.monotonic() - t0, _cpu_s() - cpu0, _sys_s() - sys0
     for c in clients:
         c.close()
     return {"polls": polls, "values_read": values, "values_acked": values, "wall_s": wall, "cpu_s": cpu,
-            "rss_mb": _peak_rss_mb(), "errors": 0}
+            "cpu_kernel_s": kernel, "rss_mb": _peak_rss_mb(), "errors": 0}
 
 
 # ---- parent ------------------------------------------------------------------------------

@@ -269,7 +269,8 @@ class BusWorker:
             transport.discard_input()
             self.stats.requests += 1
             try:
-                result = await asyncio.wait_for(self._session(drv, state, job), ceiling)
+                async with asyncio.timeout(ceiling):  # no extra task per job, unlike wait_for
+                    result = await self._session(drv, state, job)
             except TimeoutError:
                 last = MeterTimeout(f"operation {job.kind} did not finish within {ceiling:.0f} s")
                 self.stats.timeouts += 1
@@ -426,8 +427,8 @@ class BusWorker:
         if not readings:
             return 0
         values = to_values(meter_id, readings, self.now())
-        await self.store.put(values)
         self.stats.values += len(values)
+        await self.store.put(values)
         return len(values)
 
     def _succeeded(self, state: MeterState) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+
 from askue.contract.payloads import (
     SCHEMA_VERSION,
     Command,

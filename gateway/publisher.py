@@ -19,14 +19,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from askue.contract.payloads import SCHEMA_VERSION, DataMessage, MeterStatus, State, encode
-from askue.contract.topics import Topics
-from askue.gateway.config import BrokerSection, GatewaySection
-from askue.gateway.store import AsyncStore, Batch
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from askue import __version__
+from askue.contract.payloads import SCHEMA_VERSION, DataMessage, MeterStatus, State, encode
+from askue.contract.topics import Topics
+from askue.gateway.config import BrokerSection, GatewaySection
+from askue.gateway.store import AsyncStore, Batch
 
 log = logging.getLogger("askue.gateway.mqtt")
 

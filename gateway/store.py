@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+
 from askue.contract.payloads import Value
 
 log = logging.getLogger("askue.gateway.store")

@@ -12,12 +12,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import yaml
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from askue.contract import Topics, decode_command_result, decode_data, decode_health, decode_state
 from askue.drivers.modbus.simulator import make_session_factory
 from askue.drivers.sim.line import serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 MODEL = "schneider-iem3255"
 

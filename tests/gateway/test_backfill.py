@@ -10,16 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+from gwtest import gateway_config, wait_until
+
 from askue.contract.payloads import Value
+from askue.devservices.ports import free_port
 from askue.drivers.dlms.simulator import make_session_factory
 from askue.drivers.sim.line import serve_tcp
 from askue.drivers.sim.meter import SimMeter
 from askue.gateway.config import GatewayConfig
 from askue.gateway.service import Gateway
 from askue.gateway.store import Store
-from gwtest import gateway_config, wait_until
-
-from askue.devservices.ports import free_port
 
 A_PLUS = "1.0.1.29.0.255"
 

@@ -7,15 +7,15 @@ from collections import defaultdict
 
 import msgspec
 import pytest
+from gwtest import gateway_config, meter_entries, sim_meters, wait_until
+
 from askue.contract.payloads import Value
+from askue.devservices.ports import free_port
 from askue.drivers.modbus.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer
 from askue.drivers.sim.meter import Faults
 from askue.gateway.config import GatewayConfig
 from askue.gateway.service import Gateway
-from gwtest import gateway_config, meter_entries, sim_meters, wait_until
-
-from askue.devservices.ports import free_port
 
 pytestmark = pytest.mark.faults
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from askue.gateway.config import ConfigError, load_config, parse_config, parse_duration
 
 REPO = Path(__file__).resolve().parents[2]

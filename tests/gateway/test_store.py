@@ -6,6 +6,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from askue.contract import decode_data
 from askue.contract.payloads import MeterStatus, Value
 from askue.gateway.publisher import build_data_payload

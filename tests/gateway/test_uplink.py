@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+from gwtest import gateway_config, meter_entries, sim_meters, start_modbus_tcp, wait_until
+
 from askue.gateway.config import GatewayConfig
 from askue.gateway.service import Gateway
-from gwtest import gateway_config, meter_entries, sim_meters, start_modbus_tcp, wait_until
 
 
 def _key(v) -> tuple:
