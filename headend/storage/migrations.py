@@ -69,11 +69,15 @@ def probe_timescale(conn: psycopg.Connection) -> TimescaleProbe:
                                      "(pg_available_extensions has no timescaledb)")
     if row[1]:
         return TimescaleProbe(True, f"timescaledb {row[1]} is installed in this database")
-    preload = conn.execute("SELECT current_setting('shared_preload_libraries', true)").fetchone()
-    if preload and preload[0] is not None and "timescaledb" not in preload[0]:
-        return TimescaleProbe(False, f"timescaledb {row[0]} is available but not in shared_preload_libraries "
-                                     f"({preload[0]!r}); add it and restart PostgreSQL")
-    return TimescaleProbe(True, f"timescaledb {row[0]} is available")
+    # the definitive test: can the extension be created here? (rolled back either way)
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as e:
+        msg = (e.diag.message_primary or str(e)).strip()
+        return TimescaleProbe(False, f"timescaledb {row[0]} is packaged but CREATE EXTENSION fails: {msg} "
+                                     "(usually: add timescaledb to shared_preload_libraries and restart)")
+    return TimescaleProbe(True, f"timescaledb {row[0]} is available (CREATE EXTENSION works)")
 
 
 def _meta(conn: psycopg.Connection, key: str) -> str | None:
@@ -98,12 +102,10 @@ def _choose_mode(conn: psycopg.Connection, requested: str | None) -> str:
     requested = requested or os.environ.get("ASKUE_STORAGE_MODE") or None
     if requested and requested not in MODES:
         raise MigrationError(f"storage mode {requested!r} is unknown; use one of {MODES}")
-    probe = probe_timescale(conn)
-    if requested == "timescale" and not probe.available:
-        raise MigrationError(f"TimescaleDB mode requested but {probe.reason}")
     if requested:
+        # an explicit choice is not probed: a missing extension fails in 0002 with the server's own message
         return requested
-    return "timescale" if probe.available else "plain"
+    return "timescale" if probe_timescale(conn).available else "plain"
 
 
 def _check_timezone(tz: str) -> str:
@@ -116,9 +118,17 @@ def _check_timezone(tz: str) -> str:
     return tz
 
 
-def apply(dsn: str, *, mode: str | None = None, timezone: str | None = None) -> list[str]:
-    """Apply every pending migration; return the versions applied now (empty when up to date)."""
+def apply(dsn: str, *, mode: str | None = None, timezone: str | None = None,
+          max_number: int | None = None) -> list[str]:
+    """Apply every pending migration; return the versions applied now (empty when up to date).
+
+    `max_number` stops after that migration number (e.g. 99: storage's own range only).
+    """
     applied_now: list[str] = []
+    # Decide the mode on a connection of its own: probing loads the timescaledb
+    # library, after which CREATE EXTENSION in that same session is refused.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        chosen = _choose_mode(conn, mode)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
@@ -127,11 +137,13 @@ def apply(dsn: str, *, mode: str | None = None, timezone: str | None = None) -> 
                                 file text NOT NULL,
                                 applied_at timestamptz NOT NULL DEFAULT now())""")
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            chosen = _choose_mode(conn, mode)
+            chosen = _choose_mode(conn, chosen)
             tz = _check_timezone(_meta(conn, "timezone") or timezone or DEFAULT_TIMEZONE)
             for mig in discover():
                 if mig.version in done or (mig.mode is not None and mig.mode != chosen):
                     continue
+                if max_number is not None and mig.number > max_number:
+                    break
                 sql = mig.path.read_text(encoding="utf-8").replace("{{timezone}}", tz)
                 try:
                     with conn.transaction():

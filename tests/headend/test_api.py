@@ -162,3 +162,18 @@ def test_gateways_list(api) -> None:
     gws = _get(client, tokens["admin"], "/api/v1/gateways").json()["items"]
     assert [(g["id"], g["online"], g["meters_known"]) for g in gws] == [("gw1", True, 3), ("gw2", True, 1)]
     assert _get(client, tokens["admin"], "/api/v1/gateways/gw1").json()["last_seen"].startswith("2026-03-04T12:00")
+
+
+def test_intervals_endpoint_pages_the_load_profile(api, pg_dsn: str) -> None:
+    client, tokens = api
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO intervals (meter_id, obis, ts, received_at, value, period_s) "
+                     "SELECT (SELECT id FROM meters WHERE code = 'e1'), '1.0.1.29.0.255', "
+                     "'2026-03-01T00:00Z'::timestamptz + k * interval '30 min', '2026-03-02T00:00Z', k * 0.1, 1800 "
+                     "FROM generate_series(1, 7) k")
+    first = _get(client, tokens["admin"], "/api/v1/meters/e1/intervals", limit=4).json()
+    rest = _get(client, tokens["admin"], "/api/v1/meters/e1/intervals", limit=4, cursor=first["next_cursor"]).json()
+    items = first["items"] + rest["items"]
+    assert [round(i["value"], 1) for i in items] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert items[0]["meter_time"] == "2026-03-01T00:30:00Z" and items[0]["period_s"] == 1800
+    assert rest["next_cursor"] is None

@@ -31,7 +31,7 @@ async def meter_values(conn: psycopg.AsyncConnection, meter_id: int, kinds: list
                      f"source, gateway_id, seq, {period} FROM {table} WHERE {' AND '.join(conds)} "
                      f"ORDER BY ts, obis LIMIT %s)")
         params.append(limit)
-    sql = " UNION ALL ".join(parts) + " ORDER BY ts, kind, obis LIMIT %s"
+    sql = "SELECT * FROM (" + " UNION ALL ".join(parts) + ") v ORDER BY ts, kind, obis LIMIT %s"
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, [*params, limit])
         return await cur.fetchall()
