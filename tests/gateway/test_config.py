@@ -102,3 +102,15 @@ def test_cli_check_exit_codes(tmp_path):
     r = subprocess.run([sys.executable, "-m", "askue.cli", "gateway", "--config", str(bad)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and f"{bad}:13: meters[0].driver" in r.stderr
+
+
+def test_reference_documents_every_field():
+    from askue.gateway import config as c
+
+    doc = (REPO / "docs" / "config-reference.md").read_text()
+    models = [c.GatewaySection, c.BrokerSection, c.TlsSection, c.StoreSection, c.MetricsSection, c.SerialBus,
+              c.TcpBus, c.MeterSection, c.Schedules]
+    for model in models:
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            assert f"`{key}" in doc or f"{key}`" in doc or f".{key}`" in doc, f"{model.__name__}.{key} undocumented"
