@@ -37,6 +37,7 @@ class Gateway:
         self.commands = Commands(self)
         self.publisher = Publisher(cfg.gateway, cfg.broker, self.astore, self.statuses, self.commands.handle,
                                    meters_count=lambda: len(self.cfg.meters))
+        self.astore.on_commit = self.publisher.wake
         self.probe = ProcessProbe()
         self.metrics: MetricsServer | None = None
         self._health_task: asyncio.Task | None = None

@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -287,6 +287,7 @@ class AsyncStore:
         self._waiters: list[asyncio.Future] = []
         self._flushing = False
         self.commits = 0
+        self.on_commit: Callable[[], None] = lambda: None  # the publisher's wake-up
 
     async def call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._ex, fn, *args)
@@ -320,6 +321,7 @@ class AsyncStore:
                     for w in waiters:
                         if not w.done():
                             w.set_result(None)
+                    self.on_commit()
         finally:
             self._flushing = False
 

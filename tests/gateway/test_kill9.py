@@ -23,8 +23,9 @@ async def _spawn(cfg_path) -> asyncio.subprocess.Process:
 
 
 async def test_kill9_mid_publish_then_restart_delivers_everything(tmp_path, fresh_broker, collector_factory):
-    sims = sim_meters(8)
+    sims = sim_meters(9)
     server, port = await start_modbus_tcp(sims)
+    late = sims.pop(9)  # served by the simulator, configured only later (SIGHUP)
     raw = gateway_config(
         tmp_path, "gw-kill", fresh_broker.port,
         buses=[{"id": "tcp1", "type": "tcp", "host": "127.0.0.1", "port": port, "max_concurrent": 2}],
@@ -52,6 +53,12 @@ async def test_kill9_mid_publish_then_restart_delivers_everything(tmp_path, fres
         proc = await _spawn(cfg_path)
         n = len(col.values())
         await wait_until(lambda: len(col.values()) >= n + 100, 30, "values from the second run")
+        # hot reload: a meter added to the file and SIGHUP, no restart
+        raw["meters"] += meter_entries({9: late}, "tcp1", {"register": 1, "interval": None, "events": None})
+        write_config(cfg_path, raw)
+        proc.send_signal(signal.SIGHUP)
+        await wait_until(lambda: any(v.meter_id == late.id for v in col.values()), 30, "the added meter's values")
+        sims[9] = late
         stop_at = datetime.now(UTC)
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.wait_for(proc.wait(), 30)

@@ -75,6 +75,8 @@ async def test_broker_restart_loses_nothing_and_keeps_order(tmp_path, fresh_brok
     statuses = [s for m in col.data() for s in m.meters]
     assert {s.meter_id for s in statuses} == {m.id for m in sims.values()}
     assert all(s.ok and s.serial for s in statuses)
+    drifts = [s.clock_drift_s for s in statuses if s.clock_drift_s is not None]
+    assert len(drifts) >= 5 and all(abs(d) < 5 for d in drifts), "clock drift reported per meter"
 
 
 async def test_values_survive_a_restart_of_the_gateway_process_object(tmp_path, fresh_broker, collector_factory):
