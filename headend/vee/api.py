@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field, field_validator
+
 from askue.headend.api.auth import Principal, org_scope, require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
@@ -21,8 +24,6 @@ from askue.headend.vee.catalogue import KINDS
 from askue.headend.vee.model import Value
 from askue.headend.vee.rules.common import main_register
 from askue.headend.vee.rules.no_contact import bucket
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, Field, field_validator
 
 router = APIRouter(tags=["vee"])
 ACTORS = frozenset({"admin", "dispatcher", "org_admin"})

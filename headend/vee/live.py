@@ -15,6 +15,7 @@ import json
 import logging
 
 import psycopg
+
 from askue.headend.vee import engine, store
 from askue.headend.vee.model import Result, Value
 from askue.headend.vee.rules.common import Ctx

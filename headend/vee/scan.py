@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import psycopg
+
 from askue.headend.vee import engine, estimate, store
 from askue.headend.vee.model import Result, Value
 from askue.headend.vee.rules.common import Ctx, main_profile, main_register

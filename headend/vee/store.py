@@ -9,6 +9,7 @@ from datetime import datetime, time, tzinfo
 from typing import Any
 
 import psycopg
+
 from askue.headend.vee.model import Clear, Finding, Mark, MeterFacts, Result, Value
 from askue.headend.vee.thresholds import ThresholdConfig
 

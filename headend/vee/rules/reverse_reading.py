@@ -6,14 +6,18 @@ same id restarted at a recorded identity change), values from before installatio
 """
 from __future__ import annotations
 
-from askue.headend.vee.model import Mark, MeterFacts, Result, Value, by_channel
+from askue.headend.vee.model import Finding, Mark, MeterFacts, Result, Value, by_channel
 from askue.headend.vee.rules.common import Ctx, finding, forward_delta, in_service, iso, reset_between
 
 
 def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
     res = Result()
     th = ctx.thresholds
-    for obis, series in by_channel(values, "register").items():
+    # One condition per meter and read time: a step back shows on the total and every
+    # tariff register at once; the total (tariff 0) leads, the others are listed with it.
+    raised: dict[str, Finding] = {}
+    channels = sorted(by_channel(values, "register").items(), key=lambda kv: (_tariff(kv[0]) != "0", kv[0]))
+    for obis, series in channels:
         prev: Value | None = None
         for v in series:
             if not in_service(meter, v):
@@ -27,10 +31,14 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
                         res.marks.append(Mark(meter.meter_id, obis, v.ts, "rollover"))
                     else:
                         res.marks.append(Mark(meter.meter_id, obis, v.ts, "reverse_reading"))
-                        res.findings.append(finding(
-                            "reverse_reading", meter, v.ts, f"reverse_reading:{meter.meter_id}:{obis}:{iso(v.ts)}",
-                            obis=obis, previous=prev.value, previous_ts=prev.ts, current=v.value,
-                            drop=round(prev.value - v.value, 9)))
+                        key = f"reverse_reading:{meter.meter_id}:{iso(v.ts)}"
+                        if key in raised:
+                            raised[key].evidence.setdefault("also", []).append(obis)
+                        else:
+                            raised[key] = finding(
+                                "reverse_reading", meter, v.ts, key, obis=obis, previous=prev.value,
+                                previous_ts=prev.ts, current=v.value, drop=round(prev.value - v.value, 9))
+                            res.findings.append(raised[key])
                         # The reversed value is not a baseline: later reads compare with the last good one,
                         # unless they confirm the new level (then it is the meter's new baseline).
                         if not _confirmed(series, v, th.reverse_tolerance):
@@ -38,6 +46,11 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
             if prev is None or v.ts > prev.ts:
                 prev = v
     return res
+
+
+def _tariff(obis: str) -> str:
+    parts = obis.split(".")
+    return parts[4] if len(parts) == 6 else "0"
 
 
 def _confirmed(series: list[Value], v: Value, tol: float) -> bool:

@@ -11,14 +11,15 @@ from pathlib import Path
 import openpyxl
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
+from vee_helpers import c_reg, pending
+
 from askue.headend.api.app import create_app
 from askue.headend.api.auth import create_token
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.registry.importer import import_file
 from askue.headend.vee import live
-from fastapi.testclient import TestClient
-from vee_helpers import c_reg, pending
 
 REGISTRY = """org_code,org_name,house_code,house_address,account,subscriber,meter_id,serial,resource,digits,multiplier,tariff_zones,is_balance,gateway_id
 uk1,УК Север,h1,ул. Ленина 1,LS-1,Иванов,e1,S-E1,electricity,6,1,2,no,gw1

@@ -4,11 +4,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from vee_helpers import T0, iv, reg
+
 from askue.headend.vee import estimate
 from askue.headend.vee.model import MeterFacts
 from askue.headend.vee.rules.common import MSK
 from askue.headend.vee.thresholds import Thresholds
-from vee_helpers import T0, iv, reg
 
 
 def test_gap_of_two_hours_is_linear_and_flagged_e():

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import psycopg
+from vee_helpers import T0, c_reg, c_val, pending
+
 from askue.headend.ingest import merge
 from askue.headend.vee import live
-from vee_helpers import T0, c_reg, c_val, pending
 
 
 async def _setup(dsn: str) -> tuple[psycopg.AsyncConnection, merge.MergeContext]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from vee_helpers import A_PLUS, PROFILE, T0
+
 from askue.headend.vee import engine
 from askue.headend.vee.model import MeterFacts, Value
 from askue.headend.vee.rules.common import Ctx
 from askue.headend.vee.thresholds import ThresholdConfig
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from vee_helpers import A_PLUS, PROFILE, T0
 
 
 @st.composite

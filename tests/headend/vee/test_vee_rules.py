@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from vee_helpers import A_PLUS, PROFILE, T0, ctx, iv, kinds, reg  # noqa: F401
+
 from askue.headend.vee import engine
 from askue.headend.vee.model import MeterFacts, Value
 from askue.headend.vee.rules import (
@@ -21,7 +23,6 @@ from askue.headend.vee.rules import (
 )
 from askue.headend.vee.rules.common import MSK
 from askue.headend.vee.thresholds import ThresholdConfig
-from vee_helpers import A_PLUS, PROFILE, T0, ctx, iv, kinds, reg  # noqa: F401
 
 
 # ---- reverse_reading -------------------------------------------------------------------
