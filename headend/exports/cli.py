@@ -149,6 +149,7 @@ def run(args) -> int:
 
 async def _main(settings, args, show: bool) -> int:
     import psycopg
+
     from askue.headend.exports import exporters, hourly_xlsx, importers, snapshots
     from askue.headend.exports.csv_out import CONSUMPTION_COLUMNS, CsvWriter
 

@@ -10,10 +10,11 @@ from datetime import date
 from typing import Annotated
 
 import psycopg
-from askue.headend.api.auth import Principal, require_principal
-from askue.headend.api.deps import db
 from fastapi import APIRouter, Body, Depends, File, HTTPException, Query, Response, UploadFile
 from pydantic import BaseModel, Field
+
+from askue.headend.api.auth import Principal, require_principal
+from askue.headend.api.deps import db
 
 from . import exporters, feed, hourly_xlsx, importers, manual, snapshots
 from .csv_out import CONSUMPTION_COLUMNS, CsvWriter

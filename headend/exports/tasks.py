@@ -23,10 +23,12 @@ async def auto_recalculate(conn: psycopg.AsyncConnection, since: datetime,
     cur = await conn.execute(
         """SELECT p.org_id, p.month FROM billing_periods p
            WHERE p.state = 'closed' AND EXISTS (
-               SELECT 1 FROM billing_changes c JOIN meters m ON m.id = c.meter_id
+               SELECT 1 FROM billing_changes c
+               CROSS JOIN LATERAL unnest(c.meter_ids, c.ts) AS k(meter_id, ts)
+               JOIN meters m ON m.id = k.meter_id
                WHERE c.at >= %s AND m.org_id = p.org_id
-                 AND c.ts >= p.month::timestamp AT TIME ZONE 'UTC' - %s - interval '1 day'
-                 AND c.ts < (p.month + interval '1 month')::timestamp AT TIME ZONE 'UTC' + %s + interval '1 day')
+                 AND k.ts >= p.month::timestamp AT TIME ZONE 'UTC' - %s - interval '1 day'
+                 AND k.ts < (p.month + interval '1 month')::timestamp AT TIME ZONE 'UTC' + %s + interval '1 day')
            ORDER BY p.month""", (since, lookback, lookback))
     made: list[dict] = []
     for org_id, month in await cur.fetchall():

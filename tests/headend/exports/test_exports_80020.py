@@ -16,10 +16,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from askue.headend.exports import xml80020 as x
-from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from askue.headend.exports import xml80020 as x
+from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
 
 GOLDEN = Path(__file__).parents[1] / "exports_golden" / "80020_7707083893_20240305_12.xml"
 MSK = ZoneInfo("Europe/Moscow")

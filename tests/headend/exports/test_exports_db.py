@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from openpyxl import load_workbook
+
 from askue.headend.exports import (
     exporters,
     feed,
@@ -23,7 +25,6 @@ from askue.headend.exports import (
     xml80020,
 )
 from askue.headend.exports.errors import ExportFormatError
-from openpyxl import load_workbook
 
 MSK = ZoneInfo("Europe/Moscow")
 A_PLUS = "1.0.1.8.0.255"
@@ -138,6 +139,28 @@ async def test_paging_with_concurrent_writers_every_row_once(pg_dsn):
     assert len(expected) > 50
     await reader.close()
     await admin.close()
+
+
+async def test_pages_split_one_statement_batch(pg_dsn):
+    """The change log keeps one entry per writing statement; pages must cut through it."""
+    conn = await _conn(pg_dsn)
+    org = await _org(conn)
+    mid = await _meter(conn, "m1", org)
+    for start in (0, 5):  # two statements of five readings each
+        await conn.execute("INSERT INTO register_readings (meter_id, obis, ts, received_at, value) "
+                           "SELECT %s, %s, timestamptz '2024-01-01' + make_interval(days => g), now(), g "
+                           "FROM generate_series(%s::int, %s::int) g", (mid, A_PLUS, start, start + 4))
+    for limit in (1, 2, 3, 7):
+        cursor, values = feed.Cursor(), []
+        for _ in range(20):
+            page = await feed.fetch_page(conn, cursor, limit=limit)
+            assert len(page.items) <= limit
+            values += [i.value for i in page.items]
+            cursor = feed.Cursor.decode(page.next_cursor)
+            if not page.has_more:
+                break
+        assert values == [float(v) for v in range(10)], limit
+    await conn.close()
 
 
 async def test_update_redelivers_and_bad_cursor(pg_dsn):

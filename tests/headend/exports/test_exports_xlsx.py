@@ -7,12 +7,13 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
-from askue.headend.exports import hourly_xlsx as hx
-from askue.headend.exports import integral_xlsx as ix
-from askue.headend.exports.errors import ExportFormatError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
+
+from askue.headend.exports import hourly_xlsx as hx
+from askue.headend.exports import integral_xlsx as ix
+from askue.headend.exports.errors import ExportFormatError
 
 FEB = date(2024, 2, 1)
 
