@@ -53,6 +53,9 @@ class Association:
 class CosemServer:
     meter: SimMeter
     associations: dict[int, Association] = field(default_factory=dict)
+    # The clock as last served (to the hundredth the COSEM date-time carries): a Register has
+    # no capture time, so a reader stamps its values with the clock it read just before.
+    last_clock: datetime | None = None
 
     @property
     def opts(self) -> dict:
@@ -171,6 +174,7 @@ class CosemServer:
             if attr == 2:
                 now = m.clock(t)
                 m.record("clock", obis, now, now.timestamp())
+                self.last_clock = now.replace(microsecond=now.microsecond // 10000 * 10000)
                 return axdr.octets(cosem.encode_datetime(now, m.local_tz))
             if attr == 3:
                 off = m.local_tz.utcoffset(None) or timedelta(0)
@@ -190,7 +194,7 @@ class CosemServer:
         if reg is not None and class_id == cosem.REGISTER:
             raw, scaler, unit, kind, value = reg
             if attr == 2:
-                m.record(kind, obis, m.clock(t), value)
+                m.record(kind, obis, self.last_clock or m.clock(t), value)
                 return raw
             if attr == 3:
                 return axdr.structure(axdr.integer(axdr.INTEGER, scaler), axdr.integer(axdr.ENUM, unit))

@@ -12,7 +12,7 @@ whole load (phases 2 and 3: nominal voltage, no current).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from askue.drivers.mercury import frames as f
@@ -64,6 +64,9 @@ class MercurySession:
         # every connection to this line.
         self.corrected = corrected if corrected is not None else {}
         self.buf = bytearray()
+        # The clock as last served per meter (whole seconds, as the frame carries it): registers
+        # and auxiliary values carry no time, so a reader stamps them with the clock it read before.
+        self.last_clock: dict[str, datetime] = {}
 
     def feed(self, data: bytes) -> list[Reply]:
         self.buf += data
@@ -172,14 +175,16 @@ class MercurySession:
         return 3 if level < 2 else 1  # other parameters are not simulated
 
     def _time(self, meter: SimMeter) -> bytes:
-        local = meter.clock().astimezone(meter.local_tz).replace(tzinfo=None)
+        now = meter.clock().replace(microsecond=0)
+        self.last_clock[meter.id] = now
+        local = now.astimezone(meter.local_tz).replace(tzinfo=None)
         return f.encode_time(local, winter=True)
 
     def _energy(self, meter: SimMeter, array: int, month: int, tariff: int) -> bytes | None:
         if array != f.Array.FROM_RESET or month != 0 or tariff > 4:
             return None  # only the since-reset array is simulated; others answer "invalid parameter"
         t = meter.now()
-        meter_time = meter.clock(t)
+        meter_time = self.last_clock.get(meter.id) or meter.clock(t)
         kwh = meter.registers(t).get(tariff, 0.0) if meter.resource == "electricity" else 0.0
         ratio = float(meter.options.get("reactive_ratio", 0.25))
         a_plus = round(kwh * 1000)
@@ -193,7 +198,7 @@ class MercurySession:
         if kind not in (0x00, 0x10, 0x20, 0x30, 0x40):
             return None
         t = meter.now()
-        meter_time = meter.clock(t)
+        meter_time = self.last_clock.get(meter.id) or meter.clock(t)
         inst = meter.instant(t)
         u, i, p_kw, freq = inst["1.0.32.7.0.255"], inst["1.0.31.7.0.255"], inst["1.0.1.7.0.255"], inst["1.0.14.7.0.255"]
 
