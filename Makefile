@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.askue-installed
 
-.PHONY: demo test bench lint deps venv clean help
+.PHONY: demo test bench lint deps venv assets clean help
 
 help:
 	@echo "make demo   - start PostgreSQL, mosquitto, a simulated fleet, gateways and the head-end (http://127.0.0.1:8000)"
@@ -25,10 +25,21 @@ $(STAMP): pyproject.toml setup.py requirements.lock
 
 venv: $(STAMP)
 
-demo: deps venv
+ASSETS := headend/web/static/vendor/leaflet/leaflet.js
+
+# Map scripts (Leaflet) fetched with npm at build time and served by the head-end itself.
+$(ASSETS): scripts/fetch-web-assets.sh
+	@bash scripts/fetch-web-assets.sh >/dev/null
+
+assets: $(ASSETS)
+
+demo: SYSTEM_EXTRAS = node
+demo: deps venv assets
 	$(VENV)/bin/askue demo
 
-test: deps venv
+# Browser tests drive Debian's chromium (never a downloaded browser).
+test: SYSTEM_EXTRAS = node chromium
+test: deps venv assets
 	bash scripts/run-tests.sh
 
 bench: deps venv
