@@ -1,0 +1,111 @@
+"""Benchmark: cost of the billing feed's change-log trigger on register inserts, and the
+feed's paging rate. Prints one JSON object.
+
+    .venv/bin/python tests/headend/exports/bench_exports_feed.py [--rows 200000]
+
+Starts its own PostgreSQL in a temporary directory. Inserts `rows` register readings in
+statements of 2,000 (as an ingest merge does) with the billing trigger disabled
+(baseline), enabled, and disabled again (the two baselines bracket the measured run on
+this noisy machine), then pages the whole feed with pages of 5,000. Other triggers on
+register_readings (VEE's) are disabled in all runs so only the billing trigger is measured.
+(Kept here rather than in bench/ because bench/ is outside the billing paths.)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from askue.devservices.postgres import PgCluster
+from askue.headend.exports import feed
+from askue.headend.storage.migrations import apply
+
+BATCH = 2000
+
+
+def trigger_share(dsn: str, rows: int, offset: int) -> tuple[float, float]:
+    """Server-side time of the inserts and of the billing trigger within them, from
+    EXPLAIN ANALYZE of the same statements: a same-run figure that machine load does not
+    skew the way wall-clock rates between runs are skewed."""
+    total = trig = 0.0
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("ALTER TABLE register_readings DISABLE TRIGGER USER")
+        c.execute("ALTER TABLE register_readings ENABLE TRIGGER billing_changes_ins")
+        for b in range(rows // BATCH):
+            plan = c.execute("""EXPLAIN (ANALYZE, FORMAT JSON) INSERT INTO register_readings
+                                    (meter_id, obis, ts, received_at, value)
+                                SELECT (g %% 1000) + 1, '1.0.1.8.0.255',
+                                       timestamptz '2024-01-01' + make_interval(secs => g + %s), now(), g
+                                FROM generate_series(1, %s) g ON CONFLICT DO NOTHING""",
+                             (offset + b * BATCH, BATCH)).fetchone()[0][0]
+            total += plan["Execution Time"]
+            trig += sum(t["Time"] for t in plan.get("Triggers", []) if t["Trigger Name"] == "billing_changes_ins")
+    return total, trig
+
+
+def insert_rate(dsn: str, rows: int, offset: int, billing_trigger: bool) -> float:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("ALTER TABLE register_readings DISABLE TRIGGER USER")
+        if billing_trigger:
+            c.execute("ALTER TABLE register_readings ENABLE TRIGGER billing_changes_ins")
+        c.execute("SELECT askue_ensure_month_partition('register_readings', '2024-01-01')")
+        t = time.perf_counter()
+        for b in range(rows // BATCH):
+            c.execute("""INSERT INTO register_readings (meter_id, obis, ts, received_at, value)
+                         SELECT (g %% 1000) + 1, '1.0.1.8.0.255', timestamptz '2024-01-01' + make_interval(secs => g + %s),
+                                now(), g
+                         FROM generate_series(1, %s) g ON CONFLICT DO NOTHING""", (offset + b * BATCH, BATCH))
+        return rows / (time.perf_counter() - t)
+
+
+async def page_rate(dsn: str, limit: int = 5000) -> tuple[int, float]:
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    cursor, n, t = feed.Cursor(), 0, time.perf_counter()
+    while True:
+        page = await feed.fetch_page(conn, cursor, limit=limit)
+        n += len(page.items)
+        cursor = feed.Cursor.decode(page.next_cursor)
+        if not page.has_more:
+            break
+    await conn.close()
+    return n, n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200_000)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="askue-bench-"))
+    tmp.chmod(0o755)
+    cluster = PgCluster(tmp / "pg")
+    cluster.start()
+    try:
+        dsn = cluster.create_database("bench")
+        apply(dsn)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("INSERT INTO meters (code) SELECT 'm' || g FROM generate_series(1, 1000) g")
+        base1 = insert_rate(dsn, args.rows, 0, False)
+        with_trigger = insert_rate(dsn, args.rows, 10_000_000, True)
+        base2 = insert_rate(dsn, args.rows, 20_000_000, False)
+        total_ms, trigger_ms = trigger_share(dsn, args.rows, 30_000_000)
+        delivered, feed_rate = asyncio.run(page_rate(dsn))
+        baseline = (base1 + base2) / 2
+        print(json.dumps({"rows": args.rows, "insert_rows_s_with_billing_trigger": round(with_trigger),
+                          "baseline_insert_rows_s_without": round(baseline),
+                          "ratio": round(with_trigger / baseline, 3),
+                          "server_ms_inserts": round(total_ms), "server_ms_billing_trigger": round(trigger_ms),
+                          "trigger_share_of_insert": round(trigger_ms / total_ms, 3),
+                          "feed_rows_delivered": delivered, "feed_rows_s": round(feed_rate)}))
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
