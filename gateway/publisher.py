@@ -30,6 +30,8 @@ from askue.gateway.store import AsyncStore, Batch
 
 log = logging.getLogger("askue.gateway.mqtt")
 
+LINGER_S = 0.2  # longest a value waits for a fuller message once the uplink is idle
+
 
 def build_data_payload(gateway_id: str, seq: int, bodies: list[bytes], meters: list[MeterStatus]) -> bytes:
     """A DataMessage whose values are the stored JSON bodies spliced in as they are
@@ -56,6 +58,8 @@ class Publisher:
         self._wake = asyncio.Event()
         self._inflight: dict[int, Batch | None] = {}
         self._bg: set[asyncio.Task] = set()
+        self._inflight_values = 0
+        self._last_publish = 0.0
         self._dirty: set[str] = set()
         self._running = False
         self._task: asyncio.Task | None = None
@@ -140,6 +144,7 @@ class Publisher:
             return  # birth/state/health/result messages
         batch = self._inflight.pop(mid)
         if batch is not None:
+            self._inflight_values -= len(batch)
             if failed:
                 self.refused += 1
                 log.error("broker refused data message seq %d (%s); it stays in the store", batch.seq, reason)
@@ -189,6 +194,11 @@ class Publisher:
                 self._acked.clear()
                 await _wait(self._acked, 1.0)
                 continue
+            # Linger a moment for a fuller message: fewer messages, PUBACKs and store commits
+            # per value; a full batch goes at once.
+            linger = LINGER_S - (time.monotonic() - self._last_publish)
+            if linger > 0 and self.store.store.depth - self._inflight_values < self.broker.batch_values:
+                await asyncio.sleep(linger)
             try:
                 batch = await self.store.get_batch(self.broker.batch_values)
             except Exception as e:  # StoreError, sqlite3.Error: keep trying, polling goes on
@@ -211,6 +221,9 @@ class Publisher:
                 payload = build_data_payload(self.gw.id, batch.seq, batch.bodies, statuses)
             info = self.client.publish(self.topics.data(self.gw.id), payload, qos=1)
             self._inflight[info.mid] = batch
+            self._last_publish = time.monotonic()
+            if batch is not None:
+                self._inflight_values += len(batch)
             self.sent_messages += 1
             if batch is not None:
                 # Catch-up throttle: keep CPU and the SD card for polling.
