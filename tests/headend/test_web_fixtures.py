@@ -60,6 +60,12 @@ def _series(meter: str, now: datetime) -> list[Value]:
                 break
             out.append(Value(meter_id=meter, obis=obis, kind="register", value=round(100 + per_day * d, 3),
                              unit=unit, received_at=at + timedelta(seconds=5), meter_time=at))
+    if meter in ("e1", "e2"):  # half-hour load profile for the last 3 local days (billing 80020 needs it)
+        end0 = (now - timedelta(days=4)).replace(hour=0, minute=0, second=0, microsecond=0)
+        for k in range(1, 3 * 48 + 1):
+            end = end0 + timedelta(minutes=30 * k)
+            out.append(Value(meter_id=meter, obis="1.0.1.29.0.255", kind="interval", value=0.25, unit="kWh",
+                             received_at=end + timedelta(seconds=30), meter_time=end, period_s=1800))
     return out
 
 
@@ -85,6 +91,7 @@ def build(dsn: str, tmp: Path, now: datetime | None = None) -> dict:
     asyncio.run(_ingest(dsn, now))
     facts: dict = {"events": {}, "now": now}
     with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("UPDATE organisations SET inn = CASE code WHEN 'uk1' THEN '7701234567' ELSE '2301234567' END")
         for code, age in CONTACT_AGE_MIN.items():
             c.execute("UPDATE meters SET last_contact = %s, last_ok = %s WHERE code = %s",
                       (None if age is None else now - timedelta(minutes=age), age is not None, code))
