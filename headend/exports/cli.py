@@ -5,6 +5,7 @@
     askue export integral-xlsx --org UK1 --month 2024-03 --out FILE.xlsx
     askue export csv --org UK1 --month 2024-03 --kind register|interval|consumption --out FILE.csv
     askue export import-80020 FILE.xml ...
+    askue export import-hourly FILE.xlsx --meter M
     askue export import-integral FILE.xlsx [--partial] [--confirm] [--dry-run] [--author NAME]
     askue export close-period --org UK1 --month 2024-03 | recalculate --org UK1 --month 2024-03
 
@@ -70,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("import-80020", help="load 80020 files from another АСКУЭ into intervals")
     p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--author", default="cli")
+
+    p = sub.add_parser("import-hourly", help="load an hourly profile xlsx as hourly intervals of a meter")
+    p.add_argument("file", type=Path)
+    p.add_argument("--meter", required=True, help="meter code or serial number")
     p.add_argument("--author", default="cli")
 
     p = sub.add_parser("import-integral", help="load a filled-in integral readings template")
@@ -164,6 +170,12 @@ async def _main(settings, args, show: bool) -> int:
                 bar(n, len(args.files))
                 print(f"{f.name}: {rep.points} points, {rep.inserted} values stored, "
                       f"{rep.kept_existing} already present")
+            return EXIT_OK
+        if cmd == "import-hourly":
+            rep = await importers.import_hourly(conn, args.file.read_bytes(), args.meter, org_ids=None,
+                                                author=args.author, tz=tz)
+            print(f"{rep.meter} {rep.month}: {rep.hours} hours, {rep.inserted} stored, "
+                  f"{rep.kept_existing} already present")
             return EXIT_OK
         if cmd == "import-integral":
             results = await importers.import_integral(conn, args.file.read_bytes(), org_ids=None,

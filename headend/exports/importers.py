@@ -105,7 +105,7 @@ async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: f
 
 
 async def _vee_intervals(conn: psycopg.AsyncConnection, rows: list[tuple[int, str, datetime, float]],
-                         now: datetime) -> None:
+                         now: datetime, period_s: int = 1800) -> None:
     try:
         from askue.headend.ingest.batch import InsertedBatch, InsertedRow
         from askue.headend.vee.live import batch_hook
@@ -114,7 +114,7 @@ async def _vee_intervals(conn: psycopg.AsyncConnection, rows: list[tuple[int, st
         return
     batch = InsertedBatch()
     for mid, obis, ts, value in rows:
-        batch.rows.append(InsertedRow(mid, obis, "interval", ts, now, value, 1800))
+        batch.rows.append(InsertedRow(mid, obis, "interval", ts, now, value, period_s))
         batch.meter_ids.add(mid)
     if batch.rows:
         await batch_hook(conn, batch)
@@ -153,3 +153,60 @@ async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids
     return results
 
 
+
+
+@dataclass
+class ImportHourlyReport:
+    meter: str
+    month: str
+    hours: int = 0
+    inserted: int = 0
+    kept_existing: int = 0
+
+
+async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: str, *,
+                        org_ids: frozenset[int] | None, author: str, tz: ZoneInfo | None = None,
+                        now: datetime | None = None, obis: str = "1.0.1.29.0.255") -> ImportHourlyReport:
+    """An hourly profile xlsx for one meter into hourly intervals (period 3600 s, ts =
+    end of the hour). Values are point-level (× multiplier) as in the export, so the
+    meter's own value is stored ÷ multiplier. Hours already stored are kept."""
+    from datetime import time as dtime
+    from datetime import timedelta
+
+    from . import hourly_xlsx
+
+    tz = tz or await db_timezone(conn)
+    prof = hourly_xlsx.read_hourly_xlsx(data)
+    cur = await conn.execute("SELECT id, multiplier, org_id FROM meters WHERE code = %s OR serial = %s "
+                             "ORDER BY (code = %s) DESC LIMIT 1", (meter_code, meter_code, meter_code))
+    row = await cur.fetchone()
+    if row is None or (org_ids is not None and row[2] not in org_ids):
+        raise ExportFormatError(hourly_xlsx.FORMAT, [Issue("meter", f"meter {meter_code!r} not found",
+                                                           "give the meter code or serial number")])
+    mid, mult, _ = row
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    rows = []
+    for (day, hour), value in sorted(prof.values.items()):
+        start = datetime.combine(day, dtime(hour), tz).astimezone(UTC)
+        rows.append((start + timedelta(hours=1), float(value) / mult))
+    report = ImportHourlyReport(meter_code, f"{prof.month:%Y-%m}", hours=len(rows))
+    inserted = []
+    async with conn.transaction():
+        await storage_sync.ensure_partitions(conn, "intervals", [r[0] for r in rows])
+        for ts, value in rows:
+            cur = await conn.execute(
+                """INSERT INTO intervals (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source,
+                       period_s) VALUES (%s, %s, %s, 'meter', %s, %s, 'A', %s, 'file', 3600)
+                   ON CONFLICT (meter_id, obis, ts) DO NOTHING RETURNING meter_id""",
+                (mid, obis, ts, now, value, ["imported_hourly_xlsx"]))
+            if await cur.fetchone():
+                inserted.append((mid, obis, ts, value))
+        await conn.execute(
+            "INSERT INTO audit_log (actor, action, object_type, object_id, new) VALUES (%s, 'billing.import_hourly', "
+            "'meter', %s, jsonb_build_object('month', %s::text, 'inserted', %s::int))",
+            (author, meter_code, report.month, len(inserted)))
+        await storage_sync.refresh_rollups(conn, [(m, o, t) for m, o, t, _ in inserted])
+        await _vee_intervals(conn, inserted, now, period_s=3600)
+    report.inserted = len(inserted)
+    report.kept_existing = len(rows) - len(inserted)
+    return report

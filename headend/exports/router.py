@@ -190,6 +190,18 @@ async def get_hourly(meter: str, month: str, p: Auth, conn: Conn) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="hourly_{meter}_{month}.xlsx"'})
 
 
+@router.post("/hourly/{meter}")
+async def post_hourly(meter: str, p: Auth, conn: Conn, file: Annotated[UploadFile, File()]) -> dict:
+    """Load a filled-in hourly profile (cabinet layout) as hourly intervals of the meter."""
+    _need(p, WRITE_ROLES)
+    data = await _upload(file)
+    try:
+        rep = await importers.import_hourly(conn, data, meter, org_ids=p.org_ids, author=p.name)
+    except ExportFormatError as e:
+        raise _format_error(e) from None
+    return rep.__dict__
+
+
 @router.get("/integral-template/{month}")
 async def get_integral_template(month: str, p: Auth, conn: Conn, org: str | None = None) -> Response:
     o = await _org(conn, p, org)

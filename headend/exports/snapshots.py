@@ -243,6 +243,15 @@ async def period_snapshots(conn: psycopg.AsyncConnection, org_id: int, month: da
         series.setdefault((mid, obis), []).append(Reading(ts, value, q, src, tuple(reasons or ())))
     out = [compute_snapshot(by_id[mid], obis, rs, start_at, end_at, lookback=lookback)
            for (mid, obis), rs in series.items()]
+    # a meter that has register channels but no reading near this month still gets its
+    # rows, flagged start_missing/end_missing, so billing sees the hole instead of nothing
+    silent = [mid for mid in by_id if not any(k[0] == mid for k in series)]
+    if silent:
+        cur = await conn.execute(
+            """SELECT DISTINCT meter_id, obis FROM register_readings
+               WHERE meter_id = ANY(%s) AND ts < %s""", (silent, end_at))
+        for mid, obis in await cur.fetchall():
+            out.append(compute_snapshot(by_id[mid], obis, [], start_at, end_at, lookback=lookback))
     out.sort(key=lambda s: (s.meter, s.obis))
     return out
 

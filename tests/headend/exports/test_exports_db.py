@@ -472,3 +472,48 @@ def test_window_month_for():
 def test_integral_obis_mapping():
     assert integral_xlsx.register_obis("A-", 3) == "1.0.2.8.3.255"
     assert integral_xlsx.zone_tariff("Полупик") == 3 and integral_xlsx.zone_tariff("T2") == 2
+
+
+async def test_hourly_import_round_trip_and_broken_file(pg_dsn):
+    from askue.headend.exports import hourly_xlsx
+
+    conn = await _conn(pg_dsn)
+    org_id = await _org(conn)
+    mid = await _meter(conn, "m1", org_id, serial="01284918", multiplier=2.0)
+    start = _local(2024, 2, 1).astimezone(UTC)
+    for i in range(24 * 3):  # three days of hourly profile
+        end = start + timedelta(hours=i + 1)
+        await conn.execute("INSERT INTO intervals (meter_id, obis, ts, received_at, value, period_s) "
+                           "VALUES (%s, '1.0.1.29.0.255', %s, %s, %s, 3600)", (mid, end, end, 0.5 + i % 5))
+    body = hourly_xlsx.write_hourly_xlsx([await exporters.hourly_profile(conn, "m1", date(2024, 2, 1), tz=MSK)])
+    before = await (await conn.execute("SELECT ts, value FROM intervals ORDER BY ts")).fetchall()
+    await conn.execute("DELETE FROM intervals")
+    # a broken copy first: one bad cell, nothing stored
+    wb = load_workbook(io.BytesIO(body))
+    wb.active["C3"] = "много"
+    buf = io.BytesIO()
+    wb.save(buf)
+    with pytest.raises(ExportFormatError) as e:
+        await importers.import_hourly(conn, buf.getvalue(), "01284918", org_ids=frozenset({org_id}), author="t",
+                                      tz=MSK)
+    assert e.value.issues[0].where == "C3"
+    assert (await (await conn.execute("SELECT count(*) FROM intervals")).fetchone())[0] == 0
+    rep = await importers.import_hourly(conn, body, "01284918", org_ids=frozenset({org_id}), author="t", tz=MSK)
+    assert (rep.hours, rep.inserted, rep.kept_existing) == (72, 72, 0)
+    after = await (await conn.execute("SELECT ts, value FROM intervals ORDER BY ts")).fetchall()
+    assert [t for t, _ in after] == [t for t, _ in before]
+    assert all(a == pytest.approx(b) for (_, a), (_, b) in zip(after, before, strict=True))
+    with pytest.raises(ExportFormatError, match="not found"):
+        await importers.import_hourly(conn, body, "01284918", org_ids=frozenset({999}), author="t", tz=MSK)
+    await conn.close()
+
+
+async def test_silent_meter_still_listed_in_snapshot(pg_dsn):
+    conn = await _conn(pg_dsn)
+    org = await _org(conn)
+    mid = await _meter(conn, "quiet", org)
+    await _reg(conn, mid, _local(2023, 12, 1), 10.0)  # read long ago, nothing near March
+    (snap,) = await snapshots.period_snapshots(conn, org, date(2024, 3, 1), tz=MSK)
+    assert snap.meter == "quiet" and snap.consumption is None
+    assert {"start_missing", "end_missing"} <= set(snap.flags)
+    await conn.close()
