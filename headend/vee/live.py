@@ -69,10 +69,10 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch) -> None:
             if k not in firsts[r.kind] or r.ts < firsts[r.kind][k]:  # type: ignore[operator]
                 firsts[r.kind][k] = r.ts
     history: dict[int, list[Value]] = {}
+    ids = {c: m for m, c in codes.items()}
     for kind in ("register", "interval"):
         for v in await _previous(conn, kind, firsts[kind], codes):
-            mid = next(m for m, c in codes.items() if c == v.meter_id)
-            history.setdefault(mid, []).append(v)
+            history.setdefault(ids[v.meter_id], []).append(v)
     cfg = await store.load_thresholds(conn)
     res = Result()
     for mid, vals in new_by_meter.items():

@@ -174,18 +174,26 @@ async def write_findings(conn: psycopg.AsyncConnection, findings: Sequence[Findi
 
 async def write_clears(conn: psycopg.AsyncConnection, clears: Sequence[Clear], meters_by_code: dict[str, MeterRow],
                        auto_close: dict[str, bool]) -> int:
-    """Mark conditions cleared; with auto_close the event is resolved by 'vee'."""
+    """Mark conditions cleared; with auto_close the event is resolved by 'vee'.
+
+    Clears are many (every in-range read is one) and open events few: only meters with
+    an uncleared event are looked at, and per condition only the latest clear counts."""
     if not clears:
         return 0
-    mids, prefixes, tss, autos = [], [], [], []
+    latest: dict[tuple[int, str], datetime] = {}
     for c in clears:
         m = meters_by_code.get(c.meter_id)
-        if m is None:
-            continue
-        mids.append(m.id)
-        prefixes.append(c.key)
-        tss.append(c.ts)
-        autos.append(auto_close.get(c.meter_id, True))
+        if m is not None and (latest.get((m.id, c.key)) is None or c.ts > latest[(m.id, c.key)]):
+            latest[(m.id, c.key)] = c.ts
+    if not latest:
+        return 0
+    cur = await conn.execute("SELECT DISTINCT meter_id FROM abnormal_events WHERE cleared_at IS NULL "
+                             "AND meter_id = ANY(%s)", (sorted({k[0] for k in latest}),))
+    open_meters = {r[0] for r in await cur.fetchall()}
+    keys = [k for k in latest if k[0] in open_meters]
+    if not keys:
+        return 0
+    codes = {m.id: code for code, m in meters_by_code.items()}
     cur = await conn.execute(
         "UPDATE abnormal_events e SET cleared_at = u.ts, "
         "auto_closed = u.auto AND e.state <> 'resolved', "
@@ -197,7 +205,8 @@ async def write_clears(conn: psycopg.AsyncConnection, clears: Sequence[Clear], m
         "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bool[]) AS u(mid, prefix, ts, auto) "
         "WHERE e.meter_id = u.mid AND e.cleared_at IS NULL AND starts_with(e.dedup_key, u.prefix) "
         "AND coalesce(e.ts, e.raised_at) <= u.ts RETURNING e.id",
-        (mids, prefixes, tss, autos))
+        ([k[0] for k in keys], [k[1] for k in keys], [latest[k] for k in keys],
+         [auto_close.get(codes[k[0]], True) for k in keys]))
     return len(await cur.fetchall())
 
 

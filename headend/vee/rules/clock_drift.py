@@ -15,6 +15,7 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
                   key=lambda v: v.received_at)  # type: ignore[arg-type,return-value]
     key = f"clock_drift:{meter.meter_id}"
     in_episode = False
+    cleared = False
     for v in live:
         drift = (v.ts - v.received_at).total_seconds()  # type: ignore[operator]
         if abs(drift) > limit:
@@ -25,6 +26,8 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
                                             drift_s=round(drift, 1), limit_s=limit))
                 in_episode = True
         else:
-            res.clears.append(Clear(key, meter.meter_id, v.received_at))  # type: ignore[arg-type]
+            if in_episode or not cleared:  # the first good read, and the first after an episode
+                res.clears.append(Clear(key, meter.meter_id, v.received_at))  # type: ignore[arg-type]
+                cleared = True
             in_episode = False
     return res

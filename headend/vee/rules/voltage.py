@@ -17,15 +17,16 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
         if obis not in VOLTAGE_CHANNELS:
             continue
         phase = VOLTAGE_CHANNELS.index(obis) + 1
-        state: str | None = None
+        state: str | None = "unknown"  # the first in-range read clears what earlier batches raised
         for v in series:
             if not v.new:
                 continue
             u = v.value
             now = "loss" if u < loss else "low" if u < lo else "high" if u > hi else None
             if now is None:
-                res.clears.append(Clear(f"voltage:{meter.meter_id}:{obis}:", meter.meter_id, v.ts))
-                res.clears.append(Clear(f"phase_loss:{meter.meter_id}:{obis}", meter.meter_id, v.ts))
+                if state is not None:  # only where an episode may end: few clears, same effect
+                    res.clears.append(Clear(f"voltage:{meter.meter_id}:{obis}:", meter.meter_id, v.ts))
+                    res.clears.append(Clear(f"phase_loss:{meter.meter_id}:{obis}", meter.meter_id, v.ts))
             else:
                 res.marks.append(Mark(meter.meter_id, obis, v.ts, "phase_loss" if now == "loss" else f"voltage_{now}"))
                 if now != state:
