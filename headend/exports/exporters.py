@@ -102,16 +102,17 @@ async def export_80020(conn: psycopg.AsyncConnection, org: Org, day: date, *, tz
             areas.setdefault((a_inn, a_name), []).append(xml80020.PointSpec(code, name, data[mid]))
     if not areas:
         raise ExportError(f"no half-hour data of {org.code} for {day}")
-    num = number if number is not None else await next_80020_number(conn, inn)
     try:
-        msg = xml80020.build_message(day=day, tz=tz, number=num, sender_inn=inn, sender_name=sender_name or org.name,
+        msg = xml80020.build_message(day=day, tz=tz, number=0, sender_inn=inn, sender_name=sender_name or org.name,
                                      areas=[xml80020.AreaSpec(i, n, ps) for (i, n), ps in areas.items()],
                                      now=now, allow_incomplete=allow_incomplete)
     except ValueError as e:
         if isinstance(e, xml80020.IncompleteDataError):
             raise
         raise ExportError(str(e)) from e
-    return xml80020.file_name(inn, day, num), xml80020.render(msg)
+    # the number is drawn only for a file that is really made: numbers stay without gaps
+    msg.number = number if number is not None else await next_80020_number(conn, inn)
+    return xml80020.file_name(inn, day, msg.number), xml80020.render(msg)
 
 
 async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: date, *,

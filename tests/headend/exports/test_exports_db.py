@@ -24,7 +24,7 @@ from askue.headend.exports import (
     tasks,
     xml80020,
 )
-from askue.headend.exports.errors import ExportFormatError
+from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
 
 MSK = ZoneInfo("Europe/Moscow")
 A_PLUS = "1.0.1.8.0.255"
@@ -298,6 +298,14 @@ async def test_80020_export_import_round_trip_through_db(pg_dsn):
     assert ch.periods[7].status == 1 and ch.periods[8].status == 0
     name2, _ = await exporters.export_80020(conn, org, day, tz=MSK)
     assert name2.endswith("_2.xml")  # numbers increase per sender
+    nxt = xml80020.day_slots(date(2024, 3, 6), MSK)[0][0] + timedelta(minutes=30)
+    await conn.execute("INSERT INTO intervals (meter_id, obis, ts, received_at, value, period_s) "
+                       "VALUES (%s, '1.0.1.29.0.255', %s, %s, 1, 1800)", (mid, nxt, nxt))
+    with pytest.raises(IncompleteDataError, match="520000000101101/01/0030"):
+        await exporters.export_80020(conn, org, date(2024, 3, 6), tz=MSK)
+    await conn.execute("DELETE FROM intervals WHERE ts = %s", (nxt,))
+    name3, _ = await exporters.export_80020(conn, org, day, tz=MSK)
+    assert name3.endswith("_3.xml")  # the failed day drew no number
 
     before = await (await conn.execute("SELECT obis, ts, value FROM intervals ORDER BY 1, 2")).fetchall()
     await conn.execute("DELETE FROM intervals")
