@@ -1,10 +1,10 @@
 """The periodic scan: rules that need days of data or no data at all.
 
-Every `SCAN_INTERVAL_S` it judges: no_contact and verification (every meter),
-spike / zero_consumption / sum_mismatch on the last `spike_history_days` + 2 days of
-the meters heard from since the previous scan, house_imbalance for the previous local
-day, and fills load-profile gaps older than two hours with estimates (E, linear or like
-days). Once a day it substitutes a missing month-start billing read «по среднему» (S).
+Every `SCAN_INTERVAL_S` it judges no_contact and verification (every meter); every
+`SERIES_EVERY` spike / zero_consumption / sum_mismatch on the last `spike_history_days`
++ 2 days of the meters heard from since the previous such run, house_imbalance for the
+previous local day, and fills load-profile gaps older than two hours with estimates (E,
+linear or like days). Once a day it substitutes a missing month-start billing read «по среднему» (S).
 Events are raised once per condition (database unique indexes), so rescans add nothing.
 
 Registered in headend/app.py BACKGROUND_TASKS as "askue.headend.vee.scan:scan_task".
@@ -27,6 +27,7 @@ from askue.headend.vee.thresholds import ThresholdConfig
 log = logging.getLogger(__name__)
 
 SCAN_INTERVAL_S = 300.0
+SERIES_EVERY = timedelta(hours=1)  # day rules and estimation need no 5-minute freshness
 CHUNK = 200  # meters per value query
 ESTIMATE_MIN_AGE = timedelta(hours=2)  # the replace-estimate trigger relies on this (migration 0100)
 DAY_RULES = ("spike", "zero_consumption", "sum_mismatch")
@@ -78,6 +79,8 @@ async def scan_once(conn: psycopg.AsyncConnection, now: datetime) -> ScanStats:
             res.extend(engine.check_meter_state(m.facts, m.last_contact, Ctx(now=now, thresholds=th, tz=tz)))
         stats.raised += await store.apply_result(conn, res, meters, {}, cfg)
     since = await _state(conn, "series")
+    if since is not None and now - since < SERIES_EVERY:
+        return stats
     heard = [mid for mid, m in meters.items() if m.last_contact and (since is None or m.last_contact > since)]
     stats.judged = len(heard)
     for i in range(0, len(heard), CHUNK):

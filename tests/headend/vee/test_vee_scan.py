@@ -70,6 +70,7 @@ async def test_scan_estimates_short_gap_and_real_value_wins(pg_dsn: str) -> None
     assert abs(roll[0] - 1.2) < 1e-6
     # a rescan does not estimate again; the real value arriving late replaces the estimate
     await scan.scan_once(conn, NOW + timedelta(minutes=5))
+    await scan.scan_once(conn, NOW + timedelta(hours=2))
     assert (await (await conn.execute("SELECT count(*) FROM intervals")).fetchone())[0] == 4
     await merge.write(conn, ctx, pending([c_val("E7", "interval", PROF, 0.25, t + timedelta(minutes=30),
                                                 period_s=1800)], seq=2))
@@ -91,4 +92,26 @@ async def test_scan_zero_consumption_and_no_repeat(pg_dsn: str) -> None:
     await scan.scan_once(conn, NOW + timedelta(minutes=5))
     kinds = [k for k, code, *_ in await _events(conn) if code == "E7"]
     assert kinds.count("zero_consumption") == 1
+    await conn.close()
+
+
+async def test_scan_house_imbalance_filed_under_the_house(pg_dsn: str) -> None:
+    conn = await _conn(pg_dsn)
+    await conn.execute("INSERT INTO sites (code, org_id, kind) SELECT 'h1', id, 'house' FROM organisations")
+    await conn.execute(
+        "INSERT INTO meters (code, resource, status, site_id, org_id, is_balance, last_contact) "
+        "SELECT c, 'electricity', 'active', s.id, s.org_id, c = 'ODPU', %s FROM sites s, "
+        "unnest(ARRAY['ODPU', 'F1', 'F2']) AS c", (NOW,))
+    ctx = merge.MergeContext(hooks=[live.batch_hook])
+    day0 = datetime(2026, 11, 18, 21, 0, tzinfo=UTC)  # local midnight 19.11 (MSK)
+    day1 = day0 + timedelta(days=1)
+    q = {"ODPU": 100.0, "F1": 40.0, "F2": 40.0}  # 20 % lost
+    vals = [c_val(c, "register", "1.0.1.8.0.255", 1000.0, day0) for c in q]
+    vals += [c_val(c, "register", "1.0.1.8.0.255", 1000.0 + x, day1) for c, x in q.items()]
+    await merge.write(conn, ctx, pending(vals))
+    await scan.scan_once(conn, NOW)
+    await scan.scan_once(conn, NOW + timedelta(hours=2))
+    cur = await conn.execute("SELECT s.code, e.evidence->>'imbalance_pct', e.evidence->>'flats' FROM abnormal_events e "
+                             "JOIN sites s ON s.id = e.site_id WHERE e.kind = 'house_imbalance'")
+    assert await cur.fetchall() == [("h1", "20.0", "2")]
     await conn.close()
