@@ -458,3 +458,75 @@ async def meter_edits(code: str, principal: Principal = Depends(require_principa
             "WHERE action IN ('manual_reading', 'correction') AND object_id LIKE %s ORDER BY at DESC, id DESC "
             "LIMIT 1000", (f"{m.facts.meter_id}/%",))
         return {"items": await cur.fetchall()}
+
+
+# ---- thresholds --------------------------------------------------------------------------
+class ThresholdBody(BaseModel):
+    scope: Literal["default", "resource", "model", "organisation"]
+    name: str | None = Field(None, max_length=200, description="resource, model or organisation code")
+    resource: str | None = Field(None, max_length=50, description="narrows an organisation override")
+    settings: dict = Field(..., description="threshold: value, e.g. {\"spike_factor\": 4}")
+
+
+async def _org_codes(conn: psycopg.AsyncConnection, principal: Principal) -> set[str] | None:
+    if principal.org_ids is None:
+        return None
+    cur = await conn.execute("SELECT code FROM organisations WHERE id = ANY(%s)", (sorted(principal.org_ids),))
+    return {r[0] for r in await cur.fetchall()}
+
+
+@router.get("/vee/thresholds")
+async def list_thresholds(principal: Principal = Depends(require_principal),
+                          conn: psycopg.AsyncConnection = Depends(db)) -> dict:
+    """Built-in defaults and the stored overrides (an organisation sees its own only)."""
+    import dataclasses
+
+    from askue.headend.vee.thresholds import RESOURCE_DEFAULTS, Thresholds
+
+    mine = await _org_codes(conn, principal)
+    async with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        await cur.execute("SELECT scope, name, resource, settings, updated_by, updated_at FROM vee_thresholds "
+                          "ORDER BY scope, name, resource")
+        rows = [r for r in await cur.fetchall()
+                if r["scope"] != "organisation" or mine is None or r["name"] in mine]
+    defaults = {k: (dict(v) if k == "tamper_codes" else v) for k, v in dataclasses.asdict(Thresholds()).items()}
+    return {"defaults": defaults, "resource_defaults": RESOURCE_DEFAULTS, "overrides": rows}
+
+
+@router.put("/vee/thresholds")
+async def set_threshold(body: ThresholdBody, request: Request, principal: Principal = Depends(require_principal),
+                        conn: psycopg.AsyncConnection = Depends(db)) -> dict:
+    """Store one override (validated); org_admin only for its own organisation."""
+    from askue.headend.vee.thresholds import ThresholdError
+
+    _may_act(principal)
+    mine = await _org_codes(conn, principal)
+    if mine is not None and not (body.scope == "organisation" and body.name in mine):
+        raise HTTPException(403, "an organisation's token may set thresholds of its own organisation only")
+    if principal.role == "dispatcher" and body.scope != "organisation":
+        raise HTTPException(403, "default, resource and model thresholds are set by an admin")
+    async with conn.transaction():
+        old = await (await conn.execute(
+            "SELECT settings FROM vee_thresholds WHERE scope = %s AND name = %s AND resource = %s",
+            (body.scope, body.name or "", body.resource or ""))).fetchone()
+        try:
+            await store.save_thresholds(conn, body.scope, body.name, body.settings, body.resource, _actor(principal))
+        except ThresholdError as e:
+            raise HTTPException(422, str(e)) from None
+        await conn.execute(
+            "INSERT INTO audit_log (actor, ip, action, object_type, object_id, old, new) "
+            "VALUES (%s, %s, 'thresholds', 'vee_thresholds', %s, %s, %s)",
+            (_actor(principal), _ip(request), f"{body.scope}/{body.name or ''}/{body.resource or ''}",
+             json.dumps(old[0]) if old else None, json.dumps(body.settings)))
+    return {"scope": body.scope, "name": body.name, "resource": body.resource, "settings": body.settings}
+
+
+@router.get("/meters/{code}/thresholds")
+async def meter_thresholds(code: str, principal: Principal = Depends(require_principal),
+                           conn: psycopg.AsyncConnection = Depends(db)) -> dict:
+    """The thresholds in force for one meter after every override."""
+    import dataclasses
+
+    m = await _meter(conn, code, principal)
+    th = (await store.load_thresholds(conn)).for_meter(m.facts)
+    return {k: (dict(v) if k == "tamper_codes" else v) for k, v in dataclasses.asdict(th).items()}

@@ -146,3 +146,17 @@ def test_manual_reading_with_expected_value_and_correction(api) -> None:
         row = conn.execute("SELECT value, quality, source, reasons FROM register_readings r JOIN meters m "
                            "ON m.id = r.meter_id WHERE m.code = 'e1' AND ts = %s", (at,)).fetchone()
     assert row == (152.4, "M", "manual", ["corrected", "manual"])
+
+
+def test_thresholds_per_organisation(api) -> None:
+    client, tok, dsn = api
+    body = {"scope": "organisation", "name": "uk1", "settings": {"clock_drift_s": 30}}
+    assert client.put("/api/v1/vee/thresholds", json=body, headers=_h(tok["uk2"])).status_code == 403
+    assert client.put("/api/v1/vee/thresholds", json=dict(body, settings={"clock_drift": 30}),
+                      headers=_h(tok["uk1"])).status_code == 422
+    assert client.put("/api/v1/vee/thresholds", json=body, headers=_h(tok["uk1"])).status_code == 200
+    assert client.get("/api/v1/meters/e1/thresholds", headers=_h(tok["uk1"])).json()["clock_drift_s"] == 30
+    assert client.get("/api/v1/meters/e2/thresholds", headers=_h(tok["uk2"])).json()["clock_drift_s"] == 120
+    listed = client.get("/api/v1/vee/thresholds", headers=_h(tok["uk2"])).json()
+    assert listed["overrides"] == [] and listed["defaults"]["spike_factor"] == 5.0
+    assert len(client.get("/api/v1/vee/thresholds", headers=_h(tok["admin"])).json()["overrides"]) == 1
