@@ -77,19 +77,22 @@ WITH sel AS (
            coalesce(lag(last_value) OVER w, first_value) AS prev
     FROM (SELECT * FROM cur UNION ALL SELECT * FROM base) x
     WINDOW w AS (PARTITION BY meter_id, obis ORDER BY b)
+), per_meter AS (
+    -- one row per meter and group first (hash aggregates), so counting meters needs no DISTINCT sort
+    SELECT {bucket} AS bucket, sel.resource,
+           CASE WHEN sel.resource = 'electricity' THEN split_part(d.obis, '.', 5)::int ELSE 0 END AS zone,
+           CASE WHEN sel.is_balance THEN 'balance' ELSE 'individual' END AS meter_class,
+           {_GROUP_COL[q.group]} AS group_key,
+           sum(CASE WHEN d.last_value < d.prev AND sel.digits IS NOT NULL
+                         AND d.prev >= 0.9 * 10 ^ sel.digits AND d.last_value < 0.1 * 10 ^ sel.digits
+                    THEN d.last_value - d.prev + 10 ^ sel.digits
+                    ELSE d.last_value - d.prev END * sel.multiplier) AS value
+    FROM d JOIN sel ON sel.id = d.meter_id
+    WHERE d.b >= %(start)s
+    GROUP BY 1, 2, 3, 4, 5, d.meter_id
 )
-SELECT {bucket} AS bucket, sel.resource,
-       CASE WHEN sel.resource = 'electricity' THEN split_part(d.obis, '.', 5)::int ELSE 0 END AS zone,
-       CASE WHEN sel.is_balance THEN 'balance' ELSE 'individual' END AS meter_class,
-       {_GROUP_COL[q.group]} AS group_key,
-       sum(CASE WHEN d.last_value < d.prev AND sel.digits IS NOT NULL
-                     AND d.prev >= 0.9 * 10 ^ sel.digits AND d.last_value < 0.1 * 10 ^ sel.digits
-                THEN d.last_value - d.prev + 10 ^ sel.digits
-                ELSE d.last_value - d.prev END * sel.multiplier) AS value,
-       count(DISTINCT d.meter_id) AS meters
-FROM d JOIN sel ON sel.id = d.meter_id
-WHERE d.b >= %(start)s AND d.prev IS NOT NULL
-GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+SELECT bucket, resource, zone, meter_class, group_key, sum(value) AS value, count(*) AS meters
+FROM per_meter GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
 """
 
 
@@ -106,6 +109,8 @@ async def consumption(conn: psycopg.AsyncConnection, q: ConsumptionQuery,
         params["start"] = params["start"].replace(day=1)
     if q.granularity == "year":
         params["start"] = params["start"].replace(month=1)
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # sorts and hashes over a month of an organisation's rollup rows stay in memory with this
+        await cur.execute("SELECT set_config('work_mem', '64MB', true)")
         await cur.execute(_sql(q, scope_sql), params)
         return await cur.fetchall()
