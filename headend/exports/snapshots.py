@@ -130,8 +130,10 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
     rs = sorted(readings, key=lambda r: r.ts)
     flags: list[str] = []
     installed_in = meter.installed_at is not None and start_at.date() <= meter.installed_at < end_at.date()
-    removed_in = (meter.replaced_by_id is not None or meter.decommissioned_at is not None) and (
-        meter.decommissioned_at is None or start_at.date() <= meter.decommissioned_at <= end_at.date())
+    # removal known by date: the last reading up to then is final. Without a date (only
+    # replaced_by known) the boundary rules apply and a missing end reading falls back
+    # to the last one before the boundary.
+    removed_in = meter.decommissioned_at is not None and start_at.date() <= meter.decommissioned_at <= end_at.date()
 
     start = _closest(rs, start_at, lookback)
     if start is None:
@@ -150,7 +152,7 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
         inside = [r for r in rs if start_at < r.ts <= end_at]
         if inside:
             end = inside[-1]
-            flags.append("end_before_boundary")
+            flags.append("removed_in_period" if meter.replaced_by_id is not None else "end_before_boundary")
     if start is not None and end is not None and end.ts <= start.ts:
         end = None if end.ts < start.ts else end
     consumption: float | None = None

@@ -525,3 +525,51 @@ async def test_silent_meter_still_listed_in_snapshot(pg_dsn):
     assert snap.meter == "quiet" and snap.consumption is None
     assert {"start_missing", "end_missing"} <= set(snap.flags)
     await conn.close()
+
+
+async def test_feed_sees_the_real_ingest_merge_path(pg_dsn):
+    """Values merged by the storage ingest (COPY into staging, INSERT … ON CONFLICT in a
+    CTE, batch hooks as registered in app.py) reach the feed once; a replay adds nothing."""
+    from askue.contract import DataMessage, Value
+    from askue.headend.app import BATCH_HOOKS, load_entries
+    from askue.headend.ingest import merge
+    from askue.headend.ingest.batch import Pending
+
+    conn = await _conn(pg_dsn)
+    await merge.prepare_connection(conn)
+    org = await _org(conn)
+    await _meter(conn, "m1", org)
+    t0 = datetime(2024, 3, 1, tzinfo=UTC)
+    values = [Value(meter_id="m1", obis=A_PLUS, kind="register", value=100.0 + i, unit="kWh",
+                    received_at=t0 + timedelta(hours=i, seconds=5), meter_time=t0 + timedelta(hours=i))
+              for i in range(5)]
+    msg = DataMessage(v=1, gateway_id="gw1", seq=1, sent_at=t0, values=values)
+
+    def pending() -> Pending:
+        p = Pending()
+        p.data.append(msg)
+        p.seen["gw1"] = t0
+        p.n_values = len(values)
+        return p
+
+    ctx = merge.MergeContext(hooks=load_entries(BATCH_HOOKS))
+    await merge.write(conn, ctx, pending())
+    page = await feed.fetch_page(conn, feed.Cursor(), org_ids=frozenset({org}))
+    assert [(i.meter, i.value, i.source) for i in page.items] == [("m1", 100.0 + i, "gateway") for i in range(5)]
+    await merge.write(conn, ctx, pending())  # QoS 1 replay
+    again = await feed.fetch_page(conn, feed.Cursor.decode(page.next_cursor), org_ids=frozenset({org}))
+    assert again.items == []
+    await conn.close()
+
+
+def test_replaced_meter_keeps_boundary_rule_in_earlier_months():
+    """A meter replaced later (no removal date known) is billed by the normal boundary
+    rule in the months before: months still add up."""
+    s0, s1, s2 = (datetime(2024, m, 1, tzinfo=UTC) for m in (2, 3, 4))
+    m = snapshots.MeterInfo(1, "old", replaced_by_id=2, replaced_by_code="new")
+    rs = [snapshots.Reading(s0, 10.0), snapshots.Reading(s1, 40.0), snapshots.Reading(s1 + timedelta(days=2), 45.0),
+          snapshots.Reading(s1 + timedelta(days=9), 60.0)]
+    feb = snapshots.compute_snapshot(m, A_PLUS, rs, s0, s1)
+    mar = snapshots.compute_snapshot(m, A_PLUS, rs, s1, s2)
+    assert feb.end == mar.start and feb.consumption == 30.0
+    assert mar.end.value == 60.0 and "removed_in_period" in mar.flags and mar.consumption == 20.0
