@@ -115,3 +115,10 @@ def test_cli_import_dry_run_and_exit_codes(pg_dsn: str, tmp_path: Path, capsys) 
     assert "row 3, column resource: 'plasma' is not a resource" in cap.err
     assert "would import 1 of 2 row(s); 1 error(s)" in cap.out
     assert askue_main(["headend", "--dsn", pg_dsn, "import", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_shipped_example_registry_imports_cleanly(pg_dsn: str) -> None:
+    example = Path(__file__).resolve().parents[2] / "configs" / "registry-example.csv"
+    res = import_file(pg_dsn, example)
+    assert res.errors == [] and res.imported == 4
+    assert res.created == {"organisations": 1, "sites": 2, "accounts": 2, "meters": 4}
