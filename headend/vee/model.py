@@ -35,6 +35,9 @@ class MeterFacts:
     # Times at which the meter's identity changed under the same id (a new serial seen
     # by the gateway): registers restart there, a drop is an exchange, not a reverse.
     baseline_resets: tuple[datetime, ...] = ()
+    # The gateway reads a serial other than the registry's: the meter was exchanged under
+    # the same id and the registry not yet updated; a drop is then an exchange.
+    identity_changed: bool = False
 
     @property
     def capacity(self) -> float | None:

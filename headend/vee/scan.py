@@ -78,6 +78,7 @@ async def scan_once(conn: psycopg.AsyncConnection, now: datetime) -> ScanStats:
             th = cfg.for_meter(m.facts)
             res.extend(engine.check_meter_state(m.facts, m.last_contact, Ctx(now=now, thresholds=th, tz=tz)))
         stats.raised += await store.apply_result(conn, res, meters, {}, cfg)
+        await _exchanges(conn)
     since = await _state(conn, "series")
     if since is not None and now - since < SERIES_EVERY:
         return stats
@@ -94,6 +95,20 @@ async def scan_once(conn: psycopg.AsyncConnection, now: datetime) -> ScanStats:
         stats.substitutes += await _month_start_reads(conn, meters, cfg, now, tz)
         await _set_state(conn, "series", now)
     return stats
+
+
+async def _exchanges(conn: psycopg.AsyncConnection) -> int:
+    """A reverse raised shortly before the gateway saw a new serial was the exchange itself:
+    close it with the serials as the reason (the registry still has to be updated)."""
+    cur = await conn.execute(
+        "UPDATE abnormal_events e SET state = 'resolved', resolved_by = 'vee', resolved_at = now(), "
+        "cleared_at = now(), auto_closed = true, comment = coalesce(e.comment || '; ', '') || "
+        "format('замена счётчика: серийный номер %s → %s / meter exchange: serial %s → %s', "
+        "m.serial, m.reported_serial, m.serial, m.reported_serial) "
+        "FROM meters m WHERE e.meter_id = m.id AND e.kind = 'reverse_reading' AND e.state <> 'resolved' "
+        "AND m.serial IS NOT NULL AND m.reported_serial IS NOT NULL AND m.serial <> m.reported_serial "
+        "AND e.raised_at > now() - interval '2 days' RETURNING e.id")
+    return len(await cur.fetchall())
 
 
 async def _judge_chunk(conn: psycopg.AsyncConnection, chunk: dict[int, store.MeterRow], cfg: ThresholdConfig,

@@ -44,7 +44,7 @@ class MeterRow:
 _METER_SQL = """
 SELECT m.id, m.code, m.resource, m.serial, m.model, o.code, m.digits, m.multiplier, m.installed_at,
        rp.code, rb.code, m.verification_due, m.status, s.code, m.is_balance, m.org_id, m.site_id, m.account_id,
-       m.gateway_id, m.last_contact
+       m.gateway_id, m.last_contact, m.reported_serial
 FROM meters m
 LEFT JOIN organisations o ON o.id = m.org_id
 LEFT JOIN sites s ON s.id = m.site_id
@@ -62,13 +62,14 @@ async def load_meters(conn: psycopg.AsyncConnection, tz: tzinfo, ids: Sequence[i
     out: dict[int, MeterRow] = {}
     for r in await cur.fetchall():
         (mid, code, resource, serial, model, org, digits, mult, installed, replaces, replaced_by, due, status,
-         site, is_bal, org_id, site_id, account_id, gw, last_contact) = r
+         site, is_bal, org_id, site_id, account_id, gw, last_contact, reported_serial) = r
         facts = MeterFacts(
             meter_id=code, resource=resource if resource != "unknown" else "electricity", serial=serial,
             model=model, organisation=org, digits=digits, multiplier=mult or 1.0,
             installed_at=datetime.combine(installed, time(0), tzinfo=tz) if installed else None,
             replaces=replaces, replaced_by=replaced_by, verification_due=due,
-            decommissioned=status == "decommissioned", house=site, is_balance=is_bal)
+            decommissioned=status == "decommissioned", house=site, is_balance=is_bal,
+            identity_changed=bool(serial and reported_serial and serial != reported_serial))
         out[mid] = MeterRow(mid, facts, org_id, site_id, account_id, gw, last_contact, status)
     return out
 

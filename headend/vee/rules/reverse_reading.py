@@ -23,7 +23,7 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
             if not in_service(meter, v):
                 continue
             if prev is not None and v.new and v.ts > prev.ts:
-                if reset_between(meter, prev.ts, v.ts):
+                if reset_between(meter, prev.ts, v.ts) or (meter.identity_changed and v.value < prev.value):
                     res.marks.append(Mark(meter.meter_id, obis, v.ts, "meter_exchange"))
                 elif v.value < prev.value - th.reverse_tolerance:
                     delta = forward_delta(prev.value, v.value, meter, th)

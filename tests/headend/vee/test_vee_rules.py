@@ -351,3 +351,9 @@ def test_utc_and_local_times_mix():
     m = MeterFacts("m1", digits=5)
     vals = [reg(99998.1, T0.astimezone(UTC)), reg(2.3, T0 + timedelta(hours=1))]
     assert reverse_reading.check(m, vals, ctx()).findings == []
+
+
+def test_drop_with_new_serial_reported_is_an_exchange():
+    m = MeterFacts("m1", serial="111", identity_changed=True)
+    res = reverse_reading.check(m, [reg(5000.0, T0), reg(1.0, T0 + timedelta(hours=1))], ctx())
+    assert res.findings == [] and [mk.reason for mk in res.marks] == ["meter_exchange"]

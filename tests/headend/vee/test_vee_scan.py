@@ -115,3 +115,24 @@ async def test_scan_house_imbalance_filed_under_the_house(pg_dsn: str) -> None:
                              "JOIN sites s ON s.id = e.site_id WHERE e.kind = 'house_imbalance'")
     assert await cur.fetchall() == [("h1", "20.0", "2")]
     await conn.close()
+
+
+async def test_reverse_then_new_serial_closes_as_exchange(pg_dsn: str) -> None:
+    conn = await _conn(pg_dsn)
+    await conn.execute("UPDATE meters SET serial = 'S-OLD' WHERE code = 'E7'")
+    ctx = merge.MergeContext(hooks=[live.batch_hook])
+    t = NOW - timedelta(hours=3)
+    await merge.write(conn, ctx, pending([c_val("E7", "register", "1.0.1.8.0.255", 5000.0, t),
+                                          c_val("E7", "register", "1.0.1.8.0.255", 1.0, t + timedelta(hours=1))]))
+    assert [k for k, c, *_ in await _events(conn) if c == "E7"] == ["reverse_reading"]
+    # the gateway's identity check reports the new meter's serial
+    await conn.execute("UPDATE meters SET reported_serial = 'S-NEW' WHERE code = 'E7'")
+    await scan.scan_once(conn, NOW)
+    row = await (await conn.execute("SELECT state, resolved_by, comment FROM abnormal_events "
+                                    "WHERE kind = 'reverse_reading'")).fetchone()
+    assert row[:2] == ("resolved", "vee") and "S-OLD → S-NEW" in row[2]
+    # from now on a drop on this meter is an exchange, not a reverse
+    await merge.write(conn, ctx, pending([c_val("E7", "register", "1.0.1.8.0.255", 0.5, t + timedelta(hours=2))],
+                                         seq=2))
+    assert [k for k, c, *_ in await _events(conn) if c == "E7" and k == "reverse_reading"] == ["reverse_reading"]
+    await conn.close()
