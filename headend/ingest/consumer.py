@@ -30,8 +30,9 @@ from askue.headend.ingest.batch import Pending
 
 log = logging.getLogger(__name__)
 
-# errors that say "this data cannot be stored" rather than "the database is away"
-_DATA_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+# errors that say "this data cannot be stored" rather than "the database is away"; the
+# Python ones come from adapting a value (e.g. an integer beyond bigint) for COPY
+_DATA_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError, OverflowError, ValueError)
 
 
 @dataclass
@@ -217,6 +218,17 @@ class Consumer:
             except _DATA_ERRORS as e:
                 pending.dead.append((self.topics.data(msg.gateway_id), msg.gateway_id,
                                      msgspec.json.encode(msg), f"database refused the payload: {e}"))
-        rest = Pending(states=pending.states, healths=pending.healths, dead=pending.dead,
-                       seen=pending.seen)
+        # state and health messages can be refused too (a NUL in a text field, jsonb limits):
+        # isolate them as well, or the batch would fail forever and never be acknowledged
+        for st, topic in [(s, self.topics.state(s.gateway_id)) for s in pending.states] + \
+                         [(h, self.topics.health(h.gateway_id)) for h in pending.healths]:
+            one = Pending(states=[st] if topic.endswith("/state") else [],
+                          healths=[st] if topic.endswith("/health") else [],
+                          seen={st.gateway_id: pending.seen.get(st.gateway_id, datetime.now(UTC))})
+            try:
+                await merge.write(conn, self.ctx, one)
+            except _DATA_ERRORS as e:
+                pending.dead.append((topic, st.gateway_id, msgspec.json.encode(st),
+                                     f"database refused the payload: {e}"))
+        rest = Pending(dead=pending.dead, seen=pending.seen)
         await merge.write(conn, self.ctx, rest)
