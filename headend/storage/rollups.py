@@ -79,25 +79,29 @@ async def recompute(conn: psycopg.AsyncConnection, meter_id: int, obis: str, sta
 
     For changes made in place (edits, estimates replaced); inserts go through add_inserted().
     """
+    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
+    if mode and mode[0] == "timescale":
+        return  # continuous aggregates follow the data by themselves (refresh policy, real-time part)
     # whole local months, so every bucket rebuilt is rebuilt from complete data
     lo_row = await (await conn.execute(
         "SELECT date_trunc('month', %(s)s AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s, "
         "(date_trunc('month', %(e)s AT TIME ZONE %(tz)s) + interval '1 month') AT TIME ZONE %(tz)s",
         {"s": start, "e": end, "tz": tz})).fetchone()
     lo, hi = lo_row
-    p = {"m": meter_id, "o": obis, "lo": lo, "hi": hi, "tz": tz}
-    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _recompute (meter_id bigint, obis text, kind text, "
-                       "ts timestamptz, value double precision, period_s integer) ON COMMIT DELETE ROWS")
-    await conn.execute("DELETE FROM _recompute")
-    await conn.execute(
-        "INSERT INTO _recompute SELECT meter_id, obis, 'interval', ts, value, period_s FROM intervals "
-        "WHERE meter_id = %(m)s AND obis = %(o)s AND ts - make_interval(secs => period_s) >= %(lo)s "
-        "AND ts - make_interval(secs => period_s) < %(hi)s "
-        "UNION ALL SELECT meter_id, obis, 'register', ts, value, NULL FROM register_readings "
-        "WHERE meter_id = %(m)s AND obis = %(o)s AND ts >= %(lo)s AND ts < %(hi)s", p)
-    for target, (col, _bucket) in {**INTERVAL_BUCKETS, **REGISTER_BUCKETS}.items():
-        bounds = ("%(lo)s", "%(hi)s") if col == "hour" else \
-            ("(%(lo)s AT TIME ZONE %(tz)s)::date", "(%(hi)s AT TIME ZONE %(tz)s)::date")
-        await conn.execute(f"DELETE FROM {target} WHERE meter_id = %(m)s AND obis = %(o)s "
-                           f"AND {col} >= {bounds[0]} AND {col} < {bounds[1]}", p)
-    await add_inserted(conn, "_recompute", tz)
+    async with conn.transaction():  # the temp table empties at commit: keep it in one transaction
+        p = {"m": meter_id, "o": obis, "lo": lo, "hi": hi, "tz": tz}
+        await conn.execute("CREATE TEMP TABLE IF NOT EXISTS _recompute (meter_id bigint, obis text, kind text, "
+                           "ts timestamptz, value double precision, period_s integer) ON COMMIT DELETE ROWS")
+        await conn.execute("DELETE FROM _recompute")
+        await conn.execute(
+            "INSERT INTO _recompute SELECT meter_id, obis, 'interval', ts, value, period_s FROM intervals "
+            "WHERE meter_id = %(m)s AND obis = %(o)s AND ts - make_interval(secs => period_s) >= %(lo)s "
+            "AND ts - make_interval(secs => period_s) < %(hi)s "
+            "UNION ALL SELECT meter_id, obis, 'register', ts, value, NULL FROM register_readings "
+            "WHERE meter_id = %(m)s AND obis = %(o)s AND ts >= %(lo)s AND ts < %(hi)s", p)
+        for target, (col, _bucket) in {**INTERVAL_BUCKETS, **REGISTER_BUCKETS}.items():
+            bounds = ("%(lo)s", "%(hi)s") if col == "hour" else \
+                ("(%(lo)s AT TIME ZONE %(tz)s)::date", "(%(hi)s AT TIME ZONE %(tz)s)::date")
+            await conn.execute(f"DELETE FROM {target} WHERE meter_id = %(m)s AND obis = %(o)s "
+                               f"AND {col} >= {bounds[0]} AND {col} < {bounds[1]}", p)
+        await add_inserted(conn, "_recompute", tz)

@@ -177,3 +177,48 @@ async def test_values_in_a_new_month_get_their_partition(pg_dsn: str) -> None:
     where = await (await conn.execute("SELECT tableoid::regclass::text FROM register_readings")).fetchone()
     assert where == ("register_readings_202501",)
     await conn.close()
+
+
+async def test_payload_the_database_refuses_goes_to_dead_letters_alone(pg_dsn: str, mqtt_broker) -> None:
+    """seq beyond bigint passes the contract but not PostgreSQL: that message is dead-lettered, others stored."""
+    from askue.headend.app import open_pool
+    from askue.headend.config import Settings
+    from askue.headend.ingest.consumer import Consumer
+
+    s = Settings(dsn=pg_dsn, mqtt_host=mqtt_broker.host, mqtt_port=mqtt_broker.port, pool_max=1)
+    pool = await open_pool(s, configure=merge.prepare_connection)
+    try:
+        c = Consumer(s, pool, merge.MergeContext())
+        p = Pending()
+        _classify(Topics(), "askue/v1/gw1/data", payload([reg("good", 1.0, T0)], seq=5), p)
+        _classify(Topics(), "askue/v1/gw1/data", payload([reg("bad", 2.0, T0)], seq=2**70), p)
+        await c._commit(p)
+        async with pool.connection() as conn:
+            stored = await (await conn.execute("SELECT m.code FROM register_readings r JOIN meters m "
+                                               "ON m.id = r.meter_id")).fetchall()
+            dead = await (await conn.execute("SELECT gateway_id, reason FROM dead_letters")).fetchall()
+        assert stored == [("good",)]
+        assert len(dead) == 1 and dead[0][0] == "gw1" and "database refused" in dead[0][1]
+        assert c.stats.dead_letters == 1 and c.stats.batches == 1
+    finally:
+        await pool.close()
+
+
+async def test_recompute_rebuilds_buckets_after_an_edit(pg_dsn: str) -> None:
+    from askue.headend.storage import rollups
+
+    conn = await _conn(pg_dsn)
+    day_start = T0 + timedelta(hours=21)
+    await merge.write(conn, merge.MergeContext(), _pending(data_msg(
+        [interval("m5", 1.0, day_start + timedelta(minutes=30 * k)) for k in (1, 2, 3)])))
+    # an in-place correction (as VEE editing does) is not seen by the insert path ...
+    await conn.execute("UPDATE intervals SET value = 4.0, quality = 'M' WHERE ts = %s",
+                       (day_start + timedelta(minutes=60),))
+    q = "SELECT value, n FROM rollup_interval_daily WHERE day = '2026-03-02'"
+    assert await (await conn.execute(q)).fetchall() == [(3.0, 3)]
+    # ... until the channel's range is recomputed
+    mid = (await (await conn.execute("SELECT id FROM meters WHERE code = 'm5'")).fetchone())[0]
+    await rollups.recompute(conn, mid, "1.0.1.29.0.255", day_start, day_start + timedelta(hours=2), "Europe/Moscow")
+    assert await (await conn.execute(q)).fetchall() == [(6.0, 3)]
+    assert await (await conn.execute("SELECT value FROM rollup_interval_monthly")).fetchall() == [(6.0,)]
+    await conn.close()
