@@ -190,8 +190,10 @@ class Consumer:
                 async with self.pool.connection() as conn:
                     try:
                         batch = await merge.write(conn, self.ctx, pending)
-                    except _DATA_ERRORS as e:
-                        log.warning("batch refused by the database (%s); writing its messages one by one", e)
+                    except psycopg.OperationalError:
+                        raise
+                    except Exception as e:  # data the database refuses, or a bug: isolate, never loop
+                        log.warning("batch refused (%s: %s); writing its messages one by one", type(e).__name__, e)
                         await self._write_singly(conn, pending)
                         batch = None
                 break
@@ -215,7 +217,11 @@ class Consumer:
                           n_values=len(msg.values))
             try:
                 await merge.write(conn, self.ctx, one)
-            except _DATA_ERRORS as e:
+            except psycopg.OperationalError:
+                raise
+            except Exception as e:
+                if not isinstance(e, _DATA_ERRORS):
+                    log.exception("unexpected error writing one message; it goes to dead letters")
                 pending.dead.append((self.topics.data(msg.gateway_id), msg.gateway_id,
                                      msgspec.json.encode(msg), f"database refused the payload: {e}"))
         # state and health messages can be refused too (a NUL in a text field, jsonb limits):
@@ -227,7 +233,11 @@ class Consumer:
                           seen={st.gateway_id: pending.seen.get(st.gateway_id, datetime.now(UTC))})
             try:
                 await merge.write(conn, self.ctx, one)
-            except _DATA_ERRORS as e:
+            except psycopg.OperationalError:
+                raise
+            except Exception as e:
+                if not isinstance(e, _DATA_ERRORS):
+                    log.exception("unexpected error writing one message; it goes to dead letters")
                 pending.dead.append((topic, st.gateway_id, msgspec.json.encode(st),
                                      f"database refused the payload: {e}"))
         rest = Pending(dead=pending.dead, seen=pending.seen)
