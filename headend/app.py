@@ -79,7 +79,10 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
     if migrate:
         await asyncio.to_thread(migrations.apply, settings.dsn, timezone=settings.timezone)
     with psycopg.connect(settings.dsn) as c:
-        mode = migrations.storage_mode(c) or "plain"
+        mode = migrations.storage_mode(c)
+        if mode is None:
+            raise migrations.MigrationError("the database has no askue schema yet; run `askue headend migrate` "
+                                            "(or start without --no-migrate)")
         tz = c.execute("SELECT value FROM askue_meta WHERE key = 'timezone'").fetchone()[0]
     if tz != settings.timezone:
         log.warning("rollups in this database use time zone %s (settings say %s); %s is used", tz,
