@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -128,6 +128,7 @@ class MeterState:
     profile_read_to: datetime | None = None
     period_s: int | None = None
     polls: int = 0
+    unsupported: set[str] = field(default_factory=set)  # scheduled kinds the driver cannot read
 
     def status(self) -> MeterStatus:
         return MeterStatus(meter_id=self.cfg.id, last_contact=self.last_contact, last_error=self.last_error,
@@ -227,6 +228,11 @@ class BusWorker:
                 t0 = time.monotonic()
                 try:
                     result = await self._run_job(lane, transport, state, job)
+                except asyncio.CancelledError:
+                    if job.future and not job.future.done():
+                        job.future.set_exception(RuntimeError(
+                            f"bus {self.bus.id} stopped (config reload or shutdown) during the operation"))
+                    raise
                 except Exception as e:  # noqa: BLE001 - a lane must never die
                     if job.future and not job.future.done():
                         job.future.set_exception(e)
@@ -245,7 +251,7 @@ class BusWorker:
 
     def _reschedule(self, state: MeterState, job: Job) -> None:
         period = state.cfg.schedules.periods().get(job.kind)
-        if period is None:
+        if period is None or job.kind in state.unsupported:
             return
         now = time.time()
         if job.kind == "interval" and job.args.get("behind"):
@@ -296,10 +302,13 @@ class BusWorker:
                 self._failed(state, e, job, backoff_s=m.backoff_max_s)
                 raise
             except Unsupported as e:
-                # Not the meter's fault: report to a command, skip a schedule quietly.
-                log.info("meter %s bus %s: %s", m.id, self.bus.id, e)
+                # Not the meter's fault: report to a command; a schedule the driver cannot serve
+                # is switched off for this meter (once, with a log line), not retried forever.
                 if job.future:
                     raise
+                if job.kind not in state.unsupported:
+                    log.warning("meter %s bus %s: %s schedule switched off: %s", m.id, self.bus.id, job.kind, e)
+                state.unsupported.add(job.kind)
                 return None
             except DriverError as e:
                 last = e

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"askue gateway: {e}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyError as e:  # unknown or missing driver module
-        print(f"askue gateway: {e.args[0] if e.args else e}", file=sys.stderr)
-        return EXIT_USAGE
+    except ConfigError as e:  # a driver module that cannot be loaded
+        print(f"askue gateway: {e}", file=sys.stderr)
+        return EXIT_MISSING

@@ -99,11 +99,16 @@ class Commands:
                 res = CommandResult(v=SCHEMA_VERSION, id=cmd.id, cmd=cmd.cmd, ok=True, finished_at=_now(),
                                     result=result)
                 self.executed += 1
-            except (CommandError, DriverError, KeyError, TimeoutError) as e:
+            except Exception as e:  # noqa: BLE001 - every command gets a result, whatever happened
                 self.failed += 1
-                msg = str(e) if not isinstance(e, TimeoutError) else "timed out"
-                if isinstance(e, DriverError):
+                if isinstance(e, TimeoutError):
+                    msg = "timed out (raise args.timeout_s if the meter is slow)"
+                elif isinstance(e, CommandError):
+                    msg = str(e)
+                else:
                     msg = f"{type(e).__name__}: {e}"
+                if not isinstance(e, CommandError | DriverError | TimeoutError):
+                    log.exception("command %s (%s) failed unexpectedly", cmd.id, cmd.cmd)
                 log.warning("command %s (%s) failed: %s", cmd.id, cmd.cmd, msg)
                 res = CommandResult(v=SCHEMA_VERSION, id=cmd.id, cmd=cmd.cmd, ok=False, finished_at=_now(),
                                     error=msg)
@@ -120,7 +125,9 @@ class Commands:
 
     async def execute(self, cmd: Command) -> dict[str, Any]:
         a = cmd.args
-        timeout = float(a.get("timeout_s", DEFAULT_TIMEOUT_S))
+        timeout = a.get("timeout_s", DEFAULT_TIMEOUT_S)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+            raise CommandError("argument 'timeout_s' must be a number of seconds in (0, 3600]")
         if cmd.cmd == "reload_config":
             return await self.gw.reload()
         if cmd.cmd == "poll_now":
@@ -160,6 +167,8 @@ async def _gather(futs: dict[str, asyncio.Future], timeout: float) -> dict[str, 
         if f in pending:
             f.cancel()
             out[mid] = {"error": "timed out"}
+        elif f.cancelled():
+            out[mid] = {"error": "cancelled"}
         elif f.exception() is not None:
             e = f.exception()
             out[mid] = {"error": f"{type(e).__name__}: {e}"}

@@ -273,9 +273,15 @@ def _field(loc: tuple) -> str:
 def load_config(path: str | Path) -> GatewayConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the file is not UTF-8 (byte 0x{raw[e.start]:02x}); "
+                          "save it as UTF-8") from None
     return parse_config(text, str(path))
 
 
@@ -283,6 +289,10 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as e:  # a control character: it has a position, not a mark
+        line = text[:e.position].count("\n") + 1
+        raise ConfigError(f"{source}:{line}: not valid YAML: character #x{e.character:04x} is not "
+                          "allowed in a YAML file; remove it") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""

@@ -133,6 +133,8 @@ class Gateway:
         async with self._reload_lock:
             try:
                 new = load_config(self.config_path)
+                for m in new.meters:
+                    _driver_available(m.driver)
             except ConfigError as e:
                 log.error("reload refused, keeping the running config: %s", e)
                 raise CommandError(str(e)) from None
@@ -183,10 +185,22 @@ class Gateway:
         return {"changes": summary, "restart_needed": needs_restart}
 
 
+def _driver_available(name: str) -> None:
+    from askue.drivers.base import get_driver
+
+    try:
+        get_driver(name)
+    except (KeyError, ImportError) as e:
+        raise ConfigError(f"driver {name!r} cannot be loaded: {e} (install the gateway extra: "
+                          "pip install 'askue[gateway]')") from None
+
+
 async def run_gateway(cfg: GatewayConfig, config_path: str | Path | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the config."""
     import signal
 
+    for m in cfg.meters:
+        _driver_available(m.driver)
     gw = Gateway(cfg, config_path)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -61,6 +61,7 @@ async def test_broker_restart_loses_nothing_and_keeps_order(tmp_path, fresh_brok
         read_after = sum(w.stats.values for w in gw.workers.values())
         await wait_until(lambda: sum(w.stats.values for w in gw.workers.values()) > read_after + 50, 20,
                          "polling after the outage")
+        await wait_until(lambda: bool(col.health()), 10, "a periodic health message")
     finally:
         await gw.stop()  # clean shutdown flushes the store
         server.close()
