@@ -14,25 +14,24 @@ from askue.headend.app import run_headend
 from askue.headend.config import Settings
 
 
-def test_migrate_token_doctor(pg_dsn: str, mqtt_broker, capsys) -> None:
+def test_migrate_token_doctor(pg_dsn: str, mqtt_broker, capsys, monkeypatch) -> None:
     assert askue_main(["headend", "--dsn", pg_dsn, "migrate"]) == 0
     assert "applied 0 migration(s); storage mode: plain" in capsys.readouterr().out
     assert askue_main(["headend", "--dsn", pg_dsn, "token", "create", "--name", "x", "--role", "org_admin"]) == 2
     assert "needs --org" in capsys.readouterr().err
     assert askue_main(["headend", "--dsn", pg_dsn, "token", "create", "--name", "x", "--role", "viewer"]) == 0
     assert capsys.readouterr().out.startswith("askue_")
-    import os
-
-    os.environ["ASKUE_MQTT_PORT"] = str(mqtt_broker.port)
-    try:
-        assert askue_main(["headend", "--dsn", pg_dsn, "doctor"]) == 0
-    finally:
-        del os.environ["ASKUE_MQTT_PORT"]
+    monkeypatch.setenv("ASKUE_MQTT_PORT", str(mqtt_broker.port))
+    assert askue_main(["headend", "--dsn", pg_dsn, "doctor"]) == 0
     out = capsys.readouterr().out
     assert "storage mode: plain PostgreSQL" in out and "timescaledb extension is not installed" in out
     assert "migrations: up to date" in out and "mqtt broker: reachable" in out
     assert askue_main(["headend", "--dsn", "postgresql://postgres@127.0.0.1:1/x", "doctor"]) == 1
     assert "UNREACHABLE" in capsys.readouterr().out
+    # a database that was never migrated is refused with the command to fix it
+    monkeypatch.setenv("ASKUE_MQTT_PORT", "1")
+    assert askue_main(["headend", "--dsn", pg_dsn.rsplit("/", 1)[0] + "/postgres", "run", "--no-migrate"]) == 1
+    assert "askue headend migrate" in capsys.readouterr().err
 
 
 async def test_run_ingest_and_api_in_one_process(pg_dsn: str, mqtt_broker) -> None:
