@@ -42,7 +42,7 @@ def bar_chart(bars: Sequence[Bar], *, unit: str = "", width: int = 760, height: 
     n = max(len(bars), 1)
     step = pw / n
     bw = max(step * 0.7, 1.0)
-    label_every = max(1, n // 16)
+    label_every = max(1, -(-n // 12))  # at most ~12 labels so they never overlap
     for i, b in enumerate(bars):
         h = 0.0 if b.value <= 0 else ph * b.value / top_v
         x = left + i * step + (step - bw) / 2

@@ -19,7 +19,7 @@ def _rows(totals: Sequence[dict], lang: str) -> list[list[str]]:
 
 
 def _head(lang: str) -> list[str]:
-    return [t(k, lang) for k in ("resource", "meters", "zone", "consumption", "meters_n")]
+    return [t(k, lang) for k in ("resource", "meter_class", "zone", "consumption", "meters_n")]
 
 
 def overview_csv(totals: Sequence[dict], per, lang: str) -> bytes:

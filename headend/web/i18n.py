@@ -79,7 +79,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "hot_water": ("Горячая вода", "Hot water"), "heat": ("Тепло", "Heat"), "gas": ("Газ", "Gas"),
     "unknown": ("Неизвестно", "Unknown"), "period": ("Период", "Period"),
     "chart": ("График", "Chart"), "table": ("Таблица", "Table"), "yes": ("да", "yes"), "no": ("нет", "no"),
-    "count": ("Всего", "Count"),
+    "count": ("Всего", "Count"), "meter_class": ("Учёт", "Metering"),
 }
 
 

@@ -28,6 +28,7 @@
     var group = L.markerClusterGroup({
       showCoverageOnHover: false,
       maxClusterRadius: 40,
+      disableClusteringAtZoom: 17,  // close up, every meter shows on its own
       iconCreateFunction: function (cluster) {
         return L.divIcon({html: "<span>" + cluster.getChildCount() + "</span>", className: "askue-cluster",
                           iconSize: L.point(34, 34)});
