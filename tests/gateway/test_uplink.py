@@ -8,7 +8,9 @@ from collections import defaultdict
 
 from gwtest import gateway_config, meter_entries, sim_meters, start_modbus_tcp, wait_until
 
+from askue.devservices.ports import free_port
 from askue.gateway.config import GatewayConfig
+from askue.gateway.health import ProcessProbe, collect, prometheus_text
 from askue.gateway.service import Gateway
 
 
@@ -109,3 +111,26 @@ async def test_values_survive_a_restart_of_the_gateway_process_object(tmp_path, 
         await gw2.stop()
     check_complete_and_ordered(col.values(), read_first, sims)
     await asyncio.sleep(0)
+
+
+async def test_full_store_evicts_instant_values_first_while_the_uplink_is_down(tmp_path):
+    """A long outage with a small store: instant values give way, billing registers stay."""
+    sims = sim_meters(3)
+    server, port = await start_modbus_tcp(sims)
+    cfg = GatewayConfig.model_validate(gateway_config(
+        tmp_path, "gw-full", free_port(),  # no broker at all
+        buses=[{"id": "tcp1", "type": "tcp", "host": "127.0.0.1", "port": port, "max_concurrent": 3}],
+        meters=meter_entries(sims, "tcp1", {"register": 1, "instant": 1, "interval": None, "events": None}),
+        store={"max_values": 200}))
+    gw = Gateway(cfg)
+    await gw.start()
+    try:
+        await wait_until(lambda: gw.store.evicted().get("instant", 0) >= 50, 30, "evictions")
+        ev = gw.store.evicted()
+        assert gw.store.depth <= 200
+        assert "register" not in ev, f"registers evicted while instant values were stored: {ev}"
+        assert collect(gw, ProcessProbe()).evicted == sum(ev.values())
+        assert 'askue_gateway_evicted_total{gateway="gw-full",kind="instant"}' in prometheus_text(gw, ProcessProbe())
+    finally:
+        await gw.stop()
+        server.close()
