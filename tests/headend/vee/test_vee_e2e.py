@@ -26,6 +26,33 @@ MODEL = "schneider-iem3255"
 A_PLUS = "1.0.1.8.0.255"
 
 
+async def _headend_subscribed(dsn: str, broker, gw: str) -> None:
+    """Publish a probe until the head-end stored it: data published before its shared
+    subscription exists would be dropped by the broker, as in production before first start."""
+    import aiomqtt
+
+    from askue.contract import DataMessage, Topics, Value, encode
+
+    now = datetime.now(UTC)
+    probe = encode(DataMessage(v=1, gateway_id=gw, seq=0, sent_at=now, values=[
+        Value(meter_id=f"{gw}-probe", obis="0.0.96.1.0.255", kind="instant", value=1.0, unit="",
+              received_at=now)]))
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+
+    async def stored() -> bool:
+        cur = await conn.execute("SELECT 1 FROM meters WHERE code = %s", (f"{gw}-probe",))
+        return await cur.fetchone() is not None
+
+    async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as pub:
+        deadline = time.monotonic() + 30
+        while not await stored():
+            if time.monotonic() > deadline:
+                raise AssertionError("the head-end never stored the probe message")
+            await pub.publish(Topics().data(gw), probe, qos=1)
+            await asyncio.sleep(0.3)
+    await conn.close()
+
+
 async def _wait(pred, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not await pred():
@@ -63,6 +90,7 @@ async def test_simulator_faults_become_events_through_the_live_path(pg_dsn: str,
     settings = Settings(dsn=pg_dsn, mqtt_host=mqtt_broker.host, mqtt_port=mqtt_broker.port, mqtt_group="vee-e2e",
                         mqtt_client_id="vee-e2e-w", api_port=free_port(), batch_linger_s=0.05)
     headend = asyncio.create_task(run_headend(settings, api=False))
+    await _headend_subscribed(pg_dsn, mqtt_broker, cfg.gateway.id)
     gw = Gateway(cfg)
     await gw.start()
     conn = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
@@ -116,4 +144,65 @@ async def test_simulator_faults_become_events_through_the_live_path(pg_dsn: str,
     served = {round(v, 6) for (_k, obis, _t, v) in rolling.served if obis == A_PLUS}
     assert {round(r[1], 6) for r in roll} <= served, "stored values are the ones the simulator served"
     assert all(r[2] == [] for r in await values("vee-ok"))
+    await conn.close()
+
+
+@pytest.mark.slow
+async def test_dlms_tamper_journal_and_clock_jump_become_events(pg_dsn: str, mqtt_broker, tmp_path) -> None:
+    """СПОДЭС simulator: a magnetic-field entry in the external-influence journal and a
+    meter clock 400 s behind arrive through the gateway as tamper and clock_drift events."""
+    from askue.drivers.dlms.simulator import make_session_factory as dlms_factory
+
+    now = datetime.now(UTC)
+    sim = SimMeter(id="vee-dlms", serial="01234567", password="12345678", address=17,
+                   faults=Faults(tamper_at=now - timedelta(minutes=20), clock_jump_at=now - timedelta(hours=1),
+                                 clock_jump_s=-400))
+    server = await serve_tcp(dlms_factory({17: sim}, transport="tcp"), "127.0.0.1", 0)
+    cfg = GatewayConfig.model_validate({
+        "gateway": {"id": "gw-vee-dlms", "health_interval_s": 5, "shutdown_flush_s": 5},
+        "broker": {"host": mqtt_broker.host, "port": mqtt_broker.port, "reconnect_max_s": 2, "keepalive_s": 5},
+        "store": {"path": str(tmp_path / "gw.db"), "synchronous": "NORMAL"},
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "buses": [{"id": "dl", "type": "tcp", "host": "127.0.0.1", "port": server.sockets[0].getsockname()[1],
+                   "timeout_s": 2.0}],
+        "meters": [{"id": sim.id, "bus": "dl", "driver": "dlms", "address": 17, "serial": sim.serial,
+                    "password": "12345678", "clock_check_s": None,
+                    "schedules": {"register": 2, "instant": None, "interval": None, "events": 2}}],
+    })
+    settings = Settings(dsn=pg_dsn, mqtt_host=mqtt_broker.host, mqtt_port=mqtt_broker.port, mqtt_group="vee-e2e2",
+                        mqtt_client_id="vee-e2e2-w", api_port=free_port(), batch_linger_s=0.05)
+    headend = asyncio.create_task(run_headend(settings, api=False))
+    await _headend_subscribed(pg_dsn, mqtt_broker, cfg.gateway.id)
+    gw = Gateway(cfg)
+    await gw.start()
+    conn = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+
+    async def events() -> list[tuple]:
+        cur = await conn.execute("SELECT e.kind, e.obis, e.evidence FROM abnormal_events e JOIN meters m "
+                                 "ON m.id = e.meter_id WHERE m.code = %s ORDER BY e.id", (sim.id,))
+        return await cur.fetchall()
+
+    async def both() -> bool:
+        return {"tamper", "clock_drift"} <= {k for k, _, _ in await events()}
+
+    try:
+        try:
+            await _wait(both, 60, "tamper and clock_drift events")
+        except AssertionError as e:
+            cur = await conn.execute("SELECT obis, ts, value FROM meter_events")
+            raise AssertionError(f"{e}: {await events()}; journal {await cur.fetchall()}") from None
+        await asyncio.sleep(4)  # more polls: nothing raised twice
+    finally:
+        await gw.stop()
+        server.close()
+        headend.cancel()
+        try:
+            await headend
+        except asyncio.CancelledError:
+            pass
+    evs = await events()
+    tamper = [e for k, _, e in evs if k == "tamper"]
+    assert [(t["code"], t["journal"]) for t in tamper] == [(1, "external influence journal")]  # code 2 (end) not raised
+    drift = [e for k, _, e in evs if k == "clock_drift"]
+    assert len(drift) == 1 and -420 < drift[0]["drift_s"] < -380
     await conn.close()
