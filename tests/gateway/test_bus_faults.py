@@ -72,3 +72,34 @@ async def test_silent_and_garbage_meters_do_not_stall_the_bus(tmp_path):
     statuses = {s.meter_id: s for s in gw.statuses({sims[3].id, sims[7].id, healthy[0]})}
     assert not statuses[sims[3].id].ok and statuses[healthy[0]].ok
     await asyncio.sleep(0)
+
+
+async def test_replaced_meter_is_reported_not_read(tmp_path):
+    """A meter swapped on site (new serial at the configured address): the gateway reports
+    the identity mismatch and reads nothing from it; the other meter goes on."""
+    from datetime import UTC, datetime, timedelta
+
+    from gwtest import start_modbus_tcp
+
+    sims = sim_meters(2)
+    sims[2].faults = Faults(replaced_at=datetime.now(UTC) - timedelta(hours=1))
+    server, port = await start_modbus_tcp(sims)
+    raw = gateway_config(
+        tmp_path, "gw-id", free_port(),
+        buses=[{"id": "tcp1", "type": "tcp", "host": "127.0.0.1", "port": port}],
+        meters=meter_entries(sims, "tcp1", {"register": 1, "interval": None, "events": None}),
+        metrics={"port": None})
+    gw = Gateway(GatewayConfig.model_validate(raw))
+    await gw.start()
+    w = gw.workers["tcp1"]
+    try:
+        await wait_until(lambda: w.meters[sims[2].id].last_error is not None and w.meters[sims[1].id].polls >= 3,
+                         30, "the mismatch to be reported")
+    finally:
+        await gw.stop()
+        server.close()
+    bad = w.meters[sims[2].id]
+    assert "IdentityMismatch" in bad.last_error and f"configured serial '{sims[2].serial}'" in bad.last_error
+    assert f"meter reports '{sims[2].serial}'" not in bad.last_error
+    assert bad.polls == 0 and w.stats.identity_mismatches >= 1
+    assert not any(k == "register" for k, *_ in sims[2].served), "nothing was read from the wrong meter"
