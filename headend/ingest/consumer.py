@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -95,7 +94,11 @@ class Consumer:
         self.ctx = ctx
         self.topics = Topics(settings.mqtt_root)
         self.stats = IngestStats()
-        self.client_id = settings.mqtt_client_id or f"askue-headend-{socket.gethostname()}-{os.getpid()}"
+        # Stable across restarts: a restarted worker must resume its persistent session. A new id
+        # per process (the pid) left the old session in the shared group, where the broker kept
+        # queuing its share of the data for nobody (lost on session expiry). Several workers on
+        # one host in one group need their own mqtt_client_id.
+        self.client_id = settings.mqtt_client_id or f"askue-headend-{socket.gethostname()}-{settings.mqtt_group}"
 
     def _client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
