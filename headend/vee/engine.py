@@ -38,11 +38,31 @@ SERIES_RULES: dict[str, SeriesRule] = {
 }
 
 
+# The kinds of value each rule looks at: the others are filtered out before it runs.
+RULE_KINDS: dict[str, frozenset[str]] = {
+    "reverse_reading": frozenset({"register"}),
+    "spike": frozenset({"register", "interval"}),
+    "zero_consumption": frozenset({"register"}),
+    "interval_gap": frozenset({"interval"}),
+    "sum_mismatch": frozenset({"register", "interval"}),
+    "clock_drift": frozenset({"register", "instant"}),
+    "frozen_value": frozenset({"register", "instant"}),
+    "tamper": frozenset({"event"}),
+    "voltage": frozenset({"instant"}),
+}
+
+
 def check_series(meter: MeterFacts, values: list[Value], ctx: Ctx,
                  rules: Iterable[str] | None = None) -> Result:
     res = Result()
+    by_kind: dict[str, list[Value]] = {}
+    for v in values:
+        by_kind.setdefault(v.kind, []).append(v)
     for name in rules or SERIES_RULES:
-        res.extend(SERIES_RULES[name](meter, values, ctx))
+        kinds = RULE_KINDS[name]
+        vals = [v for k in kinds for v in by_kind.get(k, ())] if len(kinds) > 1 else by_kind.get(next(iter(kinds)), [])
+        if vals or name == "zero_consumption":
+            res.extend(SERIES_RULES[name](meter, vals, ctx))
     return res
 
 
