@@ -51,7 +51,12 @@ class Gateway:
         self.publisher.start()
         if self.cfg.metrics.port is not None:
             self.metrics = MetricsServer(self, self.probe, self.cfg.metrics.host, self.cfg.metrics.port)
-            await self.metrics.start()
+            try:
+                await self.metrics.start()
+            except OSError as e:  # port taken: polling and publishing matter more than the endpoint
+                log.error("metrics endpoint %s:%s not started: %s (change metrics.port)",
+                          self.cfg.metrics.host, self.cfg.metrics.port, e)
+                self.metrics = None
         self._health_task = asyncio.create_task(self._health_loop(), name="health")
         log.info("gateway %s started: %d buses, %d meters, store %s (%d values waiting)", self.cfg.gateway.id,
                  len(self.cfg.buses), len(self.cfg.meters), self.cfg.store.path, self.store.depth)
