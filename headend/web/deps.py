@@ -20,6 +20,12 @@ from askue.headend.web.i18n import LANGS, t
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANG_COOKIE = "askue_lang"
+# Everything is served by the head-end itself; nothing may frame the pages.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
+}
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                    trim_blocks=True, lstrip_blocks=True)
 
@@ -123,7 +129,7 @@ def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None =
         lang=lang, t=lambda key, **kw: t(key, lang, **kw), role_title=lambda r: ROLE_TITLES.get(r, (r, r))[lang == "en"],
         dt=lambda v, seconds=False: fmt_dt(v, tz, seconds) if tz else (v.isoformat() if v else ""),
         d=fmt_d, num=fmt_num, path=request.url.path, query=request.url.query, **ctx)
-    resp = HTMLResponse(page, status_code=status_code)
+    resp = HTMLResponse(page, status_code=status_code, headers=SECURITY_HEADERS)
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)
     return resp

@@ -101,11 +101,13 @@ def page(browser):
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    # CSP violations and missing assets show as console errors
+    pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
     try:
         yield pg
     finally:
         ctx.close()
-    assert errors == [], errors  # no JS errors, every asset served by the head-end
+    assert errors == [], errors  # no JS or CSP errors, every asset served by the head-end
 
 
 def shot(pg, name: str) -> None:

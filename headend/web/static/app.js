@@ -2,6 +2,16 @@
 // the expected value or below the last one.
 (function () {
   "use strict";
+  // inline handlers are not allowed by the pages' Content-Security-Policy
+  document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
+    el.addEventListener("change", function () { el.form.submit(); });
+  });
+  document.querySelectorAll("[data-back]").forEach(function (el) {
+    el.addEventListener("click", function (ev) { ev.preventDefault(); history.back(); });
+  });
+  document.querySelectorAll("[data-print]").forEach(function (el) {
+    el.addEventListener("click", function () { window.print(); });
+  });
   document.querySelectorAll("form.resolve").forEach(function (f) {
     f.addEventListener("submit", function (ev) {
       var c = f.querySelector("input[name=comment]");
