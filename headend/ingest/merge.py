@@ -30,6 +30,8 @@ CREATE TEMP TABLE IF NOT EXISTS _stage (
     kind text, meter_id bigint, obis text, ts timestamptz, ts_source text, received_at timestamptz,
     value double precision, quality text, reasons text[], source text, gateway_id text, seq bigint,
     period_s integer) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _touched (meter_id bigint, obis text, kind text, ts timestamptz)
+    ON COMMIT DELETE ROWS;
 """
 _VALUE_COLS = "meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source, gateway_id, seq"
 
@@ -123,12 +125,16 @@ async def _merge_values(conn: psycopg.AsyncConnection, ctx: MergeContext, kinds:
         ).format(t=sql.Identifier(table))]
         if ctx.mode == "plain":
             ctes += [sql.SQL(f"r{i} AS ({stmt})") for i, stmt in enumerate(rollups.statements(kind, "ins"))]
+            if kind == "register":  # keys for the prev_value refresh below (it must see the upserts)
+                ctes.append(sql.SQL("t AS (INSERT INTO _touched SELECT meter_id, obis, kind, ts FROM ins)"))
         final = ("SELECT meter_id, obis, kind, ts, received_at, value, period_s FROM ins" if want_rows
                  else "SELECT count(*) FROM ins")
         cur = await conn.execute(sql.SQL("WITH ") + sql.SQL(", ").join(ctes) + sql.SQL(" " + final),
                                  {"kind": kind, "tz": ctx.tz})
         if want_rows:
             rows += [InsertedRow(*r) for r in await cur.fetchall()]
+        if kind == "register" and ctx.mode == "plain":
+            await rollups.fix_prev(conn, "_touched", ctx.tz)
     return rows
 
 
@@ -209,7 +215,7 @@ async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: P
         kinds = {v.kind for msg in pending.data for v in msg.values}
         if kinds:
             # normally empty (ON COMMIT DELETE ROWS); not when a caller wrapped us in its own transaction
-            await conn.execute("TRUNCATE _stage")
+            await conn.execute("TRUNCATE _stage, _touched")
             batch.meter_ids = await _copy_values(conn, ctx, pending)
             batch.rows = await _merge_values(conn, ctx, kinds, want_rows=bool(ctx.hooks))
         await _meter_status(conn, ctx, pending)

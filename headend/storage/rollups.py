@@ -52,6 +52,33 @@ REGISTER_BUCKETS = {
 }
 
 
+_PREV_SQL = """
+UPDATE {target} r SET prev_value = p.v FROM (
+    SELECT k.meter_id, k.obis, k.b,
+           (SELECT x.last_value FROM {target} x WHERE x.meter_id = k.meter_id AND x.obis = k.obis
+              AND x.{col} < k.b ORDER BY x.{col} DESC LIMIT 1) AS v
+    FROM (SELECT DISTINCT meter_id, obis, b FROM t
+          UNION
+          SELECT t.meter_id, t.obis, n.{col} FROM (SELECT DISTINCT meter_id, obis, b FROM t) t
+          CROSS JOIN LATERAL (SELECT x.{col} FROM {target} x WHERE x.meter_id = t.meter_id AND x.obis = t.obis
+                              AND x.{col} > t.b ORDER BY x.{col} LIMIT 1) n) k
+) p
+WHERE r.meter_id = p.meter_id AND r.obis = p.obis AND r.{col} = p.b AND r.prev_value IS DISTINCT FROM p.v
+"""
+
+
+async def fix_prev(conn: psycopg.AsyncConnection, source: str, tz: str) -> None:
+    """Refresh prev_value of the register buckets `source`'s rows touched, and of the bucket after each.
+
+    A new row can change its bucket's last reading (the next bucket's prev) or create a
+    bucket (its own prev, and the next one's). `source` has meter_id, obis, kind, ts.
+    """
+    for target, (col, bucket) in REGISTER_BUCKETS.items():
+        await conn.execute(
+            f"WITH t AS (SELECT meter_id, obis, {bucket} AS b FROM {source} WHERE kind = 'register') "
+            + _PREV_SQL.format(target=target, col=col), {"tz": tz})
+
+
 def statements(kind: str, source: str) -> list[str]:
     """Rollup upserts fed from `source` for one kind (parameter %(tz)s); usable as CTEs of the merge."""
     if kind == "interval":
@@ -105,3 +132,4 @@ async def recompute(conn: psycopg.AsyncConnection, meter_id: int, obis: str, sta
             await conn.execute(f"DELETE FROM {target} WHERE meter_id = %(m)s AND obis = %(o)s "
                                f"AND {col} >= {bounds[0]} AND {col} < {bounds[1]}", p)
         await add_inserted(conn, "_recompute", tz)
+        await fix_prev(conn, "_recompute", tz)

@@ -90,6 +90,29 @@ async def test_out_of_order_batches_end_equal(pg_dsn: str) -> None:
     daily = await cur.fetchall()
     assert daily == [(date(2026, 3, 1), 10.0, 30.0, 21), (date(2026, 3, 2), 31.0, 54.0, 24),
                      (date(2026, 3, 3), 55.0, 57.0, 3)]
+    # each bucket knows the previous bucket's last reading, whatever the arrival order
+    cur = await conn.execute("SELECT day, prev_value FROM rollup_register_daily ORDER BY day")
+    assert await cur.fetchall() == [(date(2026, 3, 1), None), (date(2026, 3, 2), 30.0), (date(2026, 3, 3), 54.0)]
+    await conn.close()
+
+
+async def test_late_day_between_two_days_updates_prev_of_the_next(pg_dsn: str) -> None:
+    conn = await _conn(pg_dsn)
+    ctx = merge.MergeContext()
+    noon = T0 + timedelta(hours=9)  # 12:00 Moscow
+    await merge.write(conn, ctx, _pending(data_msg([reg("g1", 100.0, noon), reg("g1", 130.0, noon + timedelta(days=2))])))
+    q = "SELECT day, prev_value FROM rollup_register_daily ORDER BY day"
+    assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 1), None), (date(2026, 3, 3), 100.0)]
+    await merge.write(conn, ctx, _pending(data_msg([reg("g1", 110.0, noon + timedelta(days=1))])))
+    assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 1), None), (date(2026, 3, 2), 100.0),
+                                                        (date(2026, 3, 3), 110.0)]
+    # a later reading on 1 March raises that day's last value: the next day's prev follows
+    await merge.write(conn, ctx, _pending(data_msg([reg("g1", 105.0, noon + timedelta(hours=5))])))
+    assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 1), None), (date(2026, 3, 2), 105.0),
+                                                        (date(2026, 3, 3), 110.0)]
+    monthly = await (await conn.execute("SELECT month, first_value, last_value, prev_value "
+                                        "FROM rollup_register_monthly")).fetchall()
+    assert monthly == [(date(2026, 3, 1), 100.0, 130.0, None)]
     await conn.close()
 
 

@@ -62,21 +62,12 @@ WITH sel AS (
            a.code AS account_code, s.code AS site_code
     FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
     WHERE {' AND '.join(conds)}
-), cur AS (
-    SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value, r.first_value
+), d AS (
+    -- prev_value: last reading of the previous bucket with data, kept by ingest (plain) or
+    -- the view (TimescaleDB); the very first bucket counts from its own first reading
+    SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value, coalesce(r.prev_value, r.first_value) AS prev
     FROM {rollup} r JOIN sel ON sel.id = r.meter_id
     WHERE r.{b} >= %(start)s AND r.{b} < %(end)s AND {CHANNEL_SQL}
-), base AS (
-    SELECT p.* FROM (SELECT DISTINCT meter_id, obis FROM cur) k CROSS JOIN LATERAL (
-        SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value, r.first_value FROM {rollup} r
-        WHERE r.meter_id = k.meter_id AND r.obis = k.obis AND r.{b} < %(start)s
-        ORDER BY r.{b} DESC LIMIT 1) p
-), d AS (
-    SELECT meter_id, obis, b, last_value,
-           -- the first bucket with no earlier reading counts from its own first reading
-           coalesce(lag(last_value) OVER w, first_value) AS prev
-    FROM (SELECT * FROM cur UNION ALL SELECT * FROM base) x
-    WINDOW w AS (PARTITION BY meter_id, obis ORDER BY b)
 ), per_meter AS (
     -- one row per meter and group first (hash aggregates), so counting meters needs no DISTINCT sort
     SELECT {bucket} AS bucket, sel.resource,
