@@ -79,7 +79,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "hot_water": ("Горячая вода", "Hot water"), "heat": ("Тепло", "Heat"), "gas": ("Газ", "Gas"),
     "unknown": ("Неизвестно", "Unknown"), "period": ("Период", "Period"),
     "chart": ("График", "Chart"), "table": ("Таблица", "Table"), "yes": ("да", "yes"), "no": ("нет", "no"),
-    "count": ("Всего", "Count"), "meter_class": ("Учёт", "Metering"),
+    "count": ("Всего", "Count"), "change_password": ("Смена пароля", "Change password"),
+    "old_password": ("Текущий пароль", "Current password"), "new_password": ("Новый пароль", "New password"),
+    "password_changed": ("Пароль изменён", "Password changed"), "meter_class": ("Учёт", "Metering"),
 }
 
 

@@ -64,7 +64,7 @@ def _manager(w: WebUser) -> None:
 
 @router.get("/users")
 @html_errors
-async def users_page(request: Request, token: str | None = None, w: WebUser = Depends(web_user),
+async def users_page(request: Request, w: WebUser = Depends(web_user),
                      c: psycopg.AsyncConnection = Depends(conn)):
     _manager(w)
     rows = await users.list_users(c, w.user.org_ids)
@@ -165,4 +165,25 @@ async def history(request: Request, actor: str | None = None, before: int | None
     else:
         actors = [w.user.login]
     rows = await audit.history(c, actors, before_id=before)
-    return render(request, "history.html", {"rows": rows, "actor": actor or ""}, w)
+    return render(request, "history.html", {"rows": rows, "actor": actor or "", "changed": False}, w)
+
+
+@router.post("/password")
+@html_errors
+async def change_password(request: Request, old: str = Form(...), new: str = Form(...), csrf: str = Form(""),
+                          w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
+    """Change one's own password: the old one is required; other sessions of the user end."""
+    check_csrf(w, csrf)
+    if await users.authenticate(c, w.user.login, old) is None:
+        raise HTTPException(403, "Текущий пароль неверен" if w.lang == "ru" else "The current password is wrong")
+    try:
+        await users.set_password(c, w.user, new)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    from askue.headend.auth import sessions
+
+    current = sessions._hash(request.cookies.get(sessions.COOKIE) or "")
+    await c.execute("DELETE FROM web_sessions WHERE user_id = %s AND token_hash <> %s", (w.user.id, current))
+    await audit.record(c, w.user.login, client_ip(request), "password_change", "user", w.user.login)
+    rows = await audit.history(c, [w.user.login])
+    return render(request, "history.html", {"rows": rows, "actor": "", "changed": True}, w)

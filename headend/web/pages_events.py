@@ -23,6 +23,7 @@ from askue.headend.web.deps import (
     require_writer,
     web_user,
 )
+from askue.headend.web.queries import visible_orgs
 
 router = APIRouter()
 PAGE = 100
@@ -37,22 +38,22 @@ def _day(v: str | None, tz, name: str, lang: str) -> datetime | None:
         raise HTTPException(422, f"{name}: {'дата в виде ГГГГ-ММ-ДД' if lang == 'ru' else 'a date as YYYY-MM-DD'}") from None
 
 
-def _filter(w: WebUser, kind: str | None, state: str | None, severity: str | None, meter: str | None,
+def _filter(w: WebUser, org: str | None, kind: str | None, state: str | None, severity: str | None, meter: str | None,
             account: str | None, site: str | None, start: str | None, end: str | None,
             show_resolved: bool) -> vapi.EventFilter:
     end_dt = _day(end, w.tz, "to", w.lang)
-    return vapi._filter(organisation=None, kind=[kind] if kind else None, state=[state] if state else None,
+    return vapi._filter(organisation=org or None, kind=[kind] if kind else None, state=[state] if state else None,
                         start=_day(start, w.tz, "from", w.lang), end=end_dt + timedelta(days=1) if end_dt else None,
                         meter=meter or None, account=account or None, site=site or None, severity=severity or None,
                         show_resolved=show_resolved)
 
 
-FILTER_KEYS = ("kind", "state", "severity", "meter", "account", "site", "from", "to", "show_resolved")
+FILTER_KEYS = ("org", "kind", "state", "severity", "meter", "account", "site", "from", "to", "show_resolved")
 
 
 @router.get("/events")
 @html_errors
-async def events(request: Request, kind: str | None = None, state: str | None = Query(None),
+async def events(request: Request, org: str | None = None, kind: str | None = None, state: str | None = Query(None),
                  severity: str | None = None, meter: str | None = None, account: str | None = None,
                  site: str | None = None, start: str | None = Query(None, alias="from"),
                  end: str | None = Query(None, alias="to"), show_resolved: bool = False, before: int | None = None,
@@ -61,16 +62,17 @@ async def events(request: Request, kind: str | None = None, state: str | None = 
         raise HTTPException(422, f"state {state!r} is unknown")
     if severity and severity not in ("info", "warning", "critical"):
         raise HTTPException(422, f"severity {severity!r} is unknown")
-    f = _filter(w, kind, state, severity, meter, account, site, start, end, show_resolved)
+    f = _filter(w, org, kind, state, severity, meter, account, site, start, end, show_resolved)
     where, params = vapi._where(f, w.principal)
     rows = await vapi._fetch_events(c, where, params, PAGE + 1, before)
+    orgs = await visible_orgs(c, w.principal)
     now = datetime.now(w.tz)
     items = [vapi._event_out(r, w.lang, now) for r in rows[:PAGE]]
     args = {k: v for k, v in request.query_params.items() if k in FILTER_KEYS and v}
     more = urlencode(args | {"before": items[-1]["id"]}) if len(rows) > PAGE else None
     return render(request, "events.html", {
         "items": items, "kinds": sorted(KINDS.items(), key=lambda kv: kv[1][0 if w.lang == "ru" else 1]),
-        "f": {"kind": kind or "", "state": state or "", "severity": severity or "", "meter": meter or "",
+        "orgs": orgs, "f": {"org": org or "", "kind": kind or "", "state": state or "", "severity": severity or "", "meter": meter or "",
               "account": account or "", "site": site or "", "from": start or "", "to": end or "",
               "show_resolved": show_resolved},
         "qs": urlencode(args), "more": more, "done": done, "rows_text": vexport.rows(items, w.lang, w.tz)}, w)
@@ -79,12 +81,12 @@ async def events(request: Request, kind: str | None = None, state: str | None = 
 @router.get("/events/export")
 @html_errors
 async def events_export(request: Request, format: str = Query("csv", pattern="^(csv|xlsx|pdf)$"),
-                        kind: str | None = None, state: str | None = None, severity: str | None = None,
+                        org: str | None = None, kind: str | None = None, state: str | None = None, severity: str | None = None,
                         meter: str | None = None, account: str | None = None, site: str | None = None,
                         start: str | None = Query(None, alias="from"), end: str | None = Query(None, alias="to"),
                         show_resolved: bool = False, w: WebUser = Depends(web_user),
                         c: psycopg.AsyncConnection = Depends(conn)):
-    f = _filter(w, kind, state, severity, meter, account, site, start, end, show_resolved)
+    f = _filter(w, org, kind, state, severity, meter, account, site, start, end, show_resolved)
     where, params = vapi._where(f, w.principal)
     rows = await vapi._fetch_events(c, where, params, vapi.EXPORT_MAX)
     stamp = datetime.now(w.tz).strftime("%Y%m%d_%H%M")

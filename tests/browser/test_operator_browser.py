@@ -209,3 +209,23 @@ def test_meter_card_shows_its_chart(site, page) -> None:
     page.goto(f"{url}/accounts")
     assert page.locator("#accounts tbody tr").count() == 8  # uk1's accounts only
     shot(page, "10_accounts")
+
+
+def test_manual_readings_show_the_expected_value(site, page) -> None:
+    url, _ = site
+    log_in(page, url, "uk1adm")
+    page.goto(f"{url}/readings?q=LS-1")
+    rows = page.locator("#entry tbody tr")
+    assert rows.count() == 3  # e1: total + two tariffs
+    expected = [float(e) for e in page.locator("td.expected").evaluate_all("els => els.map(e => e.dataset.expected)")]
+    last = [float(x) for x in page.locator("input.reading").evaluate_all("els => els.map(e => e.dataset.last)")]
+    assert all(e >= v for e, v in zip(expected, last, strict=True))
+    field = page.locator("input.reading").first
+    field.fill(str(last[0] - 1))  # below the last reading: highlighted while typing
+    assert "warn" in field.get_attribute("class")
+    field.fill(f"{expected[0]:.1f}")
+    assert "warn" not in field.get_attribute("class")
+    shot(page, "11_readings_entry")
+    page.click("#readings-form button")
+    page.wait_for_selector("#results li.ok")
+    shot(page, "12_readings_saved")

@@ -207,3 +207,31 @@ def test_gateways_users_tokens_and_history(site) -> None:
     assert "user_create" in h.text and "token_create" in h.text and "login" in h.text
     client.cookies.clear()
     assert login(client, "new1", "длинный-пароль").status_code == 303
+
+
+def test_change_own_password_ends_other_sessions(site) -> None:
+    client, _, dsn = site
+    login(client, "viewer1")
+    page = client.get(f"{W}/history")
+    bad = client.post(f"{W}/password", data={"old": "wrong-one-1", "new": "новый-пароль-9", "csrf": csrf_of(page.text)})
+    assert bad.status_code == 403
+    with psycopg.connect(dsn) as c:  # a second session of the same user, e.g. another browser
+        c.execute("INSERT INTO web_sessions (token_hash, user_id, csrf, expires_at) SELECT 'other', id, 'x', "
+                  "now() + interval '1 h' FROM users WHERE login = 'viewer1'")
+    ok = client.post(f"{W}/password", data={"old": PASSWORD, "new": "новый-пароль-9", "csrf": csrf_of(page.text)})
+    assert ok.status_code == 200 and 'id="password-changed"' in ok.text
+    assert client.get(f"{W}/events").status_code == 200  # this session goes on
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM web_sessions WHERE token_hash = 'other'").fetchone()[0] == 0
+    client.cookies.clear()
+    assert login(client, "viewer1").status_code == 401
+    assert login(client, "viewer1", "новый-пароль-9").status_code == 303
+
+
+def test_events_organisation_filter(site) -> None:
+    client, facts, _ = site
+    login(client, "admin")
+    south = client.get(f"{W}/events", params={"org": "uk2"}).text
+    assert f'id="event-{facts["events"]["nc_e2"]}"' in south and f'id="event-{facts["events"]["rev_e1"]}"' not in south
+    csv = client.get(f"{W}/events/export", params={"org": "uk2", "format": "csv"}).content.decode("utf-8-sig")
+    assert len(csv.strip().splitlines()) == 3  # header + org B's two events
