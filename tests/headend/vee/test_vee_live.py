@@ -96,6 +96,8 @@ async def test_real_value_replaces_an_estimate(pg_dsn: str) -> None:
         "INSERT INTO intervals (meter_id, obis, ts, received_at, value, quality, reasons, source, period_s) "
         "VALUES (%s, %s, %s, %s, 0.5, 'E', '{estimated,method:linear}', 'estimate', 1800)",
         (mid, prof, T0 + timedelta(minutes=60), T0 + timedelta(hours=3)))
+    await conn.execute("INSERT INTO vee_estimate_slots VALUES ('interval', %s, %s, %s)",
+                       (mid, prof, T0 + timedelta(minutes=60)))
     await merge.write(conn, ctx, pending([c_val("E5", "interval", prof, 0.31, T0 + timedelta(minutes=60),
                                                 period_s=1800)]))
     rows = await (await conn.execute("SELECT value, quality, source FROM intervals")).fetchall()
