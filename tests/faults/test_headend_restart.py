@@ -44,17 +44,40 @@ async def test_restarted_headend_receives_every_message(sig: int, tmp_path: Path
             if n == 1:
                 headend.signal(sig)
                 await asyncio.to_thread(headend.proc.wait, 30)  # type: ignore[union-attr]
-        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="restart-pub", protocol=mqtt.MQTTv5)
-        pub.connect(fresh_broker.host, fresh_broker.port)
-        pub.loop_start()
-        t0 = datetime.now(UTC).replace(microsecond=0)
-        for i in range(20):
-            v = Value(meter_id=f"r{i % 4}", obis="1.0.1.8.0.255", kind="register", value=float(i), unit="kWh",
-                      received_at=t0, meter_time=t0 + timedelta(seconds=i))
-            msg = DataMessage(v=SCHEMA_VERSION, gateway_id="gw-r", seq=i + 1, sent_at=t0, values=[v])
-            pub.publish(Topics().data("gw-r"), encode(msg), qos=1).wait_for_publish(5)
-        pub.disconnect()
-        pub.loop_stop()
+        _publish(fresh_broker, 20)
         await _wait(lambda: db_count(pg_dsn) == 20, 30, "all 20 values in the database", headend)
     finally:
         await asyncio.to_thread(headend.stop)
+
+
+async def test_broker_restart_while_headend_is_down_loses_nothing(tmp_path: Path, pg_dsn: str,
+                                                                 fresh_broker) -> None:
+    """mosquitto (2.0) restores persistent sessions and their plain subscriptions from its
+    persistence file, so messages published after a broker restart wait for the head-end."""
+    headend = Child("headend", askue_argv("headend", "--dsn", pg_dsn, "run", "--ingest-only", "--no-migrate",
+                                          "--mqtt-host", fresh_broker.host, "--mqtt-port", str(fresh_broker.port)),
+                    tmp_path / "headend.log")
+    try:
+        headend.start()
+        await _wait(lambda: "subscribed to" in headend.text(), 60, "the subscription", headend)
+        await asyncio.to_thread(headend.stop)
+        await asyncio.to_thread(fresh_broker.restart)
+        _publish(fresh_broker, 20)
+        headend.start()
+        await _wait(lambda: db_count(pg_dsn) == 20, 30, "all 20 values in the database", headend)
+    finally:
+        await asyncio.to_thread(headend.stop)
+
+
+def _publish(broker, n: int) -> None:
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="restart-pub", protocol=mqtt.MQTTv5)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    for i in range(n):
+        v = Value(meter_id=f"r{i % 4}", obis="1.0.1.8.0.255", kind="register", value=float(i), unit="kWh",
+                  received_at=t0, meter_time=t0 + timedelta(seconds=i))
+        msg = DataMessage(v=SCHEMA_VERSION, gateway_id="gw-r", seq=i + 1, sent_at=t0, values=[v])
+        pub.publish(Topics().data("gw-r"), encode(msg), qos=1).wait_for_publish(5)
+    pub.disconnect()
+    pub.loop_stop()
