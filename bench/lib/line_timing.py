@@ -13,9 +13,10 @@ microsecond resolution; an asyncio loop would round its timers to milliseconds):
   detection) plus its processing time; the answer's bytes then reach the master
   one character time apart;
 - half duplex: bytes from the master while the meter is transmitting are a
-  collision (the answer is cut off and the request lost), bytes from the master
-  before the request's end-of-frame silence has passed merge into one garbled
-  frame (no answer). Both are counted.
+  collision (the answer is cut off and the request lost); bytes from the master
+  before the request's end-of-frame silence has passed merge into one frame,
+  which `frame_ok` (Modbus RTU: the CRC over the whole frame) rejects as garbled
+  (no answer). All are counted.
 
 Accounting: each answered exchange adds its ideal line time, the least time the
 exchange can take on this line: (request + answer bytes) x character time + the
@@ -67,6 +68,7 @@ class LineStats:
     unanswered: int = 0  # requests the simulator did not answer (unknown unit, bad CRC)
     collisions: int = 0  # the master talked while the meter was transmitting
     gap_violations: int = 0  # the master talked again before the end-of-frame silence
+    garbled_frames: int = 0  # frames that fail frame_ok (e.g. two requests glued together)
     ideal_s: float = 0.0
     data_s: float = 0.0  # bytes x character time only
     late_bytes: int = 0  # bytes the relay wrote more than one character time late
@@ -93,8 +95,12 @@ class PacedLine:
     """The line: owns the pty master, serves `factory`'s session with byte timing."""
 
     def __init__(self, factory: SessionFactory, path: str | os.PathLike, settings: LineSettings,
-                 address_of: Callable[[bytes], object] = lambda frame: frame[:1]):
+                 address_of: Callable[[bytes], object] = lambda frame: frame[:1],
+                 frame_ok: Callable[[bytes], bool] | None = None):
         self.address_of = address_of  # which meter a request is for (Modbus RTU: the first byte)
+        # Whether what arrived between two silences is one intact frame (Modbus RTU: its CRC);
+        # two requests sent without t3.5 between them are one garbled frame to a slave.
+        self.frame_ok = frame_ok
         self.session = factory()
         self.settings = settings
         self.path = Path(path)
@@ -181,6 +187,11 @@ class PacedLine:
                 request += more
                 req_end = max(req_end, time.monotonic()) + len(more) * s.char_s
             self.stats.request_bytes += len(request)
+            if self.frame_ok is not None and not self.frame_ok(bytes(request)):
+                self.stats.garbled_frames += 1
+                self.stats.unanswered += 1
+                line_free = req_end + s.silence_s
+                continue
             replies = self.session.feed(bytes(request))
             answer = b"".join(rep.data for rep in replies)
             if not answer:
@@ -220,3 +231,10 @@ class PacedLine:
             self.stats.max_late_s = max(self.stats.max_late_s, late)
             os.write(self.master, answer[i:i + 1])
         return True
+
+
+def modbus_rtu_frame_ok(frame: bytes) -> bool:
+    """One intact Modbus RTU frame: at least address, function and CRC, and the CRC matches."""
+    from askue.drivers.modbus.frames import with_crc
+
+    return len(frame) >= 4 and with_crc(frame[:-2]) == frame
