@@ -21,7 +21,10 @@ class Settings(BaseModel):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(1883, ge=1, le=65535)
     mqtt_root: str = "askue"
-    mqtt_group: str = "askue-headend"
+    # Empty: a plain subscription. mosquitto 2.0 does not restore shared subscriptions from its
+    # persistence file, so with a group, messages published between a broker restart and the
+    # workers' resubscription are dropped; set a group only to split load over several workers.
+    mqtt_group: str = ""
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_tls: bool = False
@@ -52,8 +55,8 @@ class Settings(BaseModel):
     @field_validator("mqtt_group")
     @classmethod
     def _group(cls, v: str) -> str:
-        if not v or any(c in v for c in "/+#$"):
-            raise ValueError("shared subscription group must be non-empty without '/', '+', '#', '$'")
+        if any(c in v for c in "/+#$"):
+            raise ValueError("shared subscription group must not contain '/', '+', '#', '$' (empty: no group)")
         return v
 
 

@@ -98,7 +98,8 @@ class Consumer:
         # per process (the pid) left the old session in the shared group, where the broker kept
         # queuing its share of the data for nobody (lost on session expiry). Several workers on
         # one host in one group need their own mqtt_client_id.
-        self.client_id = settings.mqtt_client_id or f"askue-headend-{socket.gethostname()}-{settings.mqtt_group}"
+        self.client_id = settings.mqtt_client_id or "-".join(
+            x for x in ("askue-headend", socket.gethostname(), settings.mqtt_group) if x)
 
     def _client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)
@@ -121,9 +122,9 @@ class Consumer:
             try:
                 async with self._client() as client:
                     for kind in ("data", "state", "health"):
-                        await client.subscribe(self.topics.shared(self.s.mqtt_group, kind), qos=1)
+                        await client.subscribe(self._topic(kind), qos=1)
                     log.info("ingest %s subscribed to %s", self.client_id,
-                             self.topics.shared(self.s.mqtt_group, "data").replace("/data", "/{data,state,health}"))
+                             self._topic("data").replace("/data", "/{data,state,health}"))
                     self.stats.connected.set()
                     delay = 0.5
                     await self._consume(client)
@@ -133,6 +134,12 @@ class Consumer:
                             self.s.mqtt_host, self.s.mqtt_port, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    def _topic(self, kind: str) -> str:
+        """A shared subscription when a group is set, else a plain one (restored by the broker
+        from its persistence after a restart, unlike shared ones in mosquitto 2.0)."""
+        g = self.s.mqtt_group
+        return self.topics.shared(g, kind) if g else self.topics.all_of(kind)
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         # The reader decodes while writers wait on the database; up to `ingest_writers`
