@@ -92,3 +92,17 @@ def test_thresholds_file_changes_the_verdict(tmp_path):
     (tmp_path / "bad.yaml").write_text("defaults:\n  clock_drift: 10\n", encoding="utf-8")
     rc, _ = _run(tmp_path, METERS, readings, "--thresholds", str(tmp_path / "bad.yaml"))
     assert rc == 2
+
+
+def test_cli_thresholds_import_and_scan(pg_dsn, capsys):
+    import psycopg
+
+    repo = Path(__file__).resolve().parents[3]
+    assert main(["vee", "thresholds", "--dsn", pg_dsn, "--file", str(repo / "configs" / "vee.yaml")]) == 0
+    assert "override(s)" in capsys.readouterr().out
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT scope, name, resource FROM vee_thresholds ORDER BY 1, 2, 3").fetchall()
+    assert ("organisation", "uk_sever", "electricity") in rows and ("model", "CE308", "") in rows
+    assert main(["vee", "scan", "--dsn", pg_dsn]) == 0
+    assert "ScanStats" in capsys.readouterr().out
+    assert main(["vee", "scan", "--dsn", "postgresql://postgres@127.0.0.1:1/x"]) == 1
