@@ -48,6 +48,9 @@ class IecSimSession:
         self.meter: SimMeter | None = None
         self.model: Model | None = None
         self.authenticated = False
+        # The clock as last served in this session: values carry no time of their own, so a
+        # reader stamps them with the date/time it read (readout: the one in the same readout).
+        self.last_clock: datetime | None = None
 
     def _reply(self, data: bytes, checksum_at: int | None = None) -> Reply:
         self.last = Reply(self.meter, f.encode_line(data, self.parity), checksum_at)
@@ -149,7 +152,7 @@ class IecSimSession:
         """(OBIS, value as the meter writes it) for every value of a channel, recorded as served."""
         meter = self.meter
         assert meter is not None and self.model is not None
-        when = self._local_clock()
+        when = self.last_clock or self._local_clock()
         if ch.kind == "register":
             regs = meter.registers()
             source = {f"1.0.1.8.{t}.255": v for t, v in regs.items()}
@@ -182,6 +185,7 @@ class IecSimSession:
             values = [format_date(now.date(), model.date_format)]
         elif name == model.time_param:
             values = [format_time(now.time(), model.time_format)]
+            self.last_clock = now
         else:
             ch = next((c for c in (*model.energy, *model.instant) if c.name == name), None)
             if ch is None:
@@ -208,7 +212,7 @@ class IecSimSession:
     def _readout_sets(self) -> list[f.DataSet]:
         model, meter = self.model, self.meter
         assert model is not None and meter is not None
-        now = self._local_clock()
+        now = self.last_clock = self._local_clock()
         sets = [f.DataSet(model.serial_param, meter.current_serial())]
         for ch in model.energy:
             sets += [f.DataSet(ch.name, text) for _, text in self._values(ch)]
