@@ -43,7 +43,7 @@ def test_panels_filter_by_organisation(demo: str) -> None:
         every = c.execute(macros.expand(sql, now - timedelta(days=7), now,
                                         check.variable_values(c, d))).fetchone()[0]
         south = c.execute(macros.expand(sql, now - timedelta(days=7), now, {"org": ["uk2"]})).fetchone()[0]
-    assert (every, south) == (10, 2)  # 11 meters, e4 decommissioned
+    assert (every, south) == (11, 2)  # 12 meters, e4 decommissioned
 
 
 def test_geomap_colours_follow_the_web_map_buckets(demo: str) -> None:

@@ -27,6 +27,7 @@ uk1,УК Север,h1,ул. Ленина 1,55.75,37.61,LS-2,Петров П.П.
 uk1,УК Север,h1,ул. Ленина 1,55.75,37.61,,,,odpu1,S-O1,Меркурий 230,electricity,6,30,1,yes,gw1,2023-05-01,2023-05-01,2039-05-01,55.7502,37.6102
 uk1,УК Север,h3,ул. Садовая 3,59.93,30.33,LS-3,Кузнецов К.К.,7,e3,S-E3,Меркурий 206,electricity,6,1,1,no,gw1,2024-02-01,2024-02-01,2040-02-01,59.934,30.335
 uk1,УК Север,h4,ул. Полевая 4,,,LS-4,Орлов О.О.,9,e4,S-E4,Меркурий 206,electricity,6,1,1,no,gw1,2024-02-01,2024-02-01,2040-02-01,,
+uk1,УК Север,h4,ул. Полевая 4,,,LS-4,Орлов О.О.,9,e9,S-E9,Меркурий 206,electricity,6,1,1,no,gw1,2026-11-01,2026-11-01,2042-11-01,,
 uk1,УК Север,h5,пр. Мира 5,56.84,60.6,LS-5,Соколов С.С.,3,e5,S-E5,Меркурий 206,electricity,6,1,1,no,gw1,2024-02-01,2024-02-01,2040-02-01,56.84,60.6
 uk1,УК Север,h6,ул. Южная 6,47.23,39.72,LS-6,Волков В.В.,4,e6,S-E6,Меркурий 206,electricity,6,1,1,no,gw1,2024-02-01,2024-02-01,2040-02-01,47.23,39.72
 uk1,УК Север,h7,ул. Озёрная 7,54.98,73.37,LS-7,Зайцев З.З.,5,e7,S-E7,Меркурий 206,electricity,6,1,1,no,gw1,2024-02-01,2024-02-01,2040-02-01,54.98,73.37
@@ -36,7 +37,8 @@ uk2,УК Юг,h2,ул. Мира 2,45.04,38.98,LS-9,Сидоров С.С.,11,hw2,
 """
 # minutes since last contact per meter → one per legend bucket; None = never heard
 CONTACT_AGE_MIN = {"e1": 10, "w1": 90, "odpu1": 12 * 60, "e3": 36 * 60, "e5": 4 * 1440, "e6": 10 * 1440,
-                   "e7": 30 * 1440, "e8": None, "e2": 20, "hw2": 20, "e4": 60}
+                   "e7": 30 * 1440, "e8": None, "e2": 20, "hw2": 20, "e4": 60,
+                   "e9": 60}  # e9 replaced e4 and has no coordinates (nor has its house)
 EXPECTED_BUCKET = {"e1": "30min", "w1": "2h", "odpu1": "1d", "e3": "2d", "e5": "1w", "e6": "2w", "e7": "disconnected",
                    "e8": "disconnected", "e2": "30min", "hw2": "30min"}
 DAYS = 40
@@ -97,6 +99,8 @@ def build(dsn: str, tmp: Path, now: datetime | None = None) -> dict:
                       (None if age is None else now - timedelta(minutes=age), age is not None, code))
         c.execute("UPDATE meters SET status = 'decommissioned', decommissioned_at = %s WHERE code = 'e4'",
                   ((now - timedelta(days=3)).date(),))
+        c.execute("UPDATE meters SET replaced_by_id = (SELECT id FROM meters WHERE code = 'e9') WHERE code = 'e4'")
+        c.execute("UPDATE meters SET replaces_id = (SELECT id FROM meters WHERE code = 'e4') WHERE code = 'e9'")
         c.execute("""INSERT INTO gateways (id, org_id, name, online, version, last_seen, queue_depth, meters,
                      oldest_unsent_s, state_at) VALUES
                      ('gw1', (SELECT id FROM organisations WHERE code = 'uk1'), 'ТП-1', true, '0.3.1', %s, 12, 9, 4.5, %s),

@@ -117,6 +117,7 @@ def test_meter_card_values_chart_and_decommissioned(site) -> None:
     assert m.status_code == 200 and 'id="meter-chart"' in m.text
     d = client.get(f"{W}/meters/e4")
     assert 'id="decommissioned"' in d.text and "снят с учёта" in d.text
+    assert f'href="{W}/meters/e9"' in d.text  # its replacement
 
 
 def test_map_markers_buckets_and_no_coordinates(site) -> None:
@@ -126,7 +127,7 @@ def test_map_markers_buckets_and_no_coordinates(site) -> None:
     got = {m["code"]: m["bucket"] for m in data["markers"]}
     # w1 has no coordinates of its own: it takes its house's; e4 is decommissioned
     assert got == EXPECTED_BUCKET
-    assert data["without_coordinates"] == 0 and data["total"] == 10
+    assert data["without_coordinates"] == 1 and data["total"] == 11  # e9
     page = client.get(f"{W}/map")
     assert "До 30 минут" in page.text and "Отключен" in page.text and 'id="no-coords"' in page.text
     assert client.get(f"{W}/static/vendor/../../deps.py").status_code == 404
