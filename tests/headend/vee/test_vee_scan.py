@@ -136,3 +136,17 @@ async def test_reverse_then_new_serial_closes_as_exchange(pg_dsn: str) -> None:
                                          seq=2))
     assert [k for k, c, *_ in await _events(conn) if c == "E7" and k == "reverse_reading"] == ["reverse_reading"]
     await conn.close()
+
+
+async def test_verification_done_closes_the_overdue_event(pg_dsn: str) -> None:
+    conn = await _conn(pg_dsn)
+    await scan.scan_once(conn, NOW)
+    await conn.execute("UPDATE meters SET verification_due = DATE '2026-12-05' WHERE code = 'E7'")  # within 30 d
+    await scan.scan_once(conn, NOW + timedelta(minutes=5))
+    ev = [(k, s) for k, c, s, _ in await _events(conn) if c == "E7"]
+    assert ev == [("verification_due", "open"), ("verification_overdue", "resolved")]
+    await conn.execute("UPDATE meters SET verification_due = DATE '2034-11-01' WHERE code = 'E7'")  # verified
+    await scan.scan_once(conn, NOW + timedelta(minutes=10))
+    ev = [(k, s) for k, c, s, _ in await _events(conn) if c == "E7"]
+    assert ev == [("verification_due", "resolved"), ("verification_overdue", "resolved")]
+    await conn.close()
