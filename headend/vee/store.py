@@ -3,6 +3,7 @@ meter facts, thresholds, value history, and writing findings/marks/clears."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
@@ -12,6 +13,8 @@ import psycopg
 
 from askue.headend.vee.model import Clear, Finding, Mark, MeterFacts, Result, Value
 from askue.headend.vee.thresholds import ThresholdConfig
+
+log = logging.getLogger(__name__)
 
 TABLES = {"register": "register_readings", "interval": "intervals", "instant": "instant_values",
           "event": "meter_events"}
@@ -88,10 +91,17 @@ async def db_timezone(conn: psycopg.AsyncConnection) -> tzinfo:
 
 
 async def load_thresholds(conn: psycopg.AsyncConnection) -> ThresholdConfig:
+    """Overrides from vee_thresholds; a row that does not validate (edited by hand) is
+    skipped with a warning rather than stopping VEE for everyone."""
+    from askue.headend.vee.thresholds import ThresholdError
+
     cfg = ThresholdConfig()
-    cur = await conn.execute("SELECT scope, name, resource, settings FROM vee_thresholds ORDER BY id")
-    for scope, name, resource, settings in await cur.fetchall():
-        cfg.set(scope, name or None, settings or {}, resource=resource or None)
+    cur = await conn.execute("SELECT id, scope, name, resource, settings FROM vee_thresholds ORDER BY id")
+    for row_id, scope, name, resource, settings in await cur.fetchall():
+        try:
+            cfg.set(scope, name or None, settings or {}, resource=resource or None)
+        except ThresholdError as e:
+            log.warning("vee_thresholds row %s ignored: %s", row_id, e)
     return cfg
 
 

@@ -105,3 +105,14 @@ async def test_real_value_replaces_an_estimate(pg_dsn: str) -> None:
     audit = await (await conn.execute("SELECT actor, action, old->>'value', new->>'value' FROM audit_log")).fetchall()
     assert audit == [("vee", "estimate_replaced", "0.5", "0.31")]
     await conn.close()
+
+
+async def test_a_broken_threshold_row_does_not_stop_vee(pg_dsn: str) -> None:
+    conn, ctx = await _setup(pg_dsn)
+    await conn.execute("INSERT INTO vee_thresholds (scope, name, settings) VALUES "
+                       "('model', 'X', %s), ('default', '', %s)",
+                       ('{"no_such": 1}', '{"reverse_tolerance": 0.5}'))
+    await merge.write(conn, ctx, pending([c_reg("E5", 100.0, T0), c_reg("E5", 99.6, T0 + timedelta(hours=1)),
+                                          c_reg("E5", 99.0, T0 + timedelta(hours=2))]))
+    assert [e[0] for e in await _events(conn)] == ["reverse_reading"]  # 0.4 within tolerance, 1.0 not
+    await conn.close()
