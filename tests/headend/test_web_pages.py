@@ -236,3 +236,19 @@ def test_events_organisation_filter(site) -> None:
     assert f'id="event-{facts["events"]["nc_e2"]}"' in south and f'id="event-{facts["events"]["rev_e1"]}"' not in south
     csv = client.get(f"{W}/events/export", params={"org": "uk2", "format": "csv"}).content.decode("utf-8-sig")
     assert len(csv.strip().splitlines()) == 3  # header + org B's two events
+
+
+@pytest.mark.parametrize("user", ["admin", "uk2adm", "viewer1"])
+def test_every_page_renders_for_each_role_in_both_languages(site, user: str) -> None:
+    client, facts, _ = site
+    login(client, user)
+    pages = ["/", "/?period=year", "/?period=date", "/accounts", "/accounts?q=ул", "/map", "/events",
+             "/events?show_resolved=true", "/readings?q=e", "/gateways", "/history"]
+    pages.append("/meters/e2" if user == "uk2adm" else "/meters/e1")
+    for lang, marker in (("en", "Abnormal events"), ("ru", "Нештатные ситуации")):
+        for p in pages:
+            r = client.get(W + p, params={"lang": lang})
+            assert r.status_code == 200, (user, lang, p, r.status_code)
+            assert marker in r.text, (user, lang, p)
+    users_page = client.get(W + "/users")
+    assert users_page.status_code == (403 if user == "viewer1" else 200)
