@@ -71,13 +71,15 @@ def _instant_value(meter: SimMeter, obis: str, t: datetime, inst: dict[str, floa
     return 10 * r
 
 
-def _register_value(meter: SimMeter, f: MapField, regs: dict[int, float]) -> float:
+def _register_value(meter: SimMeter, f: MapField, regs: dict[int, float], t: datetime) -> float:
     main = meter.channels[0].split(".")
     parts = f.obis.split(".")
     base = regs.get(f.tariff, 0.0)
     if parts[:4] == main[:4] and parts[5] == main[5]:
         return base
     share = _SECONDARY_SHARE.get((int(parts[0]), int(parts[2])), 0.5)
+    if f.tariff == 0:
+        return meter.secondary_register(share, t)
     return round(base * share, meter.decimals)
 
 
@@ -116,7 +118,7 @@ class MeterImage:
         inst = meter.instant(t) if rmap.resource == "electricity" else {}
         for f in rmap.fields:
             if f.kind == "register":
-                v = _register_value(meter, f, regs)
+                v = _register_value(meter, f, regs, t)
             else:
                 v = round(_instant_value(meter, f.obis, t, inst), meter.decimals)
             words = codec.encode_value(f.type, v, bo, wo, f.scale)

@@ -172,6 +172,16 @@ class SimMeter:
             out[z] = self._wrap(off * share + zones.get(z, 0.0))
         return out
 
+    def secondary_register(self, share: float, t: datetime | None = None) -> float:
+        """A register that grows with the main one at `share` of its rate (A−, R+, R−…),
+        from zero at the profile's start: it keeps growing through the main register's
+        rollover, reverse step or exchange, as a separate register of the meter would."""
+        t = t or self.now()
+        n, frac = self._index(t)
+        self._extend(n + 1)
+        energy = self._cum[n] + (self._cum[n + 1] - self._cum[n]) * frac
+        return self._wrap(energy * share)
+
     def profile(self, start: datetime, end: datetime) -> list[tuple[datetime, float]]:
         """Intervals (end time, energy) with end in [start, end), limited to the profile memory."""
         now = self.now()
