@@ -201,6 +201,10 @@ async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pendi
     known = set(ctx.meter_ids)
     try:
         await _write_tx(conn, ctx, pending, batch)
+        if conn.broken:
+            # psycopg ends a transaction block on a broken connection without committing and
+            # without an error: the batch must not pass for written (its messages would be acked)
+            raise psycopg.OperationalError("the database connection was lost before the commit")
     except BaseException:
         # ids of meters created in the rolled-back transaction do not exist
         for code in set(ctx.meter_ids) - known:
@@ -227,6 +231,8 @@ async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: P
             try:
                 async with conn.transaction():
                     await hook(conn, batch)
+            except psycopg.OperationalError:
+                raise  # the connection is gone, not the hook's fault: nothing commits, the batch is retried
             except Exception:
                 log.exception("batch hook %r failed; the batch is stored without it", hook)
 
