@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vee": ("askue.headend.vee.cli", "validation, estimation and editing: check readings files offline"),
     "export": ("askue.headend.exports.cli", "export readings for billing (80020 XML, xlsx, CSV)"),
     "grafana": ("askue.headend.grafana.cli", "push Grafana datasource and dashboards"),
+    "users": ("askue.headend.auth.cli", "manage operator accounts (create, passwd, deactivate, list)"),
 }
 
 

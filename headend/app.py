@@ -8,6 +8,7 @@ runs whatever has landed:
   transaction after a batch merged.
 - BACKGROUND_TASKS: async `task(pool, settings)` run for the life of the head-end.
 - ROUTERS: FastAPI `APIRouter`s included under /api/v1.
+- PAGES: `APIRouter`s of web pages included at the site root (the operators' pages).
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ ROUTERS: list[str] = [
     "askue.headend.api.routes_registry:router",
     "askue.headend.exports.router:router",
     "askue.headend.vee.api:router",
+]
+
+PAGES: list[str] = [
     "askue.headend.web.router:router",
 ]
 

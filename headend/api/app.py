@@ -10,7 +10,7 @@ from askue.headend.config import Settings
 
 def create_app(settings: Settings, pool=None) -> FastAPI:
     """The API app; it opens its own connection pool unless one is given (then the caller closes it)."""
-    from askue.headend.app import ROUTERS, load_entries, open_pool
+    from askue.headend.app import PAGES, ROUTERS, load_entries, open_pool
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -42,4 +42,13 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
     app.include_router(health, prefix="/api/v1")
     for router in load_entries(ROUTERS):
         app.include_router(router, prefix="/api/v1")
+    pages = load_entries(PAGES)
+    for router in pages:
+        app.include_router(router)
+    if pages:
+        from fastapi.responses import RedirectResponse
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse(app.url_path_for("web_overview"))
     return app

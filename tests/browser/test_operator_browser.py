@@ -23,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-W = "/api/v1/web"
+W = "/web"
 
 
 def _chromium() -> str | None:

@@ -14,7 +14,7 @@ from test_web_fixtures import EXPECTED_BUCKET, PASSWORD, build
 from askue.headend.api.app import create_app
 from askue.headend.config import Settings
 
-W = "/api/v1/web"
+W = "/web"
 
 
 @pytest.fixture
