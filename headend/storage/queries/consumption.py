@@ -32,7 +32,7 @@ _LEVEL_COND = {
                 UNION ALL SELECT s.id FROM sites s JOIN t ON s.parent_id = t.id) SELECT id FROM t)""",
     "organisation": "m.org_id = (SELECT id FROM organisations WHERE code = %(key)s)",
 }
-_GROUP_COL = {"total": "NULL::text", "meter": "sel.code", "account": "sel.account_code", "house": "sel.site_code"}
+_GROUP_COL = {"total": "NULL::text", "meter": "m.code", "account": "a.code", "house": "s.code"}
 
 
 @dataclass
@@ -57,30 +57,26 @@ def _sql(q: ConsumptionQuery, scope_sql: str) -> str:
     if q.meter_class:
         conds.append("m.is_balance = %(is_balance)s")
     return f"""
-WITH sel AS (
-    SELECT m.id, m.code, m.resource, m.is_balance, m.multiplier, m.digits,
-           a.code AS account_code, s.code AS site_code
-    FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
-    WHERE {' AND '.join(conds)}
-), d AS (
-    -- prev_value: last reading of the previous bucket with data, kept by ingest (plain) or
-    -- the view (TimescaleDB); the very first bucket counts from its own first reading
-    SELECT r.meter_id, r.obis, r.{b} AS b, r.last_value, coalesce(r.prev_value, r.first_value) AS prev
-    FROM {rollup} r JOIN sel ON sel.id = r.meter_id
-    WHERE r.{b} >= %(start)s AND r.{b} < %(end)s AND {CHANNEL_SQL}
-), per_meter AS (
+WITH per_meter AS (
     -- one row per meter and group first (hash aggregates), so counting meters needs no DISTINCT sort
-    SELECT {bucket} AS bucket, sel.resource,
-           CASE WHEN sel.resource = 'electricity' THEN split_part(d.obis, '.', 5)::int ELSE 0 END AS zone,
-           CASE WHEN sel.is_balance THEN 'balance' ELSE 'individual' END AS meter_class,
+    SELECT {bucket} AS bucket, m.resource,
+           CASE WHEN m.resource = 'electricity' THEN split_part(d.obis, '.', 5)::int ELSE 0 END AS zone,
+           CASE WHEN m.is_balance THEN 'balance' ELSE 'individual' END AS meter_class,
            {_GROUP_COL[q.group]} AS group_key,
-           sum(CASE WHEN d.last_value < d.prev AND sel.digits IS NOT NULL
-                         AND d.prev >= 0.9 * 10 ^ sel.digits AND d.last_value < 0.1 * 10 ^ sel.digits
-                    THEN d.last_value - d.prev + 10 ^ sel.digits
-                    ELSE d.last_value - d.prev END * sel.multiplier) AS value
-    FROM d JOIN sel ON sel.id = d.meter_id
-    WHERE d.b >= %(start)s
-    GROUP BY 1, 2, 3, 4, 5, d.meter_id
+           sum(CASE WHEN d.last_value < d.prev AND m.digits IS NOT NULL
+                         AND d.prev >= 0.9 * 10 ^ m.digits AND d.last_value < 0.1 * 10 ^ m.digits
+                    THEN d.last_value - d.prev + 10 ^ m.digits
+                    ELSE d.last_value - d.prev END * m.multiplier) AS value
+    FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
+    -- LATERAL: one primary-key range scan per selected meter, never a scan of every meter's rows.
+    -- prev_value: last reading of the previous bucket with data, kept by ingest (plain) or the
+    -- view (TimescaleDB); the very first bucket counts from its own first reading.
+    CROSS JOIN LATERAL (
+        SELECT r.obis, r.{b} AS b, r.last_value, coalesce(r.prev_value, r.first_value) AS prev
+        FROM {rollup} r
+        WHERE r.meter_id = m.id AND r.{b} >= %(start)s AND r.{b} < %(end)s AND {CHANNEL_SQL}) d
+    WHERE {' AND '.join(conds)}
+    GROUP BY 1, 2, 3, 4, 5, m.id
 )
 SELECT bucket, resource, zone, meter_class, group_key, sum(value) AS value, count(*) AS meters
 FROM per_meter GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
