@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             _say(f"askue demo: registry import failed:\n{r.stdout}{r.stderr}")
             return 1
         token = _demo_token(base, headend_cfg)
+        logins = _demo_users(base, headend_cfg)
 
         _say(f"Starting mosquitto on 127.0.0.1:{ports.mqtt}")
         broker.start()
@@ -132,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             _say(f"Starting gateway {gw}")
             sup.spawn(gw, askue_argv("gateway", "--config", str(paths[gw])), logs / f"{gw}.log")
 
-        _summary(ports, token, base, logs, first_run)
+        _summary(ports, token, logins, base, logs, first_run)
         if args.check:
             return _check(ports, token, args.timeout, sup)
         while not stopping:
@@ -167,6 +168,36 @@ def _demo_token(base: Path, headend_cfg: Path) -> str:
     return token
 
 
+DEMO_USERS = [  # login, role, organisation, display name
+    ("admin", "admin", None, "Администратор"),
+    ("dispatcher", "dispatcher", None, "Диспетчер"),
+    ("uk-sever", "org_admin", "uk-sever", "Администратор УК «Северная»"),
+]
+
+
+def _demo_users(base: Path, headend_cfg: Path) -> list[tuple[str, str, str]]:
+    """Operator accounts for the web pages; passwords are generated once and kept in .askue/."""
+    import secrets
+
+    pw_file = base / "demo-users"
+    if pw_file.exists():
+        return [tuple(line.split("\t")) for line in pw_file.read_text().splitlines() if line]  # type: ignore[misc]
+    out = []
+    for login, role, org, name in DEMO_USERS:
+        password = secrets.token_urlsafe(9)
+        argv = ["users", "--config", str(headend_cfg), "create", "--login", login, "--role", role,
+                "--name", name, "--password-stdin"]
+        if org:
+            argv += ["--org", org]
+        r = subprocess.run(askue_argv(*argv), input=password + "\n", capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"askue demo: cannot create the demo user {login}:\n{r.stdout}{r.stderr}")
+        out.append((login, role, password))
+    pw_file.write_text("".join("\t".join(u) + "\n" for u in out))
+    os.chmod(pw_file, 0o600)
+    return out
+
+
 def _wait_api(port: int, sup: Supervisor, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -192,11 +223,15 @@ def _wait_log(child, text: str, sup: Supervisor, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def _summary(ports: DemoPorts, token: str, base: Path, logs: Path, first_run: bool) -> None:
+def _summary(ports: DemoPorts, token: str, logins: list[tuple[str, str, str]], base: Path, logs: Path,
+             first_run: bool) -> None:
     api = f"http://127.0.0.1:{ports.api}"
     _say("")
     _say("askue demo is running" + (" (first run: registry loaded)" if first_run else " (data from earlier runs kept)"))
-    _say(f"  Web and API       {api}/            OpenAPI docs: {api}/docs")
+    _say(f"  Web pages         {api}/web/        log in as:")
+    for login, role, password in logins:
+        _say(f"                      {login:<12} password {password:<14} ({role})")
+    _say(f"  API               {api}/api/v1/     OpenAPI docs: {api}/docs")
     _say(f"  API token         {token}")
     _say(f"                    curl -H 'Authorization: Bearer {token}' {api}/api/v1/meters")
     _say(f"  PostgreSQL        postgresql://postgres@127.0.0.1:{ports.postgres}/askue")
