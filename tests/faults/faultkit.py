@@ -236,6 +236,7 @@ class Observer:
         self.host, self.port, self.topic = host, port, f"{root}/v1/+/data"
         self.delivered: Counter[tuple[str, str, str, datetime | None]] = Counter()
         self.messages = 0
+        self.carried_by: dict[tuple[str, str, datetime | None], set[tuple[str, int]]] = {}  # key -> (gw, seq)
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faults-observer-{os.getpid()}",
@@ -251,6 +252,8 @@ class Observer:
             self.messages += 1
             for v in data.values:
                 self.delivered[(v.meter_id, v.kind, v.obis, v.meter_time or v.received_at)] += 1
+                self.carried_by.setdefault((v.meter_id, v.obis, v.meter_time or v.received_at), set()).add(
+                    (data.gateway_id, data.seq))
 
     def start(self) -> Observer:
         p = Properties(PacketTypes.CONNECT)
@@ -316,6 +319,18 @@ def db_rows(dsn: str) -> list[StoredRow]:
     return rows
 
 
+def db_seqs(dsn: str) -> set[tuple[str, int]]:
+    """(gateway, message sequence number) of every stored value: which messages arrived."""
+    with psycopg.connect(dsn, connect_timeout=10) as c:
+        return {(g, q) for t in VALUE_TABLES.values()
+                for g, q in c.execute(f"SELECT DISTINCT gateway_id, seq FROM {t}").fetchall()}
+
+
+def db_dead_letters(dsn: str) -> int:
+    with psycopg.connect(dsn, connect_timeout=10) as c:
+        return c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+
 def db_events(dsn: str) -> list[tuple[str, str | None, str | None, str]]:
     """(kind, meter code, obis, title) of every abnormal event."""
     with psycopg.connect(dsn, connect_timeout=10) as c:
@@ -334,6 +349,7 @@ class Comparison:
     stored: int = 0
     missing: list[tuple[Key, str]] = field(default_factory=list)  # (key, kind)
     excused: list[tuple[Key, str]] = field(default_factory=list)  # lost in a SIGKILLed poll
+    not_taken: list[tuple[Key, str]] = field(default_factory=list)  # offered in a readout, not asked for
     unserved: list[StoredRow] = field(default_factory=list)  # stored but never served
     wrong_value: list[tuple[StoredRow, list[float]]] = field(default_factory=list)
     by_kind: Counter[str] = field(default_factory=Counter)
@@ -352,16 +368,25 @@ def served_values(meters) -> dict[Key, tuple[str, list[float]]]:
 
 
 def compare(served: dict[Key, tuple[str, list[float]]], rows: list[StoredRow],
-            lossy: dict[str, list[tuple[float, float]]] | None = None) -> Comparison:
+            lossy: dict[str, list[tuple[float, float]]] | None = None,
+            readout_meters: set[str] | None = None) -> Comparison:
     """lossy: meter id -> wall-clock windows (epoch seconds) in which its gateway was SIGKILLed
     mid-poll; a register or instant value served then may be lost (read, never stored); the
     meter's next poll supersedes it. Profile intervals and journal entries are never excused:
-    the gateway's ledger re-reads them from the meter."""
+    the gateway's ledger re-reads them from the meter.
+
+    readout_meters: meters whose every answer carries all their values (M-Bus RSP_UD): a read
+    for registers (or the clock) also serves the instantaneous values, which that job does not
+    keep. A value of theirs counts as missing only if another value of the same kind and meter
+    time was stored (that readout's job did keep its kind)."""
     lossy = lossy or {}
+    readout_meters = readout_meters or set()
     res = Comparison(served=len(served), stored=len(rows))
     stored: dict[Key, StoredRow] = {}
+    kept: set[tuple[str, str, datetime]] = set()  # (meter, kind, ts) with something stored
     for r in rows:
         stored[(r.meter, r.obis, r.ts)] = r
+        kept.add((r.meter, r.kind, r.ts))
         res.by_kind[r.kind] += 1
     for key, (kind, values) in served.items():
         row = stored.get(key)
@@ -369,6 +394,8 @@ def compare(served: dict[Key, tuple[str, list[float]]], rows: list[StoredRow],
             t = key[2].timestamp()
             if kind in ("register", "instant") and any(a <= t <= b for a, b in lossy.get(key[0], [])):
                 res.excused.append((key, kind))
+            elif key[0] in readout_meters and (key[0], kind, key[2]) not in kept:
+                res.not_taken.append((key, kind))
             else:
                 res.missing.append((key, kind))
         elif not any(math.isclose(row.value, v, rel_tol=1e-9, abs_tol=1e-9) for v in values):
