@@ -324,6 +324,16 @@ def _figures(r: dict) -> list[dict]:
     ]
 
 
+def _cap_note(r: dict) -> str:
+    rate = r["backlog"] / r["drain_from_connect_s"] if r["drain_from_connect_s"] else 0.0
+    if rate <= 1.1 * r["catchup_cap"]:
+        return ""
+    # The publisher paces each batch against the time of the previous send, taken before its
+    # own pause, so every other batch goes out without a pause: up to twice the cap.
+    return (f" The drain ran at {rate / r['catchup_cap']:.2f}x the configured cap: the publisher's "
+            f"throttle lets every other batch through unpaused (gateway/publisher.py).")
+
+
 def _child(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
@@ -365,7 +375,7 @@ def main() -> None:
             f"drain (live schedule: registers every {REG_S:g} s, profile every {PROFILE_S:g} s) against "
             f"{r['steady_jobs']} in the {STEADY:g} s after it. Lateness = lane took the job - job due. "
             f"Gateway process CPU during the drain: {r['drain_cpu_s']} s. Load average at the end "
-            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."),
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.{_cap_note(r)}"),
     }, ensure_ascii=False))
 
 
