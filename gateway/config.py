@@ -270,6 +270,23 @@ def _field(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def _unconstructible_line(node: yaml.Node | None) -> int | None:
+    """Line of the first scalar PyYAML's safe constructor cannot turn into a value."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, yaml.ScalarNode):
+            try:
+                yaml.SafeLoader("").construct_object(n, deep=True)
+            except ValueError:
+                return n.start_mark.line + 1
+        elif isinstance(n, yaml.MappingNode):
+            stack += [x for kv in reversed(n.value) for x in reversed(kv)]
+        elif isinstance(n, yaml.SequenceNode):
+            stack += list(reversed(n.value))
+    return None
+
+
 def load_config(path: str | Path) -> GatewayConfig:
     path = Path(path)
     try:
@@ -297,6 +314,12 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{source}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}:1: the YAML is nested too deeply to be a gateway config") from None
+    except ValueError as e:  # PyYAML's constructors raise plain ValueError (2026-02-30, !!int x)
+        line = _unconstructible_line(node)
+        raise ConfigError(f"{source}:{line or 1}: a value cannot be read ({e}); quote it if it is "
+                          "meant as text") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the config must be a mapping with at least a `gateway:` section "
                           "(gateway.id), plus broker, store, buses and meters")
@@ -315,5 +338,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
                 msg = "unknown field (check the spelling; see docs/config-reference.md)"
             elif err["type"] == "missing":
                 msg = "required field is missing"
+            # one line per problem even when the offending value (quoted in msg) has line breaks
+            msg = msg.replace("\r", "\\r").replace("\n", "\\n")
             lines.append(f"{source}:{line or '?'}: {_field(loc)}: {msg}")
         raise ConfigError("invalid gateway config:\n  " + "\n  ".join(lines)) from None
