@@ -94,7 +94,7 @@ def make_transport(bus: SerialBus | TcpBus) -> Transport:
         t = PacedSerialTransport(bus.device, SerialSettings(bus.baudrate, bus.bytesize, bus.parity, bus.stopbits))
     else:
         t = PacedTcpTransport(bus.host, bus.port, connect_timeout=bus.timeout_s)
-    t.gap = bus.inter_frame_gap_s  # type: ignore[attr-defined]
+    t.gap = bus.gap_s  # type: ignore[attr-defined]
     return t
 
 

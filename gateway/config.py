@@ -101,9 +101,21 @@ class SerialBus(_Model):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    inter_frame_gap_s: Annotated[float, Field(ge=0, le=5)] = 0.05
+    # Silence between frames; default (null): 3.5 characters at this baud rate, 1.75 ms above
+    # 19200 baud (Modbus over serial line V1.02, 2.5.1.1) — the least the line requires.
+    inter_frame_gap_s: Annotated[float, Field(ge=0, le=5)] | None = None
 
-    _d = field_validator("timeout_s", "inter_frame_gap_s", mode="before")(_dur)
+    _d = field_validator("timeout_s", "inter_frame_gap_s", mode="before")(
+        lambda v: None if v is None else _dur(v))
+
+    @property
+    def gap_s(self) -> float:
+        if self.inter_frame_gap_s is not None:
+            return self.inter_frame_gap_s
+        if self.baudrate > 19200:
+            return 0.00175
+        bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+        return 3.5 * bits / self.baudrate
 
     @property
     def lanes(self) -> int:
@@ -120,6 +132,10 @@ class TcpBus(_Model):
     inter_frame_gap_s: Annotated[float, Field(ge=0, le=5)] = 0.0
 
     _d = field_validator("timeout_s", "inter_frame_gap_s", mode="before")(_dur)
+
+    @property
+    def gap_s(self) -> float:
+        return self.inter_frame_gap_s
 
     @property
     def lanes(self) -> int:

@@ -187,7 +187,7 @@ class Publisher:
         return p
 
     async def _run(self) -> None:
-        last_sent = time.monotonic()
+        next_slot = time.monotonic()  # pacing of the catch-up throttle
         while self._running:
             await self.connected.wait()
             if len(self._inflight) >= self.broker.max_inflight:
@@ -226,11 +226,13 @@ class Publisher:
                 self._inflight_values += len(batch)
             self.sent_messages += 1
             if batch is not None:
-                # Catch-up throttle: keep CPU and the SD card for polling.
-                pause = len(batch) / self.gw.catchup_values_per_s - (time.monotonic() - last_sent)
-                last_sent = time.monotonic()
-                if pause > 0:
-                    await asyncio.sleep(pause)
+                # Catch-up throttle: keep CPU and the SD card for polling. Each batch books
+                # len/rate seconds of the line after the previous booking (pacing), so the
+                # rate holds over any window, pauses included.
+                now = time.monotonic()
+                next_slot = max(next_slot, now) + len(batch) / self.gw.catchup_values_per_s
+                if next_slot - now > 0:
+                    await asyncio.sleep(next_slot - now)
             else:
                 await asyncio.sleep(0)
 
