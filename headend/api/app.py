@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+import psycopg
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from askue.headend.config import Settings
 
@@ -26,6 +28,14 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
                   description="Meters, readings, intervals, consumption and gateways of an askue head-end. "
                               "Every endpoint except /api/v1/health needs `Authorization: Bearer <token>`.")
     app.state.settings = settings
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # a parameter PostgreSQL cannot take (a NUL character, an unknown enum value, a
+        # malformed date): the client's mistake, answered 400 instead of a 500
+        msg = (exc.diag.message_primary or str(exc)).splitlines()[0]
+        return JSONResponse({"detail": f"bad parameter value: {msg}"}, status_code=400)
+
     health = APIRouter()
 
     @health.get("/health", tags=["health"])
