@@ -41,6 +41,11 @@ def _day(v: str | None, tz, name: str, lang: str) -> datetime | None:
 def _filter(w: WebUser, org: str | None, kind: str | None, state: str | None, severity: str | None, meter: str | None,
             account: str | None, site: str | None, start: str | None, end: str | None,
             show_resolved: bool) -> vapi.EventFilter:
+    # checked here for every caller (the export had no check: an unknown state was a 500)
+    if state and state not in ("open", "acknowledged", "resolved"):
+        raise HTTPException(422, f"state {state!r} is unknown")
+    if severity and severity not in ("info", "warning", "critical"):
+        raise HTTPException(422, f"severity {severity!r} is unknown")
     end_dt = _day(end, w.tz, "to", w.lang)
     return vapi._filter(organisation=org or None, kind=[kind] if kind else None, state=[state] if state else None,
                         start=_day(start, w.tz, "from", w.lang), end=end_dt + timedelta(days=1) if end_dt else None,
