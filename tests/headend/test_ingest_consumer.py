@@ -30,8 +30,10 @@ async def _wait_for(dsn: str, sql: str, want: int, tries: int = 300) -> int:
 
 
 def _settings(pg_dsn: str, broker, group: str, client_id: str) -> Settings:
+    # A topic root of the test's own (its group name): the session broker is shared with other
+    # tests, whose retained state messages and leftovers must not reach this consumer.
     return Settings(dsn=pg_dsn, mqtt_host=broker.host, mqtt_port=broker.port, mqtt_group=group,
-                    mqtt_client_id=client_id, batch_linger_s=0.02, pool_max=2)
+                    mqtt_root=group, mqtt_client_id=client_id, batch_linger_s=0.02, pool_max=2)
 
 
 async def test_two_workers_split_a_shared_subscription(pg_dsn: str, mqtt_broker) -> None:
@@ -52,10 +54,10 @@ async def test_two_workers_split_a_shared_subscription(pg_dsn: str, mqtt_broker)
             for k in range(n_msgs):
                 gw = f"gw{k % 3}"
                 vals = [reg(f"{gw}-m{j}", 1000.0 * k + j, T0 + timedelta(minutes=k)) for j in range(per_msg)]
-                await pub.publish(f"askue/v1/{gw}/data", payload(vals, gw=gw, seq=k), qos=1)
+                await pub.publish(f"{group}/v1/{gw}/data", payload(vals, gw=gw, seq=k), qos=1)
             # a duplicate delivery of the first message (QoS 1 redelivery, gateway replay)
-            await pub.publish("askue/v1/gw0/data", payload([reg("gw0-m0", 0.0, T0)], gw="gw0", seq=0), qos=1)
-            await pub.publish("askue/v1/gw0/data", b"garbage", qos=1)
+            await pub.publish(f"{group}/v1/gw0/data", payload([reg("gw0-m0", 0.0, T0)], gw="gw0", seq=0), qos=1)
+            await pub.publish(f"{group}/v1/gw0/data", b"garbage", qos=1)
         total = n_msgs * per_msg
         assert await _wait_for(pg_dsn, "SELECT count(*) FROM register_readings", total) == total
         assert await _wait_for(pg_dsn, "SELECT count(*) FROM dead_letters", 1) == 1
@@ -98,7 +100,7 @@ async def test_unacknowledged_message_is_redelivered_after_a_crash(pg_dsn: str, 
     try:
         await asyncio.wait_for(c1.stats.connected.wait(), 10)
         async with aiomqtt.Client(fresh_broker.host, fresh_broker.port, protocol=aiomqtt.ProtocolVersion.V5) as pub:
-            await pub.publish("askue/v1/gwx/data", payload([reg("mx", 42.0, T0)], gw="gwx"), qos=1)
+            await pub.publish("crash/v1/gwx/data", payload([reg("mx", 42.0, T0)], gw="gwx"), qos=1)
         for _ in range(100):
             if c1.stats.messages:
                 break
@@ -127,11 +129,11 @@ async def test_state_and_health_update_the_gateway(pg_dsn: str, mqtt_broker) -> 
     try:
         await asyncio.wait_for(c.stats.connected.wait(), 10)
         async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, protocol=aiomqtt.ProtocolVersion.V5) as pub:
-            await pub.publish("askue/v1/gws/state", b'{"v":1,"gateway_id":"gws","online":true,"version":"1.2.3",'
+            await pub.publish("sh/v1/gws/state", b'{"v":1,"gateway_id":"gws","online":true,"version":"1.2.3",'
                               b'"at":"2026-03-01T00:00:00Z","meters":12}', qos=1)
-            await pub.publish("askue/v1/gws/health", b'{"v":1,"gateway_id":"gws","at":"2026-03-01T00:01:00Z",'
+            await pub.publish("sh/v1/gws/health", b'{"v":1,"gateway_id":"gws","at":"2026-03-01T00:01:00Z",'
                               b'"queue_depth":17,"oldest_unsent_s":3.5}', qos=1)
-            await pub.publish("askue/v1/gws/state", b'{"v":1,"gateway_id":"gws","online":false}', qos=1)
+            await pub.publish("sh/v1/gws/state", b'{"v":1,"gateway_id":"gws","online":false}', qos=1)
         for _ in range(200):
             if c.stats.messages >= 3 and c.stats.batches and c.stats.connected.is_set() is not True:
                 pass
