@@ -72,8 +72,10 @@ async def open_pool(settings: Settings, **kw: Any):
 
 
 async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = True,
-                      migrate: bool = True, ready: Callable[[], Awaitable[None] | None] | None = None) -> None:
-    """Run ingest, background tasks and the API in this process until cancelled."""
+                      migrate: bool = True, ready: Callable[[], Awaitable[None] | None] | None = None,
+                      stop: asyncio.Event | None = None) -> None:
+    """Run ingest, background tasks and the API in this process until cancelled or `stop` is set
+    (then the API finishes its requests in flight and the rest is cancelled)."""
     import psycopg
 
     from askue.headend.ingest import merge
@@ -96,6 +98,7 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
         pool = await open_pool(settings, configure=merge.prepare_connection)
         stack.push_async_callback(pool.close)
         tasks: list[asyncio.Task] = []
+        server = None
         if ingest:
             ctx = merge.MergeContext(mode=mode, tz=tz, hooks=load_entries(BATCH_HOOKS))
             tasks.append(asyncio.create_task(Consumer(settings, pool, ctx).run(), name="ingest"))
@@ -113,11 +116,22 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
             r = ready()
             if asyncio.iscoroutine(r):
                 await r
+        stopper = asyncio.create_task((stop or asyncio.Event()).wait(), name="stop")
+        running = set(tasks)
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                t.result()
+            while running:
+                done, _ = await asyncio.wait(running | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    if server is not None:
+                        server.should_exit = True  # let uvicorn finish the requests in flight
+                        api_task = next(t for t in tasks if t.get_name() == "api")
+                        await asyncio.wait({api_task}, timeout=10)
+                    return
+                for t in done:
+                    t.result()  # a failed task stops the head-end with its error
+                running -= done
         finally:
+            stopper.cancel()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

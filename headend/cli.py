@@ -91,9 +91,22 @@ def _run(settings, args) -> int:
     api = not getattr(args, "ingest_only", False)
     api_url = f"http://{settings.api_host}:{settings.api_port}/docs" if api else "off"
     print(f"askue head-end: ingest {'on' if ingest else 'off'} (mqtt {settings.mqtt_host}:{settings.mqtt_port}, "
-          f"group {settings.mqtt_group}), API {api_url}", file=sys.stderr)
+          f"{'shared group ' + settings.mqtt_group if settings.mqtt_group else 'plain subscription'}), API {api_url}", file=sys.stderr)
+    async def serve() -> None:
+        import signal
+
+        # SIGTERM/SIGINT stop cleanly. Ingest acknowledges only committed batches, so whatever
+        # was in flight is redelivered by the broker to the next run.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_headend(settings, ingest=ingest, api=api, migrate=not getattr(args, "no_migrate", False),
+                          stop=stop)
+        print("askue head-end: stopped", file=sys.stderr)
+
     try:
-        asyncio.run(run_headend(settings, ingest=ingest, api=api, migrate=not getattr(args, "no_migrate", False)))
+        asyncio.run(serve())
     except MigrationError as e:
         print(f"askue headend: {e}", file=sys.stderr)
         return EXIT_FAILURE
