@@ -85,7 +85,7 @@ def _fmt(v, unit) -> str:
 
 def main(argv: list[str]) -> int:
     only = set(argv)
-    files = sorted(p for p in (ROOT / "bench").glob("*_*.py") if p.name != "run.py")
+    files = sorted(p for p in (ROOT / "bench").glob("*_*.py") if not p.name.startswith("_"))
     if only:
         files = [p for p in files if p.stem in only]
     results = []
