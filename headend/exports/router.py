@@ -194,6 +194,12 @@ async def get_hourly(meter: str, month: str, p: Auth, conn: Conn) -> Response:
 async def post_hourly(meter: str, p: Auth, conn: Conn, file: Annotated[UploadFile, File()]) -> dict:
     """Load a filled-in hourly profile (cabinet layout) as hourly intervals of the meter."""
     _need(p, WRITE_ROLES)
+    ids = None if p.org_ids is None else sorted(p.org_ids)
+    seen = await (await conn.execute(
+        "SELECT 1 FROM meters WHERE code = %s AND (%s::bigint[] IS NULL OR org_id = ANY(%s::bigint[]))",
+        (meter, ids, ids))).fetchone()
+    if seen is None:  # unknown, or another organisation's: the same answer
+        raise HTTPException(404, f"meter {meter!r} not found")
     data = await _upload(file)
     try:
         rep = await importers.import_hourly(conn, data, meter, org_ids=p.org_ids, author=p.name)

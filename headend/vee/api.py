@@ -501,7 +501,10 @@ async def set_threshold(body: ThresholdBody, request: Request, principal: Princi
 
     _may_act(principal)
     mine = await _org_codes(conn, principal)
-    if mine is not None and not (body.scope == "organisation" and body.name in mine):
+    if mine is not None and body.scope == "organisation" and body.name not in mine:
+        # Another organisation is not visible to this principal: same answer as for none at all.
+        raise HTTPException(404, f"organisation {body.name!r} not found")
+    if mine is not None and body.scope != "organisation":
         raise HTTPException(403, "an organisation's token may set thresholds of its own organisation only")
     if principal.role == "dispatcher" and body.scope != "organisation":
         raise HTTPException(403, "default, resource and model thresholds are set by an admin")

@@ -151,7 +151,8 @@ def test_manual_reading_with_expected_value_and_correction(api) -> None:
 def test_thresholds_per_organisation(api) -> None:
     client, tok, dsn = api
     body = {"scope": "organisation", "name": "uk1", "settings": {"clock_drift_s": 30}}
-    assert client.put("/api/v1/vee/thresholds", json=body, headers=_h(tok["uk2"])).status_code == 403
+    # another organisation is invisible to uk2: 404, as for any object it may not see
+    assert client.put("/api/v1/vee/thresholds", json=body, headers=_h(tok["uk2"])).status_code == 404
     assert client.put("/api/v1/vee/thresholds", json=dict(body, settings={"clock_drift": 30}),
                       headers=_h(tok["uk1"])).status_code == 422
     assert client.put("/api/v1/vee/thresholds", json=body, headers=_h(tok["uk1"])).status_code == 200
