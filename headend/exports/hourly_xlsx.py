@@ -103,12 +103,27 @@ def open_workbook(data: bytes, fmt: str):
             # guard against zip bombs before openpyxl inflates everything
             if sum(i.file_size for i in z.infolist()) > 20 * MAX_BYTES:
                 raise ExportFormatError(fmt, [_i("file", "workbook unpacks to an unreasonable size", "split the file")])
-        return load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        if not wb.worksheets:
+            wb.close()
+            raise ExportFormatError(fmt, [_i("workbook", "the workbook has no sheets", "fill in the template")])
+        return wb
     except ExportFormatError:
         raise
     except Exception as e:  # openpyxl raises many unrelated types on damaged files
         raise ExportFormatError(fmt, [_i("file", f"cannot read the workbook ({type(e).__name__}: {str(e)[:120]})",
                                          "open it in Excel, check it and save as .xlsx again")]) from None
+
+
+def read_rows(ws, fmt: str, **kw) -> list[tuple]:
+    """Cell values of a sheet; a damaged sheet is an ExportFormatError. A read-only
+    workbook parses its sheets only here, so open_workbook cannot catch these."""
+    try:
+        return list(ws.iter_rows(values_only=True, **kw))
+    except Exception as e:  # expat and openpyxl's value conversions raise many types
+        raise ExportFormatError(fmt, [_i(f"sheet «{ws.title}»", f"cannot read the cells ({type(e).__name__}: "
+                                         f"{str(e)[:120]})", "open it in Excel, check it and save as .xlsx again")]
+                                ) from None
 
 
 def _i(where: str, what: str, fix: str) -> Issue:
@@ -139,7 +154,7 @@ def read_hourly_xlsx(data: bytes, *, month: date | None = None, sheet: str | Non
             raise ExportFormatError(FORMAT, [_i("workbook", f"no sheet «{sheet}»",
                                                 f"sheets are: {', '.join(wb.sheetnames)[:200]}")])
         ws = wb[sheet] if sheet is not None else wb.worksheets[0]
-        rows = list(ws.iter_rows(min_row=1, max_row=40, max_col=40, values_only=True))
+        rows = read_rows(ws, FORMAT, min_row=1, max_row=40, max_col=40)
         title = ws.title
     finally:
         wb.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .errors import Issue
-from .hourly_xlsx import column_letter, open_workbook
+from .hourly_xlsx import column_letter, open_workbook, read_rows
 from .values import parse_decimal
 
 FORMAT = "integral readings xlsx"
@@ -129,7 +129,7 @@ def read_integral_xlsx(data: bytes) -> list[RowResult]:
     wb = open_workbook(data, FORMAT)
     try:
         ws = wb.worksheets[0]
-        rows = list(ws.iter_rows(min_row=1, max_row=20001, max_col=30, values_only=True))
+        rows = read_rows(ws, FORMAT, min_row=1, max_row=20001, max_col=30)
     finally:
         wb.close()
     header_row, mapping = None, {}
