@@ -26,6 +26,22 @@ class InsertedRow:
     period_s: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class RepeatedRow:
+    """A register/instant value delivered again with the same meter time but a later receive
+    time (a new poll, not a QoS 1 duplicate): the natural key keeps the first, VEE judges the
+    repeat (frozen_value: the meter's clock or register stopped)."""
+
+    meter_id: int
+    obis: str
+    kind: str
+    ts: datetime
+    received_at: datetime
+    value: float
+    first_received_at: datetime
+    first_value: float
+
+
 @dataclass
 class InsertedBatch:
     """Rows this batch newly inserted (duplicates of stored rows are not listed).
@@ -34,6 +50,7 @@ class InsertedBatch:
     """
 
     rows: list[InsertedRow] = field(default_factory=list)
+    repeated: list[RepeatedRow] = field(default_factory=list)
     meter_ids: set[int] = field(default_factory=set)  # every meter the batch touched
     gateway_ids: set[str] = field(default_factory=set)
 

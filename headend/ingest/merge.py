@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from askue.headend.ingest import dead_letters
-from askue.headend.ingest.batch import KIND_TABLE, InsertedBatch, InsertedRow, Pending
+from askue.headend.ingest.batch import KIND_TABLE, InsertedBatch, InsertedRow, Pending, RepeatedRow
 from askue.headend.storage import rollups
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ async def resolve_meters(conn: psycopg.AsyncConnection, ctx: MergeContext, pendi
         ctx.meter_ids[code] = mid
 
 
-async def _copy_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> set[int]:
+async def _copy_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending,
+                       staged: dict[str, int]) -> set[int]:
     touched: set[int] = set()
     ids = ctx.meter_ids
     async with conn.cursor() as cur:
@@ -100,6 +101,7 @@ async def _copy_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending
                 for v in msg.values:
                     mid = ids[v.meter_id]
                     touched.add(mid)
+                    staged[v.kind] = staged.get(v.kind, 0) + 1
                     if v.meter_time is not None:
                         ts, ts_source = v.meter_time, "meter"
                     else:
@@ -109,8 +111,19 @@ async def _copy_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending
     return touched
 
 
+# A new poll that returns a stored meter time again (received well after the stored copy;
+# QoS 1 duplicates and replays carry the same received_at). The margin keeps meters whose
+# clock has minute resolution (M-Bus) from looking frozen when polled twice in a minute.
+_REPEATED_SQL = """
+SELECT s.meter_id, s.obis, s.kind, s.ts, s.received_at, s.value, r.received_at, r.value
+FROM _stage s JOIN {t} r ON r.meter_id = s.meter_id AND r.obis = s.obis AND r.ts = s.ts
+WHERE s.kind = %(kind)s AND s.ts_source = 'meter' AND s.received_at > r.received_at + interval '90 seconds'
+"""
+
+
 async def _merge_values(conn: psycopg.AsyncConnection, ctx: MergeContext, kinds: set[str],
-                        want_rows: bool) -> list[InsertedRow]:
+                        want_rows: bool, staged: dict[str, int] | None = None,
+                        repeated: list[RepeatedRow] | None = None) -> list[InsertedRow]:
     """One statement per kind: insert new rows, feed the rollups from exactly those (plain mode)."""
     rows: list[InsertedRow] = []
     for kind in sorted(kinds):
@@ -132,7 +145,13 @@ async def _merge_values(conn: psycopg.AsyncConnection, ctx: MergeContext, kinds:
         cur = await conn.execute(sql.SQL("WITH ") + sql.SQL(", ").join(ctes) + sql.SQL(" " + final),
                                  {"kind": kind, "tz": ctx.tz})
         if want_rows:
-            rows += [InsertedRow(*r) for r in await cur.fetchall()]
+            new_rows = [InsertedRow(*r) for r in await cur.fetchall()]
+            rows += new_rows
+            # Only when something was not inserted (rare on live data) look for repeats.
+            if (repeated is not None and staged is not None and kind in ("register", "instant")
+                    and len(new_rows) < staged.get(kind, 0)):
+                cur = await conn.execute(sql.SQL(_REPEATED_SQL).format(t=sql.Identifier(table)), {"kind": kind})
+                repeated += [RepeatedRow(*r) for r in await cur.fetchall()]
         if kind == "register" and ctx.mode == "plain":
             await rollups.fix_prev(conn, "_touched", ctx.tz)
     return rows
@@ -220,8 +239,10 @@ async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: P
         if kinds:
             # normally empty (ON COMMIT DELETE ROWS); not when a caller wrapped us in its own transaction
             await conn.execute("TRUNCATE _stage, _touched")
-            batch.meter_ids = await _copy_values(conn, ctx, pending)
-            batch.rows = await _merge_values(conn, ctx, kinds, want_rows=bool(ctx.hooks))
+            staged: dict[str, int] = {}
+            batch.meter_ids = await _copy_values(conn, ctx, pending, staged)
+            batch.rows = await _merge_values(conn, ctx, kinds, want_rows=bool(ctx.hooks), staged=staged,
+                                             repeated=batch.repeated)
         await _meter_status(conn, ctx, pending)
         await _gateways(conn, pending)
         await dead_letters.store(conn, pending.dead)

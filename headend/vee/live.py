@@ -22,7 +22,7 @@ from askue.headend.vee.rules.common import Ctx
 
 log = logging.getLogger(__name__)
 
-HOOK_RULES = ("reverse_reading", "interval_gap", "clock_drift", "tamper", "voltage")
+HOOK_RULES = ("reverse_reading", "interval_gap", "clock_drift", "tamper", "voltage", "frozen_value")
 
 _PREV_SQL = """
 SELECT k.meter_id, k.obis, p.ts, p.value, p.received_at, p.quality {extra}
@@ -49,11 +49,13 @@ async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple
 
 async def batch_hook(conn: psycopg.AsyncConnection, batch) -> None:
     """BATCH_HOOKS entry: judge `batch.rows` (askue.headend.ingest.batch.InsertedRow)."""
-    if not batch.rows:
+    repeated = getattr(batch, "repeated", [])
+    if not batch.rows and not repeated:
         await _note_replaced(conn, set())
         return
     tz = await store.db_timezone(conn)
-    meters = await store.load_meters(conn, tz, sorted({r.meter_id for r in batch.rows}))
+    meters = await store.load_meters(conn, tz, sorted({r.meter_id for r in batch.rows}
+                                                      | {r.meter_id for r in repeated}))
     codes = {mid: m.facts.meter_id for mid, m in meters.items()}
     new_by_meter: dict[int, list[Value]] = {}
     firsts: dict[str, dict[tuple[int, str], object]] = {"register": {}, "interval": {}}
@@ -69,6 +71,15 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch) -> None:
             if k not in firsts[r.kind] or r.ts < firsts[r.kind][k]:  # type: ignore[operator]
                 firsts[r.kind][k] = r.ts
     history: dict[int, list[Value]] = {}
+    for r in repeated:  # the stored first copy as history, the repeat under check
+        if r.meter_id not in codes:
+            continue
+        code = codes[r.meter_id]
+        history.setdefault(r.meter_id, []).append(
+            Value(code, r.obis, r.kind, r.ts, r.first_value, received_at=r.first_received_at, new=False))
+        new_by_meter.setdefault(r.meter_id, []).append(
+            Value(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
+        kinds_by_obis[(code, r.obis)] = r.kind
     ids = {c: m for m, c in codes.items()}
     for kind in ("register", "interval"):
         for v in await _previous(conn, kind, firsts[kind], codes):

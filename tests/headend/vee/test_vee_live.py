@@ -116,3 +116,26 @@ async def test_a_broken_threshold_row_does_not_stop_vee(pg_dsn: str) -> None:
                                           c_reg("E5", 99.0, T0 + timedelta(hours=2))]))
     assert [e[0] for e in await _events(conn)] == ["reverse_reading"]  # 0.4 within tolerance, 1.0 not
     await conn.close()
+
+
+async def test_frozen_value_raised_live_but_not_for_qos_duplicates(pg_dsn: str) -> None:
+    """A new poll returning a stored meter time again (later receive time) is frozen_value;
+    a QoS 1 duplicate or replay (same receive time) and a quick re-poll are not."""
+    conn, ctx = await _setup(pg_dsn)
+    await merge.write(conn, ctx, pending([c_reg("E5", 120.5, T0)]))
+    await merge.write(conn, ctx, pending([c_reg("E5", 120.5, T0)]))  # exact replay
+    await merge.write(conn, ctx, pending([c_reg("E5", 120.5, T0, recv_delay_s=60)], seq=2))  # within the margin
+    assert [k for k, *_ in await _events(conn)] == []
+    # polled again 15 minutes later, the meter still reports the same record
+    await merge.write(conn, ctx, pending([c_reg("E5", 120.5, T0, recv_delay_s=900)], seq=3))
+    kinds = [k for k, *_ in await _events(conn)]
+    assert "frozen_value" in kinds
+    cur = await conn.execute("SELECT count(*), max(received_at) - min(received_at), array_agg(reasons) "
+                             "FROM register_readings")
+    n, spread, reasons = await cur.fetchone()
+    assert (n, spread) == (1, timedelta(0))  # the first copy stays, unchanged in value and time
+    assert "frozen" in reasons[0]  # (with clock_drift: a stopped clock falls behind, which is true too)
+    # the next poll with the same stale record does not raise it again
+    await merge.write(conn, ctx, pending([c_reg("E5", 120.5, T0, recv_delay_s=1800)], seq=4))
+    assert [k for k, *_ in await _events(conn)].count("frozen_value") == 1
+    await conn.close()
