@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import IntEnum
 
+from askue.drivers.crc import crc16, with_crc
 from askue.drivers.errors import AuthError, DriverError, FrameError, ProtocolError, Unsupported
 
 UNIVERSAL_ADDRESS = 0
@@ -136,30 +137,6 @@ def status_error(address: int, status: int, request: str, opening: bool = False)
 
 
 # ---- CRC ---------------------------------------------------------------------------------
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _crc_table()
-
-
-def crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ b) & 0xFF]
-    return crc
-
-
-def with_crc(body: bytes) -> bytes:
-    return body + crc16(body).to_bytes(2, "little")
-
-
 def crc_ok(frame: bytes) -> bool:
     return len(frame) >= 3 and crc16(frame[:-2]).to_bytes(2, "little") == frame[-2:]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Literal
 
+from askue.drivers.crc import crc16, with_crc
 from askue.drivers.errors import FrameError, ProtocolError
 
 Framing = Literal["tcp", "rtu"]
@@ -41,31 +42,6 @@ class ModbusExceptionError(ProtocolError):
         super().__init__(f"{where}function {function:#04x}{what}: Modbus exception {code:#04x} {self.exception_name}")
         # busy / acknowledge / gateway target silent: a later retry can succeed
         self.retry = code in (0x05, 0x06, 0x0B)
-
-
-# ---- CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF) ------------------------------------
-def _table() -> list[int]:
-    out = []
-    for b in range(256):
-        crc = b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        out.append(crc)
-    return out
-
-
-_CRC_TABLE = _table()
-
-
-def crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ b) & 0xFF]
-    return crc
-
-
-def with_crc(frame: bytes) -> bytes:
-    return frame + struct.pack("<H", crc16(frame))  # low byte first on the line
 
 
 # ---- requests ---------------------------------------------------------------------------
