@@ -318,11 +318,12 @@ async def get_expected(code: str, obis: str = Query("1.0.1.8.0.255", pattern=_OB
     return await expected_value(conn, m, obis, at or datetime.now().astimezone())
 
 
-class ManualReading(BaseModel):
+class _ReadingAt(BaseModel):
+    """A register value at a meter time, as a person enters it."""
+
     obis: str = Field("1.0.1.8.0.255", pattern=_OBIS)
     ts: datetime
     value: float
-    comment: str | None = Field(None, max_length=2000)
 
     @field_validator("ts")
     @classmethod
@@ -337,6 +338,10 @@ class ManualReading(BaseModel):
         if not math.isfinite(v) or v < 0:
             raise ValueError("a register reading is a finite, non-negative number")
         return v
+
+
+class ManualReading(_ReadingAt):
+    comment: str | None = Field(None, max_length=2000)
 
 
 async def _ensure_partition(conn, table: str, ts: datetime) -> None:
@@ -393,26 +398,9 @@ async def enter_reading(code: str, body: ManualReading, request: Request,
             "deviation": None if exp["expected"] is None else round(body.value - exp["expected"], 3)}
 
 
-class Correction(BaseModel):
+class Correction(_ReadingAt):
     kind: Literal["register", "interval"] = "register"
-    obis: str = Field("1.0.1.8.0.255", pattern=_OBIS)
-    ts: datetime
-    value: float
     reason: str = Field(..., min_length=3, max_length=2000, description="why the value is changed (required)")
-
-    @field_validator("ts")
-    @classmethod
-    def _aware(cls, v: datetime) -> datetime:
-        if v.tzinfo is None:
-            raise ValueError("give a UTC offset, e.g. 2026-11-20T10:00:00+03:00")
-        return v
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v) or v < 0:
-            raise ValueError("a finite, non-negative number")
-        return v
 
 
 @router.post("/meters/{code}/corrections")
