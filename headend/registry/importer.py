@@ -125,12 +125,22 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[Any]]]]:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
-            text = raw.decode("cp1251")  # Excel on Russian Windows saves CSV so
+            try:
+                text = raw.decode("cp1251")  # Excel on Russian Windows saves CSV so
+            except UnicodeDecodeError as e:
+                line = raw[:e.start].count(b"\n") + 1
+                raise RegistryFileError(f"{path}:{line}: the file is neither UTF-8 nor windows-1251 (byte "
+                                        f"0x{raw[e.start]:02x}); save it as CSV UTF-8") from None
         try:
             dialect = csv.Sniffer().sniff(text[:4096], delimiters=";,\t")
         except csv.Error:
             dialect = csv.excel
-        rows = [(i, r) for i, r in enumerate(csv.reader(io.StringIO(text), dialect), start=1)]
+        reader = csv.reader(io.StringIO(text, newline=""), dialect)
+        try:
+            rows = [(i, r) for i, r in enumerate(reader, start=1)]
+        except csv.Error as e:  # e.g. a stray line break inside an unquoted cell
+            raise RegistryFileError(f"{path}:{reader.line_num}: not a readable CSV line ({e}); "
+                                    "check quotes and line breaks in that row") from None
     else:
         raise RegistryFileError(f"{path}: unsupported file type {suffix!r}; use .csv or .xlsx")
     rows = [(i, r) for i, r in rows if any(c not in (None, "") for c in r)]
