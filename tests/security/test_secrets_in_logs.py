@@ -209,4 +209,6 @@ def test_headend_logs_hold_no_secrets(broker: DeployedBroker, pg_cluster, pg_tem
         everything = ok_log + bad_mqtt + bad_db + doctor.stdout + doctor.stderr
         assert_no_secret(everything, [DB_PW, HE_PW, HE_PW + "-wrong", token])
     finally:
+        with psycopg.connect(plain, autocommit=True) as c:
+            c.execute("ALTER USER postgres PASSWORD NULL")  # the role is shared by the session's cluster
         pg_cluster.drop_database(name)
