@@ -105,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         stopping = True
 
     signal.signal(signal.SIGTERM, _stop)
+    # Ctrl-C must stop the demo even when started from a shell that ignores SIGINT for
+    # background jobs (the ignore is inherited).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         r = _headend(headend_cfg, "migrate")
         if r.returncode:
