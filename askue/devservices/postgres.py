@@ -32,6 +32,42 @@ def pg_bindir() -> Path:
     )
 
 
+def _postgres_can_reach(path: Path) -> bool:
+    """Whether the postgres user can enter every directory above `path`."""
+    if os.geteuid() != 0:
+        return True
+    pw = pwd.getpwnam("postgres")
+    for d in [path, *path.parents]:
+        if not d.exists():
+            continue
+        st = d.stat()
+        mode = st.st_mode
+        ok = (mode & 0o001) or (st.st_uid == pw.pw_uid and mode & 0o100) or (st.st_gid == pw.pw_gid and mode & 0o010)
+        if not ok:
+            return False
+    return True
+
+
+def _reachable_root(root: Path) -> Path:
+    """As root, a cluster under a directory the postgres user cannot enter (a clone in
+    /root, say) lives in /var/lib/askue/ instead, with a symlink where it was asked for,
+    so it is still kept between runs."""
+    root = root.absolute()
+    if root.is_symlink() or _postgres_can_reach(root.parent):
+        return root.resolve()
+    import hashlib
+
+    target = Path("/var/lib/askue") / f"pg-{hashlib.sha1(str(root).encode()).hexdigest()[:12]}"
+    target.mkdir(parents=True, exist_ok=True)
+    os.chmod(target.parent, 0o755)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not any(root.iterdir()):
+        root.rmdir()
+    if not root.exists():
+        root.symlink_to(target, target_is_directory=True)
+    return root.resolve()
+
+
 @dataclass
 class PgCluster:
     root: Path
@@ -39,7 +75,7 @@ class PgCluster:
     host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
+        self.root = _reachable_root(Path(self.root))
         self.datadir = self.root / "data"
         self.logfile = self.root / "postgres.log"
         self.bindir = pg_bindir()
