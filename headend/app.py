@@ -28,6 +28,7 @@ BATCH_HOOKS: list[str] = [
 ]
 
 BACKGROUND_TASKS: list[str] = [
+    "askue.headend.storage.tasks:rollup_task",
     "askue.headend.exports.tasks:billing_task",
     "askue.headend.vee.scan:scan_task",
 ]

@@ -26,7 +26,7 @@ async def ensure_partitions(conn: psycopg.AsyncConnection, table: str, stamps: I
 
 async def refresh_rollups(conn: psycopg.AsyncConnection, rows: Iterable[tuple[int, str, datetime]]) -> None:
     """Rebuild the rollup buckets of every (meter, channel) in `rows` over the range touched."""
-    mode, tz = await _mode_tz(conn)
+    mode, _ = await _mode_tz(conn)
     if mode != "plain":
         return
     try:
@@ -38,4 +38,4 @@ async def refresh_rollups(conn: psycopg.AsyncConnection, rows: Iterable[tuple[in
         lo, hi = spans.get((mid, obis), (ts, ts))
         spans[(mid, obis)] = (min(lo, ts), max(hi, ts))
     for (mid, obis), (lo, hi) in spans.items():
-        await rollups.recompute(conn, mid, obis, lo, hi, tz)
+        await rollups.recompute(conn, mid, obis, lo, hi)

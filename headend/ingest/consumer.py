@@ -207,6 +207,10 @@ class Consumer:
                         await self._write_singly(conn, pending)
                         batch = None
                 break
+            except psycopg.errors.TransactionRollback as e:
+                # a deadlock with another writer of the same meters' rollup rows: PostgreSQL rolled
+                # this batch back whole; write it again at once
+                log.info("batch of %d messages rolled back (%s); writing it again", len(pending), e.sqlstate)
             except psycopg.OperationalError as e:
                 log.warning("database unavailable (%s); batch of %d messages kept unacknowledged, retry in %.1fs",
                             e, len(pending), delay)

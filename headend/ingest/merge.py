@@ -1,15 +1,22 @@
-"""Write one batch in one transaction: COPY into staging, then merge idempotently.
+"""Write one batch in one transaction, idempotently on the natural key (meter_id, obis, ts).
 
-Values go by COPY into a temp staging table, then `INSERT … SELECT … ON CONFLICT
-DO NOTHING` on the natural key (meter_id, obis, ts) into each value table; its
-RETURNING rows (exactly the new ones) feed the rollup upserts in the same
-statement and the batch hooks, so a replayed or duplicated message changes nothing.
+Fast path: the values are COPYed straight into their tables inside a savepoint.
+Live data is almost always new, and COPY is the cheapest way in. If any value is
+already stored (a replay, a QoS 1 duplicate, a backlog sent twice), the savepoint
+rolls back and the batch takes the merge path: COPY into a temp staging table,
+then `INSERT … SELECT … ON CONFLICT DO NOTHING` per value table, whose RETURNING
+rows are exactly the new ones. Either way only newly inserted rows reach the
+rollups (statement triggers on the value tables, migration 0007) and the batch
+hooks, so a replayed or duplicated message changes nothing.
 """
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import itemgetter
 
 import msgspec
 import psycopg
@@ -17,7 +24,6 @@ from psycopg import sql
 
 from askue.headend.ingest import dead_letters
 from askue.headend.ingest.batch import KIND_TABLE, InsertedBatch, InsertedRow, Pending, RepeatedRow
-from askue.headend.storage import rollups
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +36,6 @@ CREATE TEMP TABLE IF NOT EXISTS _stage (
     kind text, meter_id bigint, obis text, ts timestamptz, ts_source text, received_at timestamptz,
     value double precision, quality text, reasons text[], source text, gateway_id text, seq bigint,
     period_s integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _touched (meter_id bigint, obis text, kind text, ts timestamptz)
-    ON COMMIT DELETE ROWS;
 """
 _VALUE_COLS = "meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source, gateway_id, seq"
 
@@ -45,6 +49,12 @@ class MergeContext:
     meter_ids: dict[str, int] = field(default_factory=dict)
     partitions: set[tuple[str, date]] = field(default_factory=set)
     hooks: list = field(default_factory=list)  # async hook(conn, InsertedBatch)
+    # batches left to send through the merge path after a COPY met stored values: a
+    # replay usually spans several batches, and a failed COPY costs a second write
+    merge_only: int = 0
+
+
+MERGE_ONLY_AFTER_CONFLICT = 8
 
 
 async def prepare_connection(conn: psycopg.AsyncConnection) -> None:
@@ -56,12 +66,14 @@ async def ensure_partitions(conn: psycopg.AsyncConnection, ctx: MergeContext, pe
     """Create monthly partitions for the batch's months before its transaction (plain mode only)."""
     if ctx.mode != "plain":
         return
-    need: set[tuple[str, date]] = set()
+    months: set[tuple[str, int, int]] = set()
     for msg in pending.data:
         for v in msg.values:
             t = v.meter_time or v.received_at
-            t = t.astimezone(UTC)
-            need.add((KIND_TABLE[v.kind], date(t.year, t.month, 1)))
+            if t.tzinfo is not UTC:  # decoded times are UTC already; convert only what is not
+                t = t.astimezone(UTC)
+            months.add((v.kind, t.year, t.month))
+    need = {(KIND_TABLE[k], date(y, m, 1)) for k, y, m in months}
     missing = sorted(need - ctx.partitions)
     for table, month in missing:
         async with conn.transaction():
@@ -89,26 +101,48 @@ async def resolve_meters(conn: psycopg.AsyncConnection, ctx: MergeContext, pendi
         ctx.meter_ids[code] = mid
 
 
-async def _copy_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending,
-                       staged: dict[str, int]) -> set[int]:
-    touched: set[int] = set()
+def _rows(ctx: MergeContext, pending: Pending) -> tuple[list[tuple], Counter[str], bool]:
+    """Stage rows (STAGE_COLUMNS order) of every value in the batch, the count of each kind,
+    and whether any value carries quality reasons."""
+    rows: list[tuple] = []
+    append = rows.append
     ids = ctx.meter_ids
+    reasons = False
+    for msg in pending.data:
+        gw, seq = msg.gateway_id, msg.seq
+        for v in msg.values:
+            if v.meter_time is None:
+                ts, ts_source = v.received_at, "gateway"
+            else:
+                ts, ts_source = v.meter_time, "meter"
+            if v.reasons:
+                reasons = True
+            append((v.kind, ids[v.meter_id], v.obis, ts, ts_source, v.received_at, v.value, v.quality, v.reasons,
+                    "gateway", gw, seq, v.period_s))
+    return rows, Counter(r[0] for r in rows), reasons
+
+
+async def _copy(conn: psycopg.AsyncConnection, statement: str, types: tuple[str, ...], rows) -> None:
     async with conn.cursor() as cur:
-        async with cur.copy(f"COPY _stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(STAGE_TYPES)
-            for msg in pending.data:
-                gw, seq = msg.gateway_id, msg.seq
-                for v in msg.values:
-                    mid = ids[v.meter_id]
-                    touched.add(mid)
-                    staged[v.kind] = staged.get(v.kind, 0) + 1
-                    if v.meter_time is not None:
-                        ts, ts_source = v.meter_time, "meter"
-                    else:
-                        ts, ts_source = v.received_at, "gateway"
-                    await copy.write_row((v.kind, mid, v.obis, ts, ts_source, v.received_at, v.value, v.quality,
-                                          v.reasons, "gateway", gw, seq, v.period_s))
-    return touched
+        async with cur.copy(statement) as copy:
+            copy.set_types(types)
+            for r in rows:
+                await copy.write_row(r)
+
+
+async def _copy_direct(conn: psycopg.AsyncConnection, rows: list[tuple], kinds: set[str], reasons: bool) -> None:
+    """COPY each kind's rows into its value table; UniqueViolation if any is already stored.
+
+    Without quality reasons in the batch (the usual case) the column is left to its
+    default, '{}': dumping an empty array per row costs more than the rest of the row.
+    """
+    for kind in sorted(kinds):
+        keep = [i for i, c in enumerate(STAGE_COLUMNS)
+                if c != "kind" and (c != "period_s" or kind == "interval") and (c != "reasons" or reasons)]
+        cols = ", ".join(STAGE_COLUMNS[i] for i in keep)
+        get = itemgetter(*keep)
+        await _copy(conn, f"COPY {KIND_TABLE[kind]} ({cols}) FROM STDIN (FORMAT BINARY)",
+                    tuple(STAGE_TYPES[i] for i in keep), (get(r) for r in rows if r[0] == kind))
 
 
 # A new poll that returns a stored meter time again (received well after the stored copy;
@@ -121,40 +155,52 @@ WHERE s.kind = %(kind)s AND s.ts_source = 'meter' AND s.received_at > r.received
 """
 
 
-async def _merge_values(conn: psycopg.AsyncConnection, ctx: MergeContext, kinds: set[str],
-                        want_rows: bool, staged: dict[str, int] | None = None,
-                        repeated: list[RepeatedRow] | None = None) -> list[InsertedRow]:
-    """One statement per kind: insert new rows, feed the rollups from exactly those (plain mode)."""
-    rows: list[InsertedRow] = []
+async def _merge_stage(conn: psycopg.AsyncConnection, kinds: set[str], want_rows: bool,
+                       staged: Mapping[str, int], repeated: list[RepeatedRow]) -> list[InsertedRow]:
+    """One INSERT … SELECT FROM _stage … ON CONFLICT DO NOTHING per kind; returns the new rows."""
+    inserted: list[InsertedRow] = []
     for kind in sorted(kinds):
         table = KIND_TABLE[kind]
         period = "period_s" if kind == "interval" else "NULL::int AS period_s"
         extra = ", period_s" if kind == "interval" else ""
-        ctes = [sql.SQL(
-            "ins AS (INSERT INTO {t} (" + _VALUE_COLS + extra + ") "
+        cur = await conn.execute(sql.SQL(
+            "INSERT INTO {t} (" + _VALUE_COLS + extra + ") "
             "SELECT " + _VALUE_COLS + extra + " FROM _stage WHERE kind = %(kind)s "
             "ON CONFLICT (meter_id, obis, ts) DO NOTHING "
-            "RETURNING %(kind)s::text AS kind, meter_id, obis, ts, received_at, value, " + period + ")"
-        ).format(t=sql.Identifier(table))]
-        if ctx.mode == "plain":
-            ctes += [sql.SQL(f"r{i} AS ({stmt})") for i, stmt in enumerate(rollups.statements(kind, "ins"))]
-            if kind == "register":  # keys for the prev_value refresh below (it must see the upserts)
-                ctes.append(sql.SQL("t AS (INSERT INTO _touched SELECT meter_id, obis, kind, ts FROM ins)"))
-        final = ("SELECT meter_id, obis, kind, ts, received_at, value, period_s FROM ins" if want_rows
-                 else "SELECT count(*) FROM ins")
-        cur = await conn.execute(sql.SQL("WITH ") + sql.SQL(", ").join(ctes) + sql.SQL(" " + final),
-                                 {"kind": kind, "tz": ctx.tz})
+            + ("RETURNING meter_id, obis, %(kind)s::text AS kind, ts, received_at, value, " + period
+               if want_rows else "")
+        ).format(t=sql.Identifier(table)), {"kind": kind})
+        new = cur.rowcount
         if want_rows:
-            new_rows = [InsertedRow(*r) for r in await cur.fetchall()]
-            rows += new_rows
-            # Only when something was not inserted (rare on live data) look for repeats.
-            if (repeated is not None and staged is not None and kind in ("register", "instant")
-                    and len(new_rows) < staged.get(kind, 0)):
-                cur = await conn.execute(sql.SQL(_REPEATED_SQL).format(t=sql.Identifier(table)), {"kind": kind})
-                repeated += [RepeatedRow(*r) for r in await cur.fetchall()]
-        if kind == "register" and ctx.mode == "plain":
-            await rollups.fix_prev(conn, "_touched", ctx.tz)
-    return rows
+            inserted += [InsertedRow(*r) for r in await cur.fetchall()]
+        # only when something was not inserted look for values repeated by a new poll
+        if kind in ("register", "instant") and new < staged.get(kind, 0):
+            cur = await conn.execute(sql.SQL(_REPEATED_SQL).format(t=sql.Identifier(table)), {"kind": kind})
+            repeated += [RepeatedRow(*r) for r in await cur.fetchall()]
+    return inserted
+
+
+async def _write_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending,
+                        batch: InsertedBatch) -> None:
+    rows, staged, reasons = _rows(ctx, pending)
+    batch.meter_ids = {r[1] for r in rows}
+    kinds = set(staged)
+    want_rows = bool(ctx.hooks)
+    if ctx.merge_only <= 0:
+        try:
+            async with conn.transaction():
+                await _copy_direct(conn, rows, kinds, reasons)
+        except psycopg.errors.UniqueViolation:
+            ctx.merge_only = MERGE_ONLY_AFTER_CONFLICT
+        else:
+            if want_rows:
+                batch.rows = [InsertedRow(r[1], r[2], r[0], r[3], r[5], r[6], r[12]) for r in rows]
+            return
+    ctx.merge_only -= 1
+    # normally empty (ON COMMIT DELETE ROWS); not when a caller wrapped us in its own transaction
+    await conn.execute("TRUNCATE _stage")
+    await _copy(conn, f"COPY _stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)", STAGE_TYPES, rows)
+    batch.rows = await _merge_stage(conn, kinds, want_rows, staged, batch.repeated)
 
 
 async def _meter_status(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> None:
@@ -235,14 +281,8 @@ async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pendi
 async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending, batch: InsertedBatch) -> None:
     async with conn.transaction():
         await resolve_meters(conn, ctx, pending)
-        kinds = {v.kind for msg in pending.data for v in msg.values}
-        if kinds:
-            # normally empty (ON COMMIT DELETE ROWS); not when a caller wrapped us in its own transaction
-            await conn.execute("TRUNCATE _stage, _touched")
-            staged: dict[str, int] = {}
-            batch.meter_ids = await _copy_values(conn, ctx, pending, staged)
-            batch.rows = await _merge_values(conn, ctx, kinds, want_rows=bool(ctx.hooks), staged=staged,
-                                             repeated=batch.repeated)
+        if any(msg.values for msg in pending.data):
+            await _write_values(conn, ctx, pending, batch)
         await _meter_status(conn, ctx, pending)
         await _gateways(conn, pending)
         await dead_letters.store(conn, pending.dead)

@@ -32,7 +32,7 @@ def diagnose(settings) -> tuple[bool, list[str]]:
             why = ("TimescaleDB was not available when this database was set up" if not probe.available
                    else "chosen explicitly when this database was set up (TimescaleDB is available now: a new "
                         "database would use it)")
-            out.append(f"storage mode: plain PostgreSQL (monthly partitions, rollup tables kept by ingest); {why}; "
+            out.append(f"storage mode: plain PostgreSQL (monthly partitions, rollup tables kept by the value tables' triggers); {why}; "
                        f"{probe.reason}")
         applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} if mode else set()
         pending = [m.version for m in migrations.discover()
@@ -50,6 +50,10 @@ def diagnose(settings) -> tuple[bool, list[str]]:
                                   "(SELECT count(*) FROM dead_letters)").fetchone()
             out.append(f"data: {counts[0]} meters ({counts[1]} unassigned), {counts[2]} gateways, "
                        f"{counts[3]} dead letters")
+            if mode == "plain" and conn.execute("SELECT to_regclass('rollup_consumption_pending')").fetchone()[0]:
+                n = conn.execute("SELECT count(*) FROM rollup_consumption_pending").fetchone()[0]
+                out.append(f"consumption rollup: {n} changes waiting to be folded (a running head-end folds them "
+                           f"every 5 s; the figures include them either way)")
     try:
         with socket.create_connection((settings.mqtt_host, settings.mqtt_port), timeout=3):
             out.append(f"mqtt broker: reachable at {settings.mqtt_host}:{settings.mqtt_port}")

@@ -358,7 +358,7 @@ async def _recompute(conn, meter_id: int, obis: str, ts: datetime) -> None:
     if mode and mode[0] == "plain":
         from askue.headend.storage import rollups
 
-        await rollups.recompute(conn, meter_id, obis, ts, ts, str(await store.db_timezone(conn)))
+        await rollups.recompute(conn, meter_id, obis, ts, ts)
 
 
 @router.post("/meters/{code}/readings", status_code=201)

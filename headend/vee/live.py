@@ -116,7 +116,6 @@ async def _note_replaced(conn: psycopg.AsyncConnection, meter_ids: set[int]) -> 
              json.dumps({"value": new, "quality": "A"}), "real value arrived / получено фактическое значение"))
         s = spans.setdefault((mid, obis), [ts, ts])
         s[0], s[1] = min(s[0], ts), max(s[1], ts)
-    tz = await store.db_timezone(conn)
     if mode and mode[0] == "plain":
         for (mid, obis), (a, b) in spans.items():
-            await rollups.recompute(conn, mid, obis, a, b, str(tz))
+            await rollups.recompute(conn, mid, obis, a, b)

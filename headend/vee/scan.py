@@ -191,7 +191,7 @@ async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Es
             from askue.headend.storage import rollups
 
             for (mid, obis), (a, b, _) in spans.items():
-                await rollups.recompute(conn, mid, obis, a, b, str(tz))
+                await rollups.recompute(conn, mid, obis, a, b)
     return n
 
 

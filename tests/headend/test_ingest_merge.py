@@ -241,7 +241,7 @@ async def test_recompute_rebuilds_buckets_after_an_edit(pg_dsn: str) -> None:
     assert await (await conn.execute(q)).fetchall() == [(3.0, 3)]
     # ... until the channel's range is recomputed
     mid = (await (await conn.execute("SELECT id FROM meters WHERE code = 'm5'")).fetchone())[0]
-    await rollups.recompute(conn, mid, "1.0.1.29.0.255", day_start, day_start + timedelta(hours=2), "Europe/Moscow")
+    await rollups.recompute(conn, mid, "1.0.1.29.0.255", day_start, day_start + timedelta(hours=2))
     assert await (await conn.execute(q)).fetchall() == [(6.0, 3)]
     assert await (await conn.execute("SELECT value FROM rollup_interval_monthly")).fetchall() == [(6.0,)]
     await conn.close()

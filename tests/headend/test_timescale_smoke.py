@@ -71,7 +71,9 @@ def test_timescale_mode_end_to_end_without_copy(pglite_dsn: str) -> None:
     applied = migrations.apply(pglite_dsn, mode="timescale")
     assert applied[:3] == ["0001_core", "0002_values", "0003_rollups"]
     assert "0004_drop_value_id_indexes" not in applied  # a .plain-only migration
-    with psycopg.connect(pglite_dsn, autocommit=True) as conn:
+    # PGlite serves every connection from one backend: psycopg's automatic prepared statements
+    # (named per connection: _pg3_0, _pg3_1, …) of two connections would clash there
+    with psycopg.connect(pglite_dsn, autocommit=True, prepare_threshold=None) as conn:
         assert migrations.storage_mode(conn) == "timescale"
         hts = {r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")}
         assert hts == {"register_readings", "intervals", "instant_values", "meter_events"}
@@ -84,7 +86,7 @@ def test_timescale_mode_end_to_end_without_copy(pglite_dsn: str) -> None:
         conn.execute("INSERT INTO meters (code, resource, org_id, site_id, digits) VALUES "
                      "('e1', 'electricity', 1, 1, 5), ('odpu', 'electricity', 1, 1, 6)")
         conn.execute("UPDATE meters SET is_balance = true, multiplier = 30 WHERE code = 'odpu'")
-    # the merge statement of ingest (timescale mode: no rollup CTEs), stage filled without COPY
+    # the merge statements of ingest (the path taken when a batch holds stored values), stage filled without COPY
     stage = [("register", 1, "1.0.1.8.0.255", t, "meter", t + timedelta(seconds=5), v, "A", [], "gateway", "gw", 1, None)
              for t, v in zip(DAYS, [99990.0, 99999.0, 3.0, 5.0], strict=True)]
     stage += [("register", 2, "1.0.1.8.0.255", t, "meter", t, v, "A", [], "gateway", "gw", 1, None)
@@ -97,7 +99,7 @@ def test_timescale_mode_end_to_end_without_copy(pglite_dsn: str) -> None:
     import asyncio
 
     async def run_merge() -> list:
-        conn = await psycopg.AsyncConnection.connect(pglite_dsn, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(pglite_dsn, autocommit=True, prepare_threshold=None)
         await merge.prepare_connection(conn)
         out = []
         for _ in range(2):  # the second pass is a replay: nothing new
@@ -108,8 +110,8 @@ def test_timescale_mode_end_to_end_without_copy(pglite_dsn: str) -> None:
                     for row in stage:
                         await cur.execute(f"INSERT INTO _stage ({', '.join(merge.STAGE_COLUMNS)}) VALUES "
                                           f"({', '.join(['%s'] * len(row))})", row)
-                ctx = merge.MergeContext(mode="timescale", hooks=[])
-                rows = await merge._merge_values(conn, ctx, {"register", "interval"}, want_rows=True)
+                rows = await merge._merge_stage(conn, {"register", "interval"}, want_rows=True,
+                                                staged={"register": 8, "interval": 3}, repeated=[])
                 out.append(len(rows))
         # the API's queries, on the continuous aggregates behind the rollup views (real-time part)
         q = cq.ConsumptionQuery(level="house", key="h1", start=date(2026, 3, 2), end=date(2026, 3, 5))
@@ -125,7 +127,7 @@ def test_timescale_mode_end_to_end_without_copy(pglite_dsn: str) -> None:
                    ("2026-03-04", "individual"): 2.0, ("2026-03-02", "balance"): 30.0,
                    ("2026-03-03", "balance"): 60.0, ("2026-03-04", "balance"): 0.0}
     assert [r["value"] for r in readings] == [99990.0, 99999.0, 3.0, 5.0]
-    with psycopg.connect(pglite_dsn, autocommit=True) as conn:
+    with psycopg.connect(pglite_dsn, autocommit=True, prepare_threshold=None) as conn:
         for cagg in ("cagg_interval_hourly", "cagg_interval_daily", "cagg_interval_monthly",
                      "cagg_register_daily", "cagg_register_monthly"):
             conn.execute(f"CALL refresh_continuous_aggregate('{cagg}', NULL, NULL)")

@@ -1,5 +1,9 @@
 """Consumption by day, month or year from the register rollups.
 
+Daily figures of an organisation or a house (in total or per house) come from
+`consumption_daily`, already summed per organisation, house, resource, zone and
+meter class (migration 0007); everything else sums per-meter rollups.
+
 Consumption of a bucket = last reading of the bucket − last reading of the
 previous bucket that has one (so a silent day's use lands on the next day with
 data; the very first bucket counts from its own first reading), times the meter's multiplier (CT·VT ratio). A drop from the top of the
@@ -21,8 +25,6 @@ from psycopg.rows import dict_row
 LEVELS = ("meter", "account", "house", "organisation")
 GRANULARITIES = ("day", "month", "year")
 GROUPS = ("total", "meter", "account", "house")
-CHANNEL_SQL = ("(r.obis LIKE '1.0.1.8.%%' OR r.obis IN ('8.0.1.0.0.255', '9.0.1.0.0.255', '6.0.1.0.0.255', "
-               "'7.0.3.0.0.255'))")
 
 _LEVEL_COND = {
     "meter": "m.code = %(key)s",
@@ -63,10 +65,7 @@ WITH per_meter AS (
            CASE WHEN m.resource = 'electricity' THEN split_part(d.obis, '.', 5)::int ELSE 0 END AS zone,
            CASE WHEN m.is_balance THEN 'balance' ELSE 'individual' END AS meter_class,
            {_GROUP_COL[q.group]} AS group_key,
-           sum(CASE WHEN d.last_value < d.prev AND m.digits IS NOT NULL
-                         AND d.prev >= 0.9 * 10 ^ m.digits AND d.last_value < 0.1 * 10 ^ m.digits
-                    THEN d.last_value - d.prev + 10 ^ m.digits
-                    ELSE d.last_value - d.prev END * m.multiplier) AS value
+           sum(askue_bucket_consumption(d.last_value, d.prev, m.digits, m.multiplier)) AS value
     FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
     -- LATERAL: one primary-key range scan per selected meter, never a scan of every meter's rows.
     -- prev_value: last reading of the previous bucket with data, kept by ingest (plain) or the
@@ -74,13 +73,41 @@ WITH per_meter AS (
     CROSS JOIN LATERAL (
         SELECT r.obis, r.{b} AS b, r.last_value, coalesce(r.prev_value, r.first_value) AS prev
         FROM {rollup} r
-        WHERE r.meter_id = m.id AND r.{b} >= %(start)s AND r.{b} < %(end)s AND {CHANNEL_SQL}) d
+        WHERE r.meter_id = m.id AND r.{b} >= %(start)s AND r.{b} < %(end)s
+          AND askue_is_consumption_channel(r.obis)) d
     WHERE {' AND '.join(conds)}
     GROUP BY 1, 2, 3, 4, 5, m.id
 )
 SELECT bucket, resource, zone, meter_class, group_key, sum(value) AS value, count(*) AS meters
 FROM per_meter GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
 """
+
+
+_PRESUMMED_LEVEL_COND = {
+    "house": _LEVEL_COND["house"].replace("m.site_id", "g.site_id"),
+    "organisation": _LEVEL_COND["organisation"].replace("m.org_id", "g.org_id"),
+}
+
+
+def _presummed_sql(q: ConsumptionQuery, scope_sql: str) -> str:
+    conds = [_PRESUMMED_LEVEL_COND[q.level], scope_sql.replace("m.org_id", "g.org_id"),
+             "g.day >= %(start)s", "g.day < %(end)s"]
+    if q.resource:
+        conds.append("g.resource = %(resource)s")
+    if q.meter_class:
+        conds.append("g.is_balance = %(is_balance)s")
+    house = q.group == "house"
+    return f"""
+SELECT g.day AS bucket, g.resource, g.zone, CASE WHEN g.is_balance THEN 'balance' ELSE 'individual' END AS meter_class,
+       {"s.code" if house else "NULL::text"} AS group_key, sum(g.value) AS value, sum(g.meters)::bigint AS meters
+FROM consumption_daily g {"LEFT JOIN sites s ON s.id = g.site_id" if house else ""}
+WHERE {' AND '.join(conds)}
+GROUP BY 1, 2, 3, 4, 5 HAVING sum(g.meters) > 0 ORDER BY 1, 2, 3, 4, 5
+"""
+
+
+def _presummed(q: ConsumptionQuery) -> bool:
+    return q.granularity == "day" and q.level in ("organisation", "house") and q.group in ("total", "house")
 
 
 async def consumption(conn: psycopg.AsyncConnection, q: ConsumptionQuery,
@@ -99,5 +126,5 @@ async def consumption(conn: psycopg.AsyncConnection, q: ConsumptionQuery,
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # sorts and hashes over a month of an organisation's rollup rows stay in memory with this
         await cur.execute("SELECT set_config('work_mem', '64MB', true)")
-        await cur.execute(_sql(q, scope_sql), params)
+        await cur.execute(_presummed_sql(q, scope_sql) if _presummed(q) else _sql(q, scope_sql), params)
         return await cur.fetchall()

@@ -73,9 +73,11 @@ async def test_late_commit_is_not_skipped(pg_dsn):
     admin = await _conn(pg_dsn)
     org = await _org(admin)
     mid = await _meter(admin, "m1", org)
+    # another meter: writers of one meter's month wait for each other on its rollup row
+    mid2 = await _meter(admin, "m2", org)
     slow = await _conn(pg_dsn, autocommit=False)
     await _reg(slow, mid, datetime(2024, 1, 1, tzinfo=UTC), 1.0)  # takes the lower id, commits last
-    await _reg(admin, mid, datetime(2024, 1, 2, tzinfo=UTC), 2.0)
+    await _reg(admin, mid2, datetime(2024, 1, 2, tzinfo=UTC), 2.0)
 
     seen: list = []
     cur = await _drain(admin, feed.Cursor(), seen, 10)
@@ -111,7 +113,9 @@ async def test_paging_with_concurrent_writers_every_row_once(pg_dsn):
             rows = []
             for _ in range(rng.randint(1, 12)):
                 n = next(counter)
-                i = rng.randrange(len(mids))
+                # each writer its own two meters: writers of one meter's month wait for each other
+                # on its rollup row, and here they hold their transactions open on purpose
+                i = rng.choice((wid, wid + 4))
                 rows.append((mids[i], t0 + timedelta(minutes=n), f"m{i}"))
             for mid, ts, _code in rows:
                 await _reg(conn, mid, ts, float(wid))

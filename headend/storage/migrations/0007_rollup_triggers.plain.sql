@@ -1,0 +1,278 @@
+-- Rollups kept by statement triggers on the value tables (plain PostgreSQL).
+--
+-- Before this, the ingest merge fed the rollups from its own RETURNING rows; now
+-- every insert into register_readings or intervals (ingest COPY, ON CONFLICT merge,
+-- manual readings, estimates, file imports) adds exactly the rows it inserted, once
+-- per statement, from the trigger's transition table. ON CONFLICT DO NOTHING skips
+-- are not in the transition table, so replays still add nothing. Values changed in
+-- place call askue_rollup_rebuild() for their range.
+--
+-- consumption_daily holds what the «Абоненты и расход» screens ask for most: daily
+-- consumption summed per organisation, house, resource, tariff zone and meter class,
+-- kept from the per-meter daily register rollup by its own statement triggers (old
+-- and new rows of every change) and by a trigger on meters whose registry attributes
+-- change. An organisation's month is then 31 × houses rows to read, not 31 × meters.
+
+-- room on each page for the in-place updates of rollup rows and meters' last contact
+-- (HOT updates: no index entries written)
+ALTER TABLE rollup_register_daily SET (fillfactor = 70);
+ALTER TABLE rollup_register_monthly SET (fillfactor = 70);
+ALTER TABLE rollup_interval_hourly SET (fillfactor = 70);
+ALTER TABLE rollup_interval_daily SET (fillfactor = 70);
+ALTER TABLE rollup_interval_monthly SET (fillfactor = 70);
+ALTER TABLE meters SET (fillfactor = 80);
+
+-- Refresh prev_value (the last reading of the previous bucket with data) around the
+-- buckets a statement touched: a created bucket (c) takes its predecessor's last
+-- reading; the bucket after each touched one takes the touched one's last reading.
+CREATE FUNCTION askue_rollup_fix_prev(target text, col text, km bigint[], ko text[], kb date[], kc boolean[])
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF km IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format($q$
+        UPDATE %1$I r SET prev_value = (SELECT y.last_value FROM %1$I y
+                                        WHERE y.meter_id = r.meter_id AND y.obis = r.obis AND y.%2$I < r.%2$I
+                                        ORDER BY y.%2$I DESC LIMIT 1)
+        FROM unnest($1, $2, $3, $4) k(m, o, b, c)
+        WHERE k.c AND r.meter_id = k.m AND r.obis = k.o AND r.%2$I = k.b$q$, target, col)
+        USING km, ko, kb, kc;
+    EXECUTE format($q$
+        UPDATE %1$I n SET prev_value = x.last_value
+        FROM unnest($1, $2, $3) k(m, o, b)
+        JOIN %1$I x ON x.meter_id = k.m AND x.obis = k.o AND x.%2$I = k.b
+        CROSS JOIN LATERAL (SELECT y.%2$I AS nb FROM %1$I y WHERE y.meter_id = k.m AND y.obis = k.o
+                            AND y.%2$I > k.b ORDER BY y.%2$I LIMIT 1) nx
+        WHERE n.meter_id = k.m AND n.obis = k.o AND n.%2$I = nx.nb
+          AND n.prev_value IS DISTINCT FROM x.last_value$q$, target, col)
+        USING km, ko, kb;
+END $$;
+
+-- Add values to every rollup of their kind ('register' or 'interval'). The one place
+-- the rollup arithmetic lives: the value-table triggers and askue_rollup_rebuild call it.
+-- Days and months are local to the database's time zone; an interval is bucketed by
+-- its start (ts is the END of the integration period, the DLMS profile convention).
+CREATE FUNCTION askue_rollup_add(p_kind text, p_meter bigint[], p_obis text[], p_ts timestamptz[],
+                                 p_value double precision[], p_period integer[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    km bigint[];
+    ko text[];
+    kb date[];
+    kc boolean[];
+BEGIN
+    IF p_meter IS NULL THEN
+        RETURN;
+    END IF;
+    IF p_kind = 'interval' THEN
+        FOR t IN SELECT * FROM (VALUES
+            ('rollup_interval_hourly', 'hour',
+             $b$(date_trunc('hour', (u.t - make_interval(secs => u.p)) AT TIME ZONE '{{timezone}}') AT TIME ZONE '{{timezone}}')$b$),
+            ('rollup_interval_daily', 'day', $b$((u.t - make_interval(secs => u.p)) AT TIME ZONE '{{timezone}}')::date$b$),
+            ('rollup_interval_monthly', 'month',
+             $b$date_trunc('month', (u.t - make_interval(secs => u.p)) AT TIME ZONE '{{timezone}}')::date$b$)
+        ) v(tbl, col, bucket) LOOP
+            EXECUTE format($q$
+                INSERT INTO %1$I AS r (meter_id, obis, %2$I, value, n)
+                SELECT u.m, u.o, %3$s AS b, sum(u.v), count(*) FROM unnest($1, $2, $3, $4, $5) u(m, o, t, v, p)
+                GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                ON CONFLICT (meter_id, obis, %2$I) DO UPDATE SET value = r.value + EXCLUDED.value, n = r.n + EXCLUDED.n$q$,
+                t.tbl, t.col, t.bucket)
+                USING p_meter, p_obis, p_ts, p_value, p_period;
+        END LOOP;
+    ELSIF p_kind = 'register' THEN
+        FOR t IN SELECT * FROM (VALUES
+            ('rollup_register_daily', 'day', $b$(u.t AT TIME ZONE '{{timezone}}')::date$b$),
+            ('rollup_register_monthly', 'month', $b$date_trunc('month', u.t AT TIME ZONE '{{timezone}}')::date$b$)
+        ) v(tbl, col, bucket) LOOP
+            -- first/last reading of a bucket: min/max over [epoch, value] pairs (no sort per bucket)
+            EXECUTE format($q$
+                WITH up AS (
+                    INSERT INTO %1$I AS r (meter_id, obis, %2$I, first_ts, first_value, last_ts, last_value, n)
+                    SELECT u.m, u.o, %3$s AS b, min(u.t), (min(ARRAY[date_part('epoch', u.t), u.v]))[2],
+                           max(u.t), (max(ARRAY[date_part('epoch', u.t), u.v]))[2], count(*)
+                    FROM unnest($1, $2, $3, $4) u(m, o, t, v)
+                    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                    ON CONFLICT (meter_id, obis, %2$I) DO UPDATE SET
+                        first_value = CASE WHEN EXCLUDED.first_ts < r.first_ts THEN EXCLUDED.first_value
+                                           ELSE r.first_value END,
+                        first_ts = least(r.first_ts, EXCLUDED.first_ts),
+                        last_value = CASE WHEN EXCLUDED.last_ts >= r.last_ts THEN EXCLUDED.last_value
+                                          ELSE r.last_value END,
+                        last_ts = greatest(r.last_ts, EXCLUDED.last_ts),
+                        n = r.n + EXCLUDED.n
+                    RETURNING r.meter_id, r.obis, r.%2$I AS b, r.xmax = 0 AS created)
+                SELECT array_agg(meter_id), array_agg(obis), array_agg(b), array_agg(created) FROM up$q$,
+                t.tbl, t.col, t.bucket)
+                INTO km, ko, kb, kc
+                USING p_meter, p_obis, p_ts, p_value;
+            PERFORM askue_rollup_fix_prev(t.tbl, t.col, km, ko, kb, kc);
+        END LOOP;
+    ELSE
+        RAISE EXCEPTION 'askue_rollup_add: kind % has no rollups', p_kind;
+    END IF;
+END $$;
+
+CREATE FUNCTION askue_rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_ARGV[0] = 'interval' THEN
+        PERFORM askue_rollup_add('interval', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value),
+                                 array_agg(period_s))
+        FROM new_rows HAVING count(*) > 0;
+    ELSE
+        PERFORM askue_rollup_add('register', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value),
+                                 NULL)
+        FROM new_rows HAVING count(*) > 0;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER rollup_ins AFTER INSERT ON register_readings
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_inserted('register');
+CREATE TRIGGER rollup_ins AFTER INSERT ON intervals
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_inserted('interval');
+
+-- Rebuild every bucket of one channel in whole local months around [lo, hi) from the
+-- stored values: for values changed or deleted in place (VEE edits, estimates replaced).
+CREATE FUNCTION askue_rollup_rebuild(p_meter bigint, p_obis text, lo timestamptz, hi timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    a timestamptz := date_trunc('month', lo AT TIME ZONE '{{timezone}}') AT TIME ZONE '{{timezone}}';
+    b timestamptz := (date_trunc('month', hi AT TIME ZONE '{{timezone}}') + interval '1 month')
+                     AT TIME ZONE '{{timezone}}';
+    da date := (a AT TIME ZONE '{{timezone}}')::date;
+    db date := (b AT TIME ZONE '{{timezone}}')::date;
+    nb date;
+BEGIN
+    DELETE FROM rollup_interval_hourly WHERE meter_id = p_meter AND obis = p_obis AND hour >= a AND hour < b;
+    DELETE FROM rollup_interval_daily WHERE meter_id = p_meter AND obis = p_obis AND day >= da AND day < db;
+    DELETE FROM rollup_interval_monthly WHERE meter_id = p_meter AND obis = p_obis AND month >= da AND month < db;
+    DELETE FROM rollup_register_daily WHERE meter_id = p_meter AND obis = p_obis AND day >= da AND day < db;
+    DELETE FROM rollup_register_monthly WHERE meter_id = p_meter AND obis = p_obis AND month >= da AND month < db;
+    PERFORM askue_rollup_add('interval', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value),
+                             array_agg(period_s))
+    FROM intervals WHERE meter_id = p_meter AND obis = p_obis
+        AND ts - make_interval(secs => period_s) >= a AND ts - make_interval(secs => period_s) < b
+    HAVING count(*) > 0;
+    PERFORM askue_rollup_add('register', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value), NULL)
+    FROM register_readings WHERE meter_id = p_meter AND obis = p_obis AND ts >= a AND ts < b
+    HAVING count(*) > 0;
+    -- the first bucket after the range: its predecessor may have changed or gone
+    SELECT min(day) INTO nb FROM rollup_register_daily WHERE meter_id = p_meter AND obis = p_obis AND day >= db;
+    IF nb IS NOT NULL THEN
+        PERFORM askue_rollup_fix_prev('rollup_register_daily', 'day', ARRAY[p_meter], ARRAY[p_obis], ARRAY[nb],
+                                      ARRAY[true]);
+    END IF;
+    SELECT min(month) INTO nb FROM rollup_register_monthly WHERE meter_id = p_meter AND obis = p_obis AND month >= db;
+    IF nb IS NOT NULL THEN
+        PERFORM askue_rollup_fix_prev('rollup_register_monthly', 'month', ARRAY[p_meter], ARRAY[p_obis], ARRAY[nb],
+                                      ARRAY[true]);
+    END IF;
+END $$;
+
+-- Daily consumption per organisation / house / resource / zone / meter class. org_id and
+-- site_id are 0 for a meter without one; `meters` counts the meter-days summed.
+-- Writers only append signed changes to rollup_consumption_pending (no row shared
+-- between concurrent ingest transactions, so no lock waits or deadlocks there);
+-- askue_consumption_compact(), run every few seconds by the head-end, folds them
+-- into rollup_consumption_daily. Readers use the view consumption_daily: both
+-- tables together, always exact.
+CREATE TABLE rollup_consumption_daily (
+    org_id     bigint NOT NULL,
+    site_id    bigint NOT NULL,
+    resource   text NOT NULL,
+    zone       integer NOT NULL,
+    is_balance boolean NOT NULL,
+    day        date NOT NULL,
+    value      double precision NOT NULL,
+    meters     integer NOT NULL,
+    PRIMARY KEY (org_id, day, site_id, resource, zone, is_balance)
+) WITH (fillfactor = 70);
+CREATE INDEX rollup_consumption_daily_site_idx ON rollup_consumption_daily (site_id, day);
+CREATE TABLE rollup_consumption_pending (LIKE rollup_consumption_daily);
+CREATE INDEX rollup_consumption_pending_org_idx ON rollup_consumption_pending (org_id, day);
+CREATE INDEX rollup_consumption_pending_site_idx ON rollup_consumption_pending (site_id, day);
+
+CREATE VIEW consumption_daily AS
+SELECT org_id, site_id, resource, zone, is_balance, day, value, meters FROM rollup_consumption_daily
+UNION ALL
+SELECT org_id, site_id, resource, zone, is_balance, day, value, meters FROM rollup_consumption_pending;
+
+CREATE FUNCTION askue_consumption_compact() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('askue_consumption_compact')) THEN
+        RETURN 0;  -- another head-end is at it
+    END IF;
+    WITH d AS (DELETE FROM rollup_consumption_pending RETURNING *),
+    up AS (
+        INSERT INTO rollup_consumption_daily AS g (org_id, site_id, resource, zone, is_balance, day, value, meters)
+        SELECT org_id, site_id, resource, zone, is_balance, day, sum(value), sum(meters)
+        FROM d GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT (org_id, day, site_id, resource, zone, is_balance) DO UPDATE
+            SET value = g.value + EXCLUDED.value, meters = g.meters + EXCLUDED.meters
+        RETURNING 1)
+    SELECT count(*) INTO n FROM d;
+    RETURN n;
+END $$;
+
+-- Append signed contributions of daily register rows (`src`: sign, meter_id, obis, day,
+-- last_value, prev) under the attributes the meters have in `meters_src`.
+CREATE FUNCTION askue_consumption_sql(src text, meters_src text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT format($q$
+        INSERT INTO rollup_consumption_pending (org_id, site_id, resource, zone, is_balance, day, value, meters)
+        SELECT coalesce(m.org_id, 0), coalesce(m.site_id, 0), m.resource,
+               CASE WHEN m.resource = 'electricity' THEN split_part(d.obis, '.', 5)::int ELSE 0 END,
+               m.is_balance, d.day, sum(d.sign * askue_bucket_consumption(d.last_value, d.prev, m.digits, m.multiplier)),
+               sum(d.sign)
+        FROM (%1$s) d JOIN %2$s m ON m.id = d.meter_id
+        WHERE askue_is_consumption_channel(d.obis)
+        GROUP BY 1, 2, 3, 4, 5, 6
+        HAVING sum(d.sign) <> 0
+            OR sum(d.sign * askue_bucket_consumption(d.last_value, d.prev, m.digits, m.multiplier)) <> 0$q$,
+        src, meters_src)
+$$;
+CREATE FUNCTION askue_consumption_rows_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    cols text := 'meter_id, obis, day, last_value, coalesce(prev_value, first_value) AS prev';
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE askue_consumption_sql('SELECT 1 AS sign, ' || cols || ' FROM new_rows', 'meters');
+    ELSIF TG_OP = 'UPDATE' THEN
+        EXECUTE askue_consumption_sql('SELECT 1 AS sign, ' || cols || ' FROM new_rows UNION ALL SELECT -1, '
+                                      || cols || ' FROM old_rows', 'meters');
+    ELSE
+        EXECUTE askue_consumption_sql('SELECT -1 AS sign, ' || cols || ' FROM old_rows', 'meters');
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER consumption_ins AFTER INSERT ON rollup_register_daily
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_consumption_rows_changed();
+CREATE TRIGGER consumption_upd AFTER UPDATE ON rollup_register_daily
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION askue_consumption_rows_changed();
+CREATE TRIGGER consumption_del AFTER DELETE ON rollup_register_daily
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_consumption_rows_changed();
+
+-- A meter moved to another organisation or house, or whose resource, class, digit
+-- capacity or multiplier changed: its days move from the old attributes to the new.
+CREATE FUNCTION askue_consumption_meter_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    cols text := 'meter_id, obis, day, last_value, coalesce(prev_value, first_value) AS prev';
+BEGIN
+    EXECUTE askue_consumption_sql('SELECT -1 AS sign, ' || cols || ' FROM rollup_register_daily WHERE meter_id = $1',
+                                  '(SELECT ($2::meters).*) ') USING OLD.id, OLD;
+    EXECUTE askue_consumption_sql('SELECT 1 AS sign, ' || cols || ' FROM rollup_register_daily WHERE meter_id = $1',
+                                  '(SELECT ($2::meters).*) ') USING NEW.id, NEW;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER consumption_meter_upd AFTER UPDATE ON meters FOR EACH ROW
+    WHEN (OLD.org_id IS DISTINCT FROM NEW.org_id OR OLD.site_id IS DISTINCT FROM NEW.site_id
+          OR OLD.resource IS DISTINCT FROM NEW.resource OR OLD.is_balance IS DISTINCT FROM NEW.is_balance
+          OR OLD.digits IS DISTINCT FROM NEW.digits OR OLD.multiplier IS DISTINCT FROM NEW.multiplier)
+    EXECUTE FUNCTION askue_consumption_meter_changed();
