@@ -18,6 +18,7 @@ from askue.contract.payloads import (
     decode_command,
     decode_command_result,
     decode_data,
+    decode_data_fast,
     decode_health,
     decode_state,
     encode,
@@ -27,5 +28,5 @@ from askue.contract.topics import Topics
 __all__ = [
     "SCHEMA_VERSION", "Command", "CommandResult", "DataMessage", "Health", "MeterStatus",
     "PayloadError", "State", "Topics", "Value", "decode_command", "decode_command_result",
-    "decode_data", "decode_health", "decode_state", "encode",
+    "decode_data", "decode_data_fast", "decode_health", "decode_state", "encode",
 ]

@@ -4,6 +4,7 @@ One data message carries many values; see docs/mqtt-contract.md.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,10 @@ class PayloadError(ValueError):
     """A payload that does not follow the contract; the message says where and why."""
 
 
-class Value(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True):
+# gc=False: a batch holds hundreds of thousands of these; they hold only scalars, strings and
+# lists of strings (no reference cycles), and tracking them made the garbage collector cost
+# more than decoding them.
+class Value(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True, gc=False):
     meter_id: Id
     obis: Obis
     kind: Kind
@@ -38,7 +42,7 @@ class Value(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True):
     period_s: Annotated[int, msgspec.Meta(gt=0, le=86400)] | None = None
 
 
-class MeterStatus(msgspec.Struct, omit_defaults=True):
+class MeterStatus(msgspec.Struct, omit_defaults=True, gc=False):
     meter_id: Id
     last_contact: AwareTime | None = None
     last_error: str | None = None
@@ -116,23 +120,74 @@ def _decoder(t: type) -> msgspec.json.Decoder:
 _DECODERS = {t: _decoder(t) for t in (DataMessage, State, Health, Command, CommandResult)}
 
 
-def _decode(t: type, payload: bytes) -> Any:
+def _decode(t: type, payload: bytes, name: str | None = None) -> Any:
+    name = name or t.__name__
     try:
         msg = _DECODERS[t].decode(payload)
     except msgspec.ValidationError as e:
-        raise PayloadError(f"{t.__name__}: {e}") from None
+        raise PayloadError(f"{name}: {e}") from None
     except msgspec.DecodeError as e:
-        raise PayloadError(f"{t.__name__}: not valid JSON ({e})") from None
+        raise PayloadError(f"{name}: not valid JSON ({e})") from None
     except UnicodeDecodeError as e:
         # msgspec lets this escape for bad bytes inside a string; it must not kill the reader
-        raise PayloadError(f"{t.__name__}: a string is not valid UTF-8 ({e.reason}); send UTF-8 JSON") from None
+        raise PayloadError(f"{name}: a string is not valid UTF-8 ({e.reason}); send UTF-8 JSON") from None
     if msg.v != SCHEMA_VERSION:
-        raise PayloadError(f"{t.__name__}: schema version {msg.v} is not supported (this side speaks {SCHEMA_VERSION})")
+        raise PayloadError(f"{name}: schema version {msg.v} is not supported (this side speaks {SCHEMA_VERSION})")
     return msg
 
 
+# The head-end's ingest decodes every value of every data message: msgspec checks a string
+# pattern with Python's re per value (about 3/4 of the decode time). Subclasses of the
+# contract types without the two patterns decode the same fields; the patterns are then
+# checked once per distinct string (a message holds few distinct meter ids and OBIS codes),
+# and a payload that fails them is decoded again strictly, for msgspec's own error and path.
+_PATTERN_ID = re.compile(Id.__metadata__[0].pattern)
+_PATTERN_OBIS = re.compile(Obis.__metadata__[0].pattern)
+_LenId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class _ValueFast(Value):
+    meter_id: _LenId
+    obis: str
+
+
+class _MeterStatusFast(MeterStatus):
+    meter_id: _LenId
+
+
+class _DataMessageFast(DataMessage):
+    gateway_id: _LenId
+    values: list[_ValueFast]
+    meters: list[_MeterStatusFast] = []
+
+
+_DECODERS[_DataMessageFast] = _decoder(_DataMessageFast)
+
+
+def _patterns_hold(msg: DataMessage) -> bool:
+    ids = {v.meter_id for v in msg.values}
+    ids.update(m.meter_id for m in msg.meters)
+    ids.add(msg.gateway_id)
+    return (all(_PATTERN_ID.search(i) for i in ids)
+            and all(_PATTERN_OBIS.search(o) for o in {v.obis for v in msg.values}))
+
+
+def decode_data_fast(payload: bytes) -> DataMessage:
+    """decode_data for the ingest hot path, about 3× faster: accepts and refuses exactly the
+    same payloads, with errors of the same form (one with several faults may be refused for
+    another of them). The result is an instance of a private DataMessage subclass: same
+    fields, same JSON, but == is true only against its own type."""
+    msg = _decode(_DataMessageFast, payload, "DataMessage")
+    if not _patterns_hold(msg):
+        msg = _decode(DataMessage, payload)  # raises PayloadError naming the first bad string
+    return _check_intervals(msg)
+
+
 def decode_data(payload: bytes) -> DataMessage:
-    msg = _decode(DataMessage, payload)
+    return _check_intervals(_decode(DataMessage, payload))
+
+
+def _check_intervals(msg: DataMessage) -> DataMessage:
     for i, val in enumerate(msg.values):
         if val.kind == "interval" and val.period_s is None:
             raise PayloadError(f"DataMessage: interval value needs period_s - at `$.values[{i}]`")

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from askue.contract import DataMessage, PayloadError, Topics, Value, decode_data, encode
+from askue.contract import DataMessage, PayloadError, Topics, Value, decode_data, decode_data_fast, encode
 
 
 def _msg(**over) -> DataMessage:
@@ -50,3 +50,41 @@ def test_topics() -> None:
         t.data("gw/../x")
     with pytest.raises(ValueError):
         t.parse("other/v1/gw/data")
+
+
+def test_fast_data_decoder_accepts_and_refuses_exactly_what_the_contract_types_do() -> None:
+    """decode_data_fast (ingest) checks the meter id / OBIS patterns once per distinct string:
+    every string position, good or bad, must come out as decode_data says."""
+    import msgspec
+
+    from askue.contract import MeterStatus
+
+    bad_ids = ["", "-m", "m 1", "m/1", "x" * 65, "м1", "m1\n"]
+    bad_obis = ["1.8.0", "1.0.1.8.0", "1.0.1.8.0.2555", "a.0.1.8.0.255", "1.0.1.8.0.255 "]
+    cases = [_msg(), _msg(meters=[MeterStatus(meter_id="m-2")])]
+    for s in bad_ids:
+        cases.append(_msg(meters=[MeterStatus(meter_id=s)]))
+        c = _msg()
+        c.gateway_id = s
+        cases.append(c)
+        c = _msg()
+        c.values = [*c.values, Value(meter_id=s, obis="1.0.1.8.0.255", kind="register", value=1.0, unit="kWh",
+                                     received_at=c.sent_at)]
+        cases.append(c)
+    for s in bad_obis:
+        c = _msg()
+        c.values = [*c.values, Value(meter_id="m-3", obis=s, kind="register", value=1.0, unit="kWh",
+                                     received_at=c.sent_at)]
+        cases.append(c)
+    for c in cases:
+        payload = encode(c)
+        try:
+            want = decode_data(payload)
+        except PayloadError as e:
+            with pytest.raises(PayloadError) as got:
+                decode_data_fast(payload)
+            assert str(got.value) == str(e)
+        else:
+            got_msg = decode_data_fast(payload)
+            assert isinstance(got_msg, DataMessage) and encode(got_msg) == payload
+            assert msgspec.to_builtins(got_msg) == msgspec.to_builtins(want)

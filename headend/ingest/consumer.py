@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg_pool import AsyncConnectionPool
 
-from askue.contract import PayloadError, Topics, decode_data, decode_health, decode_state
+from askue.contract import PayloadError, Topics, decode_data_fast, decode_health, decode_state
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
@@ -55,7 +55,7 @@ def _classify(topics: Topics, topic: str, payload: bytes, pending: Pending) -> N
     pending.seen[gw] = now
     try:
         if kind == "data":
-            msg = decode_data(payload)
+            msg = decode_data_fast(payload)
         elif kind == "state":
             msg = decode_state(payload)
         elif kind == "health":

@@ -2,7 +2,7 @@
 
 Plain PostgreSQL: statement triggers on register_readings and intervals add every
 inserted row to the hourly/daily/monthly rollups once per statement (migration
-0007: `askue_rollup_add`), so every writer — the ingest COPY, the ON CONFLICT
+0007: `askue_rollup_registers_added`, `askue_rollup_intervals_added`), so every writer — the ingest COPY, the ON CONFLICT
 merge, manual readings, estimates, file imports — keeps them current, and rows an
 ON CONFLICT DO NOTHING skipped add nothing. Late and out-of-order rows land in their
 own bucket; each register bucket keeps the previous bucket's last reading

@@ -49,90 +49,96 @@ BEGIN
         USING km, ko, kb;
 END $$;
 
--- Add values to every rollup of their kind ('register' or 'interval'). The one place
--- the rollup arithmetic lives: the value-table triggers and askue_rollup_rebuild call it.
--- Days and months are local to the database's time zone; an interval is bucketed by
+-- Add the rows a statement inserted to every rollup of their kind: the one place the rollup
+-- arithmetic lives. Fired by register_readings / intervals, and by the rollup_feed_* tables
+-- through which askue_rollup_rebuild() re-adds stored values. Each level is aggregated
+-- from the one below (days from the rows, months from the days), all upserts in one
+-- statement; first/last reading of a bucket by time, so late and out-of-order rows land
+-- right. Days and months are local to the database's time zone; an interval is bucketed by
 -- its start (ts is the END of the integration period, the DLMS profile convention).
-CREATE FUNCTION askue_rollup_add(p_kind text, p_meter bigint[], p_obis text[], p_ts timestamptz[],
-                                 p_value double precision[], p_period integer[])
-RETURNS void LANGUAGE plpgsql AS $$
+-- work_mem: the per-bucket aggregation of a big COPY stays a hash aggregate in memory.
+CREATE FUNCTION askue_rollup_registers_added() RETURNS trigger LANGUAGE plpgsql SET work_mem = '64MB' AS $$
 DECLARE
-    t record;
-    km bigint[];
-    ko text[];
-    kb date[];
-    kc boolean[];
+    dm bigint[]; dob text[]; dbk date[]; dc boolean[];
+    mm bigint[]; mob text[]; mbk date[]; mc boolean[];
 BEGIN
-    IF p_meter IS NULL THEN
-        RETURN;
-    END IF;
-    IF p_kind = 'interval' THEN
-        FOR t IN SELECT * FROM (VALUES
-            ('rollup_interval_hourly', 'hour',
-             $b$(date_trunc('hour', (u.t - make_interval(secs => u.p)) AT TIME ZONE '{{timezone}}') AT TIME ZONE '{{timezone}}')$b$),
-            ('rollup_interval_daily', 'day', $b$((u.t - make_interval(secs => u.p)) AT TIME ZONE '{{timezone}}')::date$b$),
-            ('rollup_interval_monthly', 'month',
-             $b$date_trunc('month', (u.t - make_interval(secs => u.p)) AT TIME ZONE '{{timezone}}')::date$b$)
-        ) v(tbl, col, bucket) LOOP
-            EXECUTE format($q$
-                INSERT INTO %1$I AS r (meter_id, obis, %2$I, value, n)
-                SELECT u.m, u.o, %3$s AS b, sum(u.v), count(*) FROM unnest($1, $2, $3, $4, $5) u(m, o, t, v, p)
-                GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-                ON CONFLICT (meter_id, obis, %2$I) DO UPDATE SET value = r.value + EXCLUDED.value, n = r.n + EXCLUDED.n$q$,
-                t.tbl, t.col, t.bucket)
-                USING p_meter, p_obis, p_ts, p_value, p_period;
-        END LOOP;
-    ELSIF p_kind = 'register' THEN
-        FOR t IN SELECT * FROM (VALUES
-            ('rollup_register_daily', 'day', $b$(u.t AT TIME ZONE '{{timezone}}')::date$b$),
-            ('rollup_register_monthly', 'month', $b$date_trunc('month', u.t AT TIME ZONE '{{timezone}}')::date$b$)
-        ) v(tbl, col, bucket) LOOP
-            -- first/last reading of a bucket: min/max over [epoch, value] pairs (no sort per bucket)
-            EXECUTE format($q$
-                WITH up AS (
-                    INSERT INTO %1$I AS r (meter_id, obis, %2$I, first_ts, first_value, last_ts, last_value, n)
-                    SELECT u.m, u.o, %3$s AS b, min(u.t), (min(ARRAY[date_part('epoch', u.t), u.v]))[2],
-                           max(u.t), (max(ARRAY[date_part('epoch', u.t), u.v]))[2], count(*)
-                    FROM unnest($1, $2, $3, $4) u(m, o, t, v)
-                    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-                    ON CONFLICT (meter_id, obis, %2$I) DO UPDATE SET
-                        first_value = CASE WHEN EXCLUDED.first_ts < r.first_ts THEN EXCLUDED.first_value
-                                           ELSE r.first_value END,
-                        first_ts = least(r.first_ts, EXCLUDED.first_ts),
-                        last_value = CASE WHEN EXCLUDED.last_ts >= r.last_ts THEN EXCLUDED.last_value
-                                          ELSE r.last_value END,
-                        last_ts = greatest(r.last_ts, EXCLUDED.last_ts),
-                        n = r.n + EXCLUDED.n
-                    RETURNING r.meter_id, r.obis, r.%2$I AS b, r.xmax = 0 AS created)
-                SELECT array_agg(meter_id), array_agg(obis), array_agg(b), array_agg(created) FROM up$q$,
-                t.tbl, t.col, t.bucket)
-                INTO km, ko, kb, kc
-                USING p_meter, p_obis, p_ts, p_value;
-            PERFORM askue_rollup_fix_prev(t.tbl, t.col, km, ko, kb, kc);
-        END LOOP;
-    ELSE
-        RAISE EXCEPTION 'askue_rollup_add: kind % has no rollups', p_kind;
-    END IF;
+    WITH g AS (
+        SELECT meter_id, obis, (ts AT TIME ZONE '{{timezone}}')::date AS day,
+               min(ts) AS first_ts, (min(ARRAY[date_part('epoch', ts), value]))[2] AS first_value,
+               max(ts) AS last_ts, (max(ARRAY[date_part('epoch', ts), value]))[2] AS last_value, count(*)::int AS n
+        FROM new_rows GROUP BY 1, 2, 3
+    ), d AS (
+        INSERT INTO rollup_register_daily AS r (meter_id, obis, day, first_ts, first_value, last_ts, last_value, n)
+        SELECT * FROM g ORDER BY 1, 2, 3
+        ON CONFLICT (meter_id, obis, day) DO UPDATE SET
+            first_value = CASE WHEN EXCLUDED.first_ts < r.first_ts THEN EXCLUDED.first_value ELSE r.first_value END,
+            first_ts = least(r.first_ts, EXCLUDED.first_ts),
+            last_value = CASE WHEN EXCLUDED.last_ts >= r.last_ts THEN EXCLUDED.last_value ELSE r.last_value END,
+            last_ts = greatest(r.last_ts, EXCLUDED.last_ts),
+            n = r.n + EXCLUDED.n
+        RETURNING r.meter_id, r.obis, r.day AS b, r.xmax = 0 AS created
+    ), m AS (
+        INSERT INTO rollup_register_monthly AS r (meter_id, obis, month, first_ts, first_value, last_ts, last_value, n)
+        SELECT meter_id, obis, date_trunc('month', day)::date,
+               min(first_ts), (min(ARRAY[date_part('epoch', first_ts), first_value]))[2],
+               max(last_ts), (max(ARRAY[date_part('epoch', last_ts), last_value]))[2], sum(n)
+        FROM g GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (meter_id, obis, month) DO UPDATE SET
+            first_value = CASE WHEN EXCLUDED.first_ts < r.first_ts THEN EXCLUDED.first_value ELSE r.first_value END,
+            first_ts = least(r.first_ts, EXCLUDED.first_ts),
+            last_value = CASE WHEN EXCLUDED.last_ts >= r.last_ts THEN EXCLUDED.last_value ELSE r.last_value END,
+            last_ts = greatest(r.last_ts, EXCLUDED.last_ts),
+            n = r.n + EXCLUDED.n
+        RETURNING r.meter_id, r.obis, r.month AS b, r.xmax = 0 AS created
+    )
+    SELECT (SELECT array_agg(meter_id) FROM d), (SELECT array_agg(obis) FROM d), (SELECT array_agg(b) FROM d),
+           (SELECT array_agg(created) FROM d), (SELECT array_agg(meter_id) FROM m), (SELECT array_agg(obis) FROM m),
+           (SELECT array_agg(b) FROM m), (SELECT array_agg(created) FROM m)
+    INTO dm, dob, dbk, dc, mm, mob, mbk, mc;
+    PERFORM askue_rollup_fix_prev('rollup_register_daily', 'day', dm, dob, dbk, dc);
+    PERFORM askue_rollup_fix_prev('rollup_register_monthly', 'month', mm, mob, mbk, mc);
+    RETURN NULL;
 END $$;
 
-CREATE FUNCTION askue_rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION askue_rollup_intervals_added() RETURNS trigger LANGUAGE plpgsql SET work_mem = '64MB' AS $$
 BEGIN
-    IF TG_ARGV[0] = 'interval' THEN
-        PERFORM askue_rollup_add('interval', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value),
-                                 array_agg(period_s))
-        FROM new_rows HAVING count(*) > 0;
-    ELSE
-        PERFORM askue_rollup_add('register', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value),
-                                 NULL)
-        FROM new_rows HAVING count(*) > 0;
-    END IF;
+    WITH h AS (
+        SELECT meter_id, obis,
+               date_trunc('hour', (ts - make_interval(secs => period_s)) AT TIME ZONE '{{timezone}}') AS local_hour,
+               sum(value) AS value, count(*)::int AS n
+        FROM new_rows GROUP BY 1, 2, 3
+    ), ih AS (
+        INSERT INTO rollup_interval_hourly AS r (meter_id, obis, hour, value, n)
+        SELECT meter_id, obis, local_hour AT TIME ZONE '{{timezone}}', value, n FROM h ORDER BY 1, 2, 3
+        ON CONFLICT (meter_id, obis, hour) DO UPDATE SET value = r.value + EXCLUDED.value, n = r.n + EXCLUDED.n
+    ), d AS (
+        SELECT meter_id, obis, local_hour::date AS day, sum(value) AS value, sum(n)::int AS n FROM h GROUP BY 1, 2, 3
+    ), id AS (
+        INSERT INTO rollup_interval_daily AS r (meter_id, obis, day, value, n)
+        SELECT * FROM d ORDER BY 1, 2, 3
+        ON CONFLICT (meter_id, obis, day) DO UPDATE SET value = r.value + EXCLUDED.value, n = r.n + EXCLUDED.n
+    )
+    INSERT INTO rollup_interval_monthly AS r (meter_id, obis, month, value, n)
+    SELECT meter_id, obis, date_trunc('month', day)::date, sum(value), sum(n) FROM d GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (meter_id, obis, month) DO UPDATE SET value = r.value + EXCLUDED.value, n = r.n + EXCLUDED.n;
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER rollup_ins AFTER INSERT ON register_readings
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_inserted('register');
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_registers_added();
 CREATE TRIGGER rollup_ins AFTER INSERT ON intervals
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_inserted('interval');
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_intervals_added();
+
+-- Rows inserted here go to the rollups (same triggers) and are deleted by the same
+-- transaction: askue_rollup_rebuild() re-adds stored values through them.
+CREATE TABLE rollup_feed_registers (meter_id bigint NOT NULL, obis text NOT NULL, ts timestamptz NOT NULL,
+                                    value double precision NOT NULL);
+CREATE TABLE rollup_feed_intervals (meter_id bigint NOT NULL, obis text NOT NULL, ts timestamptz NOT NULL,
+                                    value double precision NOT NULL, period_s integer NOT NULL);
+CREATE TRIGGER rollup_ins AFTER INSERT ON rollup_feed_registers
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_registers_added();
+CREATE TRIGGER rollup_ins AFTER INSERT ON rollup_feed_intervals
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION askue_rollup_intervals_added();
 
 -- Rebuild every bucket of one channel in whole local months around [lo, hi) from the
 -- stored values: for values changed or deleted in place (VEE edits, estimates replaced).
@@ -151,14 +157,13 @@ BEGIN
     DELETE FROM rollup_interval_monthly WHERE meter_id = p_meter AND obis = p_obis AND month >= da AND month < db;
     DELETE FROM rollup_register_daily WHERE meter_id = p_meter AND obis = p_obis AND day >= da AND day < db;
     DELETE FROM rollup_register_monthly WHERE meter_id = p_meter AND obis = p_obis AND month >= da AND month < db;
-    PERFORM askue_rollup_add('interval', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value),
-                             array_agg(period_s))
-    FROM intervals WHERE meter_id = p_meter AND obis = p_obis
-        AND ts - make_interval(secs => period_s) >= a AND ts - make_interval(secs => period_s) < b
-    HAVING count(*) > 0;
-    PERFORM askue_rollup_add('register', array_agg(meter_id), array_agg(obis), array_agg(ts), array_agg(value), NULL)
-    FROM register_readings WHERE meter_id = p_meter AND obis = p_obis AND ts >= a AND ts < b
-    HAVING count(*) > 0;
+    INSERT INTO rollup_feed_intervals SELECT meter_id, obis, ts, value, period_s FROM intervals
+    WHERE meter_id = p_meter AND obis = p_obis
+      AND ts - make_interval(secs => period_s) >= a AND ts - make_interval(secs => period_s) < b;
+    INSERT INTO rollup_feed_registers SELECT meter_id, obis, ts, value FROM register_readings
+    WHERE meter_id = p_meter AND obis = p_obis AND ts >= a AND ts < b;
+    DELETE FROM rollup_feed_intervals;  -- only this transaction's rows are visible here
+    DELETE FROM rollup_feed_registers;
     -- the first bucket after the range: its predecessor may have changed or gone
     SELECT min(day) INTO nb FROM rollup_register_daily WHERE meter_id = p_meter AND obis = p_obis AND day >= db;
     IF nb IS NOT NULL THEN
