@@ -101,7 +101,7 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
         tasks: list[asyncio.Task] = []
         server = None
         if ingest:
-            ctx = merge.MergeContext(mode=mode, tz=tz, hooks=load_entries(BATCH_HOOKS))
+            ctx = merge.MergeContext(mode=mode, hooks=load_entries(BATCH_HOOKS))
             tasks.append(asyncio.create_task(Consumer(settings, pool, ctx).run(), name="ingest"))
             for task in load_entries(BACKGROUND_TASKS):
                 tasks.append(asyncio.create_task(task(pool, settings), name=getattr(task, "__name__", "task")))

@@ -45,7 +45,6 @@ class MergeContext:
     """Per-process state: meter code → id cache and partitions known to exist."""
 
     mode: str = "plain"  # plain | timescale
-    tz: str = "Europe/Moscow"
     meter_ids: dict[str, int] = field(default_factory=dict)
     partitions: set[tuple[str, date]] = field(default_factory=set)
     hooks: list = field(default_factory=list)  # async hook(conn, InsertedBatch)
