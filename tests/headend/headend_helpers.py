@@ -1,9 +1,13 @@
-"""Helpers shared by the head-end storage tests: payload builders."""
+"""Helpers shared by the head-end storage tests: payload builders, batches, merge connections."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+
 from askue.contract import DataMessage, MeterStatus, Value, encode
+from askue.headend.ingest import merge
+from askue.headend.ingest.batch import Pending
 
 T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 
@@ -24,3 +28,20 @@ def data_msg(values: list[Value], gw: str = "gw1", seq: int = 1, meters: list[Me
 
 def payload(values: list[Value], gw: str = "gw1", seq: int = 1) -> bytes:
     return encode(data_msg(values, gw, seq))
+
+
+async def merge_conn(dsn: str) -> psycopg.AsyncConnection:
+    """An autocommit connection prepared for merge.write (its staging table exists)."""
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await merge.prepare_connection(conn)
+    return conn
+
+
+def pending(*msgs: DataMessage) -> Pending:
+    """A batch of data messages, as the consumer hands it to merge.write."""
+    p = Pending()
+    for m in msgs:
+        p.data.append(m)
+        p.seen[m.gateway_id] = T0
+        p.n_values += len(m.values)
+    return p

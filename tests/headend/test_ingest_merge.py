@@ -5,27 +5,12 @@ from datetime import date, timedelta
 
 import psycopg
 import pytest
-from headend_helpers import T0, data_msg, interval, payload, reg
+from headend_helpers import T0, data_msg, interval, merge_conn, payload, pending, reg
 
 from askue.contract import MeterStatus, Topics
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
 from askue.headend.ingest.consumer import _classify
-
-
-async def _conn(dsn: str) -> psycopg.AsyncConnection:
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    await merge.prepare_connection(conn)
-    return conn
-
-
-def _pending(*msgs) -> Pending:
-    p = Pending()
-    for m in msgs:
-        p.data.append(m)
-        p.seen[m.gateway_id] = T0
-        p.n_values += len(m.values)
-    return p
 
 
 async def _dump(conn: psycopg.AsyncConnection, table: str) -> list[tuple]:
@@ -37,12 +22,12 @@ async def _dump(conn: psycopg.AsyncConnection, table: str) -> list[tuple]:
 async def test_same_batch_twice_gives_same_rows(pg_dsn: str) -> None:
     msg = data_msg([reg("m1", 100.5, T0), reg("m1", 101.0, T0 + timedelta(hours=1)),
                     interval("m1", 0.25, T0 + timedelta(minutes=30))])
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext(hooks=[])
-    first = await merge.write(conn, ctx, _pending(msg))
+    first = await merge.write(conn, ctx, pending(msg))
     regs1, ints1 = await _dump(conn, "register_readings"), await _dump(conn, "intervals")
     roll1 = await (await conn.execute("SELECT * FROM rollup_interval_daily")).fetchall()
-    second = await merge.write(conn, ctx, _pending(msg))
+    second = await merge.write(conn, ctx, pending(msg))
     assert await _dump(conn, "register_readings") == regs1
     assert await _dump(conn, "intervals") == ints1
     assert await (await conn.execute("SELECT * FROM rollup_interval_daily")).fetchall() == roll1
@@ -59,10 +44,10 @@ async def test_hooks_see_only_newly_inserted_rows(pg_dsn: str) -> None:
     async def hook(conn, batch) -> None:
         seen.append(sorted((r.obis, r.kind, r.value) for r in batch.rows))
 
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext(hooks=[hook])
-    await merge.write(conn, ctx, _pending(data_msg([reg("m1", 1.0, T0)])))
-    await merge.write(conn, ctx, _pending(data_msg([reg("m1", 1.0, T0), reg("m1", 2.0, T0 + timedelta(hours=1))])))
+    await merge.write(conn, ctx, pending(data_msg([reg("m1", 1.0, T0)])))
+    await merge.write(conn, ctx, pending(data_msg([reg("m1", 1.0, T0), reg("m1", 2.0, T0 + timedelta(hours=1))])))
     assert seen == [[("1.0.1.8.0.255", "register", 1.0)], [("1.0.1.8.0.255", "register", 2.0)]]
     await conn.close()
 
@@ -71,18 +56,18 @@ async def test_failing_hook_does_not_lose_the_batch(pg_dsn: str) -> None:
     async def bad(conn, batch) -> None:
         await conn.execute("SELECT 1/0")
 
-    conn = await _conn(pg_dsn)
-    await merge.write(conn, merge.MergeContext(hooks=[bad]), _pending(data_msg([reg("m1", 1.0, T0)])))
+    conn = await merge_conn(pg_dsn)
+    await merge.write(conn, merge.MergeContext(hooks=[bad]), pending(data_msg([reg("m1", 1.0, T0)])))
     assert len(await _dump(conn, "register_readings")) == 1
     await conn.close()
 
 
 async def test_out_of_order_batches_end_equal(pg_dsn: str) -> None:
     vals = [reg("m2", 10.0 + i, T0 + timedelta(hours=i)) for i in range(48)]
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext()
-    await merge.write(conn, ctx, _pending(data_msg(vals[24:], seq=2)))
-    await merge.write(conn, ctx, _pending(data_msg(vals[:30], seq=1)))
+    await merge.write(conn, ctx, pending(data_msg(vals[24:], seq=2)))
+    await merge.write(conn, ctx, pending(data_msg(vals[:30], seq=1)))
     rows = await _dump(conn, "register_readings")
     assert [r[4] for r in rows] == [10.0 + i for i in range(48)]
     # Moscow days: 2026-03-01 03:00 local onwards; daily register rollup keeps first/last by meter time
@@ -97,17 +82,17 @@ async def test_out_of_order_batches_end_equal(pg_dsn: str) -> None:
 
 
 async def test_late_day_between_two_days_updates_prev_of_the_next(pg_dsn: str) -> None:
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext()
     noon = T0 + timedelta(hours=9)  # 12:00 Moscow
-    await merge.write(conn, ctx, _pending(data_msg([reg("g1", 100.0, noon), reg("g1", 130.0, noon + timedelta(days=2))])))
+    await merge.write(conn, ctx, pending(data_msg([reg("g1", 100.0, noon), reg("g1", 130.0, noon + timedelta(days=2))])))
     q = "SELECT day, prev_value FROM rollup_register_daily ORDER BY day"
     assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 1), None), (date(2026, 3, 3), 100.0)]
-    await merge.write(conn, ctx, _pending(data_msg([reg("g1", 110.0, noon + timedelta(days=1))])))
+    await merge.write(conn, ctx, pending(data_msg([reg("g1", 110.0, noon + timedelta(days=1))])))
     assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 1), None), (date(2026, 3, 2), 100.0),
                                                         (date(2026, 3, 3), 110.0)]
     # a later reading on 1 March raises that day's last value: the next day's prev follows
-    await merge.write(conn, ctx, _pending(data_msg([reg("g1", 105.0, noon + timedelta(hours=5))])))
+    await merge.write(conn, ctx, pending(data_msg([reg("g1", 105.0, noon + timedelta(hours=5))])))
     assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 1), None), (date(2026, 3, 2), 105.0),
                                                         (date(2026, 3, 3), 110.0)]
     monthly = await (await conn.execute("SELECT month, first_value, last_value, prev_value "
@@ -120,16 +105,16 @@ async def test_late_interval_changes_daily_rollup(pg_dsn: str) -> None:
     # 2026-03-01 21:00Z = 2026-03-02 00:00 in Moscow: intervals ending 21:30Z..23:00Z are on 2 March local
     day_start = T0 + timedelta(hours=21)
     first = [interval("m3", 1.0, day_start + timedelta(minutes=30 * k)) for k in (1, 2, 4)]
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext()
-    await merge.write(conn, ctx, _pending(data_msg(first)))
+    await merge.write(conn, ctx, pending(data_msg(first)))
     q = "SELECT value, n FROM rollup_interval_daily WHERE day = '2026-03-02'"
     assert await (await conn.execute(q)).fetchall() == [(3.0, 3)]
     # the late interval (ending 22:30Z) fills the gap; a replay of an old one adds nothing
-    await merge.write(conn, ctx, _pending(data_msg([interval("m3", 2.5, day_start + timedelta(minutes=90)), first[0]])))
+    await merge.write(conn, ctx, pending(data_msg([interval("m3", 2.5, day_start + timedelta(minutes=90)), first[0]])))
     assert await (await conn.execute(q)).fetchall() == [(5.5, 4)]
     # the interval ending exactly at local midnight belongs to the day before
-    await merge.write(conn, ctx, _pending(data_msg([interval("m3", 7.0, day_start)])))
+    await merge.write(conn, ctx, pending(data_msg([interval("m3", 7.0, day_start)])))
     assert await (await conn.execute(q)).fetchall() == [(5.5, 4)]
     prev = await (await conn.execute("SELECT value FROM rollup_interval_daily WHERE day = '2026-03-01'")).fetchall()
     assert prev == [(7.0,)]
@@ -139,12 +124,12 @@ async def test_late_interval_changes_daily_rollup(pg_dsn: str) -> None:
 
 
 async def test_unknown_meter_kept_as_unassigned(pg_dsn: str) -> None:
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     await conn.execute("INSERT INTO meters (code, status, resource) VALUES ('known', 'active', 'electricity')")
     msg = data_msg([reg("known", 5.0, T0), reg("stranger", 7.0, T0)],
                    meters=[MeterStatus(meter_id="stranger", last_contact=T0 + timedelta(seconds=9), ok=False,
                                        last_error="timeout", serial="SN9")])
-    await merge.write(conn, merge.MergeContext(), _pending(msg))
+    await merge.write(conn, merge.MergeContext(), pending(msg))
     cur = await conn.execute("SELECT code, status, gateway_id, last_contact, last_ok, last_error, reported_serial "
                              "FROM meters ORDER BY code")
     rows = await cur.fetchall()
@@ -168,7 +153,7 @@ async def test_unknown_meter_kept_as_unassigned(pg_dsn: str) -> None:
     (payload([reg("m1", 1.0, T0)], gw="other"), "differs from the topic"),
 ])
 async def test_malformed_payload_goes_to_dead_letters(pg_dsn: str, raw: bytes, reason: str) -> None:
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     p = Pending()
     _classify(Topics(), "askue/v1/gw1/data", raw, p)
     _classify(Topics(), "askue/v1/gw1/data", payload([reg("ok1", 3.0, T0)]), p)
@@ -186,17 +171,17 @@ async def test_meter_without_clock_keyed_by_receive_time(pg_dsn: str) -> None:
     from askue.contract import Value
 
     v = Value(meter_id="w1", obis="8.0.1.0.0.255", kind="register", value=12.345, unit="m3", received_at=T0)
-    conn = await _conn(pg_dsn)
-    await merge.write(conn, merge.MergeContext(), _pending(data_msg([v])))
+    conn = await merge_conn(pg_dsn)
+    await merge.write(conn, merge.MergeContext(), pending(data_msg([v])))
     row = await (await conn.execute("SELECT ts, ts_source, received_at FROM register_readings")).fetchone()
     assert row == (T0, "gateway", T0)
     await conn.close()
 
 
 async def test_values_in_a_new_month_get_their_partition(pg_dsn: str) -> None:
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext()
-    await merge.write(conn, ctx, _pending(data_msg([reg("m1", 1.0, T0 - timedelta(days=400))])))
+    await merge.write(conn, ctx, pending(data_msg([reg("m1", 1.0, T0 - timedelta(days=400))])))
     where = await (await conn.execute("SELECT tableoid::regclass::text FROM register_readings")).fetchone()
     assert where == ("register_readings_202501",)
     await conn.close()
@@ -230,9 +215,9 @@ async def test_payload_the_database_refuses_goes_to_dead_letters_alone(pg_dsn: s
 async def test_recompute_rebuilds_buckets_after_an_edit(pg_dsn: str) -> None:
     from askue.headend.storage import rollups
 
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     day_start = T0 + timedelta(hours=21)
-    await merge.write(conn, merge.MergeContext(), _pending(data_msg(
+    await merge.write(conn, merge.MergeContext(), pending(data_msg(
         [interval("m5", 1.0, day_start + timedelta(minutes=30 * k)) for k in (1, 2, 3)])))
     # an in-place correction (as VEE editing does) is not seen by the insert path ...
     await conn.execute("UPDATE intervals SET value = 4.0, quality = 'M' WHERE ts = %s",

@@ -11,32 +11,16 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
-from headend_helpers import data_msg, interval, reg
+from headend_helpers import data_msg, interval, merge_conn, pending, reg
 from psycopg.rows import dict_row
 
 from askue.headend.ingest import merge
-from askue.headend.ingest.batch import Pending
 from askue.headend.storage import rollups
 from askue.headend.storage.queries import consumption as cq
 
 START = datetime(2026, 2, 26, 20, 0, tzinfo=UTC)  # late evening in Moscow: days and a month turn inside the data
 ROLLUP_TABLES = ("rollup_register_daily", "rollup_register_monthly", "rollup_interval_hourly",
                  "rollup_interval_daily", "rollup_interval_monthly")
-
-
-async def _conn(dsn: str) -> psycopg.AsyncConnection:
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    await merge.prepare_connection(conn)
-    return conn
-
-
-def _pending(msgs) -> Pending:
-    p = Pending()
-    for m in msgs:
-        p.data.append(m)
-        p.seen[m.gateway_id] = START
-        p.n_values += len(m.values)
-    return p
 
 
 async def _rollups(conn: psycopg.AsyncConnection) -> dict[str, list[tuple]]:
@@ -88,7 +72,7 @@ async def _rebuild_all(conn: psycopg.AsyncConnection) -> None:
 
 async def test_rollups_from_shuffled_replayed_batches_equal_a_rebuild(pg_dsn: str) -> None:
     rng = random.Random(11)
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     await _registry(conn)
     values = _values(rng)
     rng.shuffle(values)  # late and out-of-order data in every batch
@@ -96,9 +80,9 @@ async def test_rollups_from_shuffled_replayed_batches_equal_a_rebuild(pg_dsn: st
     cuts = sorted(rng.sample(range(1, len(values)), 12))
     chunks = [values[a:b] for a, b in zip([0, *cuts], [*cuts, len(values)], strict=True)]
     for i, chunk in enumerate(chunks):
-        await merge.write(conn, ctx, _pending([data_msg(chunk, seq=i)]))
+        await merge.write(conn, ctx, pending(data_msg(chunk, seq=i)))
         if i % 3 == 0:  # replays of earlier batches (the merge path) add nothing
-            await merge.write(conn, ctx, _pending([data_msg(chunks[rng.randrange(i + 1)], seq=i)]))
+            await merge.write(conn, ctx, pending(data_msg(chunks[rng.randrange(i + 1)], seq=i)))
     # some through plain INSERTs, as manual readings and imports write
     await conn.execute("INSERT INTO register_readings (meter_id, obis, ts, received_at, value, source) "
                        "SELECT 1, '1.0.1.8.1.255', ts + interval '10 days', now(), value + 500, 'manual' "
@@ -135,13 +119,13 @@ async def _both_paths(conn: psycopg.AsyncConnection, q: cq.ConsumptionQuery) -> 
 
 async def test_presummed_consumption_equals_per_meter_sums(pg_dsn: str) -> None:
     rng = random.Random(5)
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     await _registry(conn)
     values = _values(rng)
     rng.shuffle(values)
     ctx = merge.MergeContext(hooks=[])
     for i in range(0, len(values), 500):
-        await merge.write(conn, ctx, _pending([data_msg(values[i:i + 500], seq=i)]))
+        await merge.write(conn, ctx, pending(data_msg(values[i:i + 500], seq=i)))
     queries = [cq.ConsumptionQuery(level="organisation", key="uk1", start=date(2026, 2, 26), end=date(2026, 3, 3)),
                cq.ConsumptionQuery(level="organisation", key="uk1", start=date(2026, 2, 26), end=date(2026, 3, 3),
                                    group="house"),
@@ -173,7 +157,7 @@ async def test_presummed_consumption_equals_per_meter_sums(pg_dsn: str) -> None:
     # late data for a day in the middle, and an in-place edit rebuilt by recompute
     mid = (await (await conn.execute("SELECT id FROM meters WHERE code = 'e3'")).fetchone())[0]
     t = START + timedelta(days=1, minutes=5)
-    await merge.write(conn, ctx, _pending([data_msg([reg("e3", 1500.0, t)], seq=10**6)]))
+    await merge.write(conn, ctx, pending(data_msg([reg("e3", 1500.0, t)], seq=10**6)))
     await conn.execute("UPDATE register_readings SET value = value + 7 WHERE meter_id = %s AND ts > %s",
                        (mid, START + timedelta(days=2)))
     await rollups.recompute(conn, mid, "1.0.1.8.0.255", START, START + timedelta(days=4))
@@ -186,13 +170,13 @@ async def test_presummed_consumption_equals_per_meter_sums(pg_dsn: str) -> None:
 async def test_copy_path_and_merge_path(pg_dsn: str) -> None:
     """New values go in by COPY; a batch holding a stored value takes the merge path, and the
     next few batches too (a replay usually spans several)."""
-    conn = await _conn(pg_dsn)
+    conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext(hooks=[])
     t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    await merge.write(conn, ctx, _pending([data_msg([reg("m1", 1.0, t0), reg("m1", 2.0, t0 + timedelta(hours=1))])]))
+    await merge.write(conn, ctx, pending(data_msg([reg("m1", 1.0, t0), reg("m1", 2.0, t0 + timedelta(hours=1))])))
     assert ctx.merge_only == 0
-    batch = await merge.write(conn, ctx, _pending([data_msg([reg("m1", 2.0, t0 + timedelta(hours=1)),
-                                                             reg("m1", 3.0, t0 + timedelta(hours=2))])]))
+    batch = await merge.write(conn, ctx, pending(data_msg([reg("m1", 2.0, t0 + timedelta(hours=1)),
+                                                           reg("m1", 3.0, t0 + timedelta(hours=2))])))
     assert ctx.merge_only == merge.MERGE_ONLY_AFTER_CONFLICT - 1
     assert batch.rows == []  # no hooks: rows not fetched
     cur = await conn.execute("SELECT value FROM register_readings ORDER BY ts")
@@ -202,7 +186,7 @@ async def test_copy_path_and_merge_path(pg_dsn: str) -> None:
     # two copies of one value in a single batch (a QoS 1 redelivery): stored once
     ctx2 = merge.MergeContext(hooks=[])
     v = reg("m1", 4.0, t0 + timedelta(hours=3))
-    await merge.write(conn, ctx2, _pending([data_msg([v]), data_msg([v])]))
+    await merge.write(conn, ctx2, pending(data_msg([v]), data_msg([v])))
     cur = await conn.execute("SELECT count(*), max(n) FROM register_readings, rollup_register_daily")
     assert await cur.fetchone() == (4, 4)
     await conn.close()
