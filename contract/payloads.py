@@ -13,6 +13,9 @@ import msgspec
 SCHEMA_VERSION = 1
 
 Kind = Literal["register", "interval", "instant", "event"]
+# Which of the meter's own archives a register value was read from: the value the meter
+# stored at the start of the day / month (stamped with that boundary), not a live poll.
+Archive = Literal["day_start", "month_start"]
 Quality = Literal["A", "E", "S", "M"]
 # OBIS code as six dot-separated groups, e.g. 1.0.1.8.0.255
 Obis = Annotated[str, msgspec.Meta(pattern=r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")]
@@ -40,6 +43,7 @@ class Value(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True, gc=
     quality: Quality = "A"
     reasons: list[str] = []
     period_s: Annotated[int, msgspec.Meta(gt=0, le=86400)] | None = None
+    archive: Archive | None = None
 
 
 class MeterStatus(msgspec.Struct, omit_defaults=True, gc=False):
@@ -49,6 +53,9 @@ class MeterStatus(msgspec.Struct, omit_defaults=True, gc=False):
     ok: bool = True
     clock_drift_s: float | None = None
     serial: str | None = None
+    # Transformer ratios as programmed in the meter (Ктт, Ктн), for meters that store them.
+    ct_ratio: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    vt_ratio: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class DataMessage(msgspec.Struct, omit_defaults=True):
