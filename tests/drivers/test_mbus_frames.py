@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from askue.drivers.base import Kind
 from askue.drivers.errors import DriverError, FrameError, ProtocolError, Unsupported
+from askue.drivers.mbus import encode, obis
 from askue.drivers.mbus import frames as f
-from askue.drivers.mbus import obis
+from askue.drivers.mbus.records import decode_records
 from askue.drivers.mbus.simulator import MBusSession
 from askue.drivers.sim.meter import SimMeter
 
@@ -52,11 +53,11 @@ def test_waterstar_header_and_records():
     h = tel.header
     assert (h.ident, h.manufacturer, h.version, h.medium, h.access, h.status) == ("04990254", "EFE", 0, 6, 12, 0x27)
     assert tel.address == 0x0B
-    assert tel.records[0].quantity == "FABRICATION_NO" and tel.records[0].value == 4990254
+    assert tel.records[0].quantity == "fabrication_number" and tel.records[0].value == 4990254
     assert tel.records[1].value == datetime(2014, 3, 13, 12, 10)
-    assert tel.records[2].value == pytest.approx(0.332) and tel.records[2].unit == "M3"
+    assert tel.records[2].value == pytest.approx(0.332) and tel.records[2].unit == "m3"
     assert tel.records[3].storage == 1 and tel.records[3].value == pytest.approx(0.331)
-    assert tel.records[-1].extension == "PER_INPUT_PULSE0"  # 0.000008 m3 per pulse, not a register
+    assert tel.records[-1].extensions == ("per_input_pulse",)  # 0.000008 m3 per pulse, not a register
 
 
 def test_waterstar_maps_to_hot_water_obis():
@@ -89,11 +90,17 @@ def test_medium_override_and_unknown_medium():
         obis.readings(f.decode_rsp_ud(gas), MSK)
 
 
+def _date(data: bytes):
+    (rec,) = decode_records(data).records
+    return rec.value
+
+
 def test_datetime_type_f_roundtrip():
     t = datetime(2026, 11, 22, 23, 59)
-    assert f.decode_datetime_f(f.encode_datetime_f(t)) == t
-    assert f.decode_datetime_f(bytes.fromhex("0A 0C CD 13")) == datetime(2014, 3, 13, 12, 10)  # from WaterStar
-    assert f.decode_datetime_f(bytes.fromhex("8A 0C CD 13")) is None  # invalid bit
+    assert _date(encode.datetime_record(t)) == t
+    assert _date(bytes.fromhex("04 6D 0A 0C CD 13")) == datetime(2014, 3, 13, 12, 10)  # from WaterStar
+    assert _date(bytes.fromhex("04 6D 8A 0C CD 13")) is None  # invalid bit
+    assert decode_records(encode.datetime_record(t, invalid=True)).records[0].flags == ("time_invalid",)
 
 
 def test_damaged_frames_are_typed():
