@@ -33,164 +33,104 @@ class Meaning:
     scale: int = 1
 
 
-def _duration(quantity: str, nn: int, table=_DURATION_NN) -> Meaning:
-    scale, unit = table[nn]
-    return Meaning(quantity, unit, 0, NUMBER, scale)
+# Tables as ranges of codes: (first, last, quantity, unit, exponent of the first code); the
+# exponent rises by one per code (E000 0nnn energy 10^(nnn-3) Wh is (0x00, 0x07, …, -3)).
+Range = tuple[int, int, str, str, int]
+# Durations: (first, last, quantity, units); the code's offset from `first` picks the unit.
+Durations = tuple[int, int, str, tuple[tuple[int, str], ...]]
+
+_PRIMARY: tuple[Range, ...] = (
+    (0x00, 0x07, "energy", "Wh", -3), (0x08, 0x0F, "energy", "J", 0), (0x10, 0x17, "volume", "m3", -6),
+    (0x18, 0x1F, "mass", "kg", -3), (0x28, 0x2F, "power", "W", -3), (0x30, 0x37, "power", "J/h", 0),
+    (0x38, 0x3F, "volume_flow", "m3/h", -6), (0x40, 0x47, "volume_flow", "m3/min", -7),
+    (0x48, 0x4F, "volume_flow", "m3/s", -9), (0x50, 0x57, "mass_flow", "kg/h", -3),
+    (0x58, 0x5B, "flow_temperature", "°C", -3), (0x5C, 0x5F, "return_temperature", "°C", -3),
+    (0x60, 0x63, "temperature_difference", "K", -3), (0x64, 0x67, "external_temperature", "°C", -3),
+    (0x68, 0x6B, "pressure", "bar", -3),
+)
+_PRIMARY_DURATIONS: tuple[Durations, ...] = (
+    (0x20, 0x23, "on_time", _DURATION_NN), (0x24, 0x27, "operating_time", _DURATION_NN),
+    (0x70, 0x73, "averaging_duration", _DURATION_NN), (0x74, 0x77, "actuality_duration", _DURATION_NN),
+)
+_PRIMARY_NAMED = {
+    0x6C: Meaning("date", kind=DATE), 0x6D: Meaning("datetime", kind=DATETIME), 0x6E: Meaning("hca_units"),
+    0x78: Meaning("fabrication_number", kind=IDENT), 0x79: Meaning("enhanced_identification", kind=IDENT),
+    0x7A: Meaning("bus_address", kind=IDENT),
+}
+
+_FB: tuple[Range, ...] = (
+    (0x00, 0x01, "energy", "Wh", 5), (0x08, 0x09, "energy", "J", 8),  # 0.1/1 MWh, 0.1/1 GJ
+    (0x10, 0x11, "volume", "m3", 2), (0x18, 0x19, "mass", "kg", 5),  # 100/1000 m3, 100/1000 t
+    (0x21, 0x21, "volume", "ft3", -1), (0x22, 0x23, "volume", "US gal", -1),
+    (0x24, 0x24, "volume_flow", "US gal/min", -3), (0x25, 0x25, "volume_flow", "US gal/min", 0),
+    (0x26, 0x26, "volume_flow", "US gal/h", 0),
+    (0x28, 0x29, "power", "W", 5), (0x30, 0x31, "power", "J/h", 8),  # 0.1/1 MW, 0.1/1 GJ/h
+    (0x58, 0x5B, "flow_temperature", "°F", -3), (0x5C, 0x5F, "return_temperature", "°F", -3),
+    (0x60, 0x63, "temperature_difference", "°F", -3), (0x64, 0x67, "external_temperature", "°F", -3),
+    (0x70, 0x73, "temperature_limit", "°F", -3), (0x74, 0x77, "temperature_limit", "°C", -3),
+    (0x78, 0x7F, "cumulated_max_power", "W", -3),
+)
+
+_FD: tuple[Range, ...] = (
+    (0x00, 0x03, "credit", "currency", -3), (0x04, 0x07, "debit", "currency", -3),
+    (0x40, 0x4F, "voltage", "V", -9), (0x50, 0x5F, "current", "A", -12),
+)
+_FD_DURATIONS: tuple[Durations, ...] = (
+    (0x24, 0x27, "storage_interval", _DURATION_NN), (0x2C, 0x2F, "duration_since_readout", _DURATION_NN),
+    (0x31, 0x33, "tariff_duration", _DURATION_NN[1:]), (0x34, 0x37, "tariff_period", _DURATION_NN),
+    (0x68, 0x6B, "duration_since_cumulation", _DURATION_PP), (0x6C, 0x6F, "battery_operating_time", _DURATION_PP),
+)
+_FD_IDENT = {
+    0x08: "access_number", 0x09: "medium", 0x0A: "manufacturer", 0x0B: "parameter_set",
+    0x0C: "model_version", 0x0D: "hardware_version", 0x0E: "firmware_version", 0x0F: "software_version",
+    0x10: "customer_location", 0x11: "customer", 0x12: "access_code_user", 0x13: "access_code_operator",
+    0x14: "access_code_system_operator", 0x15: "access_code_developer", 0x16: "password", 0x17: "error_flags",
+    0x18: "error_mask", 0x1A: "digital_output", 0x1B: "digital_input",
+}
+_FD_NUMBER = {
+    0x1C: "baudrate", 0x1D: "response_delay", 0x1E: "retry", 0x20: "first_storage", 0x21: "last_storage",
+    0x22: "storage_block_size", 0x3A: "dimensionless", 0x60: "reset_counter", 0x61: "cumulation_counter",
+    0x62: "control_signal", 0x63: "day_of_week", 0x64: "week_number", 0x65: "day_change_time",
+    0x66: "parameter_activation", 0x67: "supplier_information",
+}
+_FD_NAMED = {
+    **{c: Meaning(q, kind=IDENT) for c, q in _FD_IDENT.items()}, **{c: Meaning(q) for c, q in _FD_NUMBER.items()},
+    0x28: Meaning("storage_interval", "month"), 0x29: Meaning("storage_interval", "year"),
+    0x30: Meaning("tariff_start", kind=DATETIME), 0x38: Meaning("tariff_period", "month"),
+    0x39: Meaning("tariff_period", "year"), 0x70: Meaning("battery_change", kind=DATETIME),
+}
+
+
+def _lookup(code: int, ranges: tuple[Range, ...], durations: tuple[Durations, ...],
+            named: dict[int, Meaning]) -> Meaning | None:
+    c = code & 0x7F
+    if c in named:
+        return named[c]
+    for first, last, quantity, unit, exponent in ranges:
+        if first <= c <= last:
+            return Meaning(quantity, unit, exponent + c - first)
+    for first, last, quantity, units in durations:
+        if first <= c <= last:
+            scale, unit = units[c - first]
+            return Meaning(quantity, unit, 0, NUMBER, scale)
+    return None
 
 
 def primary(vif: int) -> Meaning | None:
     """Primary VIF without the extension bit; None for reserved codes and the codes the
     record decoder handles itself (0x7B, 0x7C plain text, 0x7D, 0x7E any VIF, 0x7F
     manufacturer specific)."""
-    v = vif & 0x7F
-    n = v & 0x07
-    if v <= 0x07:
-        return Meaning("energy", "Wh", n - 3)
-    if v <= 0x0F:
-        return Meaning("energy", "J", n)
-    if v <= 0x17:
-        return Meaning("volume", "m3", n - 6)
-    if v <= 0x1F:
-        return Meaning("mass", "kg", n - 3)
-    if v <= 0x23:
-        return _duration("on_time", v & 0x03)
-    if v <= 0x27:
-        return _duration("operating_time", v & 0x03)
-    if v <= 0x2F:
-        return Meaning("power", "W", n - 3)
-    if v <= 0x37:
-        return Meaning("power", "J/h", n)
-    if v <= 0x3F:
-        return Meaning("volume_flow", "m3/h", n - 6)
-    if v <= 0x47:
-        return Meaning("volume_flow", "m3/min", n - 7)
-    if v <= 0x4F:
-        return Meaning("volume_flow", "m3/s", n - 9)
-    if v <= 0x57:
-        return Meaning("mass_flow", "kg/h", n - 3)
-    nn = v & 0x03
-    if v <= 0x5B:
-        return Meaning("flow_temperature", "°C", nn - 3)
-    if v <= 0x5F:
-        return Meaning("return_temperature", "°C", nn - 3)
-    if v <= 0x63:
-        return Meaning("temperature_difference", "K", nn - 3)
-    if v <= 0x67:
-        return Meaning("external_temperature", "°C", nn - 3)
-    if v <= 0x6B:
-        return Meaning("pressure", "bar", nn - 3)
-    if v == 0x6C:
-        return Meaning("date", kind=DATE)
-    if v == 0x6D:
-        return Meaning("datetime", kind=DATETIME)
-    if v == 0x6E:
-        return Meaning("hca_units")
-    if v <= 0x6F:
-        return None
-    if v <= 0x73:
-        return _duration("averaging_duration", nn)
-    if v <= 0x77:
-        return _duration("actuality_duration", nn)
-    return {0x78: Meaning("fabrication_number", kind=IDENT), 0x79: Meaning("enhanced_identification", kind=IDENT),
-            0x7A: Meaning("bus_address", kind=IDENT)}.get(v)
+    return _lookup(vif, _PRIMARY, _PRIMARY_DURATIONS, _PRIMARY_NAMED)
 
 
 def extension_fb(code: int) -> Meaning | None:
     """First extension table (VIF 0xFB): the code is the first VIFE without its extension bit."""
-    c = code & 0x7F
-    n = c & 0x01
-    nn = c & 0x03
-    if c <= 0x01:
-        return Meaning("energy", "Wh", n + 5)  # 10^(n-1) MWh
-    if 0x08 <= c <= 0x09:
-        return Meaning("energy", "J", n + 8)  # 10^(n-1) GJ
-    if 0x10 <= c <= 0x11:
-        return Meaning("volume", "m3", n + 2)
-    if 0x18 <= c <= 0x19:
-        return Meaning("mass", "kg", n + 5)  # 10^(n+2) t
-    if c == 0x21:
-        return Meaning("volume", "ft3", -1)
-    if 0x22 <= c <= 0x23:
-        return Meaning("volume", "US gal", n - 1)
-    if c == 0x24:
-        return Meaning("volume_flow", "US gal/min", -3)
-    if c == 0x25:
-        return Meaning("volume_flow", "US gal/min")
-    if c == 0x26:
-        return Meaning("volume_flow", "US gal/h")
-    if 0x28 <= c <= 0x29:
-        return Meaning("power", "W", n + 5)  # 10^(n-1) MW
-    if 0x30 <= c <= 0x31:
-        return Meaning("power", "J/h", n + 8)  # 10^(n-1) GJ/h
-    if 0x58 <= c <= 0x5B:
-        return Meaning("flow_temperature", "°F", nn - 3)
-    if 0x5C <= c <= 0x5F:
-        return Meaning("return_temperature", "°F", nn - 3)
-    if 0x60 <= c <= 0x63:
-        return Meaning("temperature_difference", "°F", nn - 3)
-    if 0x64 <= c <= 0x67:
-        return Meaning("external_temperature", "°F", nn - 3)
-    if 0x70 <= c <= 0x73:
-        return Meaning("temperature_limit", "°F", nn - 3)
-    if 0x74 <= c <= 0x77:
-        return Meaning("temperature_limit", "°C", nn - 3)
-    if 0x78 <= c <= 0x7F:
-        return Meaning("cumulated_max_power", "W", (c & 0x07) - 3)
-    return None
-
-
-_FD_NAMED = {
-    0x08: "access_number", 0x09: "medium", 0x0A: "manufacturer", 0x0B: "parameter_set",
-    0x0C: "model_version", 0x0D: "hardware_version", 0x0E: "firmware_version", 0x0F: "software_version",
-    0x10: "customer_location", 0x11: "customer", 0x12: "access_code_user", 0x13: "access_code_operator",
-    0x14: "access_code_system_operator", 0x15: "access_code_developer", 0x16: "password", 0x17: "error_flags",
-    0x18: "error_mask", 0x1A: "digital_output", 0x1B: "digital_input", 0x1C: "baudrate",
-    0x1D: "response_delay", 0x1E: "retry", 0x20: "first_storage", 0x21: "last_storage",
-    0x22: "storage_block_size", 0x3A: "dimensionless", 0x60: "reset_counter", 0x61: "cumulation_counter",
-    0x62: "control_signal", 0x63: "day_of_week", 0x64: "week_number", 0x65: "day_change_time",
-    0x66: "parameter_activation", 0x67: "supplier_information",
-}
+    return _lookup(code, _FB, (), {})
 
 
 def extension_fd(code: int) -> Meaning | None:
     """Second extension table (VIF 0xFD): the code is the first VIFE without its extension bit."""
-    c = code & 0x7F
-    nn = c & 0x03
-    if c <= 0x03:
-        return Meaning("credit", "currency", nn - 3)
-    if c <= 0x07:
-        return Meaning("debit", "currency", nn - 3)
-    if c in _FD_NAMED:
-        return Meaning(_FD_NAMED[c], kind=IDENT if c <= 0x1B else NUMBER)
-    if 0x24 <= c <= 0x27:
-        return _duration("storage_interval", nn)
-    if c == 0x28:
-        return Meaning("storage_interval", "month")
-    if c == 0x29:
-        return Meaning("storage_interval", "year")
-    if 0x2C <= c <= 0x2F:
-        return _duration("duration_since_readout", nn)
-    if c == 0x30:
-        return Meaning("tariff_start", kind=DATETIME)
-    if 0x31 <= c <= 0x33:
-        return _duration("tariff_duration", nn)
-    if 0x34 <= c <= 0x37:
-        return _duration("tariff_period", nn)
-    if c == 0x38:
-        return Meaning("tariff_period", "month")
-    if c == 0x39:
-        return Meaning("tariff_period", "year")
-    if 0x40 <= c <= 0x4F:
-        return Meaning("voltage", "V", (c & 0x0F) - 9)
-    if 0x50 <= c <= 0x5F:
-        return Meaning("current", "A", (c & 0x0F) - 12)
-    if 0x68 <= c <= 0x6B:
-        return _duration("duration_since_cumulation", nn, _DURATION_PP)
-    if 0x6C <= c <= 0x6F:
-        return _duration("battery_operating_time", nn, _DURATION_PP)
-    if c == 0x70:
-        return Meaning("battery_change", kind=DATETIME)
-    return None
+    return _lookup(code, _FD, _FD_DURATIONS, _FD_NAMED)
 
 
 # Combinable (orthogonal) VIFE codes, without the extension bit. Multiplicative and additive

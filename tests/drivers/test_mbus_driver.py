@@ -36,6 +36,23 @@ async def tcp_line(meters):
     return server, TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
 
 
+async def spy_line(meters):
+    """A TCP line to the simulator that keeps every frame the driver sends."""
+    frames_seen: list[bytes] = []
+    factory = make_session_factory(meters, transport="tcp")
+
+    class Spy:
+        def __init__(self):
+            self.inner = factory()
+
+        def feed(self, data):
+            frames_seen.append(data)
+            return self.inner.feed(data)
+
+    server = await serve_tcp(Spy)
+    return server, TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1]), frames_seen, factory
+
+
 def last_served(meter: SimMeter) -> dict[str, tuple[datetime | None, float]]:
     return {obis: (t, v) for _, obis, t, v in meter.served}
 
@@ -159,20 +176,7 @@ def test_config_errors_are_clear():
 
 
 async def test_configured_resource_is_checked_and_fresh_driver_resets_fcb():
-    meters = {20: sim(20, "heat")}
-    frames_seen: list[bytes] = []
-    factory = make_session_factory(meters, transport="tcp")
-
-    class Spy:
-        def __init__(self):
-            self.inner = factory()
-
-        def feed(self, data):
-            frames_seen.append(data)
-            return self.inner.feed(data)
-
-    server = await serve_tcp(Spy)
-    transport = TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+    server, transport, frames_seen, _factory = await spy_line({20: sim(20, "heat")})
     try:
         wrong = get_driver("mbus")(transport, spec(20, options={"timeout": 0.5, "resource": "cold_water"}))
         with pytest.raises(ProtocolError, match="configured as cold_water"):
@@ -299,19 +303,7 @@ async def test_simulated_meter_shapes_are_read(caplog):
 
 async def test_fcb_after_reset_and_through_a_multi_telegram_readout():
     m = sim(50, "heat", options={"records_per_telegram": 4, "strict_fcb": True})
-    frames_seen: list[bytes] = []
-    factory = make_session_factory({50: m}, transport="tcp")
-
-    class Spy:
-        def __init__(self):
-            self.inner = factory()
-
-        def feed(self, data):
-            frames_seen.append(data)
-            return self.inner.feed(data)
-
-    server = await serve_tcp(Spy)
-    transport = TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+    server, transport, frames_seen, factory = await spy_line({50: m})
     try:
         drv = get_driver("mbus")(transport, spec(50, options={"timeout": 0.5, "resource": "heat"}))
         await drv.read_registers()  # 9 records in telegrams of 4: three telegrams
