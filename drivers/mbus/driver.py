@@ -6,6 +6,11 @@ options: timeout (s per read, default 2.0: a full 261-byte frame takes 1.2 s at 
 utc_offset_h (the meter's local time, default 3 = MSK), nke (send SND_NKE before the first
 request, default true), medium (cold_water / hot_water / heat: overrides the medium byte).
 Line: 2400 baud 8E1 through an M-Bus level converter (SerialSettings(2400, 8, "E", 1)).
+
+Link: SND_NKE, then REQ_UD2 with FCB = 1 and the bit alternating from there (EN 60870-5-2);
+a readout spread over telegrams (DIF 0x1F) is fetched to the end and merged. Records the
+decoder cannot interpret are skipped and logged (records.py); readings of an answer whose
+date/time is flagged invalid carry no meter time and the reason "meter_time_invalid".
 """
 from __future__ import annotations
 

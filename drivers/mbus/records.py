@@ -166,7 +166,7 @@ def _record(c: _Cursor, index: int) -> Record | Skipped:
         lvar = None
         raw = c.take(_SIZES[code], "data")
 
-    meaning, qualifiers, reason = _meaning(vif_byte, vifes, label)
+    meaning, qualifiers, reason = _meaning(vif_byte, vifes)
     if meaning is None:
         return Skipped(index, c.start, dib, vib, reason)
     names = tuple(v.combinable(q) for q in qualifiers if v.correction(q) is None)
@@ -194,7 +194,7 @@ def _lvar_length(lvar: int, start: int) -> int:
     raise FrameError(f"M-Bus: record at byte {start} has reserved LVAR {lvar:#04x}: its length is unknown")
 
 
-def _meaning(vif_byte: int, vifes: bytes, label: str) -> tuple[v.Meaning | None, bytes, str]:
+def _meaning(vif_byte: int, vifes: bytes) -> tuple[v.Meaning | None, bytes, str]:
     """(meaning, the combinable VIFEs, why there is no meaning)."""
     base = vif_byte & 0x7F
     if base in (0x7B, 0x7D):
