@@ -13,7 +13,6 @@ from askue.drivers.errors import DriverError
 from askue.drivers.mbus.simulator import make_session_factory
 from askue.drivers.sim.meter import SimMeter
 
-
 # Telegram shapes of real meters (simulator options): LVAR text, VIF 0x7B, multi-telegram
 # answers with a strict FCB, extension-table and accumulated energy, an invalid clock.
 SHAPES = [{}, {"text_records": True, "unknown_vif": True}, {"records_per_telegram": 3, "strict_fcb": True},
