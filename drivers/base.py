@@ -43,6 +43,9 @@ class Reading:
     # The meter's own clock when the value was measured; None if the meter keeps no clock.
     meter_time: datetime | None
     period_s: int | None = None
+    # Why this value is not fully what it should be, as the meter says (contract Value.reasons),
+    # e.g. "meter_time_invalid": the meter marked its clock invalid, so meter_time is None.
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

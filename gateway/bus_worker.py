@@ -145,7 +145,8 @@ def meter_spec(m: MeterSection, timeout_s: float) -> MeterSpec:
 
 def to_values(meter_id: str, readings: list[Reading], received_at: datetime) -> list[Value]:
     return [Value(meter_id=meter_id, obis=r.obis, kind=str(r.kind), value=float(r.value), unit=r.unit,  # type: ignore[arg-type]
-                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s) for r in readings]
+                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s, reasons=list(r.reasons))
+            for r in readings]
 
 
 class BusWorker:
@@ -413,7 +414,16 @@ class BusWorker:
             return
         if state.clock_checked is not None and time.monotonic() - state.clock_checked < m.clock_check_s:
             return
-        self._note_clock(state, await drv.read_clock())
+        try:
+            when = await drv.read_clock()
+        except Unsupported as e:
+            # The meter has no usable clock now (none in its answer, or one it marks invalid):
+            # the values just read are kept, and the check waits for the next clock_check_s.
+            state.clock_checked = time.monotonic()
+            state.clock_drift_s = None
+            log.info("meter %s bus %s: clock not checked: %s", m.id, self.bus.id, e)
+            return
+        self._note_clock(state, when)
         if abs(state.clock_drift_s or 0.0) > 30:
             log.warning("meter %s bus %s: clock drift %.1f s", m.id, self.bus.id, state.clock_drift_s)
 

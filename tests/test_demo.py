@@ -36,7 +36,7 @@ def _check_two_runs(base: Path, ports: list[int]) -> None:
     r = _demo(base, ports)
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in (base / "logs").glob("*.log"))
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{logs}"
-    assert "CHECK OK: all 60 answering meters" in r.stdout
+    assert "CHECK OK: all 64 answering meters" in r.stdout
     assert "first run: registry loaded" in r.stdout
     assert "Stopped." in r.stdout
     # the second run keeps the data, the accounts and the token

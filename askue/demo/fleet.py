@@ -39,7 +39,7 @@ class LinePlan:
     port_per_meter: bool = False  # each meter behind its own modem/port (DLMS TCP wrapper)
 
 
-# 61 meters on 7 lines, two gateways. Modbus TCP lines stand for RS-485/Ethernet
+# 65 meters on 8 lines, two gateways. Modbus TCP lines stand for RS-485/Ethernet
 # converters with several unit ids behind one port.
 PLAN = [
     LinePlan("mb-elec", "modbus", "tcp", "gw-01", 24, "electricity", "schneider-iem3255"),
@@ -49,6 +49,7 @@ PLAN = [
     LinePlan("merc", "mercury", "serial", "gw-02", 7, "electricity", password="111111"),
     LinePlan("mbus-cold", "mbus", "serial", "gw-02", 6, "cold_water"),
     LinePlan("mbus-hot", "mbus", "serial", "gw-02", 6, "hot_water"),
+    LinePlan("mbus-heat", "mbus", "serial", "gw-02", 4, "heat"),
 ]
 
 # A few faults so the abnormal-event list has something to show.
@@ -61,7 +62,22 @@ FAULTS: dict[str, dict[str, Any]] = {
     "iec-005": {"clock_jump_after_s": 60, "clock_jump_s": 600},
 }
 
-MEAN_LOAD = {"electricity": 0.5, "heat": 0.02, "cold_water": 0.012, "hot_water": 0.008}
+MEAN_LOAD = {"electricity": 0.5, "heat": 0.02, "cold_water": 0.012, "hot_water": 0.008,
+             "mbus-heat": 0.4}  # house heat meters (ОДПУ): GJ/h, so 0.1 GJ steps move within the demo
+
+# M-Bus meters whose telegrams take the shapes of real meters (drivers/mbus/simulator.py):
+# variable-length text records, an undefined VIF the driver skips, answers spread over
+# several telegrams with a strict FCB, energy in the extension tables or accumulated from
+# positive contributions, and a clock flagged invalid (values stored at their read time).
+MBUS_SHAPES: dict[str, dict[str, Any]] = {
+    "mbus-cold-002": {"text_records": True, "unknown_vif": True},
+    "mbus-cold-004": {"records_per_telegram": 2, "strict_fcb": True},
+    "mbus-hot-003": {"time_invalid": True},
+    "mbus-heat-001": {"energy_vif": "gj", "text_records": True},
+    "mbus-heat-002": {"energy_vif": "kwh_accumulation", "unknown_vif": True},
+    "mbus-heat-003": {"energy_vif": "mwh", "records_per_telegram": 4, "strict_fcb": True},
+    "mbus-heat-004": {"time_invalid": True, "records_per_telegram": 5},
+}
 
 
 def _meter(plan: LinePlan, i: int) -> dict[str, Any]:
@@ -71,7 +87,7 @@ def _meter(plan: LinePlan, i: int) -> dict[str, Any]:
         "serial": f"{zlib.crc32(plan.key.encode()) % 90 + 10}{i:06d}",
         "address": i if plan.protocol != "iec62056_21" else f"{i:03d}",
         "resource": plan.resource,
-        "mean_power": MEAN_LOAD[plan.resource] * (0.5 + (i % 5) / 4),
+        "mean_power": MEAN_LOAD.get(plan.key, MEAN_LOAD[plan.resource]) * (0.5 + (i % 5) / 4),
         "history_days": 3,
         "tariffs": "two_zone" if plan.resource == "electricity" else "single",
     }
@@ -81,6 +97,8 @@ def _meter(plan: LinePlan, i: int) -> dict[str, Any]:
         m["password"] = plan.password
     if mid in FAULTS:
         m["faults"] = FAULTS[mid]
+    if mid in MBUS_SHAPES:
+        m["options"] = MBUS_SHAPES[mid]
     if mid == "mb-elec-019":
         m["clock_drift_s_per_day"] = 400.0
     return m

@@ -6,15 +6,23 @@ options: timeout (s per read, default 2.0: a full 261-byte frame takes 1.2 s at 
 utc_offset_h (the meter's local time, default 3 = MSK), nke (send SND_NKE before the first
 request, default true), medium (cold_water / hot_water / heat: overrides the medium byte).
 Line: 2400 baud 8E1 through an M-Bus level converter (SerialSettings(2400, 8, "E", 1)).
+
+Link: SND_NKE, then REQ_UD2 with FCB = 1 and the bit alternating from there (EN 60870-5-2);
+a readout spread over telegrams (DIF 0x1F) is fetched to the end and merged. Records the
+decoder cannot interpret are skipped and logged (records.py); readings of an answer whose
+date/time is flagged invalid carry no meter time and the reason "meter_time_invalid".
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 from askue.drivers.base import Capability, Driver, MeterIdentity, Reading, register_driver
 from askue.drivers.errors import FrameError, MeterTimeout, ProtocolError, Unsupported
 from askue.drivers.mbus import frames as f
 from askue.drivers.mbus import obis
+
+log = logging.getLogger(__name__)
 
 BYTE_TIME_S = 11 / 2400
 MAX_TELEGRAMS = 8  # a readout longer than this is a slave stuck in "more records follow"
@@ -42,8 +50,11 @@ class MBusDriver(Driver):
         # (0x07 "water") and catches a meter that is not what the config says it is.
         resource = opts.get("resource")
         self.resource = resource if resource in obis.MEDIA_BY_NAME else None
-        self.fcb = False
+        # EN 60870-5-2 / EN 13757-2: the first REQ_UD2 after SND_NKE carries FCB = 1, and the
+        # bit alternates from then on (libmbus sends 0x7B first, too).
+        self.fcb = True
         self.reset_done = False
+        self.skipped_seen: set[bytes] = set()  # VIBs of skipped records already logged
 
     async def _read_frame(self, what: str) -> bytes:
         t = self.transport
@@ -71,35 +82,47 @@ class MBusDriver(Driver):
         frame = await self._read_frame("SND_NKE")
         if frame != bytes([f.ACK]):
             raise ProtocolError(f"M-Bus meter {self.address}: SND_NKE answered with {frame[:16].hex(' ')}, not ACK")
-        self.fcb = False
+        self.fcb = True
         self.reset_done = True
 
     async def _request(self) -> f.Telegram:
         """One readout: REQ_UD2, and while the slave says more records follow, the next
         telegrams (FCB toggled), merged under the first header."""
         try:
-            first = tel = await self._request_once()
-            records = list(tel.records)
+            first = tel = await self._request_once(0)
+            records, skipped = list(tel.records), list(tel.skipped)
             for _ in range(MAX_TELEGRAMS - 1):
                 if not tel.more:
                     break
-                tel = await self._request_once()
+                tel = await self._request_once(len(records) + len(skipped))
                 if tel.header.ident != first.header.ident:
                     raise FrameError(f"M-Bus meter {self.address}: telegram from {tel.header.ident} inside a "
                                      f"readout of {first.header.ident}")
                 records += tel.records
+                skipped += tel.skipped
             else:
                 if tel.more:
                     raise ProtocolError(f"M-Bus meter {self.address}: more than {MAX_TELEGRAMS} telegrams "
                                         "in one readout")
-            return f.Telegram(first.address, first.header, tuple(records))
+            self._log_skipped(first.header, skipped)
+            return f.Telegram(first.address, first.header, tuple(records), False, tuple(skipped))
         except Exception:
             # After a lost or damaged exchange the slave's FCB memory is unknown: reset it
             # before the next request rather than risk being sent a stale repeated telegram.
             self.reset_done = False
             raise
 
-    async def _request_once(self) -> f.Telegram:
+    def _log_skipped(self, header: f.Header, skipped: list) -> None:
+        """A record the decoder cannot interpret is left out, the others are kept: say so once
+        per kind of record (at every poll it would drown the log), then at debug level."""
+        for sk in skipped:
+            first_time = sk.vib not in self.skipped_seen
+            self.skipped_seen.add(sk.vib)
+            log.log(logging.WARNING if first_time else logging.DEBUG,
+                    "M-Bus meter %s (%s %s, address %d): %s; the record is skipped, the other records are kept",
+                    header.ident, header.manufacturer, header.medium_name, self.address, sk.describe())
+
+    async def _request_once(self, first_index: int) -> f.Telegram:
         if self.nke and not self.reset_done:
             # A slave remembers the last FCB: a fresh driver must reset it, or a slave that
             # sees the same FCB again repeats its previous (stale) telegram.
@@ -110,7 +133,7 @@ class MBusDriver(Driver):
         await t.write(f.req_ud2(self.address, self.fcb))
         frame = await self._read_frame("REQ_UD2")
         try:
-            tel = f.decode_rsp_ud(frame)
+            tel = f.decode_rsp_ud(frame, first_index)
         except (FrameError, ProtocolError) as e:
             raise type(e)(f"M-Bus meter {self.address}: {e}") from None
         if self.address != f.BROADCAST_REPLY and tel.address != self.address:
@@ -138,7 +161,10 @@ class MBusDriver(Driver):
         return [r for r in obis.readings(tel, self.tz, self.medium, self.resource) if r.kind == "instant"]
 
     async def read_clock(self) -> datetime:
-        when = obis.meter_time(await self._request(), self.tz)
+        when, why = obis.clock(await self._request(), self.tz)
+        if why:
+            raise Unsupported(f"M-Bus meter {self.address}: the meter marks its date/time invalid (clock not set, "
+                              "e.g. after a battery change): set its clock with the vendor's tool")
         if when is None:
-            raise Unsupported(f"M-Bus meter {self.address}: the answer carries no valid date/time record")
+            raise Unsupported(f"M-Bus meter {self.address}: the answer carries no date/time record")
         return when

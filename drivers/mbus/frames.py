@@ -4,24 +4,17 @@ Hand-written here: the link layer (single character ACK 0xE5, short frame 10 C A
 frame 68 L L 68 C A CI data CS 16 with CS = sum of C..data mod 256), the 12-byte fixed data
 header of a variable data RSP_UD (CI 0x72: identification number as 8 BCD digits LSB first,
 manufacturer as three 5-bit letters, version, medium, access number, status, signature), and
-an encoder for the records the simulator serves.
+the encoders the simulator uses for them.
 
-Record decoding (DIF/DIFE/VIF/VIFE, units and multipliers, date types F and G) uses the PyPI
-library pymeterbus 0.8.5 (`meterbus`), which decodes the libmbus reference telegrams correctly
-(tests/drivers/test_mbus_frames.py). It keeps a record it cannot complete without its data, so
-the structure is checked here: a record whose data field is shorter than its DIF says is a
-FrameError, never a silently missing value. DIF 0x1F (more records follow in the next
-telegram) sets Telegram.more; the driver then asks for the next telegram.
+The data records are decoded by `records.py` (I/O-free, EN 13757-3); DIF 0x1F (more records
+follow in the next telegram) sets Telegram.more and the driver asks for the next telegram.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
-
-import meterbus
 
 from askue.drivers.errors import FrameError, ProtocolError, Unsupported
+from askue.drivers.mbus.records import Record, Skipped, decode_records
 
 ACK = 0xE5
 START_SHORT = 0x10
@@ -33,6 +26,7 @@ C_REQ_UD2 = 0x5B
 FCB = 0x20  # frame count bit of REQ_UD2 (0x5B / 0x7B)
 C_RSP_UD = 0x08  # plus ACD (0x20) and DFC (0x10) bits
 CI_RSP_UD_LONG = 0x72  # variable data structure, long (12-byte) header
+CI_FIXED, CI_FIXED_MSB = 0x73, 0x77  # fixed data structure (16 bytes, two counters)
 
 BROADCAST_REPLY = 0xFE  # every slave answers: only with one slave on the bus
 BROADCAST_NO_REPLY = 0xFF
@@ -130,7 +124,7 @@ def _bcd_digits(b: bytes) -> str:
     return s
 
 
-def _to_bcd(digits: str) -> bytes:
+def to_bcd(digits: str) -> bytes:
     if not digits.isdigit() or len(digits) % 2:
         raise ValueError(f"not an even count of decimal digits: {digits!r}")
     return bytes(int(digits[i:i + 2], 16) for i in range(0, len(digits), 2))[::-1]
@@ -168,125 +162,36 @@ def decode_header(data: bytes) -> Header:
 
 
 def encode_header(h: Header) -> bytes:
-    return (_to_bcd(h.ident.rjust(8, "0")) + encode_manufacturer(h.manufacturer).to_bytes(2, "little")
+    return (to_bcd(h.ident.rjust(8, "0")) + encode_manufacturer(h.manufacturer).to_bytes(2, "little")
             + bytes([h.version, h.medium, h.access, h.status, 0, 0]))
 
 
-# ---- records ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Record:
-    quantity: str  # pymeterbus VIF name: VOLUME, ENERGY_WH, ENERGY_J, POWER_W, VOLUME_FLOW, FLOW_TEMPERATURE, ...
-    unit: str  # pymeterbus unit name: M3, WH, J, W, M3_H, C, K, DATE_TIME, ...
-    value: float | datetime | date | str
-    storage: int = 0
-    function: str = "INSTANTANEOUS_VALUE"
-    tariff: int = 0
-    subunit: int = 0
-    extension: str = ""  # VIFE unit enhancement (e.g. PER_INPUT_PULSE): not the plain quantity
-
-
+# ---- telegram ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Telegram:
     address: int
     header: Header
     records: tuple[Record, ...]
     more: bool = False  # DIF 0x1F: the slave has more records in the next telegram
+    skipped: tuple[Skipped, ...] = ()  # records whose VIF means nothing in EN 13757-3
+    manufacturer_data: bytes = b""
 
 
-def _record_value(v: object, unit: str) -> float | datetime | date | str:
-    if isinstance(v, Decimal | int | float):
-        return float(v)
-    if isinstance(v, str) and unit in ("DATE_TIME", "DATE"):
-        try:
-            return datetime.fromisoformat(v) if unit == "DATE_TIME" else date.fromisoformat(v)
-        except ValueError:
-            return v  # the meter marked its clock invalid or sent nonsense; keep the text
-    return str(v)
-
-
-def decode_rsp_ud(frame: bytes) -> Telegram:
-    """A complete RSP_UD long frame -> header and records. FrameError for link-layer damage,
-    ProtocolError for a frame that is intact but not a variable-data answer."""
+def decode_rsp_ud(frame: bytes, first_index: int = 0) -> Telegram:
+    """A complete RSP_UD long frame -> header and records. FrameError for link-layer damage
+    and records that cannot be delimited, ProtocolError for a frame that is intact but not a
+    variable-data answer. `first_index` numbers the records of a follow-up telegram on from
+    the previous ones."""
     fr = parse_frame(frame)
     if fr.kind != "long":
         raise ProtocolError(f"M-Bus: expected RSP_UD long frame, got {fr.kind} frame")
     if fr.c & 0xCF != C_RSP_UD:
         raise ProtocolError(f"M-Bus: C field {fr.c:#04x} is not RSP_UD")
+    if fr.ci in (CI_FIXED, CI_FIXED_MSB):
+        raise ProtocolError(f"M-Bus: CI {fr.ci:#04x} is the fixed data structure of early M-Bus meters: not "
+                            "supported, only variable data answers (CI 0x72)")
     if fr.ci != CI_RSP_UD_LONG:
         raise ProtocolError(f"M-Bus: CI {fr.ci:#04x} is not a variable data response with long header (0x72)")
     header = decode_header(fr.data)
-    try:
-        tel = meterbus.TelegramLong(list(frame))
-        raw = list(tel.records)
-    except Exception as e:  # the library raises IndexError/ValueError/its own errors on bad records
-        raise FrameError(f"M-Bus: cannot decode the data records: {type(e).__name__}: {e}") from None
-    records: list[Record] = []
-    more = False
-    for i, rec in enumerate(raw):
-        try:
-            if rec.dib.is_eoud or rec.dib.is_manufacturer_specific:
-                more = more or bool(rec.dib.more_records_follow)
-                continue
-            length, _enc = rec.dib.length_encoding
-            if length and len(rec.dataField.parts) != length:
-                raise FrameError(f"M-Bus: record {i} has {len(rec.dataField.parts)} of {length} data bytes")
-            it = rec.interpreted
-        except FrameError:
-            raise
-        except Exception as e:
-            raise FrameError(f"M-Bus: record {i} cannot be decoded: {type(e).__name__}: {e}") from None
-        unit = str(it.get("unit", "")).split(".")[-1]
-        records.append(Record(
-            quantity=str(it.get("type", "")).split(".")[-1], unit=unit,
-            value=_record_value(it.get("value"), unit), storage=int(it.get("storage_number", 0) or 0),
-            function=str(it.get("function", "")).split(".")[-1], tariff=int(it.get("tariff", 0) or 0),
-            subunit=int(it.get("device", 0) or 0), extension=str(it.get("unit_enh", "")).split(".")[-1],
-        ))
-    return Telegram(fr.a, header, tuple(records), more)
-
-
-# ---- record encoding (simulator side) -------------------------------------------------------
-# DIF data field codes by size: 2 = 16-bit, 4 = 32-bit integer, 0x0C = 8-digit BCD.
-DIF_INT16, DIF_INT32, DIF_BCD8 = 0x02, 0x04, 0x0C
-VIF_ENERGY_MJ = 0x0E  # 10^6 J
-VIF_VOLUME_L = 0x13  # 10^-3 m3
-VIF_POWER_W = 0x2B  # 10^0 W
-VIF_FLOW_LH = 0x3B  # 10^-3 m3/h
-VIF_FLOW_TEMP = 0x59  # 10^-2 degC
-VIF_RETURN_TEMP = 0x5D  # 10^-2 degC
-VIF_TEMP_DIFF = 0x61  # 10^-2 K
-VIF_DATE_G = 0x6C
-VIF_DATETIME_F = 0x6D
-VIF_FABRICATION = 0x78
-DIF_MORE_RECORDS = 0x1F
-
-
-def encode_int(dif: int, vif: int, value: int) -> bytes:
-    size = {DIF_INT16: 2, DIF_INT32: 4}[dif & 0x0F]
-    try:
-        return bytes([dif, vif]) + int(value).to_bytes(size, "little", signed=True)
-    except OverflowError:
-        raise ValueError(f"value {value} does not fit {size} bytes (VIF {vif:#04x})") from None
-
-
-def encode_bcd8(vif: int, digits: str) -> bytes:
-    return bytes([DIF_BCD8, vif]) + _to_bcd(digits.rjust(8, "0")[-8:])
-
-
-def encode_datetime_f(t: datetime) -> bytes:
-    """Type F: minute, hour, day + year bits 0-2, month + year bits 3-6 (IV and SU clear)."""
-    y = t.year % 100
-    return bytes([t.minute & 0x3F, t.hour & 0x1F, (t.day & 0x1F) | ((y & 0x07) << 5), (t.month & 0x0F) | ((y >> 3) << 4)])
-
-
-def decode_datetime_f(b: bytes) -> datetime | None:
-    """Type F to a naive local datetime; None when the invalid bit is set."""
-    if len(b) != 4:
-        raise ProtocolError(f"M-Bus date/time type F needs 4 bytes, got {len(b)}")
-    if b[0] & 0x80:
-        return None
-    year = 2000 + ((b[2] >> 5) | ((b[3] >> 4) << 3))
-    try:
-        return datetime(year, b[3] & 0x0F, b[2] & 0x1F, b[1] & 0x1F, b[0] & 0x3F)
-    except ValueError as e:
-        raise ProtocolError(f"M-Bus date/time type F {b.hex(' ')} is invalid: {e}") from None
+    d = decode_records(fr.data[12:], first_index)
+    return Telegram(fr.a, header, d.records, d.more, d.skipped, d.manufacturer_data)

@@ -1,7 +1,8 @@
 """M-Bus driver against the M-Bus simulator over real TCP sockets and a pty pair.
 
-The simulator encodes records with its own hand-written encoder, the driver decodes them
-with pymeterbus: the two sides share no record code.
+The simulator writes records with `encode.py`, the driver reads them with `records.py`: the
+two share no record code, and the decoder is checked on its own against libmbus's decodings
+of real telegrams (test_mbus_golden.py).
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from askue.drivers.base import Kind, MeterSpec, get_driver
-from askue.drivers.errors import FrameError, IdentityMismatch, MeterTimeout, ProtocolError
+from askue.drivers.errors import FrameError, IdentityMismatch, MeterTimeout, ProtocolError, Unsupported
+from askue.drivers.mbus import encode
 from askue.drivers.mbus import frames as f
 from askue.drivers.mbus.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
@@ -32,6 +34,23 @@ def spec(addr: int, **kw) -> MeterSpec:
 async def tcp_line(meters):
     server = await serve_tcp(make_session_factory(meters, transport="tcp"))
     return server, TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+
+
+async def spy_line(meters):
+    """A TCP line to the simulator that keeps every frame the driver sends."""
+    frames_seen: list[bytes] = []
+    factory = make_session_factory(meters, transport="tcp")
+
+    class Spy:
+        def __init__(self):
+            self.inner = factory()
+
+        def feed(self, data):
+            frames_seen.append(data)
+            return self.inner.feed(data)
+
+    server = await serve_tcp(Spy)
+    return server, TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1]), frames_seen, factory
 
 
 def last_served(meter: SimMeter) -> dict[str, tuple[datetime | None, float]]:
@@ -157,31 +176,19 @@ def test_config_errors_are_clear():
 
 
 async def test_configured_resource_is_checked_and_fresh_driver_resets_fcb():
-    meters = {20: sim(20, "heat")}
-    frames_seen: list[bytes] = []
-    factory = make_session_factory(meters, transport="tcp")
-
-    class Spy:
-        def __init__(self):
-            self.inner = factory()
-
-        def feed(self, data):
-            frames_seen.append(data)
-            return self.inner.feed(data)
-
-    server = await serve_tcp(Spy)
-    transport = TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+    server, transport, frames_seen, _factory = await spy_line({20: sim(20, "heat")})
     try:
         wrong = get_driver("mbus")(transport, spec(20, options={"timeout": 0.5, "resource": "cold_water"}))
         with pytest.raises(ProtocolError, match="configured as cold_water"):
             await wrong.read_registers()
         # The gateway reuses identity checks and calls read_* on a fresh driver: it must send
-        # SND_NKE first so the slave does not take the REQ_UD2 for a repetition.
+        # SND_NKE first so the slave does not take the REQ_UD2 for a repetition; the first
+        # REQ_UD2 after it carries FCB = 1 (EN 60870-5-2), then the bit alternates.
         frames_seen.clear()
         fresh = get_driver("mbus")(transport, spec(20, options={"timeout": 0.5, "resource": "heat"}))
         assert {r.obis for r in await fresh.read_registers()} == {"6.0.1.0.0.255", "6.0.2.0.0.255"}
         await fresh.read_instant()
-        assert b"".join(frames_seen) == f.snd_nke(20) + f.req_ud2(20) + f.req_ud2(20, fcb=True)
+        assert b"".join(frames_seen) == f.snd_nke(20) + f.req_ud2(20, fcb=True) + f.req_ud2(20)
     finally:
         await transport.close()
         server.close()
@@ -190,8 +197,8 @@ async def test_configured_resource_is_checked_and_fresh_driver_resets_fcb():
 def test_ambiguous_water_medium_takes_the_configured_resource():
     from askue.drivers.mbus import obis
 
-    tel = f.Telegram(1, f.Header("00000001", "ASK", 1, 0x07, 0, 0),
-                     (f.Record("VOLUME", "M3", 12.5),))
+    tel = f.decode_rsp_ud(f.long_frame(8, 1, 0x72, f.encode_header(f.Header("00000001", "ASK", 1, 0x07, 0, 0))
+                                       + encode.int_record(encode.VOLUME_L, 12_500)))
     assert [r.obis for r in obis.readings(tel, UTC, resource="hot_water")] == ["9.0.1.0.0.255"]
     assert [r.obis for r in obis.readings(tel, UTC)] == ["8.0.1.0.0.255"]
 
@@ -247,3 +254,73 @@ async def test_lost_answer_then_reset_before_next_request():
     finally:
         await transport.close()
         server.close()
+
+
+# ---- the shapes of real meters' telegrams (simulator options) ---------------------------------
+
+SHAPES = {
+    # (options, resource): as a Sensus PolluStat, an Engelmann SensoStar 2C, a Landis+Gyr G350 /
+    # Itron Cyble, a Sensus PolluTherm, a meter after a battery change
+    40: ({"energy_vif": "kwh_accumulation"}, "heat"),
+    41: ({"energy_vif": "mwh", "records_per_telegram": 3, "strict_fcb": True}, "heat"),
+    42: ({"energy_vif": "gj", "text_records": True}, "heat"),
+    43: ({"unknown_vif": True, "text_records": True, "records_per_telegram": 2}, "cold_water"),
+    44: ({"time_invalid": True}, "hot_water"),
+}
+
+
+async def test_simulated_meter_shapes_are_read(caplog):
+    meters = {a: sim(a, res, start_value=250.0 if res == "heat" else 1000.0, options=o)
+              for a, (o, res) in SHAPES.items()}
+    server, transport = await tcp_line(meters)
+    try:
+        for addr, m in meters.items():
+            drv = get_driver("mbus")(transport, spec(addr, options={"timeout": 0.5, "resource": m.resource}))
+            assert (await drv.connect()).serial == m.serial
+            for _ in range(2):  # a second poll: the skipped record is logged once, not at every poll
+                regs = await drv.read_registers()
+                served = last_served(m)
+                assert {r.obis for r in regs} == EXPECTED[m.resource][0]
+                for r in regs:
+                    t, v = served[r.obis]
+                    assert r.value == pytest.approx(v, abs=1e-9) and r.meter_time == t
+            if m.resource == "heat":
+                (energy,) = [r for r in regs if r.obis == "6.0.1.0.0.255"]
+                assert energy.value == pytest.approx(m.registers()[0], abs=0.36)  # 0.1 MWh resolution at worst
+            if m.options.get("time_invalid"):
+                assert all(r.meter_time is None and r.reasons == ("meter_time_invalid",) for r in regs)
+                with pytest.raises(Unsupported, match="invalid"):
+                    await drv.read_clock()
+            else:
+                assert all(r.meter_time is not None and r.reasons == () for r in regs)
+                assert abs((await drv.read_clock() - m.clock()).total_seconds()) < 120
+    finally:
+        await transport.close()
+        server.close()
+    skipped = [r for r in caplog.records if "VIF 0x7b" in r.getMessage()]
+    assert len([r for r in skipped if r.levelname == "WARNING"]) == 1, [r.getMessage() for r in skipped]
+
+
+async def test_fcb_after_reset_and_through_a_multi_telegram_readout():
+    m = sim(50, "heat", options={"records_per_telegram": 4, "strict_fcb": True})
+    server, transport, frames_seen, factory = await spy_line({50: m})
+    try:
+        drv = get_driver("mbus")(transport, spec(50, options={"timeout": 0.5, "resource": "heat"}))
+        await drv.read_registers()  # 9 records in telegrams of 4: three telegrams
+        await drv.read_registers()
+        req = [fr for fr in frames_seen if fr != f.snd_nke(50)]
+        assert frames_seen[0] == f.snd_nke(50)
+        assert req == [f.req_ud2(50, fcb=b) for b in (True, False, True, False, True, False)]
+    finally:
+        await transport.close()
+        server.close()
+    # A master that starts with FCB = 0 after the reset gets no answer from this slave.
+    session = factory()
+    assert [r.data for r in session.feed(f.snd_nke(50))] == [b"\xe5"]
+    assert session.feed(f.req_ud2(50, fcb=False)) == []
+    assert len(session.feed(f.req_ud2(50, fcb=True))) == 1
+
+
+def test_unknown_energy_vif_option_is_refused():
+    with pytest.raises(ValueError, match="energy_vif"):
+        make_session_factory({1: sim(1, "heat", options={"energy_vif": "btu"})})

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from askue.drivers.base import Kind
 from askue.drivers.errors import DriverError, FrameError, ProtocolError, Unsupported
+from askue.drivers.mbus import encode, obis
 from askue.drivers.mbus import frames as f
-from askue.drivers.mbus import obis
+from askue.drivers.mbus.records import decode_records
 from askue.drivers.mbus.simulator import MBusSession
 from askue.drivers.sim.meter import SimMeter
 
@@ -52,11 +53,11 @@ def test_waterstar_header_and_records():
     h = tel.header
     assert (h.ident, h.manufacturer, h.version, h.medium, h.access, h.status) == ("04990254", "EFE", 0, 6, 12, 0x27)
     assert tel.address == 0x0B
-    assert tel.records[0].quantity == "FABRICATION_NO" and tel.records[0].value == 4990254
+    assert tel.records[0].quantity == "fabrication_number" and tel.records[0].value == 4990254
     assert tel.records[1].value == datetime(2014, 3, 13, 12, 10)
-    assert tel.records[2].value == pytest.approx(0.332) and tel.records[2].unit == "M3"
+    assert tel.records[2].value == pytest.approx(0.332) and tel.records[2].unit == "m3"
     assert tel.records[3].storage == 1 and tel.records[3].value == pytest.approx(0.331)
-    assert tel.records[-1].extension == "PER_INPUT_PULSE0"  # 0.000008 m3 per pulse, not a register
+    assert tel.records[-1].extensions == ("per_input_pulse",)  # 0.000008 m3 per pulse, not a register
 
 
 def test_waterstar_maps_to_hot_water_obis():
@@ -89,11 +90,17 @@ def test_medium_override_and_unknown_medium():
         obis.readings(f.decode_rsp_ud(gas), MSK)
 
 
+def _date(data: bytes):
+    (rec,) = decode_records(data).records
+    return rec.value
+
+
 def test_datetime_type_f_roundtrip():
     t = datetime(2026, 11, 22, 23, 59)
-    assert f.decode_datetime_f(f.encode_datetime_f(t)) == t
-    assert f.decode_datetime_f(bytes.fromhex("0A 0C CD 13")) == datetime(2014, 3, 13, 12, 10)  # from WaterStar
-    assert f.decode_datetime_f(bytes.fromhex("8A 0C CD 13")) is None  # invalid bit
+    assert _date(encode.datetime_record(t)) == t
+    assert _date(bytes.fromhex("04 6D 0A 0C CD 13")) == datetime(2014, 3, 13, 12, 10)  # from WaterStar
+    assert _date(bytes.fromhex("04 6D 8A 0C CD 13")) is None  # invalid bit
+    assert decode_records(encode.datetime_record(t, invalid=True)).records[0].flags == ("time_invalid",)
 
 
 def test_damaged_frames_are_typed():
@@ -182,3 +189,80 @@ def test_simulator_fcb_repeat_and_multi_telegram_readout():
     s.feed(f.snd_nke(3))
     (d,) = s.feed(f.req_ud2(3, fcb=True))
     assert f.decode_rsp_ud(d.data).header.access == 3
+
+
+# ---- record decoder details not in the golden corpus (EN 13757-3 tables) ----------------------
+
+@pytest.mark.parametrize(("vib", "raw", "quantity", "unit", "value"), [
+    ("fb 01", 7, "energy", "Wh", 7e6),  # FB 01: 1 MWh
+    ("fb 08", 12, "energy", "J", 1.2e9),  # FB 08: 0.1 GJ
+    ("fb 09", 3, "energy", "J", 3e9),  # FB 09: 1 GJ
+    ("fb 11", 2, "volume", "m3", 2000.0),  # FB 11: 1000 m3
+    ("fb 29", 5, "power", "W", 5e6),  # FB 29: 1 MW
+    ("fd 48", 2301, "voltage", "V", 230.1),  # FD 4n: 10^(n-9) V
+    ("fd 59", 1500, "current", "A", 1.5),  # FD 59: 10^(9-12) A
+    ("fd 6d", 3, "battery_operating_time", "s", 3 * 86400),  # FD 6D: days
+    ("fd 6e", 14, "battery_operating_time", "month", 14),
+    ("22", 5, "on_time", "s", 5 * 3600),  # 0x22: hours
+    ("93 7d", 2, "volume", "m3", 2.0),  # VIFE 0x7D: x 10^3 applied (10^-3 m3 x 1000)
+    ("93 75", 1234, "volume", "m3", 1234e-4),  # E111 0nnn: x 10^(5-6)
+])
+def test_extension_tables_and_corrections(vib, raw, quantity, unit, value):
+    (rec,) = decode_records(encode.int_record(bytes.fromhex(vib), raw)).records
+    assert (rec.quantity, rec.unit) == (quantity, unit)
+    assert rec.value == pytest.approx(value)
+
+
+@pytest.mark.parametrize(("data", "value"), [
+    ("0D 13 C2 34 12", 1234 * 1e-3),  # LVAR 0xC2: positive BCD, 4 digits
+    ("0D 13 D2 34 12", -1234 * 1e-3),  # LVAR 0xD2: negative BCD
+    ("0D 13 E3 01 02 03", 0x030201 * 1e-3),  # LVAR 0xE3: 3-byte binary number
+    ("0A 13 34 F2", -234 * 1e-3),  # BCD with F in the most significant digit: negative
+    ("0D FD 11 03 43 42 41", "ABC"),  # LVAR text, last character first
+])
+def test_variable_length_and_bcd_values(data, value):
+    (rec,) = decode_records(bytes.fromhex(data)).records
+    assert rec.value == (pytest.approx(value) if isinstance(value, float) else value)
+
+
+def test_dates_types_g_i_j_and_flags():
+    from datetime import date, time
+
+    (g,) = decode_records(bytes.fromhex("02 6C BF 1C")).records  # WaterStar: 31.12.2013
+    assert g.value == date(2013, 12, 31)
+    (i,) = decode_records(bytes.fromhex("06 6D 00 00 08 16 27 00")).records  # Landis+Gyr G350
+    assert i.value == datetime(2016, 7, 22, 8, 0)
+    (iv,) = decode_records(bytes.fromhex("06 6D 00 80 08 16 27 00")).records
+    assert (iv.value, iv.flags) == (None, ("time_invalid",))
+    (j,) = decode_records(bytes.fromhex("03 6D 05 1E 17")).records
+    assert j.value == time(23, 30, 5)
+    (zero,) = decode_records(bytes.fromhex("02 6C 00 00")).records  # not set
+    assert (zero.value, zero.flags) == (None, ("date_invalid",))
+    (bcd,) = decode_records(bytes.fromhex("0C 13 BD EB DD DD")).records  # digits A-F
+    assert (bcd.value, bcd.flags) == (None, ("bcd_invalid",))
+
+
+def test_storage_tariff_subunit_across_difes():
+    rec_bytes = encode.int_record(encode.VOLUME_L, 5, storage=37, tariff=6, subunit=3)
+    (rec,) = decode_records(rec_bytes).records
+    assert (rec.storage, rec.tariff, rec.subunit) == (37, 6, 3)
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    ("04 13 01 02", "ends inside its data"),  # 4-byte integer, 2 bytes left
+    ("0D 13 F7 00", "reserved LVAR"),
+    ("84 80 80 80 80 80 80 80 80 80 80 00 13 00 00 00 00", "more than 10 DIFEs"),
+    ("04 93 80 80 80 80 80 80 80 80 80 80 00 00 00 00 00", "more than 10 VIFEs"),
+    ("0D 7C 05 41 42", "ends inside its plain-text VIF"),
+])
+def test_records_that_cannot_be_delimited_are_frame_errors(data, match):
+    with pytest.raises(FrameError, match=match):
+        decode_records(bytes.fromhex(data))
+
+
+def test_reserved_codes_skip_a_record_or_the_rest():
+    d = decode_records(bytes.fromhex("04 6F 01 00 00 00 04 13 02 00 00 00 04 FD 7A 00 00 00 00 04 13 03 00 00 00"))
+    assert [r.value for r in d.records] == [0.002, 0.003]  # reserved VIF 0x6F and FD 0x7A skipped
+    assert [s.index for s in d.skipped] == [0, 2]
+    d = decode_records(bytes.fromhex("04 13 02 00 00 00 3F 01 02 03"))  # reserved special function
+    assert [r.value for r in d.records] == [0.002] and "remaining 4 bytes" in d.skipped[0].reason

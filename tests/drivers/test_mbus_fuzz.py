@@ -13,11 +13,16 @@ from askue.drivers.errors import DriverError
 from askue.drivers.mbus.simulator import make_session_factory
 from askue.drivers.sim.meter import SimMeter
 
+# Telegram shapes of real meters (simulator options): LVAR text, VIF 0x7B, multi-telegram
+# answers with a strict FCB, extension-table and accumulated energy, an invalid clock.
+SHAPES = [{}, {"text_records": True, "unknown_vif": True}, {"records_per_telegram": 3, "strict_fcb": True},
+          {"energy_vif": "mwh", "time_invalid": True}, {"energy_vif": "kwh_accumulation", "records_per_telegram": 4}]
+
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.integers(0, 4), mutations(120), max_size=3))
-def test_damaged_answers_give_result_or_typed_error(chosen):
-    meter = SimMeter(id="h1", serial="70000001", resource="heat", mean_power=0.02)
+@given(st.dictionaries(st.integers(0, 4), mutations(120), max_size=3), st.sampled_from(SHAPES))
+def test_damaged_answers_give_result_or_typed_error(chosen, shape):
+    meter = SimMeter(id="h1", serial="70000001", resource="heat", mean_power=0.02, options=shape)
     session = make_session_factory({1: meter}, transport="serial")()
 
     async def run() -> None:

@@ -32,7 +32,8 @@ def iem3255(unit: int) -> SimDevice:
         SimData(3027, values=[229.7, 230.1, 231.9], datatype=DataType.FLOAT32),  # V L1..L3
         SimData(3059, values=1.875, datatype=DataType.FLOAT32),  # total power kW
         SimData(3203, values=[12_345_678, 9_012], datatype=DataType.UINT64),  # A+, A- Wh
-        SimData(45119, values=[7_400_000.0, 4_945_678.0, 0.0, 0.0], datatype=DataType.FLOAT32),  # rates A..D Wh
+        # rates A..D: Float32 kWh as the meters send them (configs/models/schneider-iem3255.yaml)
+        SimData(45119, values=[7_400.0, 4_945.678, 0.0, 0.0], datatype=DataType.FLOAT32),
     ])
 
 
@@ -53,6 +54,8 @@ async def check_iem(tr, unit: int, framing: str) -> None:
     assert regs["1.0.2.8.0.255"].value == 9.012
     assert regs["1.0.1.8.1.255"].value == 7400.0
     assert regs["1.0.1.8.2.255"].value == 4945.678
+    # the tariffs add up to the Int64 total (both in kWh)
+    assert sum(regs[f"1.0.1.8.{t}.255"].value for t in (1, 2, 3, 4)) == pytest.approx(regs["1.0.1.8.0.255"].value)
     stamp = datetime(2026, 11, 20, 12, 34, 56, 789_000, tzinfo=MSK)
     assert {r.meter_time for r in regs.values()} == {stamp}
     assert await d.read_clock() == stamp

@@ -78,6 +78,13 @@ def _address(plan: LinePlan, i: int) -> int | str:
     return f"{n:03d}" if plan.protocol == "iec62056_21" else n
 
 
+# M-Bus meters sending the telegram shapes of real meters (drivers/mbus/simulator.py) that keep
+# a meter time: variable-length text records, an undefined VIF the driver must skip, answers
+# spread over several telegrams (DIF 0x1F) from a slave that insists on FCB = 1 after a reset.
+MBUS_SHAPES = {1: {"text_records": True, "unknown_vif": True}, 2: {"records_per_telegram": 2, "strict_fcb": True},
+               4: {"records_per_telegram": 3, "text_records": True, "strict_fcb": True}}
+
+
 def _sim_meter(plan: LinePlan, i: int) -> dict[str, Any]:
     resource = "cold_water" if plan.protocol == "mbus" else "electricity"
     m: dict[str, Any] = {"id": f"{plan.key}-{i:03d}", "serial": f"{70 + PLAN.index(plan)}{i:06d}",
@@ -88,6 +95,8 @@ def _sim_meter(plan: LinePlan, i: int) -> dict[str, Any]:
         m["model"] = plan.model
     if plan.password:
         m["password"] = plan.password
+    if plan.protocol == "mbus" and i in MBUS_SHAPES:
+        m["options"] = MBUS_SHAPES[i]
     return m
 
 

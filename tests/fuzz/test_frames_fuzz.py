@@ -5,7 +5,7 @@ documented frames per protocol. A parser returns a result or raises a typed Driv
 Golden frames come from the protocol tests in tests/drivers/, where each is tied to its
 published source: Modbus Application Protocol V1.1b3 and Serial Line V1.02 examples and
 the 2flow MAG-11 manual (test_modbus_frames.py); the WaterStar/Minocal M-Bus telegrams
-(test_mbus_frames.py); Wiren Board and Home Assistant captures of CE102M, CE301 and
+(test_mbus_frames.py) and the libmbus corpus (test_mbus_golden.py); Wiren Board and Home Assistant captures of CE102M, CE301 and
 NEVA MT324 (test_iec62056_21_frames.py); the DLMS Green Book AARQ/AARE examples and a
 Gurux Director HDLC trace (test_dlms_frames.py). Mercury 230/234 replies are the
 documented ones of test_mercury_frames.py, copied here because they live inline there.
@@ -26,6 +26,8 @@ from askue.drivers.dlms import axdr, cosem, hdlc
 from askue.drivers.errors import DriverError
 from askue.drivers.iec62056_21 import frames as iec
 from askue.drivers.mbus import frames as mbus
+from askue.drivers.mbus import obis as mbus_obis
+from askue.drivers.mbus import records as mbus_records
 from askue.drivers.mercury import frames as merc
 from askue.drivers.modbus import frames as mb
 
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers"))
 import test_dlms_frames as dlms_gold  # noqa: E402
 import test_iec62056_21_frames as iec_gold  # noqa: E402
 import test_mbus_frames as mbus_gold  # noqa: E402
+import test_mbus_golden as mbus_golden  # noqa: E402
 import test_modbus_frames as mb_gold  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -93,11 +96,64 @@ def test_mbus_parsers() -> None:
     def parse(data: bytes) -> None:
         if len(data) >= 4:
             _ok(mbus.frame_length, data[:4])
-            _ok(mbus.decode_datetime_f, data[-6:-2])
+            _ok(mbus_records.decode_records, b"\x04\x6d" + data[-6:-2])  # a type F date/time
         _ok(mbus.parse_frame, data)
         mbus.decode_rsp_ud(data)
 
     _fuzz(samples, parse)
+
+
+# Real telegrams of the shapes the record decoder had to learn (golden corpus, libmbus):
+# LVAR text and binary, VIF 0xFB energy, VIFE 0x3B/0x3C, the undefined VIF 0x7B, DIF 0x1F,
+# dates with VIFE "date of", plus simulator telegrams with an invalid type F date/time.
+MBUS_SHAPES = ["ACW_Itron-CYBLE-M-Bus-14", "siemens_wfh21", "LGB_G350", "example_binary16_lvar",
+               "engelmann_sensostar2c", "SEN_Pollustat", "EDC", "sen_pollutherm", "landis+gyr_ultraheat_t230",
+               "kamstrup_multical_601", "ELS_Elster-F96-Plus"]
+
+
+def _mbus_samples() -> list[bytes]:
+    from askue.drivers.mbus.simulator import MBusSession
+    from askue.drivers.sim.meter import SimMeter
+
+    out = [mbus_golden.load(n)[0] for n in MBUS_SHAPES]
+    for opts in ({"time_invalid": True, "energy_vif": "mwh", "text_records": True},
+                 {"unknown_vif": True, "energy_vif": "kwh_accumulation", "records_per_telegram": 5}):
+        s = MBusSession({1: SimMeter(id="h", serial="12345678", resource="heat", options=opts)})
+        s.feed(mbus.snd_nke(1))
+        out += [r.data for fcb in (True, False) for r in s.feed(mbus.req_ud2(1, fcb))]
+    return out
+
+
+def _refit(data: bytes) -> bytes:
+    """A mutated RSP_UD with its L fields and checksum made consistent again, so the damage
+    reaches the record decoder instead of stopping at the link layer."""
+    body = data[4:-2] if len(data) > 9 else data
+    body = bytes([0x08, 0x01, 0x72]) + body[3:] if len(body) >= 3 else bytes([0x08, 0x01, 0x72])
+    return mbus.long_frame(body[0], body[1], body[2], body[3:253])
+
+
+def test_mbus_record_decoder() -> None:
+    """EN 13757-3 records (records.py) and the OBIS mapping on damaged user data."""
+    samples = [d[19:-2] for d in _mbus_samples()]  # user data after the 12-byte fixed header
+
+    def parse(data: bytes) -> None:
+        decoded = mbus_records.decode_records(data)
+        tel = mbus.Telegram(1, mbus.Header("00000001", "ASK", 1, 0x04, 0, 0), decoded.records, decoded.more,
+                            decoded.skipped, decoded.manufacturer_data)
+        for medium in ("heat", "cold_water", "hot_water"):
+            for r in mbus_obis.readings(tel, UTC, medium):
+                assert r.meter_time is None or r.meter_time.tzinfo is not None
+
+    _fuzz(samples, parse)
+
+
+def test_mbus_telegram_decoder() -> None:
+    """Whole RSP_UD telegrams, re-framed after each mutation (valid L fields and checksum)."""
+    def parse(data: bytes) -> None:
+        tel = mbus.decode_rsp_ud(_refit(data))
+        mbus_obis.clock(tel, UTC)
+
+    _fuzz(_mbus_samples(), parse)
 
 
 MERCURY_REPLIES = [  # (frame, expected length, what) from test_mercury_frames.py's golden replies
