@@ -466,33 +466,42 @@ class DlmsDriver(Driver):
         if self._profile is None:
             self._profile = await self._capture_objects(cosem.LOAD_PROFILE_OBIS)
         pg = self._profile
-        columns = [(obj.logicalName, obj.objectType, co.attributeIndex) for obj, co in pg.captureObjects]
-        if columns[0][0] != cosem.CLOCK_OBIS:
-            raise ProtocolError(
-                f"{self.meter.id}: load profile's first column is {columns[0][0]}, not the clock"
-            )
         period = await self._get(pg, 4)
         period_s = int(period) if isinstance(period, int) and period > 0 else None
-        scalers = {}
-        for ln, ot, _attr in columns[1:]:
-            if int(ot) in (cosem.REGISTER, 4, 5):  # register, extended register, demand register
-                scalers[ln] = await self._scaler_unit(ln)
-        # The selective range is inclusive at both ends; the interface wants [start, end).
+        # register, extended register, demand register
+        rows = await self._clocked_rows(pg, "load profile", start, end, lambda _ln, ot: ot in (cosem.REGISTER, 4, 5))
+        out = []
+        for raw_time, cells in rows:
+            when = cosem.decode_datetime(raw_time, self.tz)
+            if when is None or not (start <= when < end):
+                continue
+            for ln, raw in cells:
+                value, unit = cosem.scaled(_number(raw, ln), *self._scalers[ln])
+                out.append(Reading(ln, Kind.INTERVAL, value, unit, when, period_s))
+        return out
+
+    async def _clocked_rows(
+        self, pg: GXDLMSProfileGeneric, what: str, start: datetime, end: datetime, keep: Callable[[str, int], bool]
+    ) -> list[tuple[bytes, list[tuple[str, Any]]]]:
+        """Rows of a clock-first profile by range, [start, end) (the selective range is inclusive
+        at both ends): (raw capture time, [(column OBIS, raw value)] for the columns `keep`
+        chooses, their scaler/unit cached in self._scalers; null cells left out)."""
+        columns = [(obj.logicalName, int(obj.objectType)) for obj, _co in pg.captureObjects]
+        if columns[0][0] != cosem.CLOCK_OBIS:
+            raise ProtocolError(f"{self.meter.id}: {what}'s first column is {columns[0][0]}, not the clock")
+        kept = set()
+        for ln, ot in columns[1:]:
+            if keep(ln, ot):
+                await self._scaler_unit(ln)
+                kept.add(ln)
         rows = await self._rows_by_range(pg, start, end - timedelta(seconds=1))
         out = []
         for row in rows:
             if not isinstance(row, (list, tuple)) or len(row) != len(columns):
-                raise ProtocolError(
-                    f"{self.meter.id}: profile row {row!r} does not match {len(columns)} columns"
-                )
-            when = cosem.decode_datetime(_octets(row[0], "profile clock"), self.tz)
-            if when is None or not (start <= when < end):
-                continue
-            for (ln, _ot, _attr), raw in zip(columns[1:], row[1:], strict=True):
-                if ln not in scalers or raw is None:
-                    continue
-                value, unit = cosem.scaled(_number(raw, ln), *scalers[ln])
-                out.append(Reading(ln, Kind.INTERVAL, value, unit, when, period_s))
+                raise ProtocolError(f"{self.meter.id}: {what} row {row!r} does not match {len(columns)} columns")
+            cells = [(ln, raw) for (ln, _ot), raw in zip(columns[1:], row[1:], strict=True)
+                     if ln in kept and raw is not None]
+            out.append((_octets(row[0], f"{what} clock"), cells))
         return out
 
     @_typed_errors
@@ -512,21 +521,9 @@ class DlmsDriver(Driver):
                     raise Unsupported(f"{self.meter.id}: the meter has no billing profile {obis}") from e
                 raise
         pg = self._archives[obis]
-        columns = [(obj.logicalName, int(obj.objectType)) for obj, _co in pg.captureObjects]
-        if columns[0][0] != cosem.CLOCK_OBIS:
-            raise ProtocolError(f"{self.meter.id}: billing profile {obis}'s first column is {columns[0][0]}, not the clock")
-        scalers = {}
-        for ln, ot in columns[1:]:
-            if archive_column(ln, ot):
-                scalers[ln] = await self._scaler_unit(ln)
-        rows = await self._rows_by_range(pg, start, end - timedelta(seconds=1))
         out = []
-        for row in rows:
-            if not isinstance(row, (list, tuple)) or len(row) != len(columns):
-                raise ProtocolError(
-                    f"{self.meter.id}: billing profile {obis} row {row!r} does not match {len(columns)} columns"
-                )
-            local = cosem.decode_local_datetime(_octets(row[0], f"{obis} clock"), self.tz)
+        for raw_time, cells in await self._clocked_rows(pg, f"billing profile {obis}", start, end, archive_column):
+            local = cosem.decode_local_datetime(raw_time, self.tz)
             if local is None:
                 continue
             boundary = cosem.archive_boundary(archive, local)
@@ -537,10 +534,8 @@ class DlmsDriver(Driver):
             when = boundary.astimezone(UTC)
             if not start <= when < end:
                 continue
-            for (ln, _ot), raw in zip(columns[1:], row[1:], strict=True):
-                if ln not in scalers or raw is None:
-                    continue
-                value, unit = cosem.scaled(_number(raw, ln), *scalers[ln])
+            for ln, raw in cells:
+                value, unit = cosem.scaled(_number(raw, ln), *self._scalers[ln])
                 out.append(Reading(ln, Kind.REGISTER, value, unit, when, archive=archive))
         return out
 

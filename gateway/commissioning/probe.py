@@ -106,6 +106,12 @@ async def _read(drv: Driver, transport: Transport, res: ProbeResult, now: Callab
 
 async def _archives(drv: Driver, end: datetime) -> list[Reading]:
     out: list[Reading] = []
+    missing: list[str] = []
     for archive, back in (("day_start", timedelta(days=1)), ("month_start", timedelta(days=32))):
-        out += await drv.read_archive(archive, end - back, end + timedelta(seconds=1))
+        try:
+            out += await drv.read_archive(archive, end - back, end + timedelta(seconds=1))
+        except Unsupported as e:
+            missing.append(str(e))
+    if len(missing) == 2:
+        raise Unsupported("; ".join(missing))
     return out
