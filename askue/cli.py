@@ -6,7 +6,8 @@ their subcommand runs, so a gateway without the head-end extra still has a
 working `askue gateway` and `askue --help`.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or config,
-3 a required component is not installed, 130 interrupted.
+3 a required component is not installed, 130 interrupted; `probe` and `scan` add
+10-16 for what went wrong on the bus (gateway/commissioning/diagnosis.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("askue.demo", "start PostgreSQL, mosquitto, a simulated fleet, gateways and the head-end locally"),
     "gateway": ("askue.gateway.cli", "run the field gateway (poll meters, store, publish over MQTT)"),
     "headend": ("askue.headend.cli", "run or manage the head-end (ingest, API, migrations, doctor)"),
+    "probe": ("askue.gateway.commissioning.probe_cmd", "read one meter once: identity, clock, registers, profile"),
+    "scan": ("askue.gateway.commissioning.scan_cmd", "find the meters on a bus and print their gateway config"),
     "simulate": ("askue.drivers.sim.cli", "run a fleet of protocol-true simulated meters"),
     "vee": ("askue.headend.vee.cli", "validation, estimation and editing: check readings files offline"),
     "export": ("askue.headend.exports.cli", "export readings for billing (80020 XML, xlsx, CSV)"),

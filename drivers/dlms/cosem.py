@@ -20,6 +20,16 @@ SERIAL_OBIS = "0.0.96.1.0.255"
 LOAD_PROFILE_OBIS = "1.0.99.1.0.255"
 DISCONNECT_OBIS = "0.0.96.3.10.255"
 JOURNALS = tuple(f"0.0.99.98.{n}.255" for n in range(8))
+# Billing profiles (СПОДЭС annex В.3/В.4 "ежесуточный"/"ежемесячный профиль"): one row per day /
+# month, captured at its start, clock first, then the cumulative registers. OBIS codes and
+# layout as in the object lists of real СПОДЭС meters shipped with the DLMS_SPODES project
+# (PyPI dlms-spodes, test/Types/KPZ/*.typ; relation_to_OBIS: 1.b.98.1.e monthly, 1.b.98.2.e daily).
+MONTHLY_PROFILE_OBIS = "1.0.98.1.0.255"
+DAILY_PROFILE_OBIS = "1.0.98.2.0.255"
+ARCHIVE_PROFILES = {"day_start": DAILY_PROFILE_OBIS, "month_start": MONTHLY_PROFILE_OBIS}
+# Transformer ratios (Ктт, Ктн), class 1 Data holding an unsigned number in the same object lists.
+CT_RATIO_OBIS = "1.0.0.4.2.255"
+VT_RATIO_OBIS = "1.0.0.4.3.255"
 
 # Energy registers read per tariff (0 = total, 1-4 = tariff zones): A+, A-, R+, R-.
 ENERGY_QUANTITIES = (1, 2, 3, 4)
@@ -106,6 +116,13 @@ def encode_datetime(t: datetime, tz: timezone) -> bytes:
 def decode_datetime(raw: bytes, default_tz: timezone) -> datetime | None:
     """UTC-aware datetime, None for an all-unspecified value. Unspecified deviation means the
     meter's configured zone `default_tz`."""
+    local = decode_local_datetime(raw, default_tz)
+    return None if local is None else local.astimezone(UTC)
+
+
+def decode_local_datetime(raw: bytes, default_tz: timezone) -> datetime | None:
+    """Like decode_datetime, but in the zone the meter wrote (its deviation, else `default_tz`):
+    day and month boundaries are the meter's local midnights."""
     if len(raw) != 12:
         raise ProtocolError(f"COSEM date-time must be 12 octets, got {len(raw)}: {bytes(raw).hex()}")
     year = int.from_bytes(raw[0:2], "big")
@@ -124,7 +141,7 @@ def decode_datetime(raw: bytes, default_tz: timezone) -> datetime | None:
         local = datetime(year, month, day, hour, minute, second, hundredths * 10000, tzinfo=tz)
     except ValueError as e:
         raise ProtocolError(f"COSEM date-time out of range ({e}): {bytes(raw).hex()}") from None
-    return local.astimezone(UTC)
+    return local
 
 
 # ---- СПОДЭС journals and their event codes ----------------------------------------------------
@@ -229,3 +246,29 @@ def describe_event(journal_obis: str, code: int, lang: str = "ru") -> str:
     n = journal_number(journal_obis)
     ru, en = EVENT_CODES.get(n, {}).get(code, (f"Событие {code}", f"Event {code}"))
     return ru if lang == "ru" else en
+
+
+# ---- billing boundaries (start of a day / month in the meter's local time) -----------------
+def archive_boundary(archive: str, local: datetime) -> datetime | None:
+    """The boundary a billing-profile row captured at `local` (meter local time) belongs to,
+    or None when the row was not captured within the first minute of a day (month)."""
+    if local.hour or local.minute or (archive == "month_start" and local.day != 1):
+        return None
+    return local.replace(second=0, microsecond=0)
+
+
+def archive_boundaries(archive: str, start: datetime, end: datetime, tz: timezone) -> list[datetime]:
+    """Boundaries (aware, in `tz`) in [start, end)."""
+    local = start.astimezone(tz)
+    t = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if archive == "month_start":
+        t = t.replace(day=1)
+    out = []
+    while t < end:
+        if t >= start:
+            out.append(t)
+        if archive == "month_start":
+            t = t.replace(year=t.year + t.month // 12, month=t.month % 12 + 1)
+        else:
+            t = (t + timedelta(days=1)).replace(hour=0)  # fixed-offset zones: plain days
+    return out

@@ -84,6 +84,7 @@ class DlmsDriver(Driver):
             Capability.CLOCK,
             Capability.SET_CLOCK,
             Capability.RELAY,
+            Capability.ARCHIVES,
         }
     )
 
@@ -106,6 +107,7 @@ class DlmsDriver(Driver):
             self.client_address = _int(opts.get("client", CLIENT_READER if password else CLIENT_PUBLIC))
             self.timeout = float(opts.get("timeout", 3.0))
             self.idle_s = float(opts.get("idle_s", 60.0))
+            self.ratio_refresh_s = float(opts.get("ratio_refresh_s", 3600.0))
             self.tz = timezone(timedelta(minutes=_int(opts.get("tz_minutes", 180))))
             wport = _int(opts.get("wport", self.logical))
         except (TypeError, ValueError) as e:
@@ -146,6 +148,10 @@ class DlmsDriver(Driver):
         self._scalers: dict[str, tuple[int, int]] = {}
         self._profile: GXDLMSProfileGeneric | None = None
         self._journals: dict[str, GXDLMSProfileGeneric] = {}
+        self._archives: dict[str, GXDLMSProfileGeneric] = {}
+        self._ratios: tuple[float | None, float | None] = (None, None)
+        self._ratios_at: float | None = None  # loop time of the last ratio read
+        self._ratios_serial: str | None = None
 
     # ---- byte moving ------------------------------------------------------------------------
     async def _read_frame(self) -> bytes:
@@ -271,7 +277,49 @@ class DlmsDriver(Driver):
         self.connected = True
         serial = await self._serial()
         self.check_identity(serial)
-        return MeterIdentity(serial=serial, model=self.meter.model)
+        ct, vt = await self._transformer_ratios(serial)
+        return MeterIdentity(serial=serial, model=self.meter.model, ct_ratio=ct, vt_ratio=vt)
+
+    async def _transformer_ratios(self, serial: str) -> tuple[float | None, float | None]:
+        """Ктт and Ктн, read on the first connect, after a meter exchange and every
+        ratio_refresh_s (the gateway connects per poll; the ratios change only when reprogrammed)."""
+        now = asyncio.get_running_loop().time()
+        if (
+            self._ratios_at is not None
+            and serial == self._ratios_serial
+            and now - self._ratios_at < self.ratio_refresh_s
+        ):
+            return self._ratios
+        if self.client_address == CLIENT_PUBLIC:
+            ratios: tuple[float | None, float | None] = (None, None)  # not readable without a password
+        else:
+            ratios = (await self._ratio(cosem.CT_RATIO_OBIS), await self._ratio(cosem.VT_RATIO_OBIS))
+        self._ratios, self._ratios_at, self._ratios_serial = ratios, now, serial
+        return ratios
+
+    async def _ratio(self, obis: str) -> float | None:
+        """A ratio object's value; None where the model lacks it or holds 0 (not programmed).
+        СПОДЭС meters keep it in a Data object; a model that made it a Register is read with
+        its scaler."""
+        try:
+            raw = await self._get(GXDLMSData(obis), 2)
+            scaler = 0
+        except AuthError:
+            return None  # not readable for this client
+        except ProtocolError as e:
+            if getattr(e, "dar", None) not in (4, 11):
+                raise
+            try:
+                scaler, _unit = await self._scaler_unit(obis)
+                raw = await self._get(GXDLMSRegister(obis), 2)
+            except AuthError:
+                return None
+            except ProtocolError as e2:
+                if getattr(e2, "dar", None) in (4, 11):
+                    return None
+                raise
+        value = _number(raw, obis) * 10.0**scaler
+        return value if value > 0 else None
 
     async def _disconnect_link(self) -> None:
         """Best-effort DISC so a refused association does not leave the meter's link open."""
@@ -418,33 +466,77 @@ class DlmsDriver(Driver):
         if self._profile is None:
             self._profile = await self._capture_objects(cosem.LOAD_PROFILE_OBIS)
         pg = self._profile
-        columns = [(obj.logicalName, obj.objectType, co.attributeIndex) for obj, co in pg.captureObjects]
-        if columns[0][0] != cosem.CLOCK_OBIS:
-            raise ProtocolError(
-                f"{self.meter.id}: load profile's first column is {columns[0][0]}, not the clock"
-            )
         period = await self._get(pg, 4)
         period_s = int(period) if isinstance(period, int) and period > 0 else None
-        scalers = {}
-        for ln, ot, _attr in columns[1:]:
-            if int(ot) in (cosem.REGISTER, 4, 5):  # register, extended register, demand register
-                scalers[ln] = await self._scaler_unit(ln)
-        # The selective range is inclusive at both ends; the interface wants [start, end).
+        # register, extended register, demand register
+        rows = await self._clocked_rows(pg, "load profile", start, end, lambda _ln, ot: ot in (cosem.REGISTER, 4, 5))
+        out = []
+        for raw_time, cells in rows:
+            when = cosem.decode_datetime(raw_time, self.tz)
+            if when is None or not (start <= when < end):
+                continue
+            for ln, raw in cells:
+                value, unit = cosem.scaled(_number(raw, ln), *self._scalers[ln])
+                out.append(Reading(ln, Kind.INTERVAL, value, unit, when, period_s))
+        return out
+
+    async def _clocked_rows(
+        self, pg: GXDLMSProfileGeneric, what: str, start: datetime, end: datetime, keep: Callable[[str, int], bool]
+    ) -> list[tuple[bytes, list[tuple[str, Any]]]]:
+        """Rows of a clock-first profile by range, [start, end) (the selective range is inclusive
+        at both ends): (raw capture time, [(column OBIS, raw value)] for the columns `keep`
+        chooses, their scaler/unit cached in self._scalers; null cells left out)."""
+        columns = [(obj.logicalName, int(obj.objectType)) for obj, _co in pg.captureObjects]
+        if columns[0][0] != cosem.CLOCK_OBIS:
+            raise ProtocolError(f"{self.meter.id}: {what}'s first column is {columns[0][0]}, not the clock")
+        kept = set()
+        for ln, ot in columns[1:]:
+            if keep(ln, ot):
+                await self._scaler_unit(ln)
+                kept.add(ln)
         rows = await self._rows_by_range(pg, start, end - timedelta(seconds=1))
         out = []
         for row in rows:
             if not isinstance(row, (list, tuple)) or len(row) != len(columns):
-                raise ProtocolError(
-                    f"{self.meter.id}: profile row {row!r} does not match {len(columns)} columns"
-                )
-            when = cosem.decode_datetime(_octets(row[0], "profile clock"), self.tz)
-            if when is None or not (start <= when < end):
+                raise ProtocolError(f"{self.meter.id}: {what} row {row!r} does not match {len(columns)} columns")
+            cells = [(ln, raw) for (ln, _ot), raw in zip(columns[1:], row[1:], strict=True)
+                     if ln in kept and raw is not None]
+            out.append((_octets(row[0], f"{what} clock"), cells))
+        return out
+
+    @_typed_errors
+    async def read_archive(self, archive: str, start: datetime, end: datetime) -> list[Reading]:
+        """Rows of the daily (1.0.98.2.0.255) or monthly (1.0.98.1.0.255) billing profile whose
+        capture time is a boundary in [start, end): each cumulative register column as a
+        Kind.REGISTER reading stamped with the boundary (00:00 meter time)."""
+        obis = cosem.ARCHIVE_PROFILES.get(archive)
+        if obis is None:
+            raise Unsupported(f"{self.meter.id}: unknown archive {archive!r}; known: {', '.join(cosem.ARCHIVE_PROFILES)}")
+        await self._ready()
+        if obis not in self._archives:
+            try:
+                self._archives[obis] = await self._capture_objects(obis)
+            except ProtocolError as e:
+                if getattr(e, "dar", None) in (4, 11):
+                    raise Unsupported(f"{self.meter.id}: the meter has no billing profile {obis}") from e
+                raise
+        pg = self._archives[obis]
+        out = []
+        for raw_time, cells in await self._clocked_rows(pg, f"billing profile {obis}", start, end, archive_column):
+            local = cosem.decode_local_datetime(raw_time, self.tz)
+            if local is None:
                 continue
-            for (ln, _ot, _attr), raw in zip(columns[1:], row[1:], strict=True):
-                if ln not in scalers or raw is None:
-                    continue
-                value, unit = cosem.scaled(_number(raw, ln), *scalers[ln])
-                out.append(Reading(ln, Kind.INTERVAL, value, unit, when, period_s))
+            boundary = cosem.archive_boundary(archive, local)
+            if boundary is None:
+                log.warning("%s: %s row captured at %s is not a %s boundary; skipped",
+                            self.meter.id, obis, local.isoformat(), archive)
+                continue
+            when = boundary.astimezone(UTC)
+            if not start <= when < end:
+                continue
+            for ln, raw in cells:
+                value, unit = cosem.scaled(_number(raw, ln), *self._scalers[ln])
+                out.append(Reading(ln, Kind.REGISTER, value, unit, when, archive=archive))
         return out
 
     @_typed_errors
@@ -483,6 +575,13 @@ class DlmsDriver(Driver):
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+def archive_column(logical_name: str, class_id: int) -> bool:
+    """A billing-profile column kept as a register: a cumulative (D = 8) Register or Extended
+    Register. Maximum demand (1.0.1.6.0.255 in the monthly profile) and the like are not."""
+    parts = logical_name.split(".")
+    return class_id in (cosem.REGISTER, 4) and len(parts) == 6 and parts[3] == "8"
+
+
 def _typed(e: Exception) -> DriverError:
     if isinstance(e, GXDLMSException) and getattr(e, "diagnostic", None) is not None:
         diag = int(e.diagnostic) if not isinstance(e.diagnostic, int) else e.diagnostic

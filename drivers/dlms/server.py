@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from askue.drivers.dlms import axdr, cosem
 from askue.drivers.dlms.address import CLIENT_PUBLIC, CLIENT_READER
@@ -32,6 +32,8 @@ SUCCESS, READ_WRITE_DENIED, OBJECT_UNDEFINED, OBJECT_UNAVAILABLE, TYPE_UNMATCHED
 OTHER_REASON = 250
 
 PUBLIC_OBJECTS = {cosem.SERIAL_OBIS, cosem.CLOCK_OBIS, "0.0.42.0.0.255"}
+ARCHIVE_OF = {obis: archive for archive, obis in cosem.ARCHIVE_PROFILES.items()}
+PROFILES = (cosem.LOAD_PROFILE_OBIS, *ARCHIVE_OF)
 
 
 class _Dar(Exception):
@@ -199,7 +201,15 @@ class CosemServer:
             if attr == 3:
                 return axdr.structure(axdr.integer(axdr.INTEGER, scaler), axdr.integer(axdr.ENUM, unit))
             raise _Dar(OBJECT_UNDEFINED)
-        if class_id == cosem.PROFILE_GENERIC and (obis == cosem.LOAD_PROFILE_OBIS or obis in cosem.JOURNALS):
+        if obis in (cosem.CT_RATIO_OBIS, cosem.VT_RATIO_OBIS) and class_id == cosem.DATA and attr == 2:
+            ratio = self.opts.get("ct_ratio" if obis == cosem.CT_RATIO_OBIS else "vt_ratio", 1)
+            if ratio is None:
+                raise _Dar(OBJECT_UNDEFINED)  # a model without transformer ratios
+            tag = axdr.LONG_UNSIGNED if int(ratio) < 1 << 16 else axdr.DOUBLE_LONG_UNSIGNED
+            return axdr.integer(tag, int(ratio))
+        if obis in ARCHIVE_OF and not self.opts.get("billing_profiles", True):
+            raise _Dar(OBJECT_UNDEFINED)  # a model without daily/monthly profiles
+        if class_id == cosem.PROFILE_GENERIC and (obis in PROFILES or obis in cosem.JOURNALS):
             return self._profile_attr(obis, attr, selector, params, t)
         raise _Dar(OBJECT_UNDEFINED)
 
@@ -257,6 +267,14 @@ class CosemServer:
             return [(cosem.CLOCK, cosem.CLOCK_OBIS, 2)] + [
                 (cosem.REGISTER, cosem.interval_obis(q), 2) for q in cosem.ENERGY_QUANTITIES
             ]
+        if obis in ARCHIVE_OF:
+            # The single-phase layout of the СПОДЭС object lists (DLMS_SPODES, KPZ M2M_1): per
+            # quantity the tariffs 1-4, then the total.
+            return [(cosem.CLOCK, cosem.CLOCK_OBIS, 2)] + [
+                (cosem.REGISTER, cosem.energy_obis(q, t), 2)
+                for q in cosem.ENERGY_QUANTITIES
+                for t in (1, 2, 3, 4, 0)
+            ]
         n = cosem.journal_number(obis)
         return [(cosem.CLOCK, cosem.CLOCK_OBIS, 2), (cosem.DATA, cosem.journal_code_obis(n), 2)]
 
@@ -275,7 +293,7 @@ class CosemServer:
                 ]
             )
         if attr == 4:
-            period = m.period_s if obis == cosem.LOAD_PROFILE_OBIS else 0
+            period = {cosem.LOAD_PROFILE_OBIS: m.period_s, cosem.DAILY_PROFILE_OBIS: 86400}.get(obis, 0)
             return axdr.integer(axdr.DOUBLE_LONG_UNSIGNED, period)
         if attr in (7, 8):
             return axdr.integer(axdr.DOUBLE_LONG_UNSIGNED, len(self._rows(obis, None, None, t)))
@@ -319,7 +337,7 @@ class CosemServer:
             for i, ((_c, o, _a), (raw, kind, value)) in enumerate(zip(columns[1:], values, strict=True), 1):
                 cells.append(raw)
                 if i in selected:  # keep what was actually put on the line
-                    m.record(kind, o if kind == "interval" else obis, when, value)
+                    m.record(kind, obis if kind == "event" else o, when, value)
             out.append(axdr.structure(*[cells[i] for i in selected]))
         return axdr.array(out)
 
@@ -355,6 +373,8 @@ class CosemServer:
                     cells.append((raw, "interval", value))
                 rows.append((when, cells))
             return rows
+        if obis in ARCHIVE_OF:
+            return self._archive_rows(ARCHIVE_OF[obis], start, end, t)
         n = cosem.journal_number(obis)
         rows = []
         for entry in m.events(t):
@@ -363,6 +383,31 @@ class CosemServer:
                 continue
             rows.append((entry.at, [(axdr.integer(axdr.LONG_UNSIGNED, code), "event", float(code))]))
         rows.sort(key=lambda r: r[0])
+        return rows
+
+    def _archive_rows(
+        self, archive: str, start: datetime | None, end: datetime | None, t: datetime
+    ) -> list[tuple[datetime, list[tuple[bytes, str, float]]]]:
+        """The registers at each day (month) start the meter saw since its memory began (the
+        profile epoch), the newest `day_archive_depth` (`month_archive_depth`) of them."""
+        m = self.meter
+        first = m.clock(m.epoch)
+        lo = max(start, first) if start else first
+        hi = min(end + timedelta(microseconds=1), m.clock(t)) if end else m.clock(t)
+        depth = int(self.opts.get(f"{archive.split('_')[0]}_archive_depth", 123 if archive == "day_start" else 39))
+        everything = set(cosem.archive_boundaries(archive, first, m.clock(t), m.local_tz)[-depth:])
+        rows = []
+        for b in cosem.archive_boundaries(archive, lo, hi, m.local_tz):
+            if b not in everything:
+                continue  # overwritten in the meter's ring
+            regs = m.registers(b - (m.clock(b) - b))  # when the meter's own clock showed b
+            cells = []
+            for q in cosem.ENERGY_QUANTITIES:
+                for tariff in (1, 2, 3, 4, 0):
+                    value = self._energy(q, regs.get(tariff, 0.0))
+                    raw, _s, _u = self._encode_energy(value, q)
+                    cells.append((raw, "register", value))
+            rows.append((b.astimezone(UTC), cells))
         return rows
 
     # -- SET and ACTION --
@@ -414,8 +459,10 @@ class CosemServer:
                 cosem.CLOCK_OBIS,
                 cosem.SERIAL_OBIS,
                 cosem.DISCONNECT_OBIS,
-                cosem.LOAD_PROFILE_OBIS,
+                *PROFILES,
                 *cosem.JOURNALS,
+                cosem.CT_RATIO_OBIS,
+                cosem.VT_RATIO_OBIS,
             )
             or self._register(obis, self.meter.now()) is not None
         )

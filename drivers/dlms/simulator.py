@@ -12,6 +12,8 @@ Served objects (logical name referencing, no ciphering):
   1.0.q.8.t.255   energy q=1..4 (A+ A- R+ R-), tariff t=0..4 (Register, scaler/unit)
   1.0.32.7.0.255 … instantaneous U, I, P, f     1.0.99.1.0.255 load profile (by range/entry)
   0.0.99.98.N.255 event journals N=0..7         0.0.96.3.10.255 disconnect control
+  1.0.98.2.0.255 / 1.0.98.1.0.255 daily / monthly billing profile (registers at each day /
+  month start)                                   1.0.0.4.2.255 / 1.0.0.4.3.255 Ктт / Ктн (Data)
 Clients: 0x10 public (serial and clock only), 0x20 reader with the meter's
 low-level password.
 """

@@ -19,6 +19,7 @@ from dlms_cosem.cosem.selective_access import RangeDescriptor
 from dlms_cosem.io import BlockingTcpIO, HdlcTransport, SerialIO, TcpTransport
 from dlms_cosem.security import LowLevelSecurityAuthentication
 from dlms_cosem.utils import parse_as_dlms_data
+from test_dlms_archives import KPZ_M2M1_DAILY_COLUMNS
 
 from askue.drivers.dlms import cosem as spodes
 from askue.drivers.dlms.simulator import make_session_factory
@@ -51,6 +52,22 @@ def _read_all(transport, password: bytes) -> dict:
                 ),
             )
         )
+        out["daily_columns"] = s.get(_attr(IC.PROFILE_GENERIC, spodes.DAILY_PROFILE_OBIS, 3))
+        out["daily_period"] = parse_as_dlms_data(s.get(_attr(IC.PROFILE_GENERIC, spodes.DAILY_PROFILE_OBIS, 4)))
+        out["daily"] = parse_as_dlms_data(
+            s.get(
+                _attr(IC.PROFILE_GENERIC, spodes.DAILY_PROFILE_OBIS, 2),
+                access_descriptor=RangeDescriptor(
+                    restricting_object=clock_column,
+                    from_value=datetime(2026, 11, 8, 21, 0, tzinfo=UTC),  # 9 and 10 Nov 00:00 MSK
+                    to_value=datetime(2026, 11, 9, 21, 0, tzinfo=UTC),
+                ),
+            )
+        )
+        out["monthly"] = parse_as_dlms_data(s.get(_attr(IC.PROFILE_GENERIC, spodes.MONTHLY_PROFILE_OBIS, 2)))
+        out["ratios"] = [
+            parse_as_dlms_data(s.get(_attr(IC.DATA, obis, 2))) for obis in (spodes.CT_RATIO_OBIS, spodes.VT_RATIO_OBIS)
+        ]
         try:
             s.get(_attr(IC.REGISTER, "1.0.9.9.9.255", 2))
         except DataResultError as e:
@@ -70,11 +87,27 @@ def _check(m: SimMeter, got: dict) -> None:
         assert spodes.decode_datetime(bytes(row[0]), UTC) == when
         assert row[1] == round(kwh * 1000)
     assert "OBJECT_UNDEFINED" in got["unknown"]  # DataAccessResult 4, decoded by dlms-cosem
+    # Billing profiles: the capture objects of a real single-phase СПОДЭС meter byte for byte
+    # (test_dlms_archives.py), one row per day start, registers at that boundary.
+    assert got["daily_columns"] == KPZ_M2M1_DAILY_COLUMNS
+    assert got["daily_period"] == 86400
+    assert len(got["daily"]) == 2
+    for row, day in zip(got["daily"], (9, 10), strict=True):
+        when = spodes.decode_datetime(bytes(row[0]), UTC)
+        assert when == datetime(2026, 11, day - 1, 21, 0, tzinfo=UTC)
+        regs = m.registers(when)
+        assert row[1:6] == [round(regs.get(t, 0.0) * 1000) for t in (1, 2, 3, 4, 0)]  # A+ T1-T4, total (Wh)
+        assert len(row) == 21
+    assert [spodes.decode_datetime(bytes(r[0]), UTC) for r in got["monthly"]] == [
+        datetime(2026, 10, 31, 21, 0, tzinfo=UTC)  # 1 Nov 00:00 MSK; the meter's memory starts in November
+    ]
+    assert got["ratios"] == [40, 1]
 
 
 @pytest.fixture
 def meter() -> SimMeter:
-    return SimMeter(id="m", serial="SN1", password="12345678", now=lambda: NOW)
+    return SimMeter(id="m", serial="SN1", password="12345678", now=lambda: NOW, history_days=12,
+                    options={"ct_ratio": 40})
 
 
 async def test_dlms_cosem_client_over_tcp_wrapper(meter):

@@ -381,16 +381,19 @@ async def test_mutated_replies_give_typed_errors(which, seed, how, mode):
 async def test_lost_answer_then_the_next_call_reopens_the_session(mode):
     m = sim_meter()
     lost: list[int] = []
+    drop_at = [1 << 30]
 
-    def drop_fourth(i: int, data: bytes) -> bytes:
-        if i == 4 and not lost:
+    def drop_second_after_connect(i: int, data: bytes) -> bytes:
+        if i == drop_at[0] and not lost:
             lost.append(i)
             return b""
         return data
 
     factory = make_session_factory({17: m}, transport="tcp" if mode == "wrapper" else "serial")
-    d = DlmsDriver(LoopTransport(factory, drop_fourth), spec(options={"transport": mode}))
+    transport = LoopTransport(factory, drop_second_after_connect)
+    d = DlmsDriver(transport, spec(options={"transport": mode}))
     await d.connect()
+    drop_at[0] = transport.count + 1
     while not lost:  # read until the dropped answer is hit
         try:
             await d.read_clock()

@@ -52,9 +52,10 @@ class _Reply(GXServerReply):
 
 
 class GuruxMeter(GXDLMSServer):
-    """A gurux server holding a serial, A+ total (Wh, scaler 10^1), a clock and a relay."""
+    """A gurux server holding a serial, A+ total (Wh, scaler 10^1), a clock, a relay and the
+    transformer ratios as СПОДЭС meters keep them (Data, long-unsigned)."""
 
-    def __init__(self, password: str, serial: bytes, wh_tens: int, clock: datetime):
+    def __init__(self, password: str, serial: bytes, wh_tens: int, clock: datetime, ratios: tuple[int, int] = (1, 1)):
         super().__init__(True, InterfaceType.WRAPPER)
         self.password = password.encode()
         self.serial = GXDLMSData("0.0.96.1.0.255")
@@ -69,10 +70,16 @@ class GuruxMeter(GXDLMSServer):
         self.clock.time = GXDateTime(clock)
         self.relay = GXDLMSDisconnectControl("0.0.96.3.10.255")
         self.relay.outputState = True
+        ratio_objects = []
+        for obis, value in zip(("1.0.0.4.2.255", "1.0.0.4.3.255"), ratios, strict=True):
+            obj = GXDLMSData(obis)
+            obj.value = value
+            obj.setDataType(2, DataType.UINT16)
+            ratio_objects.append(obj)
         association = GXDLMSAssociationLogicalName()
         association.authenticationMechanismName.mechanismId = Authentication.LOW
         association.secret = self.password
-        objects = (self.serial, self.a_plus, self.clock, self.relay)
+        objects = (self.serial, self.a_plus, self.clock, self.relay, *ratio_objects)
         for obj in (association, *objects):
             self.items.append(obj)
         for obj in objects:  # gurux's initialize() would append the whole list as one item
@@ -142,10 +149,12 @@ CLOCK = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
 
 async def test_driver_reads_a_gurux_server():
-    meter = GuruxMeter(PASSWORD, b"GX0001", 123_456_7, CLOCK)
+    meter = GuruxMeter(PASSWORD, b"GX0001", 123_456_7, CLOCK, ratios=(60, 100))
     async with gurux_line(meter) as t:
         d = DlmsDriver(t, spec(serial="GX0001"))
-        assert (await d.connect()).serial == "GX0001"
+        ident = await d.connect()
+        assert ident.serial == "GX0001"
+        assert (ident.ct_ratio, ident.vt_ratio) == (60.0, 100.0)
         assert await d.read_clock() == CLOCK
         regs = {r.obis: r for r in await d.read_registers()}
         # gurux 1.0.203 answers every SET and ACTION with hardware-fault (its handlers call
