@@ -43,6 +43,9 @@ class Reading:
     # The meter's own clock when the value was measured; None if the meter keeps no clock.
     meter_time: datetime | None
     period_s: int | None = None
+    # A register value from the meter's own memory at a boundary ("day_start" /
+    # "month_start"); meter_time is then that boundary, 00:00 meter time (contract Value.archive).
+    archive: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from askue.drivers.errors import DriverError, FrameError, IdentityMismatch, Mete
 from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport, Transport
 from askue.gateway.config import MeterSection, SerialBus, TcpBus
 from askue.gateway.scheduler import PRIO_COMMAND, PRIORITY, Job, Scheduler, next_due
-from askue.gateway.store import AsyncStore
+from askue.gateway.store import EVENTS_MARK, NON_PROFILE_MARKS, AsyncStore
 
 log = logging.getLogger("askue.gateway.bus")
 
@@ -145,7 +145,8 @@ def meter_spec(m: MeterSection, timeout_s: float) -> MeterSpec:
 
 def to_values(meter_id: str, readings: list[Reading], received_at: datetime) -> list[Value]:
     return [Value(meter_id=meter_id, obis=r.obis, kind=str(r.kind), value=float(r.value), unit=r.unit,  # type: ignore[arg-type]
-                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s) for r in readings]
+                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s,
+                  archive=r.archive) for r in readings]  # type: ignore[arg-type]
 
 
 class BusWorker:
@@ -361,7 +362,7 @@ class BusWorker:
         if kind == "instant":
             return await self._keep(m.id, await drv.read_instant())
         if kind == "events":
-            since = self.store.store.ledger_for_meter(m.id).get("events")
+            since = self.store.store.ledger_for_meter(m.id).get(EVENTS_MARK)
             return await self._keep(m.id, await drv.read_events(since))
         if kind == "interval":
             return await self._profile_step(drv, state, job)
@@ -377,7 +378,8 @@ class BusWorker:
                 elif k == "instant" and Capability.INSTANT in caps:
                     n += await self._keep(m.id, await drv.read_instant())
                 elif k == "events" and Capability.EVENTS in caps:
-                    n += await self._keep(m.id, await drv.read_events(self.store.store.ledger_for_meter(m.id).get("events")))
+                    n += await self._keep(m.id, await drv.read_events(
+                        self.store.store.ledger_for_meter(m.id).get(EVENTS_MARK)))
             return {"values": n}
         if kind == "read_profile":
             readings = await drv.read_profile(job.args["start"], job.args["end"])
@@ -428,7 +430,7 @@ class BusWorker:
             raise Unsupported(f"{drv.name}: load profile is not supported")
         m = state.cfg
         now = self.now() + timedelta(seconds=state.clock_drift_s or 0.0)
-        stored = [t for obis, t in self.store.store.ledger_for_meter(m.id).items() if obis != "events"]
+        stored = [t for obis, t in self.store.store.ledger_for_meter(m.id).items() if obis not in NON_PROFILE_MARKS]
         mark = max(stored + ([state.profile_read_to] if state.profile_read_to else []), default=None)
         oldest = now - timedelta(days=m.profile_backfill_days)
         start = max(mark + timedelta(seconds=1), oldest) if mark else now - timedelta(days=m.profile_initial_days)
@@ -447,6 +449,12 @@ class BusWorker:
         return n
 
     async def _keep(self, meter_id: str, readings: list[Reading]) -> int:
+        if any(r.archive for r in readings):
+            # Day/month-start values are read again after every restart: keep only boundaries
+            # newer than the ledger's mark for that archive, so none is stored twice.
+            marks = self.store.store.ledger_for_meter(meter_id)
+            readings = [r for r in readings if not (r.archive and r.meter_time and r.archive in marks
+                                                    and r.meter_time <= marks[r.archive])]
         if not readings:
             return 0
         values = to_values(meter_id, readings, self.now())

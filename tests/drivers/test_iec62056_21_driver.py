@@ -63,12 +63,23 @@ async def pty_line(meters: dict[str, SimMeter], tmp_path):
         await pty.stop()
 
 
-def served(m: SimMeter, kind: str) -> dict[str, float]:
-    return {obis: v for k, obis, _, v in m.served if k == kind}
+def served(m: SimMeter, kind: str) -> dict[tuple[str, datetime | None], float]:
+    return {(obis, t): v for k, obis, t, v in m.served if k == kind}
 
 
-def arrived(readings) -> dict[str, float]:
-    return {r.obis: r.value for r in readings}
+def arrived(readings) -> dict[tuple[str, datetime | None], float]:
+    """Keyed like the head-end (OBIS, meter time): day/month-start values from the meter's
+    memory share the OBIS of the live registers, not their time."""
+    return {(r.obis, r.meter_time): r.value for r in readings}
+
+
+def assert_was_served(readings, m: SimMeter, kind: str) -> None:
+    got, record = arrived(readings), served(m, kind)
+    assert got and all(k in record and record[k] == pytest.approx(v) for k, v in got.items()), (got, record)
+
+
+def live(readings) -> dict[str, float]:
+    return {r.obis: r.value for r in readings if r.archive is None}
 
 
 @pytest.mark.parametrize("model", ["ce102m", "ce301", "ce303", "neva-mt1", "neva-mt3"])
@@ -84,9 +95,9 @@ async def test_tcp_session_reads_what_the_meter_served(model):
         await d.close()
     assert arrived(regs) == pytest.approx(served(m, "register"))
     assert arrived(inst) == pytest.approx(served(m, "instant"))
-    assert {"1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255"} <= arrived(regs).keys()
-    assert {"1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255"} <= arrived(inst).keys()
-    total = arrived(regs)["1.0.1.8.0.255"]
+    assert {"1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255"} <= live(regs).keys()
+    assert {"1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255"} <= live(inst).keys()
+    total = live(regs)["1.0.1.8.0.255"]
     assert total == pytest.approx(m.registers()[0], abs=0.05)
     # the meter's own time, read in the same session, stamps every value
     assert all(r.meter_time is not None and r.meter_time.utcoffset() == timedelta(hours=3) for r in regs)
@@ -130,7 +141,7 @@ async def test_pty_two_meters_on_one_bus(tmp_path):
         for addr, serial, m in (("101", "S101", a), ("202", "S202", b), ("101", "S101", a)):
             d = Driver(t, spec(addr, serial, parity="software"))
             assert (await d.connect()).serial == serial
-            assert arrived(await d.read_registers()) == pytest.approx(served(m, "register"))
+            assert_was_served(await d.read_registers(), m, "register")
             await d.close()
         # an empty address with two meters listening: nobody may answer
         with pytest.raises(MeterTimeout):
@@ -229,12 +240,31 @@ async def test_set_clock_corrects_within_29_s_once_a_day():
     assert (m.journal[-1].journal_obis, m.journal[-1].code) == ("0.0.99.98.3.255", 3)  # СПОДЭС time set
 
 
-async def test_set_clock_needs_password_and_model_support():
+@pytest.mark.parametrize("model", ["ce102m", "ce301", "ce303"])
+async def test_energomera_corrects_its_clock_without_a_password(model):
+    """W1 CTIME(n) right after the P0 operand, no P1: how the ESPHome reader corrects
+    СЕ102М/СЕ301/СЕ303 clocks (latonita/esphome-energomera-iec)."""
+    m = sim_meter(model, faults=Faults(clock_jump_at=datetime.now(UTC) - timedelta(hours=1), clock_jump_s=-12))
+    async with tcp_line({"141628345": m}) as t:
+        d = Driver(t, spec(password=None))
+        await d.connect()
+        assert not d.authenticated
+        await d.set_clock(datetime.now(UTC))
+        assert abs((await d.read_clock() - datetime.now(UTC)).total_seconds()) < 3
+        await d.close()
+
+
+async def test_set_clock_where_the_model_needs_a_password_or_cannot(monkeypatch):
+    # A model whose correction needs P1 (the per-model switch): refused before anything is sent.
+    from dataclasses import replace
+
+    from askue.drivers.iec62056_21 import models
+    monkeypatch.setitem(models.MODELS, "ce303", replace(models.MODELS["ce303"], correction_needs_password=True))
     async with tcp_line({"1": sim_meter(address="1"), "2": sim_meter("neva-mt1", address="2",
                                                                    password="00000000")}) as t:
         d = Driver(t, spec("1", password=None))
         await d.connect()
-        with pytest.raises(AuthError):
+        with pytest.raises(AuthError, match="only after a password"):
             await d.set_clock(datetime.now(UTC) + timedelta(seconds=5))
         await d.close()
         d = Driver(t, spec("2", password=None))
@@ -456,3 +486,66 @@ async def test_pypi_iec62056_21_client_reads_the_simulator():
     energy = [float(d.value) for d in sets if d.address == "0F0880FF"]
     assert energy == pytest.approx([v for k, o, _, v in m.served if o.startswith("1.0.1.8.")])
     assert p0.command == "P" and p0.command_type == 0
+
+
+# ---- the meter's memory: day and month starts -------------------------------------------------
+
+@pytest.mark.parametrize("model,asked,months,day", [
+    ("ce303", 2, 2, False), ("ce301", 3, 3, False), ("neva-mt3", 2, 2, True), ("neva-mt1", 1, 1, True),
+    ("neva-mt3", 0, 0, True),
+    ("ce102m", 2, 0, False),  # no public description of СЕ102М archives: none read
+])
+async def test_archives_once_per_boundary(model, asked, months, day):
+    now = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    m = sim_meter(model, password="00000000", now=lambda: now, history_days=120)
+    async with tcp_line({"141628345": m}) as t:
+        d = Driver(t, spec(password="00000000", archive_months=asked))
+        await d.connect()
+        first = await d.read_registers()
+        again = await d.read_registers()
+        await d.close()
+    msk = timedelta(hours=3)
+    got = {(r.archive, r.meter_time) for r in first if r.archive}
+    month_starts = {("month_start", datetime(2026, mo, 1, tzinfo=UTC) - msk) for mo in (3, 2, 1)[:months]}
+    day_starts = {("day_start", datetime(2026, 3, 10, tzinfo=UTC) - msk)} if day else set()
+    assert got == month_starts | day_starts
+    assert arrived(first) == pytest.approx(served(m, "register"))  # each value as the meter served it
+    for r in first:
+        if r.archive:
+            assert r.kind == "register" and r.unit == "kWh" and r.meter_time.utcoffset() == msk
+    assert not [r for r in again if r.archive]  # nothing is read twice while the driver lives
+    assert len([r for r in again if not r.archive]) == len([r for r in first if not r.archive])
+
+
+async def test_refused_archive_entry_is_left_out_and_not_asked_again(caplog):
+    """A СЕ303 without the older month in its memory answers ENMPE with its error; the
+    other month start and the registers arrive, and that entry is not asked for again."""
+    sum7 = f.Bcc.SUM7
+    six = ["100.5", "60.25", "40.25", "0.0", "0.0", "0.0"]
+    refused = f.error_answer("ERR18", sum7)
+    script = CE102M_SESSION[:2] + [SNUMB] + _clock_script("02.10.03.26") + [
+        (f.read("ET0PE", "", sum7), f.data_answer("ET0PE", six, sum7)),
+        (f.read("ENMPE", "02.26", sum7), f.data_answer("ENMPE", ["90.5", "50.25", "40.25", "0.0", "0.0", "0.0"],
+                                                         sum7)),
+        (f.read("ENMPE", "01.26", sum7), refused),
+    ] + _clock_script("02.10.03.26") + [(f.read("ET0PE", "", sum7), f.data_answer("ET0PE", six, sum7))]
+    t = ScriptTransport(script)
+    d = Driver(t, MeterSpec(id="ce303", driver="iec62056_21", address="141628345", serial="141628345",
+                            model="ce303", options={"timeout": 0.2}))
+    await d.connect()
+    with caplog.at_level("WARNING"):
+        regs = await d.read_registers()
+    month = [(r.obis, r.value, r.meter_time.date()) for r in regs if r.archive == "month_start"]
+    assert month[:2] == [("1.0.1.8.0.255", 90.5, datetime(2026, 3, 1).date()),
+                         ("1.0.1.8.1.255", 50.25, datetime(2026, 3, 1).date())]
+    assert len([r for r in regs if not r.archive]) == 6
+    assert "ENMPE with error (ERR18)" in caplog.text
+    assert len(await d.read_registers()) == 6  # neither month asked again
+    assert not t.script
+
+
+def test_archive_options_are_checked():
+    with pytest.raises(ProtocolError, match="archive_months 13"):
+        Driver(TcpTransport("127.0.0.1", 9), spec(archive_months=13))
+    with pytest.raises(ProtocolError, match="bad option value"):
+        Driver(TcpTransport("127.0.0.1", 9), spec(archive_months="two"))
