@@ -16,8 +16,10 @@ MeterSpec.options:
   echo          true on RS-485 adapters that hear their own transmission: the driver
                 reads its request back and checks it before waiting for the answer
   archive_months  month-start values read from the meter's memory with the registers:
-                the current month's start and the months before it, default 2, 0 = none
-  day_start     read the start-of-day values with the registers (НЕВА), default true
+                the current month's start and the months before it; default 0 (none)
+  day_start     read the start-of-day value with the registers (НЕВА), default false
+                (both off by default until the head-end keeps Value.archive apart from
+                live reads: see docs/drivers/iec62056-21.md)
 
 Each parameter is read on its own: a parameter the meter refuses (error answer) is
 logged and left out, the rest of the poll goes on. Archive values are read once per
@@ -77,8 +79,8 @@ class Iec62056Driver(Driver):
             self.echo = bool(o.get("echo", False))
             self.repeats = int(o.get("repeats", 2))
             self.tz = local_tz(int(o.get("tz_offset_min", 180)))
-            self.archive_months = int(o.get("archive_months", 2))
-            self.day_start = bool(o.get("day_start", True))
+            self.archive_months = int(o.get("archive_months", 0))
+            self.day_start = bool(o.get("day_start", False))
         except (TypeError, ValueError) as e:
             raise IecConfigError(f"meter {meter.id}: bad option value: {e}") from None
         if not 0 <= self.archive_months <= ar.MAX_MONTHS:

@@ -36,10 +36,14 @@ def sim_model(meter: SimMeter) -> Model:
 class IecSimSession:
     """One line's (serial) or one connection's (TCP) state."""
 
-    def __init__(self, meters: dict[str, SimMeter], parity: f.Parity, corrected: dict[int, date]):
+    def __init__(self, meters: dict[str, SimMeter], parity: f.Parity, corrected: dict[int, date],
+                 fixed: dict[tuple[int, datetime], dict[int, float]] | None = None):
         self.meters = meters
         self.parity = parity
         self.corrected = corrected  # id(meter) -> local date of the last CTIME (one per day)
+        # (id(meter), boundary) -> registers the meter fixed there: once fixed, an archive
+        # entry never changes, whatever happens to the clock afterwards.
+        self.fixed = {} if fixed is None else fixed
         self.asm = f.Assembler(parity, where="request", meter_side=True)
         self._idle()
 
@@ -234,12 +238,21 @@ class IecSimSession:
 
     # ---- the meter's memory -----------------------------------------------------------
     def _register_at(self, meter_local: datetime) -> dict[int, float]:
-        """Registers when the meter's own clock showed `meter_local`."""
+        """Registers when the meter's own clock showed `meter_local` (a drifting or jumped
+        clock reaches its midnight at another true time)."""
         meter = self.meter
         assert meter is not None
-        now = meter.now()
-        offset = meter.clock(now) - now
-        return meter.registers(meter_local.astimezone(meter.local_tz) - offset)
+        t = meter_local
+        for _ in range(3):  # clock(t) = t + a slowly varying offset: a few steps settle it
+            t = meter_local - (meter.clock(t) - t)
+        return meter.registers(t)
+
+    def _fixed_at(self, meter_local: datetime) -> dict[int, float]:
+        assert self.meter is not None
+        key = (id(self.meter), meter_local)
+        if key not in self.fixed:
+            self.fixed[key] = self._register_at(meter_local)
+        return self.fixed[key]
 
     def _memory(self, name: str, args: str, now: datetime) -> Reply | None:
         """Day/month-start values and the Энергомера accumulators (archives.py), from the
@@ -266,12 +279,12 @@ class IecSimSession:
             start = midnight(entry.boundary)
             if start > now or (entry.archive == "month_start" and entry.boundary > ar.month_start(today)):
                 return self._error()  # not fixed yet
-            text = values(self._register_at(start))
+            text = values(self._fixed_at(start))
             for obis, t in zip(ch.obis, text, strict=True):
                 meter.record(str(ch.kind), obis, start, float(t) * ch.scale)
         elif scheme == "energomera" and name in (ar.ENERGOMERA_TODAY, ar.ENERGOMERA_THIS_MONTH) and not args:
             since = today if name == ar.ENERGOMERA_TODAY else ar.month_start(today)
-            text = values(difference(meter.registers(), self._register_at(midnight(since))))
+            text = values(difference(meter.registers(), self._fixed_at(midnight(since))))
         elif scheme == "energomera" and name == ar.ENERGOMERA_MONTH_ENERGY:
             try:
                 month = ar.parse_month_arg(args)
@@ -280,7 +293,7 @@ class IecSimSession:
             end = ar.month_start(month, -1)
             if end > ar.month_start(today):
                 return self._error()
-            text = values(difference(self._register_at(midnight(end)), self._register_at(midnight(month))))
+            text = values(difference(self._fixed_at(midnight(end)), self._fixed_at(midnight(month))))
         else:
             return None
         return self._reply(f.data_answer(name, [model.value_sep.join(text)] if model.value_sep else text,
@@ -294,4 +307,5 @@ def make_session_factory(meters: Mapping[int | str, SimMeter], *,
         sim_model(m)  # fail at start, not on the first request
     parity = f.Parity.SOFTWARE if transport == "serial" else f.Parity.NONE
     corrected: dict[int, date] = {}
-    return lambda: IecSimSession(by_address, parity, corrected)
+    fixed: dict[tuple[int, datetime], dict[int, float]] = {}
+    return lambda: IecSimSession(by_address, parity, corrected, fixed)

@@ -493,13 +493,15 @@ async def test_pypi_iec62056_21_client_reads_the_simulator():
 @pytest.mark.parametrize("model,asked,months,day", [
     ("ce303", 2, 2, False), ("ce301", 3, 3, False), ("neva-mt3", 2, 2, True), ("neva-mt1", 1, 1, True),
     ("neva-mt3", 0, 0, True),
+    ("ce303", None, 0, False), ("neva-mt3", None, 0, False),  # the default: none (docs say why)
     ("ce102m", 2, 0, False),  # no public description of СЕ102М archives: none read
 ])
 async def test_archives_once_per_boundary(model, asked, months, day):
     now = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
     m = sim_meter(model, password="00000000", now=lambda: now, history_days=120)
+    opts = {} if asked is None else {"archive_months": asked, "day_start": True}
     async with tcp_line({"141628345": m}) as t:
-        d = Driver(t, spec(password="00000000", archive_months=asked))
+        d = Driver(t, spec(password="00000000", **opts))
         await d.connect()
         first = await d.read_registers()
         again = await d.read_registers()
@@ -531,7 +533,7 @@ async def test_refused_archive_entry_is_left_out_and_not_asked_again(caplog):
     ] + _clock_script("02.10.03.26") + [(f.read("ET0PE", "", sum7), f.data_answer("ET0PE", six, sum7))]
     t = ScriptTransport(script)
     d = Driver(t, MeterSpec(id="ce303", driver="iec62056_21", address="141628345", serial="141628345",
-                            model="ce303", options={"timeout": 0.2}))
+                            model="ce303", options={"timeout": 0.2, "archive_months": 2}))
     await d.connect()
     with caplog.at_level("WARNING"):
         regs = await d.read_registers()

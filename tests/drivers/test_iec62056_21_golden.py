@@ -248,7 +248,7 @@ async def test_driver_runs_the_captured_ce301_session(caplog):
     doc = load("majordomo_ce301v11_traces.json")
     t = ReplayTransport(answers_to(doc))
     d = Driver(t, MeterSpec(id="ce301", driver="iec62056_21", address="", serial="008841083000505",
-                            options={"timeout": 0.05}))
+                            options={"timeout": 0.05, "archive_months": 1}))
     ident = await d.connect()
     assert (ident.serial, ident.model, ident.firmware) == ("008841083000505", "Энергомера СЕ301", "CE301v11")
     assert not any(m.startswith(b"\x01P1") for m in t.sent)
@@ -403,3 +403,25 @@ def test_refusals_are_protocol_errors_that_name_the_parameter():
         f.parse_answer(b"\x02ENMPE(ERR18)\r\n\x03" + bytes([f.bcc(b"ENMPE(ERR18)\r\n\x03", f.Bcc.SUM7)]),
                        "ENMPE", f.Bcc.SUM7)
     assert not issubclass(f.RefusedParameter, AuthError)
+
+
+def test_simulator_fixes_archive_entries_by_its_own_clock_once():
+    """A meter 10 minutes fast fixes its month start 10 minutes early (true time); once
+    fixed, the entry stays as it was when the clock is corrected afterwards."""
+    from askue.drivers.sim.meter import Faults
+
+    now = datetime(2026, 3, 10, 9, 30, tzinfo=timezone(timedelta(hours=3)))
+    m = SimMeter(id="s", serial="1", address="7", model="ce303", now=lambda: now, history_days=90, mean_power=5.0,
+                 faults=Faults(clock_jump_at=now - timedelta(days=60), clock_jump_s=600))
+    s = make_session_factory({"7": m}, transport="tcp")()
+    s.feed(b"/?7!\r\n\x06051\r\n")
+    req = f.read("ENMPE", "02.26", f.Bcc.SUM7)
+    [before] = s.feed(req)
+    value = float(f.parse_answer(before.data, "ENMPE", f.Bcc.SUM7)[0])
+    boundary = datetime(2026, 3, 1, tzinfo=now.tzinfo)
+    assert value == m.registers(boundary - timedelta(seconds=600))[0]
+    assert value != m.registers(boundary)[0]
+    [ack] = s.feed(f.write("CTIME", "-29", f.Bcc.SUM7))
+    assert ack.data == b"\x06"
+    [after] = s.feed(req)
+    assert after.data == before.data

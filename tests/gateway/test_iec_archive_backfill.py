@@ -53,7 +53,7 @@ async def test_month_start_after_a_three_day_outage_over_a_pty(tmp_path):
                     now=clock, history_days=70, seed=2)
     pty = await PtyServer(make_session_factory({"141628345": ekt, "00000201": neva}, transport="serial"),
                           tmp_path / "ttyIEC").start()
-    opts = {"parity": "software", "archive_months": 2}
+    opts = {"parity": "software", "archive_months": 2, "day_start": True}
     raw = gateway_config(
         tmp_path, "gw-iec", free_port(),  # no broker: the store keeps everything
         buses=[{"id": "opto", "type": "serial", "device": str(tmp_path / "ttyIEC"), "baudrate": 300,
