@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_lines import ScriptTransport
 
 from askue.drivers.base import MeterSpec, get_driver
 from askue.drivers.errors import (
@@ -24,7 +25,7 @@ from askue.drivers.iec62056_21 import frames as f
 from askue.drivers.iec62056_21.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
-from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport, Transport
+from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport
 
 Driver = get_driver("iec62056_21")
 
@@ -302,40 +303,6 @@ def test_bad_options_are_clear_errors():
 
 
 # ---- the captured СЕ102М session, replayed ----------------------------------------------
-
-class ScriptTransport(Transport):
-    """Checks each request against a script and answers with the scripted bytes."""
-
-    def __init__(self, script: list[tuple[bytes, bytes]], echo: bool = False):
-        super().__init__()
-        self.echo = echo
-        self.script = list(script)
-        self.pending = bytearray()
-        self.sent: list[bytes] = []
-
-    async def open(self) -> None:
-        pass
-
-    async def ensure_open(self) -> None:
-        pass
-
-    async def write(self, data: bytes) -> None:
-        self.sent.append(data)
-        if self.echo:
-            self.pending += data
-        if self.script and self.script[0][0] in (data, None):
-            self.pending += self.script.pop(0)[1]
-
-    async def read_exactly(self, n: int, timeout: float) -> bytes:
-        if len(self.pending) < n:
-            await asyncio.sleep(0)
-            raise MeterTimeout(f"no answer within {timeout:.2f} s")
-        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
-        return out
-
-    def discard_input(self) -> None:
-        self.pending.clear()
-
 
 # wirenboard/wb-mqtt-serial test/energomera_ce102m_test.cpp (see test_iec62056_21_frames.py).
 CE102M_SESSION = [

@@ -5,7 +5,6 @@ every captured answer as the source itself decoded it, the driver runs a capture
 session, and the simulator answers the captured requests in the captured shapes."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -14,6 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from scripted_lines import ReplayTransport
 
 from askue.drivers.base import MeterSpec, get_driver
 from askue.drivers.errors import AuthError, DriverError, FrameError, MeterTimeout, ProtocolError
@@ -24,7 +24,7 @@ from askue.drivers.iec62056_21.models import Channel, Kind
 from askue.drivers.iec62056_21.simulator import make_session_factory
 from askue.drivers.sim.line import serve_tcp
 from askue.drivers.sim.meter import SimMeter
-from askue.drivers.transport import TcpTransport, Transport
+from askue.drivers.transport import TcpTransport
 
 GOLDEN = Path(__file__).parent / "golden" / "iec62056_21"
 TRACES = ["wb_ce102m_poll.json", "wb_neva_mt324_poll.json", "hass_ce301_session.json",
@@ -207,39 +207,6 @@ def test_pyneva_frames():
 
 
 # ---- the driver on captured sessions ---------------------------------------------------------
-
-class ReplayTransport(Transport):
-    """Answers each request the way the meter answered it in the capture (the answers to a
-    request in turn, the last one again); a request the capture lacks gets silence."""
-
-    def __init__(self, answers: dict[bytes, list[bytes]]):
-        super().__init__()
-        self.answers = {k: list(v) for k, v in answers.items()}
-        self.pending = bytearray()
-        self.sent: list[bytes] = []
-
-    async def open(self) -> None:
-        pass
-
-    async def ensure_open(self) -> None:
-        pass
-
-    async def write(self, data: bytes) -> None:
-        self.sent.append(data)
-        queue = self.answers.get(data)
-        if queue:
-            self.pending += queue.pop(0) if len(queue) > 1 else queue[0]
-
-    async def read_exactly(self, n: int, timeout: float) -> bytes:
-        if len(self.pending) < n:
-            await asyncio.sleep(0)
-            raise MeterTimeout(f"no answer within {timeout:.2f} s")
-        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
-        return out
-
-    def discard_input(self) -> None:
-        self.pending.clear()
-
 
 async def test_driver_runs_the_captured_ce301_session(caplog):
     """СЕ301v11 from the majordomo log: no password, empty address, identity, the meter's own
