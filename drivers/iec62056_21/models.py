@@ -4,7 +4,7 @@ The protocol fixes the framing; each vendor names its parameters differently:
 Энергомера uses five-letter names (ET0PE, VOLTA, DATE_…), НЕВА МТ uses OBIS codes
 written as eight hex digits (0F0880FF = 15.8.128, all tariffs). Names, value
 layouts and checksums below were taken from public captures of real meters
-(cited in tests/drivers/test_iec62056_21_frames.py). The driver and the simulator
+(tests/drivers/golden/iec62056_21/README.md lists them). The driver and the simulator
 both read these maps.
 """
 from __future__ import annotations
