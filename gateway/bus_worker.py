@@ -24,7 +24,7 @@ from askue.drivers.errors import DriverError, FrameError, IdentityMismatch, Mete
 from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport, Transport
 from askue.gateway.config import MeterSection, SerialBus, TcpBus
 from askue.gateway.scheduler import PRIO_COMMAND, PRIORITY, Job, Scheduler, next_due
-from askue.gateway.store import AsyncStore
+from askue.gateway.store import EVENTS_MARK, NON_PROFILE_MARKS, AsyncStore
 
 log = logging.getLogger("askue.gateway.bus")
 
@@ -381,7 +381,7 @@ class BusWorker:
         if kind == "instant":
             return await self._keep(m.id, await drv.read_instant())
         if kind == "events":
-            since = self.store.store.ledger_for_meter(m.id).get("events")
+            since = self.store.store.ledger_for_meter(m.id).get(EVENTS_MARK)
             return await self._keep(m.id, await drv.read_events(since))
         if kind == "interval":
             return await self._profile_step(drv, state, job)
@@ -398,7 +398,8 @@ class BusWorker:
                 elif k == "instant" and Capability.INSTANT in caps:
                     n += await self._keep(m.id, await drv.read_instant())
                 elif k == "events" and Capability.EVENTS in caps:
-                    n += await self._keep(m.id, await drv.read_events(self.store.store.ledger_for_meter(m.id).get("events")))
+                    n += await self._keep(m.id, await drv.read_events(
+                        self.store.store.ledger_for_meter(m.id).get(EVENTS_MARK)))
             return {"values": n}
         if kind == "read_profile":
             readings = await drv.read_profile(job.args["start"], job.args["end"])
@@ -458,8 +459,7 @@ class BusWorker:
             raise Unsupported(f"{drv.name}: load profile is not supported")
         m = state.cfg
         now = self.now() + timedelta(seconds=state.clock_drift_s or 0.0)
-        stored = [t for obis, t in self.store.store.ledger_for_meter(m.id).items()
-                  if obis != "events" and obis not in ARCHIVES]
+        stored = [t for obis, t in self.store.store.ledger_for_meter(m.id).items() if obis not in NON_PROFILE_MARKS]
         mark = max(stored + ([state.profile_read_to] if state.profile_read_to else []), default=None)
         oldest = now - timedelta(days=m.profile_backfill_days)
         start = max(mark + timedelta(seconds=1), oldest) if mark else now - timedelta(days=m.profile_initial_days)
@@ -509,6 +509,12 @@ class BusWorker:
                 # The meter lacks this archive: its registers are still read, the archive no more.
                 log.warning("meter %s bus %s: %s archive switched off: %s", m.id, self.bus.id, archive, e)
                 state.unsupported.add(archive)
+                continue
+            except DriverError as e:
+                # The registers of this poll are kept; the archive is asked again later.
+                log.warning("meter %s bus %s: %s archive not read: %s (next try in %.0f s)", m.id, self.bus.id,
+                            archive, e, ARCHIVE_RETRY_S)
+                state.archive_checked[archive] = time.monotonic()
                 continue
             state.archive_checked[archive] = time.monotonic()
             times = [r.meter_time for r in readings if r.meter_time is not None]

@@ -26,11 +26,18 @@ from pathlib import Path
 import msgspec
 
 from askue.contract.payloads import Value
+from askue.drivers.base import ARCHIVES
 
 log = logging.getLogger("askue.gateway.store")
 
 # Lower is evicted first.
 EVICT_PRIORITY = {"instant": 0, "interval": 1, "register": 2, "event": 2}
+
+# Ledger entries that are not a profile channel: journals share "events"; register values
+# from the meter's memory have one mark per archive (Value.archive), the newest boundary stored.
+EVENTS_MARK = "events"
+ARCHIVE_MARKS = frozenset(ARCHIVES)
+NON_PROFILE_MARKS = ARCHIVE_MARKS | {EVENTS_MARK}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -115,14 +122,13 @@ class Store:
         marks: dict[tuple[str, str], datetime] = {}
         for v in values:
             # The ledger remembers how far profiles, journals and archives have been read, per
-            # meter and channel (journals share one mark, "events"; each archive one, by its
-            # name), so reads resume there after any outage.
+            # meter and channel, so reads resume there after any outage and nothing is kept twice.
             if v.meter_time is None:
                 continue
             if v.kind == "interval":
                 k = (v.meter_id, v.obis)
             elif v.kind == "event":
-                k = (v.meter_id, "events")
+                k = (v.meter_id, EVENTS_MARK)
             elif v.archive is not None:
                 k = (v.meter_id, v.archive)
             else:
@@ -253,8 +259,8 @@ class Store:
         return tuple(datetime.fromisoformat(x) if x else None for x in row)  # type: ignore[return-value]
 
     def ledger_for_meter(self, meter_id: str) -> dict[str, datetime]:
-        """Newest stored time per ledger channel of a meter: profile OBIS codes, "events" and the
-        archive names ("day_start", "month_start")."""
+        """Newest stored time per ledger entry of a meter: interval end per profile channel,
+        and the NON_PROFILE_MARKS."""
         return {obis: datetime.fromisoformat(t) for obis, t in
                 self.ro.execute("SELECT obis, stored_to FROM ledger WHERE meter_id = ? AND stored_to IS NOT NULL",
                                 (meter_id,)).fetchall()}

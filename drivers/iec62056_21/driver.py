@@ -15,16 +15,24 @@ MeterSpec.options:
   repeats       how often a damaged request/answer is repeated (NAK recovery), default 2
   echo          true on RS-485 adapters that hear their own transmission: the driver
                 reads its request back and checks it before waiting for the answer
+  archives      false: do not read the day- and month-start values the meter keeps
+                (models with an archive scheme; default true)
+
+Each parameter is read on its own: a parameter the meter refuses (error answer) is
+logged and left out, the rest of the poll goes on. Archive values are asked for by the
+gateway from its ledger (read_archive), so each boundary is read once.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+import logging
+from datetime import datetime, time
 from typing import ClassVar
 
-from askue.drivers.base import Capability, Driver, MeterIdentity, MeterSpec, Reading, register_driver
+from askue.drivers.base import Capability, Driver, Kind, MeterIdentity, MeterSpec, Reading, register_driver
 from askue.drivers.errors import AuthError, DriverError, FrameError, MeterTimeout, ProtocolError, Unsupported
+from askue.drivers.iec62056_21 import archives as ar
 from askue.drivers.iec62056_21 import frames as f
 from askue.drivers.iec62056_21.models import (
     Channel,
@@ -38,6 +46,8 @@ from askue.drivers.iec62056_21.models import (
 )
 from askue.drivers.transport import SerialSettings, SerialTransport, Transport
 
+log = logging.getLogger("askue.drivers.iec62056_21")
+
 
 class IecConfigError(ProtocolError, ValueError):
     """The meter's settings cannot work with this driver (bad option, unknown model)."""
@@ -46,7 +56,7 @@ class IecConfigError(ProtocolError, ValueError):
 @register_driver("iec62056_21")
 class Iec62056Driver(Driver):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.REGISTERS, Capability.INSTANT, Capability.CLOCK, Capability.SET_CLOCK}
+        {Capability.REGISTERS, Capability.INSTANT, Capability.CLOCK, Capability.SET_CLOCK, Capability.ARCHIVES}
     )
 
     def __init__(self, transport: Transport, meter: MeterSpec):
@@ -66,6 +76,7 @@ class Iec62056Driver(Driver):
             self.echo = bool(o.get("echo", False))
             self.repeats = int(o.get("repeats", 2))
             self.tz = local_tz(int(o.get("tz_offset_min", 180)))
+            self.archives = bool(o.get("archives", True))
         except (TypeError, ValueError) as e:
             raise IecConfigError(f"meter {meter.id}: bad option value: {e}") from None
         for what, baud in (("initial_baud", self.initial_baud), ("max_baud", self.max_baud)):
@@ -88,6 +99,7 @@ class Iec62056Driver(Driver):
         self._open = False
         self._baud = self.initial_baud  # the port's rate (serial only)
         self._line_baud = self.initial_baud  # the meter's rate, for character timing on any transport
+        self._refused: set[str] = set()  # parameters this meter answered with an error (logged once)
 
     # ---- line -------------------------------------------------------------------------
     def _settings(self, baud: int) -> SerialSettings:
@@ -257,6 +269,27 @@ class Iec62056Driver(Driver):
                 out.append(Reading(obis, ch.kind, v, ch.unit, meter_time))
         return out
 
+    def _note_refused(self, e: f.RefusedParameter) -> None:
+        level = logging.DEBUG if e.name in self._refused else logging.WARNING
+        self._refused.add(e.name)
+        log.log(level, "meter %s: %s; its values are left out of this poll", self.meter.id, e)
+
+    async def _read_channels(self, channels: tuple[Channel, ...], meter_time: datetime) -> list[Reading]:
+        """Every channel on its own: a refused parameter loses only its own values. When the
+        meter refuses all of them the poll fails with the first refusal (wrong access level,
+        wrong model) rather than report nothing."""
+        out: list[Reading] = []
+        refused: list[f.RefusedParameter] = []
+        for ch in channels:
+            try:
+                out += await self._read_channel(ch, meter_time)
+            except f.RefusedParameter as e:
+                self._note_refused(e)
+                refused.append(e)
+        if refused and not out:
+            raise refused[0]
+        return out
+
     # ---- reads ------------------------------------------------------------------------
     async def read_clock(self) -> datetime:
         model = self._need()
@@ -268,29 +301,73 @@ class Iec62056Driver(Driver):
         return combine(d, t2, self.tz)
 
     async def read_registers(self) -> list[Reading]:
+        """A+ total and per tariff, stamped with the meter's time."""
         model = self._need()
         meter_time = await self.read_clock()
-        out: list[Reading] = []
-        for ch in model.energy:
-            out += await self._read_channel(ch, meter_time)
-        return out
+        return await self._read_channels(model.energy, meter_time)
 
     async def read_instant(self) -> list[Reading]:
         model = self._need()
         meter_time = await self.read_clock()
+        return await self._read_channels(model.instant, meter_time)
+
+    async def read_profile(self, start: datetime, end: datetime) -> list[Reading]:
+        raise Unsupported(f"{self.name}: no public description of the load profile parameters of "
+                          f"{self.model.title if self.model else 'these meters'} confirms their names and layout")
+
+    # ---- the meter's memory -----------------------------------------------------------
+    async def read_archive(self, archive: str, start: datetime, end: datetime) -> list[Reading]:
+        """Day- or month-start values the meter keeps (archives.py names them and their
+        sources) with the boundary in [start, end). A boundary the meter refuses (older than
+        its memory) is left out; a model that refuses all of them, or has no such archive,
+        raises Unsupported."""
+        if not self.archives:
+            raise Unsupported(f"meter {self.meter.id}: archives switched off by options.archives")
+        model = self._need()
+        scheme = model.archive_scheme
+        today = (await self.read_clock()).date()
+        if archive == "month_start":
+            reads = ar.month_reads(scheme, today, ar.MAX_MONTHS)
+        elif archive == "day_start":
+            direct = ar.day_read(scheme, today)
+            reads = [direct] if direct else []
+        else:
+            reads = []
+        if not reads:
+            raise Unsupported(f"{model.title}: no public source names a {archive} archive of this model")
+        wanted = [r for r in reads if start <= combine(r.boundary, time(0), self.tz) < end]
         out: list[Reading] = []
-        for ch in model.instant:
-            out += await self._read_channel(ch, meter_time)
+        refused = 0
+        for r in wanted:
+            try:
+                values = await self._read(r.name, r.args)
+            except f.RefusedParameter as e:
+                self._note_refused(e)
+                refused += 1
+                continue
+            out += self._archive_readings(model, r, values)
+        if wanted and refused == len(wanted):
+            raise Unsupported(f"meter {self.meter.id}: {model.title} refuses its {archive} archive")
         return out
+
+    def _archive_readings(self, model: Model, r: ar.ArchiveRead, values: list[str]) -> list[Reading]:
+        ch = model.energy[0]
+        if not values:
+            raise FrameError(f"meter {self.meter.id}: {r.name}({r.args}) answered no values")
+        at = combine(r.boundary, time(0), self.tz)
+        return [Reading(obis, Kind.REGISTER, parse_number(raw, f"meter {self.meter.id} {r.name}") * ch.scale,
+                        ch.unit, at, archive=r.archive)
+                for obis, raw in zip(ch.obis, values, strict=False) if obis]
 
     async def set_clock(self, when: datetime) -> None:
         """Shift the meter's clock towards `when` with the model's correction command
-        (Энергомера CTIME: at most ±29 s, and the meter allows it once a day)."""
+        (Энергомера CTIME: at most ±29 s, once a day, no password needed)."""
         model = self._need()
         if not model.clock_correction:
             raise Unsupported(f"{model.title}: setting the clock over IEC 62056-21 is not supported")
-        if not self.authenticated:
-            raise AuthError(f"meter {self.meter.id}: clock correction needs programming mode with a password")
+        if model.correction_needs_password and not self.authenticated:
+            raise AuthError(f"meter {self.meter.id}: {model.title} corrects its clock only after a password; "
+                            f"set MeterSpec.password")
         if when.tzinfo is None:
             raise ValueError("set_clock needs an aware datetime")
         delta = round((when - await self.read_clock()).total_seconds())

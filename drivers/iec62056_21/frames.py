@@ -52,6 +52,21 @@ class Parity(StrEnum):
 class Mode(StrEnum):
     READOUT = "0"
     PROGRAMMING = "1"
+    # 6-9 are manufacturer-specific (IEC 62056-21 6.3.14); a captured СЕ102М answers
+    # `ACK 0 5 6` with a data readout (tests/drivers/golden/iec62056_21/README.md).
+    VENDOR_6 = "6"
+
+
+class RefusedParameter(ProtocolError):
+    """The meter answered a read with its error message instead of the parameter: not
+    supported by this model, not at this access level, or an archive it does not hold.
+    Only this parameter is lost; the session goes on."""
+
+    def __init__(self, name: str, code: str):
+        super().__init__(f"meter answered {name} with error ({code}): parameter not supported by this model "
+                         f"or access level, or no such archive entry")
+        self.name = name
+        self.code = code
 
 
 # ---- character level ------------------------------------------------------------------
@@ -218,7 +233,7 @@ def parse_option_select(line: bytes) -> tuple[str, int, Mode]:
     if len(line) != 6 or line[0] != ACK or not line.endswith(CRLF):
         raise FrameError(f"not an option select message: {line!r}")
     v, z, y = chr(line[1]), chr(line[2]), chr(line[3])
-    if z not in BAUD_CHARS or y not in ("0", "1"):
+    if z not in BAUD_CHARS or y not in {m.value for m in Mode}:
         raise ProtocolError(f"option select {line!r}: unknown baud {z!r} or mode {y!r}")
     return v, BAUD_CHARS[z], Mode(y)
 
@@ -270,16 +285,21 @@ def unpack_block(frame: bytes, method: Bcc) -> str:
         raise FrameError(f"non-ASCII characters in answer {frame[:40]!r}") from None
 
 
+_ERROR_VALUE = re.compile(r"ERR\d{1,3}")
+
+
 def parse_answer(frame: bytes, name: str, method: Bcc) -> list[str]:
-    """Values of parameter `name` in an R1 answer; an answer without the name is the
-    meter's error message (e.g. `(ERR12)` or НЕВА `(01)`) and raises ProtocolError."""
+    """Values of parameter `name` in an R1 answer. The meter's error message raises
+    RefusedParameter: an answer without the name (`(ERR12)`, НЕВА `(01)`) or the name
+    carrying an error number (`NAME(ERR18)`, the form Энергомера documents for its meters)."""
     sets = parse_data_sets(unpack_block(frame, method))
     if not sets:
         raise FrameError(f"empty answer to {name}")
     if sets[0].name == "" and name != "":
-        err = ",".join(s.value for s in sets)
-        raise ProtocolError(f"meter answered {name} with error ({err}): parameter not supported by this model "
-                            f"or access level, or bad arguments")
+        raise RefusedParameter(name, ",".join(s.value for s in sets))
+    errors = [s.value for s in sets if _ERROR_VALUE.fullmatch(s.value)]
+    if errors:
+        raise RefusedParameter(name, ",".join(errors))
     values: list[str] = []
     current = ""
     for s in sets:

@@ -4,7 +4,7 @@ The protocol fixes the framing; each vendor names its parameters differently:
 Энергомера uses five-letter names (ET0PE, VOLTA, DATE_…), НЕВА МТ uses OBIS codes
 written as eight hex digits (0F0880FF = 15.8.128, all tariffs). Names, value
 layouts and checksums below were taken from public captures of real meters
-(cited in tests/drivers/test_iec62056_21_frames.py). The driver and the simulator
+(tests/drivers/golden/iec62056_21/README.md lists them). The driver and the simulator
 both read these maps.
 """
 from __future__ import annotations
@@ -50,9 +50,11 @@ class Model:
     default_password: str
     clock_correction: str | None  # parameter written with W1 to shift the clock by ±N s
     max_correction_s: int
+    correction_needs_password: bool  # CTIME only after P1 was accepted
     error_code: str  # what the meter answers to an unknown parameter
     baud: int  # highest baud rate the meter offers in its identification
     three_phase: bool
+    archive_scheme: str | None = None  # how it names its day/month-start values (archives.py); None: unknown
 
 
 def _tariffs(prefix: str, n: int) -> tuple[str, ...]:
@@ -71,6 +73,8 @@ _EKT_INSTANT_3PH = (
     Channel("VOLTA", ("1.0.32.7.0.255", "1.0.52.7.0.255", "1.0.72.7.0.255"), "V", Kind.INSTANT, fmt="{:.3f}"),
     Channel("CURRE", ("1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255"), "A", Kind.INSTANT, fmt="{:.4f}"),
     Channel("POWEP", ("1.0.1.7.0.255",), "kW", Kind.INSTANT, fmt="{:.4f}"),
+    # Active power per phase: POWPP in the СЕ301 captures of energomera-hass-mqtt and majordomo-energomera.
+    Channel("POWPP", ("1.0.21.7.0.255", "1.0.41.7.0.255", "1.0.61.7.0.255"), "kW", Kind.INSTANT, fmt="{:.4f}"),
     Channel("FREQU", ("1.0.14.7.0.255",), "Hz", Kind.INSTANT, fmt="{:.2f}"),
 )
 
@@ -89,17 +93,26 @@ _NEVA_INSTANT_3PH = (
     Channel("330700FF", ("1.0.51.7.0.255",), "A", Kind.INSTANT, fmt="{:07.3f}"),
     Channel("470700FF", ("1.0.71.7.0.255",), "A", Kind.INSTANT, fmt="{:07.3f}"),
     Channel("100700FF", ("1.0.1.7.0.255",), "kW", Kind.INSTANT, scale=0.001, fmt="{:07.1f}"),
-    Channel("0E0700FF", ("1.0.14.7.0.255",), "Hz", Kind.INSTANT, fmt="{:05.2f}"),
+    # Active power per phase in W (wb-mqtt-serial config-neva-mt32x.json "P L1…L3", pyneva active_power_l1…l3).
+    Channel("240700FF", ("1.0.21.7.0.255",), "kW", Kind.INSTANT, scale=0.001, fmt="{:07.1f}"),
+    Channel("380700FF", ("1.0.41.7.0.255",), "kW", Kind.INSTANT, scale=0.001, fmt="{:07.1f}"),
+    Channel("4C0700FF", ("1.0.61.7.0.255",), "kW", Kind.INSTANT, scale=0.001, fmt="{:07.1f}"),
+    # Frequency is 0E0701FF on МТ 3xx too: wb-mqtt-serial's config-neva-mt32x.json and pyneva's
+    # OBIS table (0E.07.01*FF) both read it there.
+    Channel("0E0701FF", ("1.0.14.7.0.255",), "Hz", Kind.INSTANT, fmt="{:05.2f}"),
 )
 
 _EKT = dict(manufacturer="EKT", bcc=Bcc.SUM7, value_sep=None, serial_param="SNUMB", date_param="DATE_",
             date_format="wdmy", time_param="TIME_", time_format="hms:", energy=_EKT_ENERGY,
             password_required=False, default_password="777777", clock_correction="CTIME", max_correction_s=29,
-            error_code="ERR12", baud=9600)
+            # Reads and CTIME work in programming mode without P1: captured СЕ301/СЕ102М sessions read
+            # without a password, and the ESPHome reader (latonita/esphome-energomera-iec) corrects
+            # СЕ102М/СЕ301/СЕ303 clocks with W1 CTIME(n) right after the P0 operand.
+            correction_needs_password=False, error_code="ERR12", baud=9600)
 _NEVA = dict(manufacturer="TPC", bcc=Bcc.XOR, layout="inline", value_sep=",", serial_param="600100FF",
              date_param="000902FF", date_format="ymd", time_param="000901FF", time_format="hms",
              energy=_NEVA_ENERGY, password_required=True, default_password="00000000", clock_correction=None,
-             max_correction_s=0, error_code="01", baud=9600)
+             max_correction_s=0, correction_needs_password=True, error_code="01", baud=9600, archive_scheme="neva")
 
 MODELS: dict[str, Model] = {
     m.key: m
@@ -107,9 +120,9 @@ MODELS: dict[str, Model] = {
         Model(key="ce102m", title="Энергомера СЕ102М", ident="CE102Mv01", layout="continue",
               instant=_EKT_INSTANT_1PH, three_phase=False, **_EKT),
         Model(key="ce301", title="Энергомера СЕ301", ident="CE301v12", layout="repeat",
-              instant=_EKT_INSTANT_3PH, three_phase=True, **_EKT),
+              instant=_EKT_INSTANT_3PH, three_phase=True, archive_scheme="energomera", **_EKT),
         Model(key="ce303", title="Энергомера СЕ303", ident="CE303v11", layout="repeat",
-              instant=_EKT_INSTANT_3PH, three_phase=True, **_EKT),
+              instant=_EKT_INSTANT_3PH, three_phase=True, archive_scheme="energomera", **_EKT),
         Model(key="neva-mt1", title="НЕВА МТ 1xx", ident="NEVAMT124.2307", instant=_NEVA_INSTANT_1PH,
               three_phase=False, **_NEVA),
         Model(key="neva-mt3", title="НЕВА МТ 3xx", ident="NEVAMT324.2307", instant=_NEVA_INSTANT_3PH,

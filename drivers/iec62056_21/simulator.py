@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from askue.drivers.errors import FrameError, ProtocolError
+from askue.drivers.iec62056_21 import archives as ar
 from askue.drivers.iec62056_21 import frames as f
 from askue.drivers.iec62056_21.models import MODELS, Channel, Model, format_date, format_time
 from askue.drivers.sim.line import Reply, SessionFactory
@@ -35,10 +36,14 @@ def sim_model(meter: SimMeter) -> Model:
 class IecSimSession:
     """One line's (serial) or one connection's (TCP) state."""
 
-    def __init__(self, meters: dict[str, SimMeter], parity: f.Parity, corrected: dict[int, date]):
+    def __init__(self, meters: dict[str, SimMeter], parity: f.Parity, corrected: dict[int, date],
+                 fixed: dict[tuple[int, datetime], dict[int, float]] | None = None):
         self.meters = meters
         self.parity = parity
         self.corrected = corrected  # id(meter) -> local date of the last CTIME (one per day)
+        # (id(meter), boundary) -> registers the meter fixed there: once fixed, an archive
+        # entry never changes, whatever happens to the clock afterwards.
+        self.fixed = {} if fixed is None else fixed
         self.asm = f.Assembler(parity, where="request", meter_side=True)
         self._idle()
 
@@ -108,7 +113,7 @@ class IecSimSession:
         if baud > self.model.baud:
             self._idle()
             return []
-        if mode is f.Mode.READOUT:
+        if mode is f.Mode.READOUT or (mode is f.Mode.VENDOR_6 and self.model.manufacturer == "EKT"):
             reply = self._reply(f.readout(self._readout_sets(), self.model.bcc))
             self._idle()
             return [reply]
@@ -161,10 +166,12 @@ class IecSimSession:
             u, i = inst["1.0.32.7.0.255"], inst["1.0.31.7.0.255"]
             if self.model.three_phase:
                 i = i / 3  # SimMeter's power spread evenly over three phases
+            p = inst["1.0.1.7.0.255"]
             source = {
                 **{o: u for o in ("1.0.32.7.0.255", "1.0.52.7.0.255", "1.0.72.7.0.255")},
                 **{o: i for o in ("1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255")},
-                "1.0.1.7.0.255": inst["1.0.1.7.0.255"], "1.0.14.7.0.255": inst["1.0.14.7.0.255"],
+                **{o: p / 3 for o in ("1.0.21.7.0.255", "1.0.41.7.0.255", "1.0.61.7.0.255")},
+                "1.0.1.7.0.255": p, "1.0.14.7.0.255": inst["1.0.14.7.0.255"],
             }
         out = []
         for obis in ch.obis:
@@ -176,11 +183,16 @@ class IecSimSession:
     def _read(self, name: str, args: str) -> Reply:
         model, meter = self.model, self.meter
         assert model is not None and meter is not None
-        if args:
-            return self._error()  # archives (ENMPE(mm.yy) …) are not simulated
         now = self._local_clock()
+        memory = self._memory(name, args, now)
+        if memory is not None:
+            return memory
+        if args:
+            return self._error()
         if name == model.serial_param:
             values = [meter.current_serial()]
+        elif name == "IDPAS" and model.manufacturer == "EKT":
+            values = [self.address]  # the device identifier, as in the captured СЕ102М readout
         elif name == model.date_param:
             values = [format_date(now.date(), model.date_format)]
         elif name == model.time_param:
@@ -196,7 +208,7 @@ class IecSimSession:
     def _write(self, name: str, value: str) -> Reply:
         model, meter = self.model, self.meter
         assert model is not None and meter is not None
-        if name != model.clock_correction or not self.authenticated:
+        if name != model.clock_correction or (model.correction_needs_password and not self.authenticated):
             return self._reply(bytes([f.NAK]))
         try:
             delta = int(value)
@@ -210,15 +222,82 @@ class IecSimSession:
         return self._reply(bytes([f.ACK]))
 
     def _readout_sets(self) -> list[f.DataSet]:
+        """НЕВА: serial, energy, date, time. Энергомера: the order of a captured СЕ102М
+        readout (energy in the model's layout, date, time, serial, device identifier)."""
         model, meter = self.model, self.meter
         assert model is not None and meter is not None
         now = self.last_clock = self._local_clock()
-        sets = [f.DataSet(model.serial_param, meter.current_serial())]
-        for ch in model.energy:
-            sets += [f.DataSet(ch.name, text) for _, text in self._values(ch)]
-        sets.append(f.DataSet(model.date_param, format_date(now.date(), model.date_format)))
-        sets.append(f.DataSet(model.time_param, format_time(now.time(), model.time_format)))
-        return sets
+        energy = [f.DataSet(ch.name if i == 0 or model.layout != "continue" else "", text)
+                  for ch in model.energy for i, (_, text) in enumerate(self._values(ch))]
+        date_set = f.DataSet(model.date_param, format_date(now.date(), model.date_format))
+        time_set = f.DataSet(model.time_param, format_time(now.time(), model.time_format))
+        serial = f.DataSet(model.serial_param, meter.current_serial())
+        if model.manufacturer == "EKT":
+            return [*energy, date_set, time_set, serial, f.DataSet("IDPAS", self.address)]
+        return [serial, *energy, date_set, time_set]
+
+    # ---- the meter's memory -----------------------------------------------------------
+    def _register_at(self, meter_local: datetime) -> dict[int, float]:
+        """Registers when the meter's own clock showed `meter_local` (a drifting or jumped
+        clock reaches its midnight at another true time)."""
+        meter = self.meter
+        assert meter is not None
+        t = meter_local
+        for _ in range(3):  # clock(t) = t + a slowly varying offset: a few steps settle it
+            t = meter_local - (meter.clock(t) - t)
+        return meter.registers(t)
+
+    def _fixed_at(self, meter_local: datetime) -> dict[int, float]:
+        assert self.meter is not None
+        key = (id(self.meter), meter_local)
+        if key not in self.fixed:
+            self.fixed[key] = self._register_at(meter_local)
+        return self.fixed[key]
+
+    def _memory(self, name: str, args: str, now: datetime) -> Reply | None:
+        """Day/month-start values and the Энергомера accumulators (archives.py), from the
+        SimMeter's registers at the boundary; None when `name` is not one of them."""
+        model, meter = self.model, self.meter
+        assert model is not None and meter is not None
+        scheme, today = model.archive_scheme, now.date()
+        ch = model.energy[0]
+
+        def midnight(d: date) -> datetime:
+            return datetime(d.year, d.month, d.day, tzinfo=meter.local_tz)
+
+        def values(regs: dict[int, float]) -> list[str]:
+            return [ch.fmt.format(regs.get(t, 0.0) / ch.scale) for t in range(len(ch.obis))]
+
+        def difference(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
+            return {t: round(a.get(t, 0.0) - b.get(t, 0.0), meter.decimals) for t in a}
+
+        try:
+            entry = ar.boundary_of(scheme, name, args, today)
+        except FrameError:
+            return self._error()
+        if entry is not None:
+            start = midnight(entry.boundary)
+            if start > now or (entry.archive == "month_start" and entry.boundary > ar.month_start(today)):
+                return self._error()  # not fixed yet
+            text = values(self._fixed_at(start))
+            for obis, t in zip(ch.obis, text, strict=True):
+                meter.record(str(ch.kind), obis, start, float(t) * ch.scale)
+        elif scheme == "energomera" and name in (ar.ENERGOMERA_TODAY, ar.ENERGOMERA_THIS_MONTH) and not args:
+            since = today if name == ar.ENERGOMERA_TODAY else ar.month_start(today)
+            text = values(difference(meter.registers(), self._fixed_at(midnight(since))))
+        elif scheme == "energomera" and name == ar.ENERGOMERA_MONTH_ENERGY:
+            try:
+                month = ar.parse_month_arg(args)
+            except FrameError:
+                return self._error()
+            end = ar.month_start(month, -1)
+            if end > ar.month_start(today):
+                return self._error()
+            text = values(difference(self._fixed_at(midnight(end)), self._fixed_at(midnight(month))))
+        else:
+            return None
+        return self._reply(f.data_answer(name, [model.value_sep.join(text)] if model.value_sep else text,
+                                         model.bcc, model.layout))
 
 
 def make_session_factory(meters: Mapping[int | str, SimMeter], *,
@@ -228,4 +307,5 @@ def make_session_factory(meters: Mapping[int | str, SimMeter], *,
         sim_model(m)  # fail at start, not on the first request
     parity = f.Parity.SOFTWARE if transport == "serial" else f.Parity.NONE
     corrected: dict[int, date] = {}
-    return lambda: IecSimSession(by_address, parity, corrected)
+    fixed: dict[tuple[int, datetime], dict[int, float]] = {}
+    return lambda: IecSimSession(by_address, parity, corrected, fixed)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_lines import ScriptTransport
 
 from askue.drivers.base import MeterSpec, get_driver
 from askue.drivers.errors import (
@@ -24,7 +25,7 @@ from askue.drivers.iec62056_21 import frames as f
 from askue.drivers.iec62056_21.simulator import make_session_factory
 from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import Faults, SimMeter
-from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport, Transport
+from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport
 
 Driver = get_driver("iec62056_21")
 
@@ -63,12 +64,23 @@ async def pty_line(meters: dict[str, SimMeter], tmp_path):
         await pty.stop()
 
 
-def served(m: SimMeter, kind: str) -> dict[str, float]:
-    return {obis: v for k, obis, _, v in m.served if k == kind}
+def served(m: SimMeter, kind: str) -> dict[tuple[str, datetime | None], float]:
+    return {(obis, t): v for k, obis, t, v in m.served if k == kind}
 
 
-def arrived(readings) -> dict[str, float]:
-    return {r.obis: r.value for r in readings}
+def arrived(readings) -> dict[tuple[str, datetime | None], float]:
+    """Keyed like the head-end (OBIS, meter time): day/month-start values from the meter's
+    memory share the OBIS of the live registers, not their time."""
+    return {(r.obis, r.meter_time): r.value for r in readings}
+
+
+def assert_was_served(readings, m: SimMeter, kind: str) -> None:
+    got, record = arrived(readings), served(m, kind)
+    assert got and all(k in record and record[k] == pytest.approx(v) for k, v in got.items()), (got, record)
+
+
+def live(readings) -> dict[str, float]:
+    return {r.obis: r.value for r in readings if r.archive is None}
 
 
 @pytest.mark.parametrize("model", ["ce102m", "ce301", "ce303", "neva-mt1", "neva-mt3"])
@@ -84,9 +96,9 @@ async def test_tcp_session_reads_what_the_meter_served(model):
         await d.close()
     assert arrived(regs) == pytest.approx(served(m, "register"))
     assert arrived(inst) == pytest.approx(served(m, "instant"))
-    assert {"1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255"} <= arrived(regs).keys()
-    assert {"1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255"} <= arrived(inst).keys()
-    total = arrived(regs)["1.0.1.8.0.255"]
+    assert {"1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255"} <= live(regs).keys()
+    assert {"1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255", "1.0.14.7.0.255"} <= live(inst).keys()
+    total = live(regs)["1.0.1.8.0.255"]
     assert total == pytest.approx(m.registers()[0], abs=0.05)
     # the meter's own time, read in the same session, stamps every value
     assert all(r.meter_time is not None and r.meter_time.utcoffset() == timedelta(hours=3) for r in regs)
@@ -130,7 +142,7 @@ async def test_pty_two_meters_on_one_bus(tmp_path):
         for addr, serial, m in (("101", "S101", a), ("202", "S202", b), ("101", "S101", a)):
             d = Driver(t, spec(addr, serial, parity="software"))
             assert (await d.connect()).serial == serial
-            assert arrived(await d.read_registers()) == pytest.approx(served(m, "register"))
+            assert_was_served(await d.read_registers(), m, "register")
             await d.close()
         # an empty address with two meters listening: nobody may answer
         with pytest.raises(MeterTimeout):
@@ -229,12 +241,31 @@ async def test_set_clock_corrects_within_29_s_once_a_day():
     assert (m.journal[-1].journal_obis, m.journal[-1].code) == ("0.0.99.98.3.255", 3)  # СПОДЭС time set
 
 
-async def test_set_clock_needs_password_and_model_support():
+@pytest.mark.parametrize("model", ["ce102m", "ce301", "ce303"])
+async def test_energomera_corrects_its_clock_without_a_password(model):
+    """W1 CTIME(n) right after the P0 operand, no P1: how the ESPHome reader corrects
+    СЕ102М/СЕ301/СЕ303 clocks (latonita/esphome-energomera-iec)."""
+    m = sim_meter(model, faults=Faults(clock_jump_at=datetime.now(UTC) - timedelta(hours=1), clock_jump_s=-12))
+    async with tcp_line({"141628345": m}) as t:
+        d = Driver(t, spec(password=None))
+        await d.connect()
+        assert not d.authenticated
+        await d.set_clock(datetime.now(UTC))
+        assert abs((await d.read_clock() - datetime.now(UTC)).total_seconds()) < 3
+        await d.close()
+
+
+async def test_set_clock_where_the_model_needs_a_password_or_cannot(monkeypatch):
+    # A model whose correction needs P1 (the per-model switch): refused before anything is sent.
+    from dataclasses import replace
+
+    from askue.drivers.iec62056_21 import models
+    monkeypatch.setitem(models.MODELS, "ce303", replace(models.MODELS["ce303"], correction_needs_password=True))
     async with tcp_line({"1": sim_meter(address="1"), "2": sim_meter("neva-mt1", address="2",
                                                                    password="00000000")}) as t:
         d = Driver(t, spec("1", password=None))
         await d.connect()
-        with pytest.raises(AuthError):
+        with pytest.raises(AuthError, match="only after a password"):
             await d.set_clock(datetime.now(UTC) + timedelta(seconds=5))
         await d.close()
         d = Driver(t, spec("2", password=None))
@@ -272,40 +303,6 @@ def test_bad_options_are_clear_errors():
 
 
 # ---- the captured СЕ102М session, replayed ----------------------------------------------
-
-class ScriptTransport(Transport):
-    """Checks each request against a script and answers with the scripted bytes."""
-
-    def __init__(self, script: list[tuple[bytes, bytes]], echo: bool = False):
-        super().__init__()
-        self.echo = echo
-        self.script = list(script)
-        self.pending = bytearray()
-        self.sent: list[bytes] = []
-
-    async def open(self) -> None:
-        pass
-
-    async def ensure_open(self) -> None:
-        pass
-
-    async def write(self, data: bytes) -> None:
-        self.sent.append(data)
-        if self.echo:
-            self.pending += data
-        if self.script and self.script[0][0] in (data, None):
-            self.pending += self.script.pop(0)[1]
-
-    async def read_exactly(self, n: int, timeout: float) -> bytes:
-        if len(self.pending) < n:
-            await asyncio.sleep(0)
-            raise MeterTimeout(f"no answer within {timeout:.2f} s")
-        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
-        return out
-
-    def discard_input(self) -> None:
-        self.pending.clear()
-
 
 # wirenboard/wb-mqtt-serial test/energomera_ce102m_test.cpp (see test_iec62056_21_frames.py).
 CE102M_SESSION = [
@@ -456,3 +453,66 @@ async def test_pypi_iec62056_21_client_reads_the_simulator():
     energy = [float(d.value) for d in sets if d.address == "0F0880FF"]
     assert energy == pytest.approx([v for k, o, _, v in m.served if o.startswith("1.0.1.8.")])
     assert p0.command == "P" and p0.command_type == 0
+
+
+# ---- the meter's memory: day and month starts -------------------------------------------------
+
+@pytest.mark.parametrize("model,months,day", [
+    ("ce303", 3, False), ("ce301", 3, False), ("neva-mt3", 3, True), ("neva-mt1", 3, True),
+    ("ce102m", 0, False),  # no public description of СЕ102М archives: none read
+])
+async def test_archives_by_boundary_range(model, months, day):
+    now = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    m = sim_meter(model, password="00000000", now=lambda: now, history_days=120)
+    msk = timedelta(hours=3)
+    since = datetime(2026, 1, 1, tzinfo=UTC) - msk  # the gateway asks from its ledger's mark on
+    async with tcp_line({"141628345": m}) as t:
+        d = Driver(t, spec(password="00000000"))
+        await d.connect()
+        got: list = []
+        for archive, has in (("month_start", months), ("day_start", day)):
+            if has:
+                got += await d.read_archive(archive, since, now)
+            else:
+                with pytest.raises(Unsupported):
+                    await d.read_archive(archive, since, now)
+        # a range past the newest boundary asks for nothing
+        later = await d.read_archive("month_start", datetime(2026, 3, 2, tzinfo=UTC), now) if months else []
+        await d.close()
+    month_starts = {("month_start", datetime(2026, mo, 1, tzinfo=UTC) - msk) for mo in (3, 2, 1)[:months]}
+    day_starts = {("day_start", datetime(2026, 3, 10, tzinfo=UTC) - msk)} if day else set()
+    assert {(r.archive, r.meter_time) for r in got} == month_starts | day_starts
+    assert arrived(got) == pytest.approx(served(m, "register"))  # each value as the meter served it
+    for r in got:
+        assert r.kind == "register" and r.unit == "kWh" and r.meter_time.utcoffset() == msk
+    assert later == []
+
+
+async def test_refused_archive_entry_is_left_out(caplog):
+    """A СЕ303 without the older month in its memory answers ENMPE with its error; the
+    other month start arrives."""
+    sum7 = f.Bcc.SUM7
+    refused = f.error_answer("ERR18", sum7)
+    script = CE102M_SESSION[:2] + [SNUMB] + _clock_script("02.10.03.26") + [
+        (f.read("ENMPE", "02.26", sum7), f.data_answer("ENMPE", ["90.5", "50.25", "40.25", "0.0", "0.0", "0.0"],
+                                                         sum7)),
+        (f.read("ENMPE", "01.26", sum7), refused),
+    ]
+    t = ScriptTransport(script)
+    d = Driver(t, MeterSpec(id="ce303", driver="iec62056_21", address="141628345", serial="141628345",
+                            model="ce303", options={"timeout": 0.2}))
+    await d.connect()
+    with caplog.at_level("WARNING"):
+        month = await d.read_archive("month_start", datetime(2026, 1, 20, tzinfo=UTC),
+                                     datetime(2026, 3, 10, tzinfo=UTC))
+    assert [(r.obis, r.value, r.meter_time.date()) for r in month][:2] == [
+        ("1.0.1.8.0.255", 90.5, datetime(2026, 3, 1).date()), ("1.0.1.8.1.255", 50.25, datetime(2026, 3, 1).date())]
+    assert {r.archive for r in month} == {"month_start"}
+    assert "ENMPE with error (ERR18)" in caplog.text
+    assert not t.script
+
+
+async def test_archives_switched_off_by_option():
+    d = Driver(TcpTransport("127.0.0.1", 9), spec(archives=False))
+    with pytest.raises(Unsupported, match="switched off"):
+        await d.read_archive("month_start", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))
