@@ -43,6 +43,9 @@ class Reading:
     # The meter's own clock when the value was measured; None if the meter keeps no clock.
     meter_time: datetime | None
     period_s: int | None = None
+    # A register read from the meter's own archive of values at a day or month boundary
+    # ("day_start" / "month_start", contract Value.archive); meter_time is that boundary.
+    archive: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,9 @@ class MeterIdentity:
     serial: str
     model: str | None = None
     firmware: str | None = None
+    # Transformer ratios programmed in the meter (Ктт, Ктн), for meters that store them.
+    ct_ratio: float | None = None
+    vt_ratio: float | None = None
 
 
 class Driver(ABC):

@@ -129,10 +129,13 @@ class MeterState:
     period_s: int | None = None
     polls: int = 0
     unsupported: set[str] = field(default_factory=set)  # scheduled kinds the driver cannot read
+    ct_ratio: float | None = None  # as programmed in the meter (reported on connect by drivers that read it)
+    vt_ratio: float | None = None
 
     def status(self) -> MeterStatus:
         return MeterStatus(meter_id=self.cfg.id, last_contact=self.last_contact, last_error=self.last_error,
-                           ok=self.last_error is None, clock_drift_s=self.clock_drift_s, serial=self.serial)
+                           ok=self.last_error is None, clock_drift_s=self.clock_drift_s, serial=self.serial,
+                           ct_ratio=self.ct_ratio, vt_ratio=self.vt_ratio)
 
 
 def meter_spec(m: MeterSection, timeout_s: float) -> MeterSpec:
@@ -145,7 +148,8 @@ def meter_spec(m: MeterSection, timeout_s: float) -> MeterSpec:
 
 def to_values(meter_id: str, readings: list[Reading], received_at: datetime) -> list[Value]:
     return [Value(meter_id=meter_id, obis=r.obis, kind=str(r.kind), value=float(r.value), unit=r.unit,  # type: ignore[arg-type]
-                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s) for r in readings]
+                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s,
+                  archive=r.archive) for r in readings]  # type: ignore[arg-type]
 
 
 class BusWorker:
@@ -343,6 +347,10 @@ class BusWorker:
             state.serial = ident.serial
             state.identity_checked = mono
             state.identity_error = None
+            if (ident.ct_ratio, ident.vt_ratio) != (None, None) and \
+                    (ident.ct_ratio, ident.vt_ratio) != (state.ct_ratio, state.vt_ratio):
+                state.ct_ratio, state.vt_ratio = ident.ct_ratio, ident.vt_ratio
+                self.on_status(m.id)
         try:
             return await self._operate(drv, state, job)
         finally:
