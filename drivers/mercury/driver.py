@@ -10,7 +10,8 @@ profile_stamp ("end": a profile record's time is the end of its interval, as doc
 "start" for firmware that stamps the start), impulse_constant (impulses per kWh; default
 read from the meter), archives (read the energy at day and month starts, default true),
 journals (journal numbers to read, default 1, 2, 3, 4, 5, 18), ratios_check_s (re-read the
-transformer ratios after this many seconds, default 3600).
+transformer ratios after this many seconds, default 3600), request_retries (a damaged or lost
+answer to a read in the open channel is asked again this many times, default 2).
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class MercuryDriver(Driver):
             constant = opts.get("impulse_constant")
             self.constant = None if constant is None else int(constant)
             self.ratios_check_s = float(opts.get("ratios_check_s", 3600))
+            self.request_retries = int(opts.get("request_retries", 2))
         except (TypeError, ValueError) as e:
             raise f.MercuryConfigError(f"meter {meter.id}: bad option value: {e}") from None
         if self.level not in (1, 2):
@@ -72,6 +74,9 @@ class MercuryDriver(Driver):
             f.password_bytes(meter.password, self.level)
         except f.MercuryConfigError as e:
             raise f.MercuryConfigError(f"meter {meter.id}: {e}") from None
+        if not 0 <= self.request_retries <= 10:
+            raise f.MercuryConfigError(f"meter {meter.id}: options.request_retries must be 0..10, got "
+                                       f"{self.request_retries}")
         if not 1 <= self.tariffs <= 4:
             raise f.MercuryConfigError(f"meter {meter.id}: options.tariffs must be 1..4, got {self.tariffs}")
         if self.constant is not None and self.constant <= 0:
@@ -139,12 +144,22 @@ class MercuryDriver(Driver):
         await self._exchange(req, f.STATUS_LEN, f"open channel (level {self.level})", opening=True)
 
     async def _read(self, req: bytes, lengths: int | Sequence[int], what: str) -> bytes:
-        try:
-            return await self._exchange(req, lengths, what)
-        except f.MercuryChannelClosed:
-            # The meter closes an idle channel after a few minutes; reopen once.
-            await self._open_channel()
-            return await self._exchange(req, lengths, what)
+        """A read in the open channel. A damaged or lost answer is asked again (request_retries
+        times): a profile or journal read is hundreds of requests, and one bad frame must not
+        cost them all. A closed channel is reopened once."""
+        for attempt in range(self.request_retries + 1):
+            try:
+                try:
+                    return await self._exchange(req, lengths, what)
+                except f.MercuryChannelClosed:
+                    # The meter closes an idle channel after a few minutes; reopen once.
+                    await self._open_channel()
+                    return await self._exchange(req, lengths, what)
+            except (FrameError, MeterTimeout) as e:
+                if attempt == self.request_retries:
+                    raise
+                log.debug("meter %s: %s: %s; asking again", self.meter.id, what, e)
+        raise AssertionError("unreachable")
 
     async def _optional(self, key: str, req: bytes, lengths: int | Sequence[int], what: str) -> bytes | None:
         """A read some models do not have: "invalid command or parameter" marks it refused for
@@ -316,6 +331,11 @@ class MercuryDriver(Driver):
         if w.truncated:
             log.warning("meter %s: profile read stopped after %d records; the rest is read next time",
                         self.meter.id, w.reads)
+        if w.interrupted is not None:
+            # What was read is the oldest part of the window: keep it, the gateway's ledger
+            # resumes after it.
+            log.warning("meter %s: profile read interrupted after %d periods (%s); the rest is read next time",
+                        self.meter.id, len(w.slices), w.interrupted)
         out: list[Reading] = []
         for s in w.slices:
             for q, count in zip(prof.QUANTITIES, s.record.counts, strict=True):

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from askue.drivers.errors import ProtocolError
+from askue.drivers.errors import DriverError, ProtocolError
 from askue.drivers.mercury.frames import Code, Param, bcd, request, to_bcd
 
 LAST_RECORD_LEN = 1 + 9 + 2
@@ -210,6 +210,7 @@ class Window:
     # intervals before it were overwritten, or never recorded).
     oldest_end: datetime | None = None
     truncated: bool = False  # stopped at the read budget
+    interrupted: DriverError | None = None  # a read failed after some periods were found
 
 
 class _Budget(Exception):
@@ -226,7 +227,8 @@ async def read_window(fetch: Callable[[int], Awaitable[Record]], top: LastRecord
     was off (no records then). The search reads that guess, steps towards newer records while
     they end before `start`, then reads forward. It reads no record past the window: the next
     one ends at least one period after the current. A clock stepped back can break the order;
-    the window then holds what was found, each end time once."""
+    the window then holds what was found, each end time once. A failed read ends the search
+    with what was found before it (the oldest part of the window), or raises if nothing was."""
     w = Window()
     available = layout.capacity if top.wrapped else top.index + 1
     period = timedelta(minutes=top.period_min)
@@ -279,4 +281,8 @@ async def read_window(fetch: Callable[[int], Awaitable[Record]], top: LastRecord
             e = end_of(rec)
     except _Budget:
         w.truncated = True
+    except DriverError as e:
+        if not w.slices:
+            raise
+        w.interrupted = e
     return w

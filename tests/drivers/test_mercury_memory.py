@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from askue.drivers.base import Capability, Kind, MeterSpec, get_driver
-from askue.drivers.errors import Unsupported
+from askue.drivers.errors import DriverError, MeterTimeout, Unsupported
 from askue.drivers.mercury import profile as prof
 from askue.drivers.mercury.simulator import make_session_factory
-from askue.drivers.sim.line import PtyServer
+from askue.drivers.sim.line import PtyServer, serve_tcp
 from askue.drivers.sim.meter import MSK, Faults, JournalEntry, SimMeter
-from askue.drivers.transport import SerialTransport
+from askue.drivers.transport import SerialTransport, TcpTransport
 
 NOW = datetime(2026, 11, 18, 10, 7, 30, tzinfo=UTC)
 A_PLUS = "1.0.1.29.0.255"
@@ -266,3 +266,60 @@ async def test_ratios_variant_and_relay(line):
     fixed = get_driver("mercury")(t, spec(10, impulse_constant=1000))
     await fixed.connect()
     assert len(await fixed.read_profile(NOW - timedelta(hours=1), NOW)) == 2 * 4
+
+
+async def test_a_noisy_line_costs_retries_not_the_profile(caplog):
+    clock = Clock(NOW)
+    m = sim(12, clock, faults=Faults(garbage_rate=0.15))
+    server = await serve_tcp(make_session_factory({12: m}, transport="tcp"), seed=3)
+    t = TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        drv = get_driver("mercury")(t, spec(12, timeout=0.2, request_retries=4))
+        for _ in range(5):  # the test/open exchanges are not retried by the driver: the gateway does that
+            try:
+                await drv.connect()
+                break
+            except DriverError:
+                continue
+        got = by_obis(await drv.read_profile(NOW - timedelta(hours=12), NOW), A_PLUS)
+        assert list(got) == list(model_profile(m, NOW - timedelta(hours=12), NOW)) and len(got) == 24
+    finally:
+        await t.close()
+        server.close()
+
+
+async def test_a_profile_read_cut_short_keeps_what_it_read(caplog):
+    clock = Clock(NOW)
+    m = sim(13, clock)
+    factory = make_session_factory({13: m}, transport="tcp")
+    records = []
+
+    def cutting():
+        session = factory()
+        feed = session.feed
+
+        def fed(data: bytes):
+            if data[1:2] == b"\x06":
+                records.append(data)
+                if len(records) == 5:
+                    m.faults.silent = True  # the line dies after the fifth record
+            return feed(data)
+
+        session.feed = fed
+        return session
+
+    server = await serve_tcp(cutting)
+    t = TcpTransport("127.0.0.1", server.sockets[0].getsockname()[1])
+    caplog.set_level(logging.WARNING, "askue.drivers.mercury")
+    try:
+        drv = get_driver("mercury")(t, spec(13, timeout=0.2))
+        await drv.connect()
+        got = by_obis(await drv.read_profile(NOW - timedelta(hours=6), NOW), A_PLUS)
+        want = list(model_profile(m, NOW - timedelta(hours=6), NOW))
+        assert list(got) == want[:4]  # the oldest four, answered before the line died
+        assert "interrupted after 4 periods" in caplog.text
+        with pytest.raises(MeterTimeout):  # nothing read at all: the error goes to the gateway
+            await drv.read_profile(NOW - timedelta(hours=2), NOW)
+    finally:
+        await t.close()
+        server.close()
