@@ -247,6 +247,13 @@ def _summary(ports: DemoPorts, token: str, logins: list[tuple[str, str, str]], b
     sys.stdout.flush()
 
 
+def _has_items(url: str, token: str) -> bool:
+    try:
+        return bool(_api_get(url, token).get("items"))  # type: ignore[union-attr]
+    except OSError:
+        return False
+
+
 def _check(ports: DemoPorts, token: str, timeout: float, sup: Supervisor) -> int:
     """Wait until every meter the fleet serves has readings in the API, and every Меркурий
     meter the load profile its memory held before the demo started (hourly charts from the
@@ -266,20 +273,9 @@ def _check(ports: DemoPorts, token: str, timeout: float, sup: Supervisor) -> int
     before = urllib.parse.quote((datetime.now(UTC) - timedelta(hours=1)).isoformat())
     missing, no_profile = set(expected), set(profiled)
     while time.monotonic() < deadline and (missing or no_profile):
-        for m in sorted(missing):
-            try:
-                data = _api_get(f"{api}/meters/{m}/readings?limit=1&from={since}", token)
-            except OSError:
-                continue
-            if data.get("items"):  # type: ignore[union-attr]
-                missing.discard(m)
-        for m in sorted(no_profile):
-            try:
-                data = _api_get(f"{api}/meters/{m}/intervals?limit=1&from={day_ago}&to={before}", token)
-            except OSError:
-                continue
-            if data.get("items"):  # type: ignore[union-attr]
-                no_profile.discard(m)
+        missing = {m for m in missing if not _has_items(f"{api}/meters/{m}/readings?limit=1&from={since}", token)}
+        no_profile = {m for m in no_profile
+                      if not _has_items(f"{api}/meters/{m}/intervals?limit=1&from={day_ago}&to={before}", token)}
         if missing or no_profile:
             time.sleep(2.0)
     took = time.monotonic() - t0
