@@ -32,6 +32,12 @@ class Capability(StrEnum):
     CLOCK = "clock"
     SET_CLOCK = "set_clock"
     RELAY = "relay"
+    ARCHIVES = "archives"  # the meter's own day-start / month-start register values
+
+
+# The meter archives a driver may read (contract Value.archive): register values the meter
+# stored at the start of each day / month, stamped with that boundary.
+ARCHIVES = ("day_start", "month_start")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +49,10 @@ class Reading:
     # The meter's own clock when the value was measured; None if the meter keeps no clock.
     meter_time: datetime | None
     period_s: int | None = None
-    # A register read from the meter's own archive of values at a day or month boundary
-    # ("day_start" / "month_start", contract Value.archive); meter_time is that boundary.
-    archive: str | None = None
+    # Why this value is not fully what it should be, as the meter says (contract Value.reasons),
+    # e.g. "meter_time_invalid": the meter marked its clock invalid, so meter_time is None.
+    reasons: tuple[str, ...] = ()
+    archive: str | None = None  # one of ARCHIVES for a value read from the meter's archive
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,7 @@ class MeterIdentity:
     serial: str
     model: str | None = None
     firmware: str | None = None
-    # Transformer ratios programmed in the meter (Ктт, Ктн), for meters that store them.
+    # Transformer ratios as programmed in the meter (Ктт, Ктн), where it stores them.
     ct_ratio: float | None = None
     vt_ratio: float | None = None
 
@@ -99,6 +106,12 @@ class Driver(ABC):
     async def read_profile(self, start: datetime, end: datetime) -> list[Reading]:
         """Load-profile intervals whose end time lies in [start, end)."""
         raise Unsupported(f"{self.name}: load profile is not supported")
+
+    async def read_archive(self, archive: str, start: datetime, end: datetime) -> list[Reading]:
+        """Register values the meter stored at the start of each day (archive "day_start") or
+        month ("month_start") with the boundary in [start, end); Kind.REGISTER readings
+        stamped with the boundary and carrying `archive`."""
+        raise Unsupported(f"{self.name}: {archive} archive is not supported")
 
     async def read_events(self, since: datetime | None) -> list[Reading]:
         raise Unsupported(f"{self.name}: event journals are not supported")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from askue.contract.payloads import MeterStatus, Value
-from askue.drivers.base import Capability, Driver, MeterSpec, Reading, get_driver
+from askue.drivers.base import ARCHIVES, Capability, Driver, MeterSpec, Reading, get_driver
 from askue.drivers.errors import DriverError, FrameError, IdentityMismatch, MeterTimeout, Unsupported
 from askue.drivers.transport import SerialSettings, SerialTransport, TcpTransport, Transport
 from askue.gateway.config import MeterSection, SerialBus, TcpBus
@@ -32,6 +32,12 @@ log = logging.getLogger("askue.gateway.bus")
 SESSIONLESS = {"modbus", "mbus"}
 PROFILE_SETTLE_S = 30.0  # poll a profile this long after the interval closed
 DEFAULT_PERIOD_S = 1800
+# Meter archives (day/month-start registers) ride on the register job: read when a new boundary
+# may have passed since the newest one stored, at most once an hour while the meter has none yet.
+ARCHIVE_DUE = {"day_start": timedelta(days=1), "month_start": timedelta(days=28)}
+ARCHIVE_FIRST_READ = {"day_start": timedelta(days=1), "month_start": timedelta(days=32)}
+ARCHIVE_RETRY_S = 3600.0
+MONTH_ARCHIVE_BACKFILL_DAYS = 400  # month starts are billing values: reach back over a year
 
 
 class _Paced:
@@ -128,9 +134,11 @@ class MeterState:
     profile_read_to: datetime | None = None
     period_s: int | None = None
     polls: int = 0
-    unsupported: set[str] = field(default_factory=set)  # scheduled kinds the driver cannot read
-    ct_ratio: float | None = None  # as programmed in the meter (reported on connect by drivers that read it)
+    unsupported: set[str] = field(default_factory=set)  # scheduled kinds (and archives) the driver cannot read
+    ct_ratio: float | None = None
     vt_ratio: float | None = None
+    archive_checked: dict[str, float] = field(default_factory=dict)  # archive -> monotonic time of the last read
+    archive_read_to: dict[str, datetime] = field(default_factory=dict)  # newest boundary read in this run
 
     def status(self) -> MeterStatus:
         return MeterStatus(meter_id=self.cfg.id, last_contact=self.last_contact, last_error=self.last_error,
@@ -148,8 +156,9 @@ def meter_spec(m: MeterSection, timeout_s: float) -> MeterSpec:
 
 def to_values(meter_id: str, readings: list[Reading], received_at: datetime) -> list[Value]:
     return [Value(meter_id=meter_id, obis=r.obis, kind=str(r.kind), value=float(r.value), unit=r.unit,  # type: ignore[arg-type]
-                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s,
-                  archive=r.archive) for r in readings]  # type: ignore[arg-type]
+                  received_at=received_at, meter_time=r.meter_time, period_s=r.period_s, reasons=list(r.reasons),
+                  archive=r.archive)
+            for r in readings]
 
 
 class BusWorker:
@@ -347,8 +356,10 @@ class BusWorker:
             state.serial = ident.serial
             state.identity_checked = mono
             state.identity_error = None
-            if (ident.ct_ratio, ident.vt_ratio) != (None, None) and \
-                    (ident.ct_ratio, ident.vt_ratio) != (state.ct_ratio, state.vt_ratio):
+            if (ident.ct_ratio, ident.vt_ratio) != (state.ct_ratio, state.vt_ratio):
+                if state.ct_ratio is not None or state.vt_ratio is not None:
+                    log.warning("meter %s bus %s: transformer ratios changed from %s/%s to %s/%s", m.id,
+                                self.bus.id, state.ct_ratio, state.vt_ratio, ident.ct_ratio, ident.vt_ratio)
                 state.ct_ratio, state.vt_ratio = ident.ct_ratio, ident.vt_ratio
                 self.on_status(m.id)
         try:
@@ -365,7 +376,8 @@ class BusWorker:
         if kind == "register":
             readings = await drv.read_registers()
             await self._maybe_clock(drv, state)
-            return await self._keep(m.id, readings)
+            n = await self._keep(m.id, readings)
+            return n + await self._archive_step(drv, state)
         if kind == "instant":
             return await self._keep(m.id, await drv.read_instant())
         if kind == "events":
@@ -382,6 +394,7 @@ class BusWorker:
                     n += await self._profile_step(drv, state, job)
                 elif k == "register" and Capability.REGISTERS in caps:
                     n += await self._keep(m.id, await drv.read_registers())
+                    n += await self._archive_step(drv, state)
                 elif k == "instant" and Capability.INSTANT in caps:
                     n += await self._keep(m.id, await drv.read_instant())
                 elif k == "events" and Capability.EVENTS in caps:
@@ -421,7 +434,16 @@ class BusWorker:
             return
         if state.clock_checked is not None and time.monotonic() - state.clock_checked < m.clock_check_s:
             return
-        self._note_clock(state, await drv.read_clock())
+        try:
+            when = await drv.read_clock()
+        except Unsupported as e:
+            # The meter has no usable clock now (none in its answer, or one it marks invalid):
+            # the values just read are kept, and the check waits for the next clock_check_s.
+            state.clock_checked = time.monotonic()
+            state.clock_drift_s = None
+            log.info("meter %s bus %s: clock not checked: %s", m.id, self.bus.id, e)
+            return
+        self._note_clock(state, when)
         if abs(state.clock_drift_s or 0.0) > 30:
             log.warning("meter %s bus %s: clock drift %.1f s", m.id, self.bus.id, state.clock_drift_s)
 
@@ -436,7 +458,8 @@ class BusWorker:
             raise Unsupported(f"{drv.name}: load profile is not supported")
         m = state.cfg
         now = self.now() + timedelta(seconds=state.clock_drift_s or 0.0)
-        stored = [t for obis, t in self.store.store.ledger_for_meter(m.id).items() if obis != "events"]
+        stored = [t for obis, t in self.store.store.ledger_for_meter(m.id).items()
+                  if obis != "events" and obis not in ARCHIVES]
         mark = max(stored + ([state.profile_read_to] if state.profile_read_to else []), default=None)
         oldest = now - timedelta(days=m.profile_backfill_days)
         start = max(mark + timedelta(seconds=1), oldest) if mark else now - timedelta(days=m.profile_initial_days)
@@ -452,6 +475,46 @@ class BusWorker:
         n = await self._keep(m.id, readings)
         state.profile_read_to = max(end - timedelta(seconds=1), start)
         job.args["behind"] = end < now - timedelta(seconds=period)
+        return n
+
+    async def _archive_step(self, drv: Driver, state: MeterState) -> int:
+        """Read the day- and month-start registers the meter stored since the newest boundary in
+        the store (gap ledger), so days missed in an outage are backfilled from meter memory.
+
+        First read (nothing stored): the latest day start and month start. Never older than
+        `profile_backfill_days` for days, MONTH_ARCHIVE_BACKFILL_DAYS for months."""
+        if Capability.ARCHIVES not in drv.capabilities:
+            return 0
+        m = state.cfg
+        now = self.now() + timedelta(seconds=state.clock_drift_s or 0.0)
+        ledger = self.store.store.ledger_for_meter(m.id)
+        n = 0
+        for archive in ARCHIVES:
+            if archive in state.unsupported:
+                continue
+            marks = [t for t in (ledger.get(archive), state.archive_read_to.get(archive)) if t is not None]
+            mark = max(marks, default=None)
+            if mark is not None and now - mark < ARCHIVE_DUE[archive]:
+                continue  # the next boundary has not come yet
+            checked = state.archive_checked.get(archive)
+            if checked is not None and time.monotonic() - checked < ARCHIVE_RETRY_S:
+                continue
+            backfill = m.profile_backfill_days if archive == "day_start" else max(
+                m.profile_backfill_days, MONTH_ARCHIVE_BACKFILL_DAYS)
+            start = mark + timedelta(seconds=1) if mark else now - ARCHIVE_FIRST_READ[archive]
+            start = max(start, now - timedelta(days=backfill))
+            try:
+                readings = await drv.read_archive(archive, start, now + timedelta(seconds=1))
+            except Unsupported as e:
+                # The meter lacks this archive: its registers are still read, the archive no more.
+                log.warning("meter %s bus %s: %s archive switched off: %s", m.id, self.bus.id, archive, e)
+                state.unsupported.add(archive)
+                continue
+            state.archive_checked[archive] = time.monotonic()
+            times = [r.meter_time for r in readings if r.meter_time is not None]
+            if times:
+                state.archive_read_to[archive] = max(times)
+            n += await self._keep(m.id, readings)
         return n
 
     async def _keep(self, meter_id: str, readings: list[Reading]) -> int:

@@ -114,12 +114,21 @@ class Store:
         rows = [(v.meter_id, v.kind, EVICT_PRIORITY[v.kind], now, _enc.encode(v)) for v in values]
         marks: dict[tuple[str, str], datetime] = {}
         for v in values:
-            # The ledger remembers how far profiles and journals have been read, per meter and
-            # channel (journals share one mark, "events"), so reads resume there after any outage.
-            if v.kind in ("interval", "event") and v.meter_time is not None:
-                k = (v.meter_id, v.obis if v.kind == "interval" else "events")
-                if k not in marks or v.meter_time > marks[k]:
-                    marks[k] = v.meter_time
+            # The ledger remembers how far profiles, journals and archives have been read, per
+            # meter and channel (journals share one mark, "events"; each archive one, by its
+            # name), so reads resume there after any outage.
+            if v.meter_time is None:
+                continue
+            if v.kind == "interval":
+                k = (v.meter_id, v.obis)
+            elif v.kind == "event":
+                k = (v.meter_id, "events")
+            elif v.archive is not None:
+                k = (v.meter_id, v.archive)
+            else:
+                continue
+            if k not in marks or v.meter_time > marks[k]:
+                marks[k] = v.meter_time
         evicted = 0
         try:
             with self._tx():
@@ -244,7 +253,8 @@ class Store:
         return tuple(datetime.fromisoformat(x) if x else None for x in row)  # type: ignore[return-value]
 
     def ledger_for_meter(self, meter_id: str) -> dict[str, datetime]:
-        """Newest stored interval end per profile channel of a meter."""
+        """Newest stored time per ledger channel of a meter: profile OBIS codes, "events" and the
+        archive names ("day_start", "month_start")."""
         return {obis: datetime.fromisoformat(t) for obis, t in
                 self.ro.execute("SELECT obis, stored_to FROM ledger WHERE meter_id = ? AND stored_to IS NOT NULL",
                                 (meter_id,)).fetchall()}

@@ -6,7 +6,8 @@ Incotex command list): 0xC0 "at the start of the current day", 0xD0 "at the begi
 previous day", 0xB0 | month "at the beginning of the month"; the answer is the same four
 4-byte values A+, A−, R+, R− in Wh as the energy since reset (frames.decode_u32). The meter
 keeps one value per month number, so the start of month m is the most recent first of m:
-this year's for m up to the current month, last year's after it.
+this year's for m up to the current month, last year's after it. Days: only today's and
+yesterday's start are kept.
 """
 from __future__ import annotations
 
@@ -31,20 +32,23 @@ def _midnight(d: date) -> datetime:
     return datetime(d.year, d.month, d.day)
 
 
-def previous_month(d: date) -> date:
-    return (d.replace(day=1) - timedelta(days=1)).replace(day=1)
+def months_back(d: date, k: int) -> date:
+    """The 1st of the month k months before d's month."""
+    n = d.year * 12 + d.month - 1 - k
+    return date(n // 12, n % 12 + 1, 1)
 
 
-def reads_for(today: date) -> list[ArchiveRead]:
-    """What to read on meter date `today`: start of today and yesterday, start of this month
-    and the previous one."""
-    prev = previous_month(today)
-    return [
-        ArchiveRead(Array.START_OF_DAY, 0, DAY_START, _midnight(today)),
-        ArchiveRead(Array.START_OF_PREVIOUS_DAY, 0, DAY_START, _midnight(today - timedelta(days=1))),
-        ArchiveRead(Array.START_OF_MONTH, today.month, MONTH_START, _midnight(today.replace(day=1))),
-        ArchiveRead(Array.START_OF_MONTH, prev.month, MONTH_START, _midnight(prev)),
-    ]
+def available(archive: str, today: date) -> list[ArchiveRead]:
+    """Every boundary of an archive the meter keeps on meter date `today`, oldest first: the
+    start of yesterday and of today; the 1st of each of the last twelve months (one value per
+    month number, so a year back at most)."""
+    if archive == DAY_START:
+        return [ArchiveRead(Array.START_OF_PREVIOUS_DAY, 0, DAY_START, _midnight(today - timedelta(days=1))),
+                ArchiveRead(Array.START_OF_DAY, 0, DAY_START, _midnight(today))]
+    if archive == MONTH_START:
+        firsts = [months_back(today, k) for k in range(11, -1, -1)]
+        return [ArchiveRead(Array.START_OF_MONTH, d.month, MONTH_START, _midnight(d)) for d in firsts]
+    return []
 
 
 def boundary_of(array: int, month: int, today: date) -> datetime | None:

@@ -8,7 +8,7 @@ utc_offset_h (meter's local time offset, default 3 = MSK), tariffs (1..4, defaul
 profile_memory ("64k" Меркурий 230/231, "128k" 233/234/236; default from the model name),
 profile_stamp ("end": a profile record's time is the end of its interval, as documented;
 "start" for firmware that stamps the start), impulse_constant (impulses per kWh; default
-read from the meter), archives (read the energy at day and month starts, default true),
+read from the meter), archives (false: do not read the energy at day and month starts),
 journals (journal numbers to read, default 1, 2, 3, 4, 5, 18), ratios_check_s (re-read the
 transformer ratios after this many seconds, default 3600), request_retries (a damaged or lost
 answer to a read in the open channel is asked again this many times, default 2).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from askue.drivers.base import Capability, Driver, Kind, MeterIdentity, Reading, register_driver
 from askue.drivers.errors import FrameError, MeterTimeout, ProtocolError, Unsupported
@@ -48,7 +48,7 @@ PROFILE_BUDGET_EXTRA = 64  # record reads a profile window may take beyond its i
 @register_driver("mercury")
 class MercuryDriver(Driver):
     capabilities = frozenset({Capability.REGISTERS, Capability.INSTANT, Capability.CLOCK, Capability.SET_CLOCK,
-                              Capability.PROFILE, Capability.EVENTS})
+                              Capability.PROFILE, Capability.EVENTS, Capability.ARCHIVES})
 
     def __init__(self, transport, meter):
         super().__init__(transport, meter)
@@ -100,7 +100,6 @@ class MercuryDriver(Driver):
         self._ratios: params.Ratios | None = None
         self._ratios_at: float | None = None  # monotonic time of the last ratio read
         self._ratios_refused = False
-        self._archive_day: date | None = None  # meter date whose archive values were read
         self._refused: set[str] = set()  # reads the meter answered "invalid command" to (model lacks them)
 
     @staticmethod
@@ -229,25 +228,32 @@ class MercuryDriver(Driver):
             data = await self._read(f.energy_request(self.address, f.Array.FROM_RESET, 0, tariff),
                                     f.ENERGY_LEN, f"read energy since reset, tariff {tariff}")
             out += self._energy(data, tariff, meter_time)
-        return out + await self._read_archives(meter_time)
+        return out
 
-    async def _read_archives(self, meter_time: datetime) -> list[Reading]:
-        """Energy at the start of today and yesterday, this month and the last, per tariff: read
-        once per meter day (the values do not change within it)."""
-        today = meter_time.astimezone(self.tz).date()
-        if not self.read_archives or today == self._archive_day:
-            return []
+    async def read_archive(self, archive: str, start: datetime, end: datetime) -> list[Reading]:
+        """Energy per tariff the meter kept at 00:00 of a day or month (05 C0/D0: today and
+        yesterday; 05 B<m>: the 1st of each of the last twelve months) with the boundary in
+        [start, end), stamped with that boundary and marked with the archive."""
+        if archive not in (archives.DAY_START, archives.MONTH_START):
+            raise Unsupported(f"mercury: meter {self.meter.id}: unknown archive {archive!r}")
+        if not self.read_archives:
+            raise Unsupported(f"mercury: meter {self.meter.id}: archives switched off by options.archives")
+        today = (await self.read_clock()).astimezone(self.tz).date()
+        wanted = [a for a in archives.available(archive, today) if start <= self._utc(a.boundary) < end]
         out: list[Reading] = []
-        for a in archives.reads_for(today):
+        refused = 0
+        for a in wanted:
             when = self._utc(a.boundary)
             for tariff in range(self.tariffs + 1):
                 data = await self._optional(f"array {a.array:X}", f.energy_request(self.address, a.array, a.month,
                                                                                    tariff), f.ENERGY_LEN,
                                             f"read energy at {a.boundary:%Y-%m-%d} 00:00, tariff {tariff}")
                 if data is None:
+                    refused += 1
                     break
                 out += self._energy(data, tariff, when, a.archive)
-        self._archive_day = today
+        if wanted and refused == len(wanted):
+            raise Unsupported(f"mercury: meter {self.meter.id}: this model refuses the {archive} energy arrays")
         return out
 
     async def read_instant(self) -> list[Reading]:

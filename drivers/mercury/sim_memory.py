@@ -146,6 +146,10 @@ class MeterMemory:
             return None
         when = self.utc(boundary)
         true_time = when - (self.meter.clock(t) - t)  # when the meter's clock showed the boundary
+        if true_time < self.meter.epoch:
+            # Before the meter's history began (installed later): no value, as the DLMS
+            # simulator's billing profiles have no row then.
+            return f.encode_u32(None) * 4, []
         kwh = self.meter.registers(true_time).get(tariff, 0.0) if self.meter.resource == "electricity" else 0.0
         a_plus = round(kwh * 1000)
         values = {1: a_plus, 2: 0, 3: round(a_plus * self.reactive_ratio), 4: 0}

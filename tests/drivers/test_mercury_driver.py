@@ -22,8 +22,7 @@ def sim_meter(addr: int, **kw) -> SimMeter:
 def spec(addr: int, **kw) -> MeterSpec:
     kw.setdefault("serial", f"{40000000 + addr:08d}")
     kw.setdefault("password", "111111")
-    # Day/month-start archives are read once per meter day; test_mercury_memory.py checks them.
-    kw.setdefault("options", {"timeout": 0.5, "archives": False})
+    kw.setdefault("options", {"timeout": 0.5})
     return MeterSpec(id=f"m{addr}", driver="mercury", address=addr, **kw)
 
 

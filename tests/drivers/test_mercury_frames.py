@@ -384,9 +384,12 @@ def test_journal_records_as_spodes_entries():
 def test_archive_array_codes():
     # lapinpavell/mercury234-emul data.json, code 0x05: array 0xB0 "at the beginning of the
     # month", 0xC0 "at the start of the current day", 0xD0 "at the beginning of the previous day".
-    reads = archives.reads_for(date(2026, 1, 15))
-    assert [(f.energy_request(0, a.array, a.month, 2)[2], a.archive, a.boundary) for a in reads] == [
-        (0xC0, "day_start", datetime(2026, 1, 15)), (0xD0, "day_start", datetime(2026, 1, 14)),
-        (0xB1, "month_start", datetime(2026, 1, 1)), (0xBC, "month_start", datetime(2025, 12, 1))]
+    days = archives.available("day_start", date(2026, 1, 15))
+    assert [(f.energy_request(0, a.array, a.month, 2)[2], a.boundary) for a in days] == [
+        (0xD0, datetime(2026, 1, 14)), (0xC0, datetime(2026, 1, 15))]
+    months = archives.available("month_start", date(2026, 1, 15))
+    assert [(f.energy_request(0, a.array, a.month, 0)[2], a.boundary) for a in months][-3:] == [
+        (0xBB, datetime(2025, 11, 1)), (0xBC, datetime(2025, 12, 1)), (0xB1, datetime(2026, 1, 1))]
+    assert len(months) == 12 and months[0].boundary == datetime(2025, 2, 1)  # one value per month number
     assert archives.boundary_of(0xB, 12, date(2026, 1, 15)) == datetime(2025, 12, 1)
     assert archives.boundary_of(0x4, 0, date(2026, 1, 15)) is None

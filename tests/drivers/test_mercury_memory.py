@@ -175,36 +175,47 @@ async def test_a_reset_clock_loses_only_the_periods_it_stamped_wrong(line):
 
 async def test_energy_at_day_and_month_start(line):
     clock = Clock(NOW)
-    m = sim(7, clock, history_days=40)
+    m = sim(7, clock, history_days=400)
     t = await line({7: m})
     drv = get_driver("mercury")(t, spec(7))
     await drv.connect()
-    readings = await drv.read_registers()
-    archived = [r for r in readings if r.archive]
+    assert Capability.ARCHIVES in drv.capabilities
     local_today = NOW.astimezone(MSK).date()
-    boundaries = {
-        "day_start": [datetime(local_today.year, local_today.month, local_today.day, tzinfo=MSK),
-                      datetime(local_today.year, local_today.month, local_today.day - 1, tzinfo=MSK)],
-        "month_start": [datetime(2026, 11, 1, tzinfo=MSK), datetime(2026, 10, 1, tzinfo=MSK)],
+    midnight = datetime(local_today.year, local_today.month, local_today.day, tzinfo=MSK)
+    days = await drv.read_archive("day_start", NOW - timedelta(days=5), NOW)
+    months = await drv.read_archive("month_start", NOW - timedelta(days=400), NOW)
+    assert not [r for r in await drv.read_registers() if r.archive]  # registers stay live values
+    expected = {
+        "day_start": [midnight - timedelta(days=1), midnight],  # the meter keeps two days
+        # One value per month number: the 1st of each of the last twelve months.
+        "month_start": [datetime(2025, 12, 1, tzinfo=MSK)] + [datetime(2026, mm, 1, tzinfo=MSK) for mm in range(1, 12)],
     }
-    for archive, times in boundaries.items():
-        for b in times:
-            at = b.astimezone(UTC)
+    for archive, readings in (("day_start", days), ("month_start", months)):
+        stamps = sorted({r.meter_time for r in readings})
+        assert stamps == [b.astimezone(UTC) for b in expected[archive]]
+        assert all(r.archive == archive and r.kind is Kind.REGISTER for r in readings)
+        for at in stamps:
             model = m.registers(at)
-            rows = {r.obis: r.value for r in archived if r.archive == archive and r.meter_time == at}
+            rows = {r.obis: r.value for r in readings if r.meter_time == at}
             assert rows["1.0.1.8.0.255"] == pytest.approx(model[0], abs=0.001)
             assert rows["1.0.1.8.1.255"] == pytest.approx(model[1], abs=0.001)
             assert rows["1.0.1.8.2.255"] == pytest.approx(model[2], abs=0.001)
             assert rows["1.0.1.8.1.255"] + rows["1.0.1.8.2.255"] == pytest.approx(rows["1.0.1.8.0.255"], abs=0.002)
             assert len(rows) == 4 * 5 and rows["1.0.3.8.0.255"] == pytest.approx(0.25 * rows["1.0.1.8.0.255"],
                                                                                  abs=0.002)
-    assert len(archived) == 4 * 4 * 5
-    # Read once per meter day.
-    assert not [r for r in await drv.read_registers() if r.archive]
-    clock.t = NOW + timedelta(days=1)
-    again = [r for r in await drv.read_registers() if r.archive == "day_start"]
-    assert {r.meter_time for r in again} == {boundaries["day_start"][0].astimezone(UTC),
-                                            boundaries["day_start"][0].astimezone(UTC) + timedelta(days=1)}
+    # A window asks only for the boundaries in it.
+    m.served.clear()
+    only = await drv.read_archive("month_start", datetime(2026, 10, 15, tzinfo=UTC), NOW)
+    assert {r.meter_time for r in only} == {datetime(2026, 11, 1, tzinfo=MSK).astimezone(UTC)}
+    assert {t for k, _o, t, _v in m.served if k == "register"} == {datetime(2026, 11, 1, tzinfo=MSK).astimezone(UTC)}
+    # Before the meter's history there is no value, and switched off there is no read.
+    t2 = await line({14: sim(14, clock, history_days=1)})
+    young = get_driver("mercury")(t2, spec(14))
+    await young.connect()
+    assert {r.meter_time for r in await young.read_archive("month_start", NOW - timedelta(days=400), NOW)} == set()
+    off = get_driver("mercury")(t, spec(7, archives=False))
+    with pytest.raises(Unsupported, match="options.archives"):
+        await off.read_archive("day_start", NOW - timedelta(days=2), NOW)
 
 
 async def test_journals_as_spodes_entries(line):

@@ -136,10 +136,6 @@ def gateway_configs(ports: dict[str, int], tty_dir: Path, store_dir: Path, broke
                 entry["model"] = plan.model
             if plan.password:
                 entry["password"] = plan.password
-            if plan.protocol == "mercury":
-                # The head-end does not know Value.archive yet: its clock_drift rule takes a
-                # day-start register (meter time 00:00, received now) for a drifting clock.
-                entry["options"] = {"archives": False}
             gw["meters"].append(entry)
     return out
 
