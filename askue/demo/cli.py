@@ -247,32 +247,46 @@ def _summary(ports: DemoPorts, token: str, logins: list[tuple[str, str, str]], b
     sys.stdout.flush()
 
 
+def _has_items(url: str, token: str) -> bool:
+    try:
+        return bool(_api_get(url, token).get("items"))  # type: ignore[union-attr]
+    except OSError:
+        return False
+
+
 def _check(ports: DemoPorts, token: str, timeout: float, sup: Supervisor) -> int:
-    """Wait until every meter the fleet serves has readings in the API."""
+    """Wait until every meter the fleet serves has readings in the API, and every Меркурий
+    meter the load profile its memory held before the demo started (hourly charts from the
+    first minute)."""
     api = f"http://127.0.0.1:{ports.api}/api/v1"
     expected = {f"{p.key}-{i:03d}" for p in PLAN for i in range(1, p.count + 1)}
     from askue.demo.fleet import FAULTS
 
     expected -= {m for m, f in FAULTS.items() if f.get("silent")}
+    profiled = {m for m in expected if any(m.startswith(f"{p.key}-") for p in PLAN if p.protocol == "mercury")}
     deadline = time.monotonic() + timeout
     t0 = time.monotonic()
     # Only readings from this run count; meter clocks may lag (M-Bus has minute resolution).
     since = urllib.parse.quote((datetime.now(UTC) - timedelta(minutes=2)).isoformat())
-    missing = set(expected)
-    while time.monotonic() < deadline and missing:
-        for m in sorted(missing):
-            try:
-                data = _api_get(f"{api}/meters/{m}/readings?limit=1&from={since}", token)
-            except OSError:
-                continue
-            if data.get("items"):  # type: ignore[union-attr]
-                missing.discard(m)
-        if missing:
+    # Profile periods that ended before this run: read back from the meters' memory.
+    day_ago = urllib.parse.quote((datetime.now(UTC) - timedelta(hours=20)).isoformat())
+    before = urllib.parse.quote((datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    missing, no_profile = set(expected), set(profiled)
+    while time.monotonic() < deadline and (missing or no_profile):
+        missing = {m for m in missing if not _has_items(f"{api}/meters/{m}/readings?limit=1&from={since}", token)}
+        no_profile = {m for m in no_profile
+                      if not _has_items(f"{api}/meters/{m}/intervals?limit=1&from={day_ago}&to={before}", token)}
+        if missing or no_profile:
             time.sleep(2.0)
     took = time.monotonic() - t0
     if missing:
         _say(f"CHECK FAILED: {len(missing)} of {len(expected)} meters without readings after {took:.0f} s: "
              + ", ".join(sorted(missing)[:20]))
         return 1
+    if no_profile:
+        _say(f"CHECK FAILED: {len(no_profile)} of {len(profiled)} Меркурий meters without their stored load "
+             f"profile after {took:.0f} s: " + ", ".join(sorted(no_profile)))
+        return 1
     _say(f"CHECK OK: all {len(expected)} answering meters have readings in the API ({took:.0f} s)")
+    _say(f"CHECK OK: the load profile of all {len(profiled)} Меркурий meters, read from their memory")
     return 0

@@ -164,13 +164,17 @@ def _gateway_meter(plan: LinePlan, i: int, bus_id: str) -> dict[str, Any]:
         "id": m["id"], "bus": bus_id, "driver": plan.protocol, "address": m["address"],
         "serial": m["serial"], "resource": plan.resource,
         "schedules": {"register": "60s", "instant": "30s" if plan.resource == "electricity" else None,
-                      "interval": "30m", "events": "120s" if plan.protocol == "dlms" else None},
+                      "interval": "30m", "events": "120s" if plan.protocol in ("dlms", "mercury") else None},
         "timeout_s": 1.0, "retries": 2, "backoff_max_s": 60,
     }
     if plan.model:
         entry["model"] = plan.model
     if plan.password:
         entry["password"] = plan.password
+    if plan.protocol == "mercury":
+        # Until the head-end understands Value.archive, its clock_drift rule would take the
+        # day/month-start registers (meter time 00:00) for a drifting clock.
+        entry["options"] = {"archives": False}
     return entry
 
 

@@ -62,8 +62,9 @@ class Code(IntEnum):
     OPEN = 0x01
     CLOSE = 0x02
     WRITE = 0x03
-    READ_TIME = 0x04
+    READ_TIME = 0x04  # 04 00: clock; 04 NN RR: record RR of event journal NN (journals.py)
     READ_ARRAY = 0x05
+    READ_MEMORY = 0x06  # power-profile memory (profile.py)
     READ_PARAM = 0x08
 
 
@@ -77,7 +78,10 @@ MAX_CORRECTION_S = 240
 
 class Param(IntEnum):
     SERIAL = 0x00
+    RATIOS = 0x02  # transformer ratios (params.py)
     AUX_ONE = 0x11
+    VARIANT = 0x12  # variant of the model: impulse constant, profile kept (params.py)
+    LAST_RECORD = 0x13  # last power-profile record: pointer, time, period (profile.py)
     AUX_BLOCK = 0x16
 
 
@@ -88,6 +92,10 @@ class Array(IntEnum):
     MONTH = 3
     CURRENT_DAY = 4
     PREVIOUS_DAY = 5
+    # Energy at a boundary (archives.py): the register value the meter kept at 00:00.
+    START_OF_MONTH = 0xB  # month in the low nibble
+    START_OF_DAY = 0xC
+    START_OF_PREVIOUS_DAY = 0xD
 
 
 # Lengths of replies, address and CRC included.
@@ -282,14 +290,14 @@ def aux_scale(bwri: int) -> float:
     return 1000.0 if kind in (0x20, 0x30) else 100.0
 
 
-def _bcd(b: int, what: str) -> int:
+def bcd(b: int, what: str) -> int:
     hi, lo = b >> 4, b & 0x0F
     if hi > 9 or lo > 9:
-        raise ProtocolError(f"Mercury time: {what} byte {b:#04x} is not BCD")
+        raise ProtocolError(f"Mercury: {what} byte {b:#04x} is not BCD")
     return hi * 10 + lo
 
 
-def _to_bcd(v: int) -> int:
+def to_bcd(v: int) -> int:
     return ((v // 10) << 4) | (v % 10)
 
 
@@ -304,7 +312,7 @@ def decode_hms(data: bytes) -> tuple[int, int, int]:
     """(hour, minute, second) from the BCD sec, min, hour of a time correction."""
     if len(data) != 3:
         raise ProtocolError(f"Mercury time correction: expected 3 bytes, got {len(data)}")
-    h, m, s = _bcd(data[2], "hour"), _bcd(data[1], "minute"), _bcd(data[0], "second")
+    h, m, s = bcd(data[2], "hour"), bcd(data[1], "minute"), bcd(data[0], "second")
     if h > 23 or m > 59 or s > 59:
         raise ProtocolError(f"Mercury time correction: {h:02d}:{m:02d}:{s:02d} is not a time of day")
     return h, m, s
@@ -313,19 +321,19 @@ def decode_hms(data: bytes) -> tuple[int, int, int]:
 def decode_time(data: bytes) -> MeterTime:
     if len(data) != 8:
         raise ProtocolError(f"Mercury time: expected 8 data bytes, got {len(data)}")
-    sec, mnt, hour = _bcd(data[0], "second"), _bcd(data[1], "minute"), _bcd(data[2], "hour")
-    day, month, year = _bcd(data[4], "day"), _bcd(data[5], "month"), _bcd(data[6], "year")
+    sec, mnt, hour = bcd(data[0], "second"), bcd(data[1], "minute"), bcd(data[2], "hour")
+    day, month, year = bcd(data[4], "day"), bcd(data[5], "month"), bcd(data[6], "year")
     try:
         local = datetime(2000 + year, month, day, hour, mnt, sec)
     except ValueError as e:
         raise ProtocolError(f"Mercury time: invalid date/time {data.hex(' ')}: {e}") from None
-    return MeterTime(local, _bcd(data[3], "weekday"), bool(data[7]))
+    return MeterTime(local, bcd(data[3], "weekday"), bool(data[7]))
 
 
 def encode_time(local: datetime, winter: bool = True) -> bytes:
     return bytes([
-        _to_bcd(local.second), _to_bcd(local.minute), _to_bcd(local.hour), _to_bcd(local.isoweekday()),
-        _to_bcd(local.day), _to_bcd(local.month), _to_bcd(local.year % 100), 1 if winter else 0,
+        to_bcd(local.second), to_bcd(local.minute), to_bcd(local.hour), to_bcd(local.isoweekday()),
+        to_bcd(local.day), to_bcd(local.month), to_bcd(local.year % 100), 1 if winter else 0,
     ])
 
 

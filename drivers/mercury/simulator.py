@@ -2,8 +2,11 @@
 
 Serves network addresses 1..240 (and the universal address 0 when one meter is on the line),
 checks the open-channel password and access level, answers the documented status codes and
-encodes the SimMeter's values in the meter's byte orders. The same framing runs over TCP
-(transparent RS-485 gateway) and a pty: the protocol has no TCP wrapper of its own.
+encodes the SimMeter's values in the meter's byte orders. It also serves the meter's memory
+(sim_memory.MeterMemory): the power-profile ring with the model's addressing, the event
+journals, the energy at day and month starts, the variant and the transformer ratios. The
+same framing runs over TCP (transparent RS-485 gateway) and a pty: the protocol has no TCP
+wrapper of its own. A silent meter (Faults.silent) takes no request at all.
 
 What a SimMeter does not model is served as follows and recorded like every other value:
 A- and R- are 0, R+ is A+ times options["reactive_ratio"] (default 0.25), phase 1 carries the
@@ -16,11 +19,14 @@ from datetime import date, datetime
 from typing import Literal
 
 from askue.drivers.mercury import frames as f
+from askue.drivers.mercury import params as params_codec
+from askue.drivers.mercury import profile as prof
+from askue.drivers.mercury.sim_memory import MeterMemory, Served
 from askue.drivers.sim.line import Reply, SessionFactory
 from askue.drivers.sim.meter import SimMeter
 
 # Known request lengths by code (and first parameter); anything else is framed by its CRC.
-_FIXED_LEN = {f.Code.TEST: 4, f.Code.OPEN: 11, f.Code.CLOSE: 4, f.Code.READ_ARRAY: 6}
+_FIXED_LEN = {f.Code.TEST: 4, f.Code.OPEN: 11, f.Code.CLOSE: 4, f.Code.READ_ARRAY: 6, f.Code.READ_MEMORY: 8}
 _WRITE_LEN = {f.WriteParam.SET_TIME: 13, f.WriteParam.CORRECT_TIME: 8}
 _MAX_REQUEST = 32
 
@@ -59,6 +65,7 @@ def numeric_serial(serial: str) -> str:
 class MercurySession:
     def __init__(self, meters: Mapping[int, SimMeter], corrected: dict[int, date] | None = None):
         self.meters = {int(a): m for a, m in meters.items()}
+        self.memory = {a: MeterMemory(m) for a, m in self.meters.items()}
         self.levels: dict[int, int] = {}  # open channels: address -> access level
         # Day (meter time) of the last +-4 min correction per address: meter state, shared by
         # every connection to this line.
@@ -101,6 +108,9 @@ class MercurySession:
         else:
             return None
         meter = self.meters[key]
+        if meter.faults.silent:
+            return None  # a dead line: nothing reaches the meter, nothing is served
+        memory = self.memory[key]
 
         def status(s: int) -> Reply:
             return Reply(meter, f.status_reply(addr, s))
@@ -122,12 +132,26 @@ class MercurySession:
             return status(self._write(key, meter, level, params))
         if code == f.Code.READ_TIME and params == b"\x00":
             return data(self._time(meter))
+        if code == f.Code.READ_TIME and len(params) == 2:
+            served = memory.journal_record(params[0], params[1], meter.now()) if params[1] < 10 else None
+            return status(1) if served is None else data(self._serve(meter, "event", served))
         if code == f.Code.READ_ARRAY and len(params) == 2:
-            payload = self._energy(meter, params[0] >> 4, params[0] & 0x0F, params[1])
+            payload = self._energy(meter, memory, params[0] >> 4, params[0] & 0x0F, params[1])
+            return status(1) if payload is None else data(payload)
+        if code == f.Code.READ_MEMORY and len(params) == 4:
+            payload = self._profile_record(meter, memory, params)
             return status(1) if payload is None else data(payload)
         if code == f.Code.READ_PARAM and params == bytes([f.Param.SERIAL]):
             made = date.fromisoformat(str(meter.options.get("manufactured", "2021-03-15")))
             return data(f.encode_serial(numeric_serial(meter.current_serial()), made))
+        if code == f.Code.READ_PARAM and params == bytes([f.Param.RATIOS]):
+            return data(params_codec.encode_ratios(memory.ratios.vt, memory.ratios.ct))
+        if code == f.Code.READ_PARAM and params == bytes([f.Param.VARIANT]):
+            return data(memory.variant())
+        if code == f.Code.READ_PARAM and params == bytes([f.Param.LAST_RECORD]):
+            if memory.period_min is None or not memory.keeps_profile:
+                return status(1)
+            return data(memory.last_record(meter.now()))
         if code == f.Code.READ_PARAM and len(params) == 2 and params[0] in (f.Param.AUX_ONE, f.Param.AUX_BLOCK):
             payload = self._aux(meter, params[1], params[0] == f.Param.AUX_BLOCK)
             return status(1) if payload is None else data(payload)
@@ -180,10 +204,34 @@ class MercurySession:
         local = now.astimezone(meter.local_tz).replace(tzinfo=None)
         return f.encode_time(local, winter=True)
 
-    def _energy(self, meter: SimMeter, array: int, month: int, tariff: int) -> bytes | None:
-        if array != f.Array.FROM_RESET or month != 0 or tariff > 4:
-            return None  # only the since-reset array is simulated; others answer "invalid parameter"
+    @staticmethod
+    def _serve(meter: SimMeter, kind: str, answer: tuple[bytes, list[Served]]) -> bytes:
+        payload, served = answer
+        for obis, meter_time, value in served:
+            meter.record(kind, obis, meter_time, value)
+        return payload
+
+    def _profile_record(self, meter: SimMeter, memory: MeterMemory, p: bytes) -> bytes | None:
+        """06 <memory> <address> 0F: one record of the profile ring, or None (invalid)."""
+        mem, count = p[0], p[3]
+        at = ((mem & prof.ADDRESS_BIT16) << 9) | (p[1] << 8) | p[2]
+        if (mem & 0x7F) != prof.PROFILE_MEMORY or count != prof.RECORD_LEN or at % prof.RECORD_STEP \
+                or memory.period_min is None or not memory.keeps_profile:
+            return None
+        index = at // prof.RECORD_STEP
+        if index >= memory.layout.capacity:
+            return None
+        return self._serve(meter, "interval", memory.record(index, meter.now()))
+
+    def _energy(self, meter: SimMeter, memory: MeterMemory, array: int, month: int, tariff: int) -> bytes | None:
+        if tariff > 4:
+            return None
         t = meter.now()
+        if array != f.Array.FROM_RESET or month != 0:
+            # Energy at a day or month start; the other arrays answer "invalid parameter".
+            meter_now = self.last_clock.get(meter.id) or meter.clock(t)
+            answer = memory.archive(array, month, tariff, meter_now, t)
+            return None if answer is None else self._serve(meter, "register", answer)
         meter_time = self.last_clock.get(meter.id) or meter.clock(t)
         kwh = meter.registers(t).get(tariff, 0.0) if meter.resource == "electricity" else 0.0
         ratio = float(meter.options.get("reactive_ratio", 0.25))

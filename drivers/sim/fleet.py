@@ -52,6 +52,13 @@ class FaultsSpec(BaseModel):
     tamper_after_s: float | None = None
     clock_jump_after_s: float | None = None
     clock_jump_s: float = 0.0
+    clock_reset_after_s: float | None = None  # the clock restarts from 2000-01-01 00:00 meter time
+    power_cuts_after_s: float | None = None
+    power_cuts: int = Field(0, ge=0, le=1000)
+    power_cut_s: float = Field(60.0, gt=0)
+    power_cut_every_s: float = Field(300.0, gt=0)
+    cover_open_after_s: float | None = None
+    cover_open_s: float = Field(600.0, gt=0)
 
     def build(self, start: datetime) -> Faults:
         def at(s: float | None) -> datetime | None:
@@ -62,7 +69,10 @@ class FaultsSpec(BaseModel):
             slow_reply_s=self.slow_reply_s, reverse_step_at=at(self.reverse_step_after_s),
             reverse_step=self.reverse_step, rollover=self.rollover, replaced_at=at(self.replaced_after_s),
             tamper_at=at(self.tamper_after_s), clock_jump_at=at(self.clock_jump_after_s),
-            clock_jump_s=self.clock_jump_s,
+            clock_jump_s=self.clock_jump_s, clock_reset_at=at(self.clock_reset_after_s),
+            power_cuts_at=at(self.power_cuts_after_s), power_cuts=self.power_cuts, power_cut_s=self.power_cut_s,
+            power_cut_every_s=self.power_cut_every_s, cover_open_at=at(self.cover_open_after_s),
+            cover_open_s=self.cover_open_s,
         )
 
 
@@ -81,6 +91,8 @@ class MeterSpecYaml(BaseModel):
     decimals: int = Field(3, ge=0, le=4)
     start_value: float = Field(1000.0, ge=0)
     history_days: int = Field(3, ge=0, le=400)
+    profile_capacity: int | None = Field(None, ge=1)
+    journal_capacity: int | None = Field(None, ge=1)
     clock_drift_s_per_day: float = 0.0
     options: dict[str, Any] = {}
     faults: FaultsSpec = FaultsSpec()

@@ -53,6 +53,19 @@ class Faults:
     tamper_at: datetime | None = None  # magnetic field start (and end 10 min later) in the journal
     clock_jump_at: datetime | None = None
     clock_jump_s: float = 0.0
+    # The clock loses its time (battery dead after a power loss) and restarts from
+    # clock_reset_to (default 2000-01-01 00:00 meter time); a self-diagnostics entry is logged.
+    clock_reset_at: datetime | None = None
+    clock_reset_to: datetime | None = None
+    # A flickering supply: power_cuts short outages of power_cut_s each, one every
+    # power_cut_every_s from power_cuts_at; each logs power off and power on. More cuts than a
+    # journal holds overflow it (see SimMeter.journal_capacity).
+    power_cuts_at: datetime | None = None
+    power_cuts: int = 0
+    power_cut_s: float = 60.0
+    power_cut_every_s: float = 300.0
+    cover_open_at: datetime | None = None  # meter case opened (and closed cover_open_s later)
+    cover_open_s: float = 600.0
 
 
 @dataclass
@@ -60,6 +73,10 @@ class JournalEntry:
     journal_obis: str  # СПОДЭС journal, e.g. 0.0.99.98.4.255 external influence
     at: datetime  # meter time
     code: int
+    # For a condition some journals keep as one record (cover open → closed): when it ended.
+    ended: datetime | None = None
+    # For a time set or correction: the meter's clock just before the step.
+    before: datetime | None = None
 
 
 @dataclass
@@ -79,6 +96,11 @@ class SimMeter:
     start_value: float = 1000.0
     history_days: int = 3  # profile memory already filled at start
     profile_depth_days: int = 45  # how far back the meter keeps its profile
+    # Profile memory as a ring of this many intervals: older ones are overwritten (None: only
+    # profile_depth_days limits it). Protocols with a fixed memory size model their own ring.
+    profile_capacity: int | None = None
+    # Entries each journal keeps (a ring: the oldest are overwritten); None keeps all.
+    journal_capacity: int | None = None
     clock_drift_s_per_day: float = 0.0
     seed: int = 0
     faults: Faults = field(default_factory=Faults)
@@ -95,8 +117,11 @@ class SimMeter:
         self.journal: list[JournalEntry] = [JournalEntry("0.0.99.98.2.255", self.epoch, 2)]  # power on
         self._cum: list[float] = [0.0]  # cumulative energy at each period end since epoch, per index
         self._cum_zone: list[dict[int, float]] = [{}]
-        self._clock_offset_s = 0.0
+        # Clock steps (set_clock): (true time applied, seconds added), so the meter time of any
+        # past moment is the one the meter had then (profile records keep the stamps they got).
+        self._clock_steps: list[tuple[datetime, float]] = []
         self._journal_done: set[str] = set()
+        self._cover: JournalEntry | None = None
         self.served: list[tuple[str, str, datetime | None, float]] = []  # (kind, obis, meter time, value)
 
     # ---- energy -------------------------------------------------------------------------
@@ -186,6 +211,9 @@ class SimMeter:
         """Intervals (end time, energy) with end in [start, end), limited to the profile memory."""
         now = self.now()
         oldest = max(self.epoch, now - timedelta(days=self.profile_depth_days))
+        if self.profile_capacity is not None:
+            done, _ = self._index(now)
+            oldest = max(oldest, self.interval_end(done - 1 - self.profile_capacity))
         first = max(start, oldest + timedelta(seconds=self.period_s))
         last = min(end, now + timedelta(microseconds=1))
         out: list[tuple[datetime, float]] = []
@@ -200,6 +228,27 @@ class SimMeter:
             i += 1
             t += timedelta(seconds=self.period_s)
         return out
+
+    def interval_end(self, index: int) -> datetime:
+        """True end time of period `index` (0 = the one starting at epoch)."""
+        return self.epoch + timedelta(seconds=(index + 1) * self.period_s)
+
+    def completed_intervals(self, t: datetime | None = None) -> int:
+        """How many periods have ended since epoch at time t."""
+        return self._index(t or self.now())[0]
+
+    def powered(self, t: datetime) -> bool:
+        """False while a power cut (Faults.power_cuts) is on."""
+        return not any(off <= t < on for off, on in self.power_cuts())
+
+    def power_cuts(self) -> list[tuple[datetime, datetime]]:
+        """(off, on) true times of the injected power cuts."""
+        f = self.faults
+        if f.power_cuts_at is None:
+            return []
+        return [(f.power_cuts_at + timedelta(seconds=k * f.power_cut_every_s),
+                 f.power_cuts_at + timedelta(seconds=k * f.power_cut_every_s + f.power_cut_s))
+                for k in range(f.power_cuts)]
 
     def instant(self, t: datetime | None = None) -> dict[str, float]:
         """Instantaneous values by OBIS (voltage, current, power, frequency) for electricity."""
@@ -217,16 +266,30 @@ class SimMeter:
 
     # ---- clock, identity, journal -------------------------------------------------------
     def clock(self, t: datetime | None = None) -> datetime:
+        """The meter's clock at true time t (the clock it had then, for a past t)."""
         t = t or self.now()
         f = self.faults
-        drift = self.clock_drift_s_per_day * (t - self.epoch).total_seconds() / 86400
-        jump = f.clock_jump_s if f.clock_jump_at and t >= f.clock_jump_at else 0.0
-        return t + timedelta(seconds=drift + jump + self._clock_offset_s)
+        reset = f.clock_reset_at if f.clock_reset_at is not None and t >= f.clock_reset_at else None
+        if reset is not None:
+            base = self._reset_target() + (t - reset)
+        else:
+            drift = self.clock_drift_s_per_day * (t - self.epoch).total_seconds() / 86400
+            jump = f.clock_jump_s if f.clock_jump_at and t >= f.clock_jump_at else 0.0
+            base = t + timedelta(seconds=drift + jump)
+        # A reset clock forgets the steps set before it.
+        steps = sum(d for at, d in self._clock_steps if at <= t and (reset is None or at >= reset))
+        return base + timedelta(seconds=steps)
 
-    def set_clock(self, meter_time: datetime, t: datetime | None = None) -> None:
+    def _reset_target(self) -> datetime:
+        return self.faults.clock_reset_to or datetime(2000, 1, 1, tzinfo=self.local_tz)
+
+    def set_clock(self, meter_time: datetime, t: datetime | None = None, correction: bool = False) -> None:
+        """Step the clock to meter_time; journal 3 logs a time set (code 3) or, for a small
+        correction, code 68, with the clock before the step."""
+        t = t or self.now()
         current = self.clock(t)
-        self._clock_offset_s += (meter_time - current).total_seconds()
-        self.journal.append(JournalEntry("0.0.99.98.3.255", meter_time, 3))  # time set
+        self._clock_steps.append((t, (meter_time - current).total_seconds()))
+        self.journal.append(JournalEntry("0.0.99.98.3.255", meter_time, 68 if correction else 3, before=current))
 
     def current_serial(self, t: datetime | None = None) -> str:
         t = t or self.now()
@@ -235,14 +298,39 @@ class SimMeter:
         return self.serial
 
     def events(self, t: datetime | None = None) -> list[JournalEntry]:
-        """Journal entries up to time t (faults scheduled in the past appear here)."""
+        """Journal entries up to time t (faults scheduled in the past appear here), each journal
+        limited to its newest `journal_capacity` entries."""
         t = t or self.now()
         f = self.faults
         if f.tamper_at and t >= f.tamper_at and "tamper" not in self._journal_done:
             self._journal_done.add("tamper")
             self.journal.append(JournalEntry("0.0.99.98.4.255", f.tamper_at, 1))  # magnetic field on
             self.journal.append(JournalEntry("0.0.99.98.4.255", f.tamper_at + timedelta(minutes=10), 2))
-        return [e for e in self.journal if e.at <= self.clock(t)]
+        if f.clock_reset_at and t >= f.clock_reset_at and "clock_reset" not in self._journal_done:
+            self._journal_done.add("clock_reset")
+            self.journal.append(JournalEntry("0.0.99.98.7.255", self.clock(f.clock_reset_at), 5))  # RTC error
+        for k, (off, on) in enumerate(self.power_cuts()):
+            for key, when, code in ((f"cut{k}-off", off, 1), (f"cut{k}-on", on, 2)):
+                if t >= when and key not in self._journal_done:
+                    self._journal_done.add(key)
+                    self.journal.append(JournalEntry("0.0.99.98.2.255", self.clock(when), code))
+        if f.cover_open_at and t >= f.cover_open_at:
+            if "cover" not in self._journal_done:
+                self._journal_done.add("cover")
+                self._cover = JournalEntry("0.0.99.98.4.255", self.clock(f.cover_open_at), 4)  # case opened
+                self.journal.append(self._cover)
+            closed = f.cover_open_at + timedelta(seconds=f.cover_open_s)
+            if t >= closed and self._cover is not None and self._cover.ended is None:
+                self._cover.ended = self.clock(closed)
+        now = self.clock(t)
+        visible = [e for e in self.journal if e.at <= now]
+        if self.journal_capacity is None:
+            return visible
+        kept: dict[str, list[JournalEntry]] = {}
+        for e in visible:
+            kept.setdefault(e.journal_obis, []).append(e)
+        newest = {id(e) for es in kept.values() for e in es[-self.journal_capacity:]}
+        return [e for e in visible if id(e) in newest]
 
     def set_relay(self, connected: bool) -> None:
         if connected != self.relay_connected:

@@ -57,8 +57,8 @@ class LinePlan:
 
 
 # 212 meters on 9 lines and two gateways. Modbus TCP lines stand for RS-485/Ethernet converters
-# with many unit ids behind one port (the cheapest way to a large fleet); DLMS on a pty is
-# the one protocol with load profiles and journals, so its meters have one-minute intervals.
+# with many unit ids behind one port (the cheapest way to a large fleet); DLMS and Меркурий on
+# pty buses read load profiles and journals, so their meters have one-minute intervals.
 PLAN = [
     LinePlan("mba", "modbus", "tcp", "gw-a", 48, MODBUS_MODELS[0]),
     LinePlan("mbb", "modbus", "tcp", "gw-a", 48, MODBUS_MODELS[1]),
@@ -67,7 +67,8 @@ PLAN = [
     LinePlan("mbc", "modbus", "tcp", "gw-b", 48, MODBUS_MODELS[0]),
     LinePlan("mbd", "modbus", "tcp", "gw-b", 48, MODBUS_MODELS[1]),
     LinePlan("iec", "iec62056_21", "tcp", "gw-b", 4, password="777777"),
-    LinePlan("merc", "mercury", "serial", "gw-b", 4, password="111111"),
+    LinePlan("merc", "mercury", "serial", "gw-b", 4, password="111111", period_s=60,
+             schedules=(("register", "10s"), ("instant", "10s"), ("interval", "15s"), ("events", "30s"))),
     LinePlan("mbus", "mbus", "serial", "gw-b", 6),
 ]
 GATEWAYS = ("gw-a", "gw-b")
@@ -338,6 +339,16 @@ def db_seqs(dsn: str) -> set[tuple[str, int]]:
 def db_dead_letters(dsn: str) -> int:
     with psycopg.connect(dsn, connect_timeout=10) as c:
         return c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+
+def db_interval_ends(dsn: str, obis: str) -> dict[str, set[datetime]]:
+    """meter code -> end times of its stored intervals of one channel."""
+    out: dict[str, set[datetime]] = {}
+    with psycopg.connect(dsn, connect_timeout=10) as c:
+        for code, ts in c.execute("SELECT m.code, v.ts FROM intervals v JOIN meters m ON m.id = v.meter_id "
+                                  "WHERE v.obis = %s", (obis,)).fetchall():
+            out.setdefault(code, set()).add(ts)
+    return out
 
 
 def db_events(dsn: str) -> list[tuple[str, str | None, str | None, str]]:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ from faultkit import (
     db_counts_by_gateway,
     db_dead_letters,
     db_events,
+    db_interval_ends,
     db_rows,
     db_seqs,
     fleet_spec,
@@ -73,6 +75,7 @@ class World:
         self.configs: dict[str, dict] = {}
         self.line_meters: list[list] = []
         self.catchup_s = float("nan")  # uplink back -> gateway backlogs sent
+        self.mercury_backfilled = 0  # Меркурий periods that ended while its line was silent, read back
         self.observer: Observer | None = None
         self.kills: dict[str, list[tuple[float, float]]] = {}  # gateway -> SIGKILL windows (epoch s)
         self.steps: list[str] = []
@@ -151,6 +154,14 @@ class World:
 
 
 async def _run_faults(w: World) -> None:
+    # The Меркурий line goes dead (a cut RS-485 pair) through steps 1 to 5: the profile periods
+    # that end meanwhile must come back from the meters' own memory once it answers again.
+    mercury = [m for plan, ms in zip(PLAN, w.line_meters, strict=True) if plan.protocol == "mercury" for m in ms]
+    for m in mercury:
+        m.faults.silent = True
+    silent_from = datetime.now(UTC)
+    w.note(f"Меркурий line silent ({len(mercury)} meters)")
+
     # 1. A gateway dies without warning (power cut, OOM killer) and comes back.
     w.note("SIGKILL gw-a")
     killed_at = time.time()
@@ -210,6 +221,26 @@ async def _run_faults(w: World) -> None:
     w.catchup_s = time.monotonic() - back_at
     w.note(f"gateway backlogs sent in {w.catchup_s:.1f} s")
     await w.progress("the uplink cut")
+
+    # At least two one-minute periods must end while the line is silent.
+    second_end = silent_from.replace(second=0, microsecond=0) + timedelta(minutes=2)
+    await asyncio.sleep(max(0.0, (second_end - datetime.now(UTC)).total_seconds() + 5))
+    for m in mercury:
+        m.faults.silent = False
+    silent_to = datetime.now(UTC)
+    ended = [silent_from.replace(second=0, microsecond=0) + timedelta(minutes=k) for k in range(1, 60)]
+    ended = [t for t in ended if t <= silent_to - timedelta(seconds=5)]
+    assert len(ended) >= 2, f"the Меркурий line was silent only {silent_to - silent_from}"
+    w.note(f"Меркурий line answers again after {(silent_to - silent_from).total_seconds():.0f} s; "
+           f"{len(ended)} periods ended meanwhile")
+
+    async def backfilled() -> bool:
+        have = await asyncio.to_thread(db_interval_ends, w.dsn, "1.0.1.29.0.255")
+        return all(set(ended) <= have.get(m.id, set()) for m in mercury)
+
+    await w.wait(backfilled, 120, "the Меркурий periods of the silence to be backfilled from the meters' memory")
+    w.mercury_backfilled = len(ended) * len(mercury)
+    w.note(f"Меркурий backfill done: {w.mercury_backfilled} periods read from profile memory")
 
     # 6. The head-end is killed mid-batch (unacknowledged messages must be redelivered).
     w.note("SIGKILL head-end")
@@ -345,7 +376,7 @@ async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path) -> N
     summary = (f"fault-injection summary: {n_meters} meters; served {res.served} distinct values "
                f"({dict(Counter(k for k, _ in served.values()))}); stored {res.stored} ({dict(res.by_kind)}); "
                f"delivered over MQTT {delivered} (observer), {delivered - distinct} re-sends dropped by the merge; "
-               f"lost in SIGKILLed polls {len(res.excused)}; M-Bus readout values not asked for {len(res.not_taken)}; backlog after the 30 s cut sent in {w.catchup_s:.1f} s; final drain {drain_s:.1f} s; events {dict(event_kinds)}; "
+               f"lost in SIGKILLed polls {len(res.excused)}; M-Bus readout values not asked for {len(res.not_taken)}; backlog after the 30 s cut sent in {w.catchup_s:.1f} s; final drain {drain_s:.1f} s; Меркурий periods backfilled after its line came back {w.mercury_backfilled}; events {dict(event_kinds)}; "
                f"wall {time.monotonic() - w.t0:.0f} s")
     print(summary)
     print("\n".join(w.steps))

@@ -16,7 +16,7 @@ import copy
 import random
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # Seeded (derandomize) and bounded: 10,000 cases, no per-example deadline on a noisy machine.
@@ -132,3 +132,24 @@ def mutate_bytes(data: bytes, rng: random.Random, n: int | None = None) -> bytes
             b[pos] = rng.choice((0x00, 0xFF, 0x7F, 0x80, 0x10, 0x16, 0x68, 0x7E, 0x0D, 0x0A))
             data = bytes(b)
     return data
+
+
+def run_mutations(samples: list[bytes], parse: Any, typed: type[Exception]) -> dict[str, int]:
+    """Feed `parse` 10,000 seeded byte mutations of `samples`; every outcome must be a result or
+    a `typed` exception with a message. Returns the counts of both (callers check both occur)."""
+    seen = {"ok": 0, "typed": 0}
+
+    @FUZZ
+    @given(seeds)
+    def one(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            parse(mutate_bytes(rng.choice(samples), rng))
+        except typed as e:
+            assert str(e), "a typed error must say what is wrong"
+            seen["typed"] += 1
+        else:
+            seen["ok"] += 1
+
+    one()
+    return seen

@@ -12,15 +12,13 @@ documented ones of test_mercury_frames.py, copied here because they live inline 
 """
 from __future__ import annotations
 
-import random
 import sys
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from mutation import FUZZ, mutate_bytes, seeds
+from mutation import run_mutations
 
 from askue.drivers.dlms import axdr, cosem, hdlc
 from askue.drivers.errors import DriverError
@@ -44,22 +42,7 @@ pytestmark = pytest.mark.slow
 
 def _fuzz(samples: list[bytes], parse: Callable[[bytes], object]) -> dict[str, int]:
     """Run `parse` on 10,000 mutated samples; count outcomes (both must occur)."""
-    seen = {"ok": 0, "typed": 0}
-
-    @FUZZ
-    @given(seeds)
-    def one(seed: int) -> None:
-        rng = random.Random(seed)
-        data = mutate_bytes(rng.choice(samples), rng)
-        try:
-            parse(data)
-        except DriverError as e:
-            assert str(e), "a typed error must say what is wrong"
-            seen["typed"] += 1
-        else:
-            seen["ok"] += 1
-
-    one()
+    seen = run_mutations(samples, parse, DriverError)
     assert seen["typed"] > 1000 and seen["ok"] > 0, seen
     return seen
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from gwtest import gateway_config, wait_until
+from gwtest import VirtualClock, gateway_config, wait_until
 
 from askue.contract.payloads import Value
 from askue.devservices.ports import free_port
@@ -22,14 +22,6 @@ from askue.gateway.service import Gateway
 from askue.gateway.store import Store
 
 A_PLUS = "1.0.1.29.0.255"
-
-
-class VirtualClock:
-    def __init__(self, t: datetime):
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 def stored_intervals(path) -> dict[datetime, float]:

@@ -90,7 +90,8 @@ async def test_probe_mercury_over_a_pty_through_the_command(tmp_path):
     doc = json.loads(out)
     assert doc["identity"]["serial"] == "41234567"
     assert {r["obis"] for r in doc["registers"]} >= {"1.0.1.8.0.255", "1.0.1.8.1.255"}
-    assert doc["meter_time"] and "profile" in doc["not_read"]
+    assert doc["meter_time"] and not doc["not_read"]  # Меркурий 230 keeps a profile, journals and archives
+    assert doc["profile"] and {r["archive"] for r in doc["archives"]} == {"day_start", "month_start"}
 
 
 async def test_wrong_password():
