@@ -5,14 +5,26 @@ from contextlib import asynccontextmanager
 
 import psycopg
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
+from askue.headend.api import routes_consumption, routes_gateways, routes_meters, routes_registry
 from askue.headend.config import Settings
+from askue.headend.exports import router as billing_router
+from askue.headend.vee import api as vee_api
+from askue.headend.web import router as web_router
+
+# Routers under /api/v1, and the operators' pages (their own /web prefix).
+ROUTERS: list[APIRouter] = [routes_meters.router, routes_consumption.router, routes_gateways.router,
+                            routes_registry.router, billing_router.router, vee_api.router]
+PAGES: list[APIRouter] = [web_router.router]
 
 
 def create_app(settings: Settings, pool=None) -> FastAPI:
     """The API app; it opens its own connection pool unless one is given (then the caller closes it)."""
-    from askue.headend.app import PAGES, ROUTERS, load_entries, open_pool
+    from askue.headend.app import open_pool
+    from askue.headend.storage import hooks
+
+    hooks.composed()  # the values this app stores run every after-insert hook
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -50,15 +62,12 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
         return {"status": "ok" if db == "ok" else "degraded", "database": db}
 
     app.include_router(health, prefix="/api/v1")
-    for router in load_entries(ROUTERS):
+    for router in ROUTERS:
         app.include_router(router, prefix="/api/v1")
-    pages = load_entries(PAGES)
-    for router in pages:
+    for router in PAGES:
         app.include_router(router)
-    if pages:
-        from fastapi.responses import RedirectResponse
 
-        @app.get("/", include_in_schema=False)
-        async def root() -> RedirectResponse:
-            return RedirectResponse(app.url_path_for("web_overview"))
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(app.url_path_for("web_overview"))
     return app

@@ -12,6 +12,7 @@ from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
 from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import values as vq
+from askue.headend.storage.values import KINDS
 
 router = APIRouter(tags=["meters"])
 Limit = Annotated[int, Query(ge=1, le=10000)]
@@ -99,9 +100,9 @@ async def meter_readings(
 ) -> dict:
     """Stored values in meter-time order, each with `meter_time` and `received_at` (gateway receive time)."""
     kinds = sorted({k.strip() for k in kind.split(",") if k.strip()})
-    bad = [k for k in kinds if k not in vq.KINDS]
+    bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
-        raise HTTPException(422, f"kind {','.join(bad) or '(empty)'} is unknown; use {', '.join(vq.KINDS)}")
+        raise HTTPException(422, f"kind {','.join(bad) or '(empty)'} is unknown; use {', '.join(KINDS)}")
     return await _values(conn, principal, code, kinds, start, end, obis, cursor, limit)
 
 

@@ -158,10 +158,11 @@ async def _main(settings, args, show: bool) -> int:
 
     from askue.headend.exports import exporters, hourly_xlsx, importers, snapshots
     from askue.headend.exports.csv_out import CONSUMPTION_COLUMNS, CsvWriter
+    from askue.headend.storage import meta
 
     cmd = args.export_command
     async with await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True) as conn:
-        tz = await snapshots.db_timezone(conn, settings.timezone)
+        tz = await meta.timezone(conn)
         if cmd == "import-80020":
             bar = Progress("80020", show)
             for n, f in enumerate(args.files, 1):

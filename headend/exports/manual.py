@@ -17,8 +17,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from . import storage_sync
-from .snapshots import db_timezone
+from askue.headend.storage import meta, values
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +131,6 @@ async def _find_meter(conn: psycopg.AsyncConnection, ref: str, org_ids: frozense
     return rows[0] if rows else None
 
 
-async def _run_vee(conn: psycopg.AsyncConnection, rows: list[tuple[int, str, datetime, datetime, float]]) -> None:
-    """Hand stored rows to VEE's batch hook (reverse reading etc.), when VEE is installed."""
-    try:
-        from askue.headend.ingest.batch import InsertedBatch, InsertedRow
-        from askue.headend.vee.live import batch_hook
-    except ImportError:
-        log.warning("VEE is not installed: imported readings are stored without validation rules")
-        return
-    batch = InsertedBatch()
-    for mid, obis, ts, received, value in rows:
-        batch.rows.append(InsertedRow(mid, obis, "register", ts, received, value, None))
-        batch.meter_ids.add(mid)
-    await batch_hook(conn, batch)
-
-
 async def submit(conn: psycopg.AsyncConnection, readings: list[ManualReading], *, author: str,
                  org_ids: frozenset[int] | None, now: datetime | None = None, confirm: bool = False,
                  source: str = "manual", dry_run: bool = False, all_or_nothing: bool = False) -> list[ManualResult]:
@@ -157,7 +141,7 @@ async def submit(conn: psycopg.AsyncConnection, readings: list[ManualReading], *
     `all_or_nothing` stores nothing if any reading is not accepted (file imports).
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    tz: ZoneInfo = await db_timezone(conn)
+    tz: ZoneInfo = await meta.timezone(conn)
     today = now.astimezone(tz).date()
     results: list[ManualResult] = []
     to_store: list[tuple[int, str, datetime, float, list[str], ManualReading]] = []
@@ -179,17 +163,9 @@ async def submit(conn: psycopg.AsyncConnection, readings: list[ManualReading], *
                         x.message_ru, x.message_en = ("не сохранено: в файле есть ошибки",
                                                       "not stored: other rows of the file have errors")
             return results
-        stored = []
-        await storage_sync.ensure_partitions(conn, "register_readings", [x[2] for x in to_store])
-        for mid, obis, ts, value, reasons, r in to_store:
-            await conn.execute(
-                """INSERT INTO register_readings (meter_id, obis, ts, ts_source, received_at, value, quality, reasons,
-                       source) VALUES (%s, %s, %s, 'meter', %s, %s, 'M', %s, %s)
-                   ON CONFLICT (meter_id, obis, ts) DO UPDATE
-                   SET value = EXCLUDED.value, quality = 'M', reasons = EXCLUDED.reasons, source = EXCLUDED.source,
-                       received_at = EXCLUDED.received_at
-                   WHERE register_readings.quality IN ('E', 'S', 'M')""",
-                (mid, obis, ts, now, value, reasons, source))
+        await values.insert(conn, [values.ValueRow("register", mid, obis, ts, "meter", now, value, "M", reasons, source)
+                                   for mid, obis, ts, value, reasons, _ in to_store])
+        for mid, obis, ts, value, _, r in to_store:
             # same action and object id as VEE's manual entry, so its per-meter audit view lists these too
             await conn.execute(
                 "INSERT INTO audit_log (actor, action, object_type, object_id, new, comment) "
@@ -197,9 +173,6 @@ async def submit(conn: psycopg.AsyncConnection, readings: list[ManualReading], *
                 (author, f"{codes[mid]}/{obis}/{ts.isoformat()}",
                  json.dumps({"value": value, "quality": "M", "source": source, "consumer": r.consumer,
                              "via": "billing"}), r.comment or None))
-            stored.append((mid, obis, ts, now, value))
-        await storage_sync.refresh_rollups(conn, [(m, o, t) for m, o, t, _, _ in stored])
-        await _run_vee(conn, stored)
     return results
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from askue.headend.api.auth import Principal, require_principal
 from askue.headend.api.deps import db
+from askue.headend.storage import meta
 
 from . import exporters, feed, hourly_xlsx, importers, manual, snapshots
 from .csv_out import CONSUMPTION_COLUMNS, CsvWriter
@@ -102,7 +103,7 @@ async def period_snapshot(month: str, p: Auth, conn: Conn, org: str | None = Non
     computed live; closed months return the frozen figures plus recalculations."""
     m = _month(month)
     o = await _org(conn, p, org)
-    tz = await snapshots.db_timezone(conn)
+    tz = await meta.timezone(conn)
     period = await snapshots.get_period(conn, o.id, m)
     recalcs: list[dict] = []
     if period and period["state"] == "closed":

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from askue.headend.storage import meta
+
 LOOKBACK = timedelta(days=3)  # how far from the boundary a reading may be to count as "at" it
 QUALITY_RANK = {"A": 0, "M": 1, "S": 2, "E": 3}
 _REGISTER_ZONE = re.compile(r"^1\.0\.[1-4]\.8\.(\d)\.255$")
@@ -198,12 +200,6 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
 # ---------------------------------------------------------------------------- database
 
 
-async def db_timezone(conn: psycopg.AsyncConnection, default: str = "Europe/Moscow") -> ZoneInfo:
-    cur = await conn.execute("SELECT value FROM askue_meta WHERE key = 'timezone'")
-    row = await cur.fetchone()
-    return ZoneInfo(row[0] if row else default)
-
-
 _METER_SQL = """
 SELECT m.id, m.code, m.multiplier, m.digits, m.serial, m.org_id, m.installed_at, m.decommissioned_at,
        m.replaces_id, m.replaced_by_id, o.code AS replaces_code, n.code AS replaced_by_code
@@ -229,7 +225,7 @@ async def period_snapshots(conn: psycopg.AsyncConnection, org_id: int, month: da
                            lookback: timedelta = LOOKBACK) -> list[Snapshot]:
     """Snapshots of every meter of the organisation for the month, computed from the
     register readings as they are now."""
-    tz = tz or await db_timezone(conn)
+    tz = tz or await meta.timezone(conn)
     start_at, end_at = month_bounds(month, tz)
     infos = await load_meters(conn, org_id, start_at.date() - timedelta(days=1), meters)
     if not infos:

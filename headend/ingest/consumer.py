@@ -221,7 +221,7 @@ class Consumer:
         self.stats.batches += 1
         self.stats.values += pending.n_values
         self.stats.dead_letters += len(pending.dead)
-        self.stats.inserted += len(batch.rows) if batch else 0
+        self.stats.inserted += batch.count if batch else 0
         self.stats.last_commit = datetime.now(UTC)
 
     async def _write_singly(self, conn: psycopg.AsyncConnection, pending: Pending) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import psycopg
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from askue.headend.api.auth import Principal, org_scope, require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
+from askue.headend.storage import meta, values
 from askue.headend.vee import estimate, export, store
 from askue.headend.vee.catalogue import KINDS
 from askue.headend.vee.model import Value
@@ -192,7 +193,7 @@ async def export_events(request: Request, f: EventFilter = Depends(_filter),
     """The filtered list as CSV, XLSX or PDF (at most 50 000 rows)."""
     where, params = _where(f, principal)
     rows = await _fetch_events(conn, where, params, EXPORT_MAX)
-    tz = await store.db_timezone(conn)
+    tz = await meta.timezone(conn)
     stamp = datetime.now(tz).strftime("%Y%m%d_%H%M")
     if format == "csv":
         body, media = export.to_csv(rows, lang, tz), "text/csv; charset=utf-8"
@@ -275,7 +276,7 @@ async def resolve(event_id: int, body: ResolveBody, request: Request,
 
 # ---- manual readings and corrections ------------------------------------------------------
 async def _meter(conn: psycopg.AsyncConnection, code: str, principal: Principal) -> store.MeterRow:
-    tz = await store.db_timezone(conn)
+    tz = await meta.timezone(conn)
     scope, sp = org_scope(principal, "m.org_id")
     rows = await store.load_meters(conn, tz, where=f"m.code = %s AND {scope}", params=[code, *sp])
     if not rows:
@@ -344,23 +345,6 @@ class ManualReading(_ReadingAt):
     comment: str | None = Field(None, max_length=2000)
 
 
-async def _ensure_partition(conn, table: str, ts: datetime) -> None:
-    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-    if mode and mode[0] == "plain":
-        from datetime import UTC
-
-        await conn.execute("SELECT askue_ensure_month_partition(%s, %s)",
-                           (table, ts.astimezone(UTC).date().replace(day=1)))
-
-
-async def _recompute(conn, meter_id: int, obis: str, ts: datetime) -> None:
-    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-    if mode and mode[0] == "plain":
-        from askue.headend.storage import rollups
-
-        await rollups.recompute(conn, meter_id, obis, ts, ts)
-
-
 @router.post("/meters/{code}/readings", status_code=201)
 async def enter_reading(code: str, body: ManualReading, request: Request,
                         principal: Principal = Depends(require_principal),
@@ -377,14 +361,10 @@ async def enter_reading(code: str, body: ManualReading, request: Request,
         expected_use = exp["expected"] - exp["last_value"]
         if expected_use > 0 and body.value - exp["last_value"] > 5 * expected_use:
             reasons.append("far_above_expected")
-    await _ensure_partition(conn, "register_readings", body.ts)
     async with conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO register_readings (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, "
-            "source) VALUES (%s, %s, %s, 'meter', now(), %s, 'M', %s, 'manual') "
-            "ON CONFLICT (meter_id, obis, ts) DO NOTHING RETURNING id",
-            (m.id, body.obis, body.ts, body.value, reasons))
-        if await cur.fetchone() is None:
+        stored = await values.insert(conn, [values.ValueRow("register", m.id, body.obis, body.ts, "meter",
+                                                            datetime.now(UTC), body.value, "M", reasons, "manual")])
+        if not stored.count:
             raise HTTPException(409, f"meter {code!r} already has a {body.obis} reading at {body.ts.isoformat()}; "
                                      "change it with POST /meters/{code}/corrections and a reason")
         await conn.execute(
@@ -392,7 +372,6 @@ async def enter_reading(code: str, body: ManualReading, request: Request,
             "VALUES (%s, %s, 'manual_reading', 'register', %s, NULL, %s, %s)",
             (_actor(principal), _ip(request), f"{code}/{body.obis}/{body.ts.isoformat()}",
              json.dumps({"value": body.value, "quality": "M", "expected": exp["expected"]}), body.comment))
-        await _recompute(conn, m.id, body.obis, body.ts)
     return {"meter": code, "obis": body.obis, "ts": body.ts, "value": body.value, "quality": "M",
             "reasons": reasons, "expected": exp["expected"], "last_value": exp["last_value"],
             "deviation": None if exp["expected"] is None else round(body.value - exp["expected"], 3)}
@@ -411,26 +390,18 @@ async def correct_value(code: str, body: Correction, request: Request,
     `corrected`; the old value is kept in the audit log."""
     _may_act(principal)
     m = await _meter(conn, code, principal)
-    table = store.TABLES[body.kind]
     async with conn.transaction():
-        cur = await conn.execute(
-            f"SELECT value, quality, reasons, source FROM {table} WHERE meter_id = %s AND obis = %s AND ts = %s "
-            "FOR UPDATE", (m.id, body.obis, body.ts))
-        old = await cur.fetchone()
-        if old is None:
+        stored = await values.correct(conn, body.kind, m.id, body.obis, body.ts, body.value)
+        if stored is None:
             raise HTTPException(404, f"meter {code!r} has no {body.kind} {body.obis} at {body.ts.isoformat()}; "
                                      "enter a new reading with POST /meters/{code}/readings")
-        await conn.execute(
-            f"UPDATE {table} SET value = %s, quality = 'M', source = 'manual', "
-            "reasons = ARRAY(SELECT DISTINCT x FROM unnest(reasons || ARRAY['corrected']) x ORDER BY x) "
-            "WHERE meter_id = %s AND obis = %s AND ts = %s", (body.value, m.id, body.obis, body.ts))
+        old = (stored.value, stored.quality, stored.reasons, stored.source)
         await conn.execute(
             "INSERT INTO audit_log (actor, ip, action, object_type, object_id, old, new, comment) "
             "VALUES (%s, %s, 'correction', %s, %s, %s, %s, %s)",
             (_actor(principal), _ip(request), body.kind, f"{code}/{body.obis}/{body.ts.isoformat()}",
              json.dumps({"value": old[0], "quality": old[1], "reasons": old[2], "source": old[3]}),
              json.dumps({"value": body.value, "quality": "M", "source": "manual"}), body.reason))
-        await _recompute(conn, m.id, body.obis, body.ts)
     return {"meter": code, "kind": body.kind, "obis": body.obis, "ts": body.ts, "old_value": old[0],
             "value": body.value, "quality": "M", "reason": body.reason}
 

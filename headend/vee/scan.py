@@ -19,6 +19,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import psycopg
 
+from askue.headend.storage import meta, values
 from askue.headend.vee import engine, estimate, store
 from askue.headend.vee.model import Result, Value
 from askue.headend.vee.rules.common import Ctx, main_profile, main_register
@@ -68,7 +69,7 @@ async def _set_state(conn: psycopg.AsyncConnection, name: str, at: datetime) -> 
 
 async def scan_once(conn: psycopg.AsyncConnection, now: datetime) -> ScanStats:
     stats = ScanStats()
-    tz = await store.db_timezone(conn)
+    tz = await meta.timezone(conn)
     async with conn.transaction():
         cfg = await store.load_thresholds(conn)
         meters = await store.load_meters(conn, tz, where="m.status <> 'decommissioned'")
@@ -135,50 +136,29 @@ async def _judge_chunk(conn: psycopg.AsyncConnection, chunk: dict[int, store.Met
     return raised, n
 
 
-async def _ensure_partitions(conn: psycopg.AsyncConnection, table: str, tss: list[datetime]) -> None:
-    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-    if not mode or mode[0] != "plain":
-        return
-    for month in sorted({t.astimezone(UTC).date().replace(day=1) for t in tss}):
-        await conn.execute("SELECT askue_ensure_month_partition(%s, %s)", (table, month))
-
-
 async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Estimate], ids: dict[str, int],
                            now: datetime, tz: tzinfo) -> int:
-    """Store estimates where no value exists (never over a real one); audit and rebuild rollups."""
+    """Store estimates where no value exists (never over a real one) and audit them."""
     if not ests:
         return 0
-    n = 0
-    for kind, table in (("interval", "intervals"), ("register", "register_readings")):
-        rows = [e for e in ests if e.kind == kind]
+    stored = await values.insert(conn, [
+        values.ValueRow(e.kind, ids[e.meter_id], e.obis, e.ts, "meter", now, e.value, e.quality, e.reasons, "estimate",
+                        period_s=e.period_s) for e in ests])
+    done = stored.rows
+    for kind in ("interval", "register"):
+        rows = [r for r in done if r.kind == kind]
         if not rows:
             continue
-        await _ensure_partitions(conn, table, [e.ts for e in rows])
-        per = ", period_s" if kind == "interval" else ""
-        per_arr = ", %s::int[]" if kind == "interval" else ""
-        params: list = [[ids[e.meter_id] for e in rows], [e.obis for e in rows], [e.ts for e in rows],
-                        [now] * len(rows), [e.value for e in rows], [e.quality for e in rows],
-                        [",".join(e.reasons) for e in rows]]
-        if kind == "interval":
-            params.append([e.period_s for e in rows])
-        cur = await conn.execute(
-            f"INSERT INTO {table} (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source{per}) "
-            f"SELECT u.m, u.o, u.t, 'meter', u.r, u.v, u.q, string_to_array(u.rs, ','), 'estimate'{per} "
-            f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::float8[], "
-            f"%s::text[], %s::text[]{per_arr}) AS u(m, o, t, r, v, q, rs{per}) "
-            "ON CONFLICT (meter_id, obis, ts) DO NOTHING RETURNING meter_id, obis, ts, value", params)
-        done = await cur.fetchall()
-        n += len(done)
-        if done:  # the replace-estimate trigger looks these up first (migration 0101)
-            await conn.execute(
-                "INSERT INTO vee_estimate_slots (kind, meter_id, obis, ts) "
-                "SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
-                (kind, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done]))
+        # the replace-estimate trigger looks these up first (migration 0101)
+        await conn.execute(
+            "INSERT INTO vee_estimate_slots (kind, meter_id, obis, ts) "
+            "SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
+            (kind, [r.meter_id for r in rows], [r.obis for r in rows], [r.ts for r in rows]))
         spans: dict[tuple[int, str], list] = {}
-        for mid, obis, ts, _value in done:
-            s = spans.setdefault((mid, obis), [ts, ts, 0])
-            s[0], s[1], s[2] = min(s[0], ts), max(s[1], ts), s[2] + 1
-        methods = {(ids[e.meter_id], e.obis): e.method for e in rows}
+        for r in rows:
+            s = spans.setdefault((r.meter_id, r.obis), [r.ts, r.ts, 0])
+            s[0], s[1], s[2] = min(s[0], r.ts), max(s[1], r.ts), s[2] + 1
+        methods = {(ids[e.meter_id], e.obis): e.method for e in ests if e.kind == kind}
         for (mid, obis), (a, b, count) in spans.items():
             await conn.execute(
                 "INSERT INTO audit_log (actor, action, object_type, object_id, old, new, comment) "
@@ -186,13 +166,7 @@ async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Es
                 (kind, f"{mid}/{obis}", json.dumps({"from": a.isoformat(), "to": b.isoformat(), "count": count,
                                                       "method": methods.get((mid, obis))}),
                  "оценка пропущенных значений / missing values estimated"))
-        mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-        if mode and mode[0] == "plain":
-            from askue.headend.storage import rollups
-
-            for (mid, obis), (a, b, _) in spans.items():
-                await rollups.recompute(conn, mid, obis, a, b)
-    return n
+    return len(done)
 
 
 async def _houses(conn: psycopg.AsyncConnection, meters: dict[int, store.MeterRow], cfg: ThresholdConfig,

@@ -11,13 +11,11 @@ from typing import Any
 
 import psycopg
 
+from askue.headend.storage import values
 from askue.headend.vee.model import Clear, Finding, Mark, MeterFacts, Result, Value
 from askue.headend.vee.thresholds import ThresholdConfig
 
 log = logging.getLogger(__name__)
-
-TABLES = {"register": "register_readings", "interval": "intervals", "instant": "instant_values",
-          "event": "meter_events"}
 
 # Reasons that keep a value out of billing until someone looks at it (billing calls billable()).
 BLOCKING_REASONS = frozenset({"reverse_reading", "spike", "over_limit", "duplicate", "wrong_period", "frozen",
@@ -77,19 +75,6 @@ async def load_meters(conn: psycopg.AsyncConnection, tz: tzinfo, ids: Sequence[i
     return out
 
 
-_TZ_CACHE: dict[str, tzinfo] = {}
-
-
-async def db_timezone(conn: psycopg.AsyncConnection) -> tzinfo:
-    """The time zone days are counted in (recorded by the migrations in askue_meta)."""
-    from zoneinfo import ZoneInfo
-
-    if "tz" not in _TZ_CACHE:
-        row = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'timezone'")).fetchone()
-        _TZ_CACHE["tz"] = ZoneInfo(row[0] if row else "Europe/Moscow")
-    return _TZ_CACHE["tz"]
-
-
 async def load_thresholds(conn: psycopg.AsyncConnection) -> ThresholdConfig:
     """Overrides from vee_thresholds; a row that does not validate (edited by hand) is
     skipped with a warning rather than stopping VEE for everyone."""
@@ -123,7 +108,7 @@ async def load_values(conn: psycopg.AsyncConnection, meter_ids: Sequence[int], c
     out: dict[int, list[Value]] = {m: [] for m in meter_ids}
     for kind in kinds:
         period = "period_s" if kind == "interval" else "NULL::int"
-        q = (f"SELECT meter_id, obis, ts, value, received_at, {period}, quality FROM {TABLES[kind]} "
+        q = (f"SELECT meter_id, obis, ts, value, received_at, {period}, quality FROM {values.TABLES[kind]} "
              "WHERE meter_id = ANY(%s) AND ts >= %s AND ts <= %s")
         params: list[Any] = [list(meter_ids), start, end]
         if obis is not None:
@@ -236,7 +221,7 @@ async def write_marks(conn: psycopg.AsyncConnection, marks: Sequence[Mark], kind
     for kind, items in grouped.items():
         keys = list(items)
         await conn.execute(
-            f"UPDATE {TABLES[kind]} t SET reasons = ARRAY(SELECT DISTINCT x FROM unnest(t.reasons || "
+            f"UPDATE {values.TABLES[kind]} t SET reasons = ARRAY(SELECT DISTINCT x FROM unnest(t.reasons || "
             "string_to_array(u.r, ',')) AS x ORDER BY x) "
             "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[]) AS u(mid, obis, ts, r) "
             "WHERE t.meter_id = u.mid AND t.obis = u.obis AND t.ts = u.ts",

@@ -62,9 +62,9 @@ async def conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
 
 
 async def db_tz(c: psycopg.AsyncConnection) -> tzinfo:
-    from askue.headend.vee.store import db_timezone
+    from askue.headend.storage import meta
 
-    return await db_timezone(c)
+    return await meta.timezone(c)
 
 
 def pick_lang(request: Request, user: User | None = None) -> str:

@@ -533,11 +533,11 @@ async def test_silent_meter_still_listed_in_snapshot(pg_dsn):
 
 async def test_feed_sees_the_real_ingest_merge_path(pg_dsn):
     """Values merged by the storage ingest (COPY into staging, INSERT … ON CONFLICT in a
-    CTE, batch hooks as registered in app.py) reach the feed once; a replay adds nothing."""
+    CTE, the after-insert hooks the head-end registers) reach the feed once; a replay adds nothing."""
     from askue.contract import DataMessage, Value
-    from askue.headend.app import BATCH_HOOKS, load_entries
     from askue.headend.ingest import merge
     from askue.headend.ingest.batch import Pending
+    from askue.headend.storage import hooks
 
     conn = await _conn(pg_dsn)
     await merge.prepare_connection(conn)
@@ -556,7 +556,7 @@ async def test_feed_sees_the_real_ingest_merge_path(pg_dsn):
         p.n_values = len(values)
         return p
 
-    ctx = merge.MergeContext(hooks=load_entries(BATCH_HOOKS))
+    ctx = merge.MergeContext(hooks=hooks.composed())
     await merge.write(conn, ctx, pending())
     page = await feed.fetch_page(conn, feed.Cursor(), org_ids=frozenset({org}))
     assert [(i.meter, i.value, i.source) for i in page.items] == [("m1", 100.0 + i, "gateway") for i in range(5)]
