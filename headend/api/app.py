@@ -7,15 +7,18 @@ import psycopg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from askue.headend.api import routes_consumption, routes_gateways, routes_meters, routes_registry
+from askue.headend.api import errors, routes_consumption, routes_gateways, routes_meters, routes_registry
 from askue.headend.config import Settings
+from askue.headend.events import api as events_api
 from askue.headend.exports import router as billing_router
+from askue.headend.readings import api as readings_api
 from askue.headend.vee import api as vee_api
 from askue.headend.web import router as web_router
 
 # Routers under /api/v1, and the operators' pages (their own /web prefix).
 ROUTERS: list[APIRouter] = [routes_meters.router, routes_consumption.router, routes_gateways.router,
-                            routes_registry.router, billing_router.router, vee_api.router]
+                            routes_registry.router, billing_router.router, events_api.router, readings_api.router,
+                            vee_api.router]
 PAGES: list[APIRouter] = [web_router.router]
 
 
@@ -40,6 +43,7 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
                   description="Meters, readings, intervals, consumption and gateways of an askue head-end. "
                               "Every endpoint except /api/v1/health needs `Authorization: Bearer <token>`.")
     app.state.settings = settings
+    errors.install(app)
 
     @app.exception_handler(psycopg.errors.DataError)
     async def data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from askue.headend.api.auth import Principal, org_scope, require_principal
+from askue.headend.api.auth import require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
+from askue.headend.auth.permissions import Principal
 from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import values as vq
 from askue.headend.storage.values import KINDS
@@ -38,14 +39,14 @@ async def list_meters(
     after = decode_cursor(cursor, 1)
     f = mq.MeterFilter(q=q, status=status, resource=resource, org=org, site=site, account=account,
                        gateway=gateway, balance=balance)
-    rows = await mq.list_meters(conn, f, org_scope(principal, "m.org_id"), after[0] if after else None, limit + 1)
+    rows = await mq.list_meters(conn, f, principal.scope, after[0] if after else None, limit + 1)
     for r in rows:
         r.pop("id", None)
     return page(rows, limit, lambda r: [r["code"]])
 
 
 async def _meter(conn: psycopg.AsyncConnection, code: str, principal: Principal) -> dict:
-    m = await mq.get_meter(conn, code, org_scope(principal, "m.org_id"))
+    m = await mq.get_meter(conn, code, principal.scope)
     if m is None:
         raise _not_found(code)
     return m

@@ -7,9 +7,10 @@ import psycopg
 from fastapi import APIRouter, Depends, Query
 from psycopg.rows import dict_row
 
-from askue.headend.api.auth import Principal, org_scope, require_principal
+from askue.headend.api.auth import require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
+from askue.headend.auth.permissions import Principal
 
 router = APIRouter(tags=["registry"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -29,8 +30,8 @@ _LISTS = {
 async def _list(name: str, q: str | None, cursor: str | None, limit: int, principal: Principal,
                 conn: psycopg.AsyncConnection) -> dict:
     base, org_col, key_col, search_cols = _LISTS[name]
-    scope_sql, scope_params = org_scope(principal, org_col)
-    conds, params = [scope_sql], list(scope_params)
+    scope_sql, params = principal.scope.sql(org_col)
+    conds = [scope_sql]
     if q:
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append("(" + " OR ".join(f"{c} ILIKE %s" for c in [key_col, *search_cols]) + ")")

@@ -40,6 +40,7 @@ def _password(from_stdin: bool) -> str:
 
 
 def run(args) -> int:
+    from askue.headend.auth import audit
     from askue.headend.auth.passwords import check_policy, hash_password
     from askue.headend.auth.users import UserError, create_user
     from askue.headend.config import ConfigError, load_settings
@@ -83,8 +84,7 @@ def run(args) -> int:
                     print(f"askue users: no user {args.login!r}", file=sys.stderr)
                     return EXIT_FAILURE
                 print(f"password of {args.login} changed")
-            conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id) VALUES ('cli', %s, 'user', %s)",
-                         ("user_" + cmd, args.login))
+            audit.record_sync(conn, "cli", "user_" + cmd, "user", args.login)
     except (UserError, ValueError) as e:
         print(f"askue users: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,6 +1,7 @@
 """Users: create, change, authenticate. Roles are the API roles (admin,
-dispatcher, org_admin, viewer); an org_admin is limited to its organisations.
-Billing systems get API tokens (`askue.headend.api.auth.create_token`), not users."""
+dispatcher, org_admin, viewer; auth/permissions.py says what each may do); an
+org_admin is limited to its organisations. Billing systems get API tokens
+(`askue.headend.api.auth.create_token`), not users."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,14 +9,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.api.auth import Principal
 from askue.headend.auth.passwords import check_policy, hash_password, needs_rehash, verify_password
-
-USER_ROLES = ("admin", "dispatcher", "org_admin", "viewer")
-ROLE_TITLES = {"admin": ("Администратор", "Administrator"), "dispatcher": ("Диспетчер", "Dispatcher"),
-               "org_admin": ("Администратор организации", "Organisation admin"),
-               "viewer": ("Наблюдатель", "Viewer"), "billing": ("Биллинг (API)", "Billing (API)")}
-WRITER_ROLES = frozenset({"admin", "dispatcher", "org_admin"})
+from askue.headend.auth.permissions import USER_ROLES, Principal
 
 
 class UserError(ValueError):
@@ -32,12 +27,8 @@ class User:
     lang: str
     active: bool
 
-    def principal(self) -> Principal:
-        return Principal(self.login, self.role, self.org_ids)
-
-    @property
-    def may_act(self) -> bool:
-        return self.role in WRITER_ROLES
+    def principal(self, ip: str | None = None) -> Principal:
+        return Principal(self.login, self.role, self.org_ids, ip)
 
 
 _COLS = "id, login, name, role, org_ids, lang, active"
@@ -110,13 +101,6 @@ async def authenticate(conn: psycopg.AsyncConnection, login: str, password: str)
         await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (hash_password(password), row["id"]))
     await conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (row["id"],))
     return _user(row)
-
-
-async def get_user(conn: psycopg.AsyncConnection, user_id: int) -> User | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLS} FROM users WHERE id = %s", (user_id,))
-        row = await cur.fetchone()
-    return _user(row) if row else None
 
 
 async def list_users(conn: psycopg.AsyncConnection, org_ids: frozenset[int] | None) -> list[dict]:

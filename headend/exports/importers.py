@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from askue.headend.auth import audit
+from askue.headend.auth.permissions import Principal
+from askue.headend.readings import service as readings
 from askue.headend.storage import meta, values
 
 from . import integral_xlsx, xml80020
 from .errors import ExportFormatError, Issue
-from .manual import ManualReading, submit
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +90,9 @@ async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: f
         stored = await values.insert(conn, [
             values.ValueRow("interval", mid, obis, ts, "meter", now, value, quality, ["imported_80020"], "file",
                             period_s=1800) for mid, obis, ts, value, quality, _ in rows])
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, object_type, object_id, new) VALUES (%s, 'billing.import_80020', "
-            "'file', %s, jsonb_build_object('inserted', %s::int, 'rows', %s::int))",
-            (author, file_name or f"80020_{msg.sender_inn}_{msg.day:%Y%m%d}_{msg.number}", stored.count, len(rows)))
+        await audit.record(conn, author, "billing.import_80020", "file",
+                           file_name or f"80020_{msg.sender_inn}_{msg.day:%Y%m%d}_{msg.number}",
+                           new={"inserted": stored.count, "rows": len(rows)})
         # a file states a whole day: its buckets are rebuilt from what is stored now
         await values.refresh_rollups(conn, [(mid, obis, ts) for mid, obis, ts, *_ in rows])
     report.inserted = stored.count
@@ -114,11 +115,12 @@ async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids
         for r in bad:
             r.message = "ошибка / error: " + "; ".join(str(i) for i in r.issues)
         return results
-    readings = [ManualReading(meter=r.reading.meter_number, obis=r.reading.obis, value=float(r.reading.current),
-                              ts=now, consumer=True, comment=f"integral xlsx row {r.row}")
-                for r in ok if r.reading is not None and r.reading.current is not None]
-    outcome = await submit(conn, readings, author=author, org_ids=org_ids, now=now, confirm=confirm, source="file",
-                           dry_run=dry_run, all_or_nothing=not partial)
+    inputs = [readings.ReadingInput(r.reading.meter_number, r.reading.obis, float(r.reading.current), now,
+                                    consumer=True, comment=f"integral xlsx row {r.row}")
+              for r in ok if r.reading is not None and r.reading.current is not None]
+    # the caller checked the role; the file's readings go in on behalf of `author` within `org_ids`
+    outcome = await readings.submit(conn, Principal(author, "billing", org_ids), inputs, now=now, confirm=confirm,
+                                    source="file", dry_run=dry_run, all_or_nothing=not partial)
     for r, o in zip(ok, outcome, strict=True):
         r.message = f"{o.message_ru} / {o.message_en}"
         if o.status != "accepted" and o.status != "not_stored":
@@ -174,10 +176,8 @@ async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: 
         stored = await values.insert(conn, [
             values.ValueRow("interval", mid, obis, ts, "meter", now, value, "A", ["imported_hourly_xlsx"], "file",
                             period_s=3600) for ts, value in rows])
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, object_type, object_id, new) VALUES (%s, 'billing.import_hourly', "
-            "'meter', %s, jsonb_build_object('month', %s::text, 'inserted', %s::int))",
-            (author, meter_code, report.month, stored.count))
+        await audit.record(conn, author, "billing.import_hourly", "meter", meter_code,
+                           new={"month": report.month, "inserted": stored.count})
         await values.refresh_rollups(conn, [(mid, obis, ts) for ts, _ in rows])
     report.inserted = stored.count
     report.kept_existing = len(rows) - stored.count

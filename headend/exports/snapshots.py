@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from askue.headend.auth import audit
 from askue.headend.storage import meta
 
 LOOKBACK = timedelta(days=3)  # how far from the boundary a reading may be to count as "at" it
@@ -291,10 +292,8 @@ async def close_period(conn: psycopg.AsyncConnection, org_id: int, month: date, 
                 [_row_values(period["id"], s) for s in snaps])
         await conn.execute("UPDATE billing_periods SET state = 'closed', closed_at = now(), closed_by = %s "
                            "WHERE id = %s", (actor, period["id"]))
-        await conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, new) "
-                           "VALUES (%s, 'billing.close_period', 'billing_period', %s, %s)",
-                           (actor, str(period["id"]), json.dumps({"org_id": org_id, "month": str(month),
-                                                                   "rows": len(snaps)})))
+        await audit.record(conn, actor, "billing.close_period", "billing_period", str(period["id"]),
+                           new={"org_id": org_id, "month": str(month), "rows": len(snaps)})
     return snaps
 
 
@@ -372,9 +371,8 @@ async def recalculate(conn: psycopg.AsyncConnection, org_id: int, month: date, a
             made.append({"id": rid, "meter_id": key[0], "obis": key[1], "old_consumption": old_c,
                          "new_consumption": new_c, "delta": delta})
         if made:
-            await conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, new, comment) "
-                               "VALUES (%s, 'billing.recalculate', 'billing_period', %s, %s, %s)",
-                               (actor, str(period["id"]), json.dumps({"records": len(made)}), reason))
+            await audit.record(conn, actor, "billing.recalculate", "billing_period", str(period["id"]),
+                               new={"records": len(made)}, comment=reason)
     return made
 
 

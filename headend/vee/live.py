@@ -14,11 +14,11 @@ it was taken, not a meter clock); VEE's own estimates are not judged again.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 import psycopg
 
+from askue.headend.auth import audit
 from askue.headend.storage import hooks, meta, values
 from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, store
@@ -116,9 +116,7 @@ async def _note_replaced(conn: psycopg.AsyncConnection, meter_ids: set[int]) -> 
     if not rows:
         return
     for kind, mid, obis, ts, old, new in rows:
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, object_type, object_id, old, new, comment) "
-            "VALUES ('vee', 'estimate_replaced', %s, %s, %s, %s, %s)",
-            (kind, f"{mid}/{obis}/{ts.isoformat()}", json.dumps({"value": old, "quality": "E"}),
-             json.dumps({"value": new, "quality": "A"}), "real value arrived / получено фактическое значение"))
+        await audit.record(conn, "vee", "estimate_replaced", kind, f"{mid}/{obis}/{ts.isoformat()}",
+                           old={"value": old, "quality": "E"}, new={"value": new, "quality": "A"},
+                           comment="real value arrived / получено фактическое значение")
     await values.refresh_rollups(conn, [(mid, obis, ts) for _, mid, obis, ts, _, _ in rows])

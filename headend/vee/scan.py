@@ -12,13 +12,13 @@ Registered in headend/app.py BACKGROUND_TASKS as "askue.headend.vee.scan:scan_ta
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import psycopg
 
+from askue.headend.auth import audit
 from askue.headend.storage import meta, values
 from askue.headend.vee import engine, estimate, store
 from askue.headend.vee.model import Result, Value
@@ -160,12 +160,10 @@ async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Es
             s[0], s[1], s[2] = min(s[0], r.ts), max(s[1], r.ts), s[2] + 1
         methods = {(ids[e.meter_id], e.obis): e.method for e in ests if e.kind == kind}
         for (mid, obis), (a, b, count) in spans.items():
-            await conn.execute(
-                "INSERT INTO audit_log (actor, action, object_type, object_id, old, new, comment) "
-                "VALUES ('vee', 'estimate', %s, %s, NULL, %s, %s)",
-                (kind, f"{mid}/{obis}", json.dumps({"from": a.isoformat(), "to": b.isoformat(), "count": count,
-                                                      "method": methods.get((mid, obis))}),
-                 "оценка пропущенных значений / missing values estimated"))
+            await audit.record(conn, "vee", "estimate", kind, f"{mid}/{obis}",
+                               new={"from": a.isoformat(), "to": b.isoformat(), "count": count,
+                                    "method": methods.get((mid, obis))},
+                               comment="оценка пропущенных значений / missing values estimated")
     return len(done)
 
 

@@ -9,7 +9,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
-from askue.headend.api.auth import create_token, org_scope
+from askue.headend.api.auth import create_token
 from askue.headend.auth import audit, users
 from askue.headend.storage.queries import gateways as gq
 from askue.headend.web import queries as wq
@@ -17,7 +17,6 @@ from askue.headend.web.deps import (
     WebUser,
     base_path,
     check_csrf,
-    client_ip,
     conn,
     html_errors,
     render,
@@ -53,7 +52,7 @@ async def map_data(w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = 
 @router.get("/gateways")
 @html_errors
 async def gateways(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
-    rows = await gq.list_gateways(c, org_scope(w.principal, "{col}"), None, 5000)
+    rows = await gq.list_gateways(c, w.principal.scope, None, 5000)
     return render(request, "gateways.html", {"rows": rows}, w)
 
 
@@ -96,8 +95,7 @@ async def users_create(request: Request, login: str = Form(...), password: str =
         u = await users.create_user_async(c, login.strip(), password, role, org_ids, name or None)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    await audit.record(c, w.user.login, client_ip(request), "user_create", "user", u.login,
-                       new={"role": role, "orgs": orgs})
+    await audit.record(c, w.principal, "user_create", "user", u.login, new={"role": role, "orgs": orgs})
     return RedirectResponse(f"{base_path(request)}/users", status_code=303)
 
 
@@ -113,8 +111,8 @@ async def users_active(request: Request, login: str, active: bool = Form(...), c
     if target["id"] == w.user.id:
         raise HTTPException(409, "you cannot deactivate yourself")
     await users.set_active(c, target["id"], active)
-    await audit.record(c, w.user.login, client_ip(request), "user_activate" if active else "user_deactivate",
-                       "user", login, old={"active": target["active"]}, new={"active": active})
+    await audit.record(c, w.principal, "user_activate" if active else "user_deactivate", "user", login,
+                       old={"active": target["active"]}, new={"active": active})
     return RedirectResponse(f"{base_path(request)}/users", status_code=303)
 
 
@@ -142,8 +140,7 @@ async def token_create(request: Request, name: str = Form(...), org: str = Form(
         token = await asyncio.to_thread(_run)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    await audit.record(c, w.user.login, client_ip(request), "token_create", "api_token", name,
-                       new={"role": "billing", "org": org or None})
+    await audit.record(c, w.principal, "token_create", "api_token", name, new={"role": "billing", "org": org or None})
     rows = await users.list_users(c, w.user.org_ids)
     orgs = await wq.visible_orgs(c, w.principal)
     return render(request, "users.html", {"rows": rows, "orgs": orgs, "roles": users.USER_ROLES,
@@ -184,6 +181,6 @@ async def change_password(request: Request, old: str = Form(...), new: str = For
 
     current = sessions._hash(request.cookies.get(sessions.COOKIE) or "")
     await c.execute("DELETE FROM web_sessions WHERE user_id = %s AND token_hash <> %s", (w.user.id, current))
-    await audit.record(c, w.user.login, client_ip(request), "password_change", "user", w.user.login)
+    await audit.record(c, w.principal, "password_change", "user", w.user.login)
     rows = await audit.history(c, [w.user.login])
     return render(request, "history.html", {"rows": rows, "actor": "", "changed": True}, w)

@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from askue.headend.api.auth import org_scope
 from askue.headend.api.routes_registry import _list as registry_list
 from askue.headend.storage.queries import consumption as cq
 from askue.headend.storage.queries import meters as mq
@@ -105,13 +104,13 @@ async def account(request: Request, code: str, w: WebUser = Depends(web_user),
     acc = await wq.get_account(c, w.principal, code)
     if acc is None:
         raise HTTPException(404, f"account {code!r} not found")
-    meters = await mq.list_meters(c, mq.MeterFilter(account=code), org_scope(w.principal, "m.org_id"), None, 1000)
+    meters = await mq.list_meters(c, mq.MeterFilter(account=code), w.principal.scope, None, 1000)
     for m in meters:
         m["latest"] = await mq.latest_registers(c, m["id"])
     today = _today(w)
     start = date(today.year - 1, today.month, 1)
     rows = await cq.consumption(c, cq.ConsumptionQuery(level="account", key=code, granularity="month", start=start,
-                                                       group="meter"), org_scope(w.principal, "m.org_id"))
+                                                       group="meter"), w.principal.scope)
     return render(request, "account.html", {"acc": acc, "meters": meters, "rows": rows, "units": UNITS}, w)
 
 
@@ -119,7 +118,7 @@ async def account(request: Request, code: str, w: WebUser = Depends(web_user),
 @html_errors
 async def meter_card(request: Request, code: str, gran: str = Query("day", pattern="^(day|month)$"),
                      w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
-    m = await mq.get_meter(c, code, org_scope(w.principal, "m.org_id"))
+    m = await mq.get_meter(c, code, w.principal.scope)
     if m is None:
         raise HTTPException(404, f"meter {code!r} not found")
     latest = await mq.latest_registers(c, m["id"])
@@ -135,7 +134,7 @@ async def meter_card(request: Request, code: str, gran: str = Query("day", patte
             d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
     rows = await cq.consumption(c, cq.ConsumptionQuery(level="meter", key=code, granularity=gran, start=start,
                                                        end=today + timedelta(days=1)),
-                                org_scope(w.principal, "m.org_id"))
+                                w.principal.scope)
     zones = sorted({r["zone"] for r in rows})
     main_zone = 0 if 0 in zones or not zones else zones[0]
     by = {r["bucket"]: r["value"] for r in rows if r["zone"] == main_zone}

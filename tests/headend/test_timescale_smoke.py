@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from askue.devservices.ports import free_port
+from askue.headend.auth.permissions import Scope
 from askue.headend.ingest import merge
 from askue.headend.storage import migrations, values
 from askue.headend.storage.queries import consumption as cq
@@ -115,7 +116,7 @@ def test_timescale_mode_end_to_end_without_copy(pglite_dsn: str) -> None:
                 out.append(len(batch.rows))
         # the API's queries, on the continuous aggregates behind the rollup views (real-time part)
         q = cq.ConsumptionQuery(level="house", key="h1", start=date(2026, 3, 2), end=date(2026, 3, 5))
-        before = await cq.consumption(conn, q, ("TRUE", ()))
+        before = await cq.consumption(conn, q, Scope(None))
         readings = await vq.meter_values(conn, 1, ["register"], None, None, None, None, 100)
         await conn.close()
         return [out, before, readings]

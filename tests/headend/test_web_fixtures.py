@@ -94,6 +94,9 @@ def build(dsn: str, tmp: Path, now: datetime | None = None) -> dict:
     facts: dict = {"events": {}, "now": now}
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("UPDATE organisations SET inn = CASE code WHEN 'uk1' THEN '7701234567' ELSE '2301234567' END")
+        # readings are accepted on any day of the month (the default window opens on the 15th)
+        c.execute("INSERT INTO billing_reading_windows (org_id, open_day, close_day, max_age_days, tolerance) "
+                  "VALUES (NULL, 1, 28, 10, 3)")
         for code, age in CONTACT_AGE_MIN.items():
             c.execute("UPDATE meters SET last_contact = %s, last_ok = %s WHERE code = %s",
                       (None if age is None else now - timedelta(minutes=age), age is not None, code))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from askue.headend.vee import catalogue
+from askue.headend.events import catalogue
 from askue.headend.vee.model import Finding, MeterFacts, Value
 from askue.headend.vee.thresholds import Thresholds
 

@@ -14,17 +14,19 @@ import psycopg
 import pytest
 from openpyxl import load_workbook
 
+from askue.headend.auth.permissions import Principal
 from askue.headend.exports import (
     exporters,
     feed,
     importers,
     integral_xlsx,
-    manual,
     snapshots,
     tasks,
     xml80020,
 )
 from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
+from askue.headend.readings import service as readings
+from askue.headend.readings import window
 
 MSK = ZoneInfo("Europe/Moscow")
 A_PLUS = "1.0.1.8.0.255"
@@ -375,7 +377,7 @@ async def test_hourly_profile_export_cell_by_cell(pg_dsn):
 
 
 async def _window_everywhere(conn) -> None:
-    await manual.set_window(conn, None, manual.Window(open_day=1, close_day=28, max_age_days=10))
+    await window.set_window(conn, None, window.Window(open_day=1, close_day=28, max_age_days=10))
 
 
 async def test_integral_template_and_import(pg_dsn):
@@ -447,8 +449,9 @@ async def test_manual_window_and_expected_value(pg_dsn):
     orgs = frozenset({org_id})
 
     async def one(value, at=now, confirm=False, ts=None):
-        (r,) = await manual.submit(conn, [manual.ManualReading("m1", A_PLUS, value, ts=ts)], author="op",
-                                   org_ids=orgs, now=at, confirm=confirm)
+        (r,) = await readings.submit(conn, Principal("op", "billing", orgs), [readings.ReadingInput("m1", A_PLUS, value,
+                                                                                                   ts=ts)],
+                                     now=at, confirm=confirm)
         return r
 
     r = await one(1800.0)  # 500 kWh in 10 days where 100 were expected
@@ -464,20 +467,20 @@ async def test_manual_window_and_expected_value(pg_dsn):
     assert (await one(100_000.0)).status == "rejected"  # beyond 5 digits
     await snapshots.close_period(conn, org_id, date(2024, 3, 1), "b")
     assert "closed" in (await one(1520.0, at=now + timedelta(hours=2))).message_en
-    foreign = await manual.submit(conn, [manual.ManualReading("m1", A_PLUS, 1.0)], author="x",
-                                  org_ids=frozenset({999}), now=now)
+    foreign = await readings.submit(conn, Principal("x", "billing", frozenset({999})),
+                                    [readings.ReadingInput("m1", A_PLUS, 1.0)], now=now)
     assert foreign[0].status == "rejected" and "not found" in foreign[0].message_en
     await conn.close()
 
 
 def test_window_month_for():
-    w = manual.Window(open_day=15, close_day=5)
+    w = window.Window(open_day=15, close_day=5)
     assert w.month_for(date(2024, 3, 14)) is None
     assert w.month_for(date(2024, 3, 15)) == date(2024, 3, 1)
     assert w.month_for(date(2024, 4, 5)) == date(2024, 3, 1)
     assert w.month_for(date(2024, 4, 6)) is None
     assert w.month_for(date(2025, 1, 3)) == date(2024, 12, 1)
-    wide = manual.Window(open_day=1, close_day=28)
+    wide = window.Window(open_day=1, close_day=28)
     assert wide.month_for(date(2024, 4, 10)) == date(2024, 3, 1)  # last month's window wins while open
 
 
