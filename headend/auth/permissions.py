@@ -31,6 +31,9 @@ class Action(StrEnum):
     TOKENS_CREATE = "tokens.create"
 
 
+# Roles a user manager may give: an organisation's admin manages its own people only.
+GRANTABLE: dict[str, tuple[str, ...]] = {"admin": USER_ROLES, "org_admin": ("org_admin", "viewer")}
+
 ALLOWED: dict[Action, frozenset[str]] = {
     Action.EVENTS_ACT: frozenset({"admin", "dispatcher", "org_admin"}),
     Action.READINGS_ENTER: frozenset({"admin", "dispatcher", "org_admin", "billing"}),
