@@ -34,7 +34,7 @@ from askue.headend.errors import Conflict, Invalid, NeedsConfirmation, NotFound,
 from askue.headend.readings.window import Window, load_window
 from askue.headend.storage import meta, values
 from askue.headend.vee import estimate, store
-from askue.headend.vee.model import Value
+from askue.headend.vee.model import MeterValue
 from askue.headend.vee.rules.common import forward_delta, main_register
 from askue.headend.vee.store import BLOCKING_REASONS
 
@@ -130,13 +130,13 @@ async def find_meter(conn: psycopg.AsyncConnection, principal: Principal, ref: s
 
 
 async def _history(conn: psycopg.AsyncConnection, m: _Meter, obis: str, before: datetime,
-                   days: int) -> list[Value]:
+                   days: int) -> list[MeterValue]:
     """Billable register readings of one channel in the `days` before `before`."""
     cur = await conn.execute(
         f"SELECT ts, value, received_at, quality, reasons FROM {values.TABLES['register']} "
         "WHERE meter_id = %s AND obis = %s AND ts < %s AND ts >= %s ORDER BY ts",
         (m.id, obis, before, before - timedelta(days=days)))
-    return [Value(m.code, obis, "register", ts, v, received_at=rx, quality=q, new=False)
+    return [MeterValue(m.code, obis, "register", ts, v, received_at=rx, quality=q, new=False)
             for ts, v, rx, q, rs in await cur.fetchall() if q in ("A", "M") and not set(rs or ()) & BLOCKING_REASONS]
 
 
@@ -147,7 +147,7 @@ async def _expected(conn: psycopg.AsyncConnection, m: _Meter, obis: str, at: dat
     last = hist[-1] if hist else None
     main = main_register(facts)
     # «по среднему» on the channel asked for: treat it as the main register for this estimate
-    base = [v if obis == main else Value(v.meter_id, main, v.kind, v.ts, v.value, v.received_at, v.period_s,
+    base = [v if obis == main else MeterValue(v.meter, main, v.kind, v.ts, v.value, v.received_at, v.period_s,
                                          v.quality, v.new) for v in hist]
     avg = estimate.average_daily(facts, base, at, th)
     exp = confirm = None

@@ -22,7 +22,7 @@ from askue.headend.auth import audit
 from askue.headend.storage import hooks, meta, values
 from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, store
-from askue.headend.vee.model import Result, Value
+from askue.headend.vee.model import MeterValue, Result
 from askue.headend.vee.rules.common import Ctx
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ CROSS JOIN LATERAL (
 
 
 async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], object],
-                    codes: dict[int, str]) -> list[Value]:
+                    codes: dict[int, str]) -> list[MeterValue]:
     if not firsts:
         return []
     keys = list(firsts)
@@ -50,7 +50,7 @@ async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple
     sql = _PREV_SQL.format(extra=extra, extra_inner=", period_s" if kind == "interval" else "",
                            table=values.TABLES[kind])
     cur = await conn.execute(sql, ([k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]))
-    return [Value(codes[mid], obis, kind, ts, value, received_at=rx, quality=q, period_s=per, new=False)
+    return [MeterValue(codes[mid], obis, kind, ts, value, received_at=rx, quality=q, period_s=per, new=False)
             for mid, obis, ts, value, rx, q, per in await cur.fetchall()]
 
 
@@ -63,8 +63,8 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
         return
     tz = await meta.timezone(conn)
     meters = await store.load_meters(conn, tz, sorted({r.meter_id for r in rows} | {r.meter_id for r in repeated}))
-    codes = {mid: m.facts.meter_id for mid, m in meters.items()}
-    new_by_meter: dict[int, list[Value]] = {}
+    codes = {mid: m.facts.code for mid, m in meters.items()}
+    new_by_meter: dict[int, list[MeterValue]] = {}
     firsts: dict[str, dict[tuple[int, str], object]] = {"register": {}, "interval": {}}
     kinds_by_obis: dict[tuple[str, str], str] = {}
     entered: set[int] = set()  # meters with values from a person or a file
@@ -73,27 +73,27 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             continue
         if r.source != "gateway":
             entered.add(r.meter_id)
-        v = Value(codes[r.meter_id], r.obis, r.kind, r.ts, r.value, received_at=r.received_at, period_s=r.period_s)
+        v = MeterValue(codes[r.meter_id], r.obis, r.kind, r.ts, r.value, received_at=r.received_at, period_s=r.period_s)
         new_by_meter.setdefault(r.meter_id, []).append(v)
-        kinds_by_obis[(v.meter_id, r.obis)] = r.kind
+        kinds_by_obis[(v.meter, r.obis)] = r.kind
         if r.kind in firsts:
             k = (r.meter_id, r.obis)
             if k not in firsts[r.kind] or r.ts < firsts[r.kind][k]:  # type: ignore[operator]
                 firsts[r.kind][k] = r.ts
-    history: dict[int, list[Value]] = {}
+    history: dict[int, list[MeterValue]] = {}
     for r in repeated:  # the stored first copy as history, the repeat under check
         if r.meter_id not in codes:
             continue
         code = codes[r.meter_id]
         history.setdefault(r.meter_id, []).append(
-            Value(code, r.obis, r.kind, r.ts, r.first_value, received_at=r.first_received_at, new=False))
+            MeterValue(code, r.obis, r.kind, r.ts, r.first_value, received_at=r.first_received_at, new=False))
         new_by_meter.setdefault(r.meter_id, []).append(
-            Value(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
+            MeterValue(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
         kinds_by_obis[(code, r.obis)] = r.kind
     ids = {c: m for m, c in codes.items()}
     for kind in ("register", "interval"):
         for v in await _previous(conn, kind, firsts[kind], codes):
-            history.setdefault(ids[v.meter_id], []).append(v)
+            history.setdefault(ids[v.meter], []).append(v)
     cfg = await store.load_thresholds(conn)
     res = Result()
     for mid, vals in new_by_meter.items():

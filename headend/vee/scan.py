@@ -21,7 +21,7 @@ import psycopg
 from askue.headend.auth import audit
 from askue.headend.storage import meta, values
 from askue.headend.vee import engine, estimate, store
-from askue.headend.vee.model import Result, Value
+from askue.headend.vee.model import MeterValue, Result
 from askue.headend.vee.rules.common import Ctx, main_profile, main_register
 from askue.headend.vee.thresholds import ThresholdConfig
 
@@ -116,14 +116,14 @@ async def _judge_chunk(conn: psycopg.AsyncConnection, chunk: dict[int, store.Met
                        now: datetime, tz: tzinfo) -> tuple[int, int]:
     days = max(cfg.for_meter(m.facts).spike_history_days for m in chunk.values()) + 2
     start = now - timedelta(days=days)
-    codes = {mid: m.facts.meter_id for mid, m in chunk.items()}
+    codes = {mid: m.facts.code for mid, m in chunk.items()}
     channels = sorted({main_register(m.facts) for m in chunk.values()} | {main_profile(m.facts) for m in chunk.values()})
     values = await store.load_values(conn, list(chunk), codes, ("register", "interval"), start, now, channels)
     res = Result()
     estimates: list[estimate.Estimate] = []
     for mid, m in chunk.items():
         th = cfg.for_meter(m.facts)
-        vals = [Value(v.meter_id, v.obis, v.kind, v.ts, v.value, v.received_at, v.period_s, v.quality, True)
+        vals = [MeterValue(v.meter, v.obis, v.kind, v.ts, v.value, v.received_at, v.period_s, v.quality, True)
                 for v in values[mid] if v.quality != "E"]  # estimates are not evidence
         res.extend(engine.check_series(m.facts, vals, Ctx(now=now, thresholds=th, tz=tz), DAY_RULES))
         prof = [v for v in vals if v.kind == "interval" and v.obis == main_profile(m.facts)]
@@ -131,7 +131,7 @@ async def _judge_chunk(conn: psycopg.AsyncConnection, chunk: dict[int, store.Met
             if e.ts <= now - ESTIMATE_MIN_AGE:
                 estimates.append(e)
     raised = await store.apply_result(conn, res, chunk, {}, cfg)
-    ids = {m.facts.meter_id: mid for mid, m in chunk.items()}
+    ids = {m.facts.code: mid for mid, m in chunk.items()}
     n = await insert_estimates(conn, estimates, ids, now, tz)
     return raised, n
 
@@ -142,7 +142,7 @@ async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Es
     if not ests:
         return 0
     stored = await values.insert(conn, [
-        values.ValueRow(e.kind, ids[e.meter_id], e.obis, e.ts, "meter", now, e.value, e.quality, e.reasons, "estimate",
+        values.ValueRow(e.kind, ids[e.meter], e.obis, e.ts, "meter", now, e.value, e.quality, e.reasons, "estimate",
                         period_s=e.period_s) for e in ests])
     done = stored.rows
     for kind in ("interval", "register"):
@@ -158,7 +158,7 @@ async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Es
         for r in rows:
             s = spans.setdefault((r.meter_id, r.obis), [r.ts, r.ts, 0])
             s[0], s[1], s[2] = min(s[0], r.ts), max(s[1], r.ts), s[2] + 1
-        methods = {(ids[e.meter_id], e.obis): e.method for e in ests if e.kind == kind}
+        methods = {(ids[e.meter], e.obis): e.method for e in ests if e.kind == kind}
         for (mid, obis), (a, b, count) in spans.items():
             await audit.record(conn, "vee", "estimate", kind, f"{mid}/{obis}",
                                new={"from": a.isoformat(), "to": b.isoformat(), "count": count,
@@ -177,11 +177,11 @@ async def _houses(conn: psycopg.AsyncConnection, meters: dict[int, store.MeterRo
         return 0
     today = now.astimezone(tz).date()
     period = (datetime.combine(today - timedelta(days=1), time(0), tzinfo=tz), datetime.combine(today, time(0), tzinfo=tz))
-    codes = {mid: m.facts.meter_id for mid, m in members.items()}
+    codes = {mid: m.facts.code for mid, m in members.items()}
     values = await store.load_values(conn, list(members), codes, ("register",), period[0] - timedelta(hours=12),
                                      period[1] + timedelta(hours=12),
                                      sorted({main_register(m.facts) for m in members.values()}))
-    res = engine.check_houses({m.facts.meter_id: m.facts for m in members.values()},
+    res = engine.check_houses({m.facts.code: m.facts for m in members.values()},
                               {codes[mid]: v for mid, v in values.items()}, period, cfg, now)
     if not res.findings:
         return 0
@@ -214,7 +214,7 @@ async def _month_start_reads(conn: psycopg.AsyncConnection, meters: dict[int, st
     ests: list[estimate.Estimate] = []
     for i in range(0, len(missing), CHUNK):
         chunk = missing[i:i + CHUNK]
-        codes = {mid: active[mid].facts.meter_id for mid in chunk}
+        codes = {mid: active[mid].facts.code for mid in chunk}
         lookback = max(cfg.for_meter(active[mid].facts).average_lookback_days for mid in chunk)
         values = await store.load_values(conn, chunk, codes, ("register",), month_start - timedelta(days=lookback),
                                          month_start, sorted({main_register(active[m].facts) for m in chunk}))
@@ -222,4 +222,4 @@ async def _month_start_reads(conn: psycopg.AsyncConnection, meters: dict[int, st
             e = estimate.billing_read(active[mid].facts, values[mid], month_start, cfg.for_meter(active[mid].facts))
             if e is not None:
                 ests.append(e)
-    return await insert_estimates(conn, ests, {m.facts.meter_id: mid for mid, m in active.items()}, now, tz)
+    return await insert_estimates(conn, ests, {m.facts.code: mid for mid, m in active.items()}, now, tz)

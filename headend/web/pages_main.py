@@ -6,9 +6,10 @@ from datetime import date, datetime, timedelta
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from askue.headend.api.routes_registry import _list as registry_list
+from askue.headend.api.pagination import decode_cursor, page
 from askue.headend.storage.queries import consumption as cq
 from askue.headend.storage.queries import meters as mq
+from askue.headend.storage.queries import registry as rq
 from askue.headend.web import queries as wq
 from askue.headend.web.charts import Bar, bar_chart
 from askue.headend.web.deps import WebUser, conn, html_errors, render, web_user
@@ -89,11 +90,13 @@ async def accounts(request: Request, q: str | None = None, cursor: str | None = 
         per = wq.parse_period("month", month, _today(w))
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    page = await registry_list("accounts", q or None, cursor, 50, w.principal, c)
-    orgs = sorted({a["org_code"] for a in page["items"] if a["org_code"]})
+    after = decode_cursor(cursor, 1)
+    listed = page(await rq.list_registry(c, "accounts", w.principal.scope, q or None, after[0] if after else None, 51),
+                  50, lambda r: [r["code"]])
+    orgs = sorted({a["org_code"] for a in listed["items"] if a["org_code"]})
     cons = await wq.account_consumption(c, w.principal, orgs, per.start, per.end) if orgs else {}
     cols = sorted({k for a in cons.values() for k in a}, key=lambda k: (k[0], k[1]))
-    return render(request, "accounts.html", {"page": page, "q": q or "", "per": per, "cons": cons, "cols": cols,
+    return render(request, "accounts.html", {"page": listed, "q": q or "", "per": per, "cons": cons, "cols": cols,
                                              "units": UNITS}, w)
 
 
