@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "headend": ("askue.headend.cli", "run or manage the head-end (ingest, API, migrations, doctor)"),
     "simulate": ("askue.drivers.sim.cli", "run a fleet of protocol-true simulated meters"),
     "vee": ("askue.headend.vee.cli", "validation, estimation and editing: check readings files offline"),
-    "export": ("askue.headend.exports.cli", "export readings for billing (80020 XML, xlsx, CSV)"),
+    "export": ("askue.headend.billing.cli", "export readings for billing (80020 XML, xlsx, CSV)"),
     "grafana": ("askue.headend.grafana.cli", "push Grafana datasource and dashboards"),
     "users": ("askue.headend.auth.cli", "manage operator accounts (create, passwd, deactivate, list)"),
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from askue.headend.exports import tasks as billing_tasks
+from askue.headend.billing import tasks as billing_tasks
 from askue.headend.storage import tasks as storage_tasks
 from askue.headend.vee import live as vee_live  # noqa: F401  registers the "vee" after-insert hook
 from askue.headend.vee import scan as vee_scan

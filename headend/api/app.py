@@ -8,9 +8,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from askue.headend.api import errors, routes_consumption, routes_gateways, routes_meters, routes_registry
+from askue.headend.billing import router as billing_router
 from askue.headend.config import Settings
 from askue.headend.events import api as events_api
-from askue.headend.exports import router as billing_router
 from askue.headend.readings import api as readings_api
 from askue.headend.vee import api as vee_api
 from askue.headend.web import router as web_router

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from .values import format_decimal
+from .numbers import format_decimal
 
 READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at"]
 CONSUMPTION_COLUMNS = ["meter", "obis", "zone", "period_start", "period_end", "start_value", "start_ts",

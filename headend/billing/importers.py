@@ -17,8 +17,8 @@ from askue.headend.auth.permissions import Principal
 from askue.headend.readings import service as readings
 from askue.headend.storage import meta, values
 
-from . import integral_xlsx, xml80020
-from .errors import ExportFormatError, Issue
+from .formats import integral_xlsx, xml80020
+from .formats.errors import ExportFormatError, Issue
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: 
     from datetime import time as dtime
     from datetime import timedelta
 
-    from . import hourly_xlsx
+    from .formats import hourly_xlsx
 
     tz = tz or await meta.timezone(conn)
     prof = hourly_xlsx.read_hourly_xlsx(data)

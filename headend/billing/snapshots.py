@@ -390,7 +390,7 @@ def _same(a: dict | None, b: dict | None) -> bool:
 
 def consumption_rows(snaps: Iterable[Snapshot], month: date, tz: ZoneInfo) -> Iterable[list[str]]:
     """Rows for csv_out.CONSUMPTION_COLUMNS."""
-    from .values import format_decimal
+    from .formats.numbers import format_decimal
 
     ps, pe = month_bounds(month, tz)
 

@@ -20,9 +20,10 @@ from askue.headend.readings import service as reading_service
 from askue.headend.readings.window import Window, load_window, set_window
 from askue.headend.storage import meta
 
-from . import exporters, feed, hourly_xlsx, importers, snapshots
-from .csv_out import CONSUMPTION_COLUMNS, CsvWriter
-from .errors import ExportFormatError, IncompleteDataError
+from . import exporters, feed, importers, snapshots
+from .formats import hourly_xlsx
+from .formats.csv_out import CONSUMPTION_COLUMNS, CsvWriter
+from .formats.errors import ExportFormatError, IncompleteDataError
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 

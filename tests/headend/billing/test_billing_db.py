@@ -15,16 +15,9 @@ import pytest
 from openpyxl import load_workbook
 
 from askue.headend.auth.permissions import Principal
-from askue.headend.exports import (
-    exporters,
-    feed,
-    importers,
-    integral_xlsx,
-    snapshots,
-    tasks,
-    xml80020,
-)
-from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
+from askue.headend.billing import exporters, feed, importers, snapshots, tasks
+from askue.headend.billing.formats import integral_xlsx, xml80020
+from askue.headend.billing.formats.errors import ExportFormatError, IncompleteDataError
 from askue.headend.readings import service as readings
 from askue.headend.readings import window
 
@@ -338,7 +331,7 @@ async def test_80020_import_unknown_point_or_other_org_stores_nothing(pg_dsn):
     await _meter(conn, "520000000101101", other)
     from pathlib import Path
 
-    golden = (Path(__file__).parents[1] / "exports_golden" / "80020_7707083893_20240305_12.xml").read_bytes()
+    golden = (Path(__file__).parents[1] / "billing_golden" / "80020_7707083893_20240305_12.xml").read_bytes()
     with pytest.raises(ExportFormatError) as e:
         await importers.import_80020(conn, golden, org_ids=frozenset({org_id}), author="t", tz=MSK)
     assert "no metering point" in e.value.issues[0].what
@@ -363,7 +356,7 @@ async def test_hourly_profile_export_cell_by_cell(pg_dsn):
         await conn.execute("INSERT INTO intervals (meter_id, obis, ts, received_at, value, period_s) "
                            "VALUES (%s, '1.0.1.29.0.255', %s, %s, %s, 1800)", (mid, end, end, 0.5 + i % 2))
     prof = await exporters.hourly_profile(conn, "m1", date(2024, 2, 1), tz=MSK)
-    from askue.headend.exports import hourly_xlsx
+    from askue.headend.billing.formats import hourly_xlsx
 
     ws = load_workbook(io.BytesIO(hourly_xlsx.write_hourly_xlsx([prof])))["01284918"]
     assert ws["A2"].value == "00-01" and ws["B1"].value == datetime(2024, 2, 1)
@@ -490,7 +483,7 @@ def test_integral_obis_mapping():
 
 
 async def test_hourly_import_round_trip_and_broken_file(pg_dsn):
-    from askue.headend.exports import hourly_xlsx
+    from askue.headend.billing.formats import hourly_xlsx
 
     conn = await _conn(pg_dsn)
     org_id = await _org(conn)

@@ -16,8 +16,8 @@ import psycopg
 
 from askue.headend.storage import meta
 
-from . import hourly_xlsx, integral_xlsx, xml80020
-from .csv_out import READING_COLUMNS, CsvWriter, ReadingRow, reading_values
+from .formats import hourly_xlsx, integral_xlsx, xml80020
+from .formats.csv_out import READING_COLUMNS, CsvWriter, ReadingRow, reading_values
 from .snapshots import month_bounds
 
 Progress = Callable[[int, int], None]  # (done, total)
