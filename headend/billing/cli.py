@@ -133,8 +133,8 @@ def run(args) -> int:
     try:
         return asyncio.run(_main(settings, args, show))
     except Exception as e:  # typed errors from the exports package, DB errors: one clear line
-        from askue.headend.billing.formats.errors import ExportFormatError, IncompleteDataError
         from askue.headend.billing.exporters import ExportError
+        from askue.headend.billing.formats.errors import ExportFormatError, IncompleteDataError
         from askue.headend.billing.snapshots import PeriodError
 
         if isinstance(e, ExportFormatError):
