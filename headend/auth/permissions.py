@@ -7,7 +7,7 @@ ALLOWED below is the only place that says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from askue.headend.errors import Forbidden
@@ -95,12 +95,3 @@ class Principal:
             roles = ", ".join(sorted(ALLOWED[action]))
             raise Forbidden(f"role {self.role!r} may not do this ({action}); it needs one of: {roles}",
                             f"роль «{ROLE_TITLES.get(self.role, (self.role,))[0]}» не может выполнить это действие")
-
-    def at(self, ip: str | None) -> Principal:
-        """The same principal acting from `ip`."""
-        return replace(self, ip=ip)
-
-
-def system(name: str) -> Principal:
-    """The head-end itself or a command-line run on the server: every organisation."""
-    return Principal(name, "admin", None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -224,8 +224,3 @@ async def readings_csv_chunks(conn: psycopg.AsyncConnection, org: Org, start: da
     tail = w.drain()
     if tail:
         yield tail
-
-
-def utc_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    s = datetime.combine(day, datetime.min.time(), tz)
-    return s.astimezone(UTC), (s + timedelta(days=1)).astimezone(UTC)

@@ -62,9 +62,6 @@ class Hooks:
     def __len__(self) -> int:
         return len(self._hooks)
 
-    def names(self) -> list[str]:
-        return [h.name for h in self._hooks]
-
     async def run(self, conn: psycopg.AsyncConnection, batch: InsertedBatch) -> None:
         for hook in tuple(self._hooks):
             started = time.perf_counter()

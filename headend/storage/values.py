@@ -40,7 +40,6 @@ TABLES: dict[str, str] = {
     "instant": "instant_values",
     "event": "meter_events",
 }
-SOURCES = ("gateway", "manual", "file", "estimate")
 
 
 class ValueRow(NamedTuple):

@@ -66,10 +66,3 @@ class CsvWriter:
 def reading_values(r: ReadingRow) -> list[str]:
     return [r.meter, r.obis, r.kind, _iso(r.ts), _num(r.value), r.quality, "|".join(r.reasons), r.source,
             _iso(r.received_at)]
-
-
-def readings_csv(rows: Iterable[ReadingRow]) -> str:
-    w = CsvWriter(READING_COLUMNS)
-    for r in rows:
-        w.row(reading_values(r))
-    return w.drain()

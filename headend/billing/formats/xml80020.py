@@ -127,13 +127,6 @@ def day_slots(day: date, tz: ZoneInfo) -> list[tuple[datetime, str, str, int | N
     return slots
 
 
-def expected_periods(day: date, tz: ZoneInfo) -> list[tuple[str, str]]:
-    return [(s, e) for _, s, e, _ in day_slots(day, tz)]
-
-
-# ---------------------------------------------------------------------------- build
-
-
 @dataclass
 class PointSpec:
     """A metering point as it appears in 80020: its configured code and name, and
