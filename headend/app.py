@@ -30,8 +30,9 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
     """Run ingest, background tasks and the API in this process until cancelled or `stop` is set
     (then the API finishes its requests in flight and the rest is cancelled)."""
     import psycopg
+    from prometheus_client import start_http_server
 
-    from askue.headend import composition
+    from askue.headend import composition, metrics
     from askue.headend.ingest import merge
     from askue.headend.ingest.consumer import Consumer
     from askue.headend.storage import hooks, meta, migrations
@@ -51,6 +52,11 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
     async with AsyncExitStack() as stack:
         pool = await open_pool(settings, configure=merge.prepare_connection)
         stack.push_async_callback(pool.close)
+        metrics.watch_pool("headend", pool)
+        if settings.metrics_port is not None:
+            # a worker without the API (--ingest-only) still answers Prometheus
+            server_thread = start_http_server(settings.metrics_port, addr=settings.api_host)
+            stack.callback(lambda: server_thread[0].shutdown())
         tasks: list[asyncio.Task] = []
         server = None
         if ingest:

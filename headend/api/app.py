@@ -4,10 +4,13 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 import psycopg
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from askue.headend import metrics
 from askue.headend.api import errors, routes_consumption, routes_gateways, routes_meters, routes_registry
+from askue.headend.api.auth import require_principal
+from askue.headend.auth.permissions import Principal
 from askue.headend.billing import router as billing_router
 from askue.headend.config import Settings
 from askue.headend.events import api as events_api
@@ -33,6 +36,7 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
     async def lifespan(app: FastAPI):
         own = pool is None
         app.state.pool = await open_pool(settings) if own else pool
+        metrics.watch_pool("api", app.state.pool)
         try:
             yield
         finally:
@@ -44,6 +48,13 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
                               "Every endpoint except /api/v1/health needs `Authorization: Bearer <token>`.")
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(metrics.HttpMetrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def get_metrics(principal: Principal = Depends(require_principal)) -> Response:
+        """Prometheus figures of this head-end process (any API token; no customer data in them)."""
+        body, media = metrics.exposition()
+        return Response(body, media_type=media)
 
     @app.exception_handler(psycopg.errors.DataError)
     async def data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:

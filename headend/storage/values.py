@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from askue.contract.payloads import Kind
+from askue.headend import metrics
 from askue.headend.storage import hooks as hook_registry
 from askue.headend.storage import meta, rollups
 
@@ -180,6 +181,7 @@ async def insert(conn: psycopg.AsyncConnection, rows: Sequence[ValueRow | tuple]
         await _write(conn, rows, state, batch, keep_rows or len(registry) > 0)
         if len(registry):
             await registry.run(conn, batch)
+    metrics.STORED.labels(rows[0][9]).inc(batch.count)  # one writer, one source
     return batch
 
 
