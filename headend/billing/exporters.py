@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from askue.headend.storage import meta
+from askue.headend.vee.store import BLOCKING_REASONS
 
 from .formats import hourly_xlsx, integral_xlsx, xml80020
 from .formats.csv_out import READING_COLUMNS, CsvWriter, ReadingRow, reading_values
@@ -28,10 +29,7 @@ class ExportError(ValueError):
 
 
 def blocking_reasons() -> list[str]:
-    try:
-        from askue.headend.vee.store import BLOCKING_REASONS
-    except ImportError:
-        return []
+    """VEE's reasons that keep a value out of billing until someone resolves it."""
     return sorted(BLOCKING_REASONS)
 
 
