@@ -19,6 +19,17 @@ router = APIRouter()
 MAX_METERS = 50
 
 
+def channel_label(obis: str, lang: str) -> str:
+    """«Общий», «T1»… for electricity registers, the resource for the others: never a raw OBIS code."""
+    from askue.headend.web.i18n import t
+
+    parts = obis.split(".")
+    if len(parts) == 6 and parts[:4] == ["1", "0", "1", "8"]:
+        return t("total", lang) if parts[4] == "0" else f"T{parts[4]}"
+    resource = next((r for r, o in MAIN_REGISTER.items() if o == obis), None)
+    return t(resource, lang) if resource else obis
+
+
 def channels(m: dict) -> list[str]:
     """Registers an operator reads off the display: per tariff zone for electricity."""
     if m["resource"] == "electricity":
@@ -70,11 +81,12 @@ async def readings_save(request: Request, w: WebUser = Depends(web_user), c: psy
         try:
             inputs.append(service.ReadingInput(code, obis, _number(text), at, comment=comment))
         except Invalid as e:
-            results.append({"meter": code, "obis": obis, "ok": False, "value": text, "status": "rejected",
-                            "error": e.text(w.lang)})
+            results.append({"meter": code, "obis": obis, "channel": channel_label(obis, w.lang), "ok": False,
+                            "value": text, "status": "rejected", "error": e.text(w.lang)})
     outcomes = await service.submit(c, w.principal, inputs, confirm=form.get("confirm") == "1") if inputs else []
     for o in outcomes:
-        results.append({"meter": o.input.meter, "obis": o.input.obis, "ok": o.status == "accepted",
+        results.append({"meter": o.input.meter, "obis": o.input.obis, "channel": channel_label(o.input.obis, w.lang),
+                        "ok": o.status == "accepted",
                         "value": o.input.value, "status": o.status, "reasons": o.reasons,
                         "error": o.error.text(w.lang) if o.error else ""})
     rows = await _rows(c, w, q, datetime.now(w.tz)) if q.strip() else []
