@@ -9,7 +9,7 @@ import asyncio
 import aiomqtt
 import httpx
 import psycopg
-from headend_helpers import T0, payload, reg
+from headend_helpers import T0, payload, reg, wait_healthy
 from prometheus_client.parser import text_string_to_metric_families
 
 from askue.devservices.ports import free_port
@@ -40,13 +40,7 @@ async def test_headend_metrics(pg_dsn: str, mqtt_broker) -> None:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}",
                                      headers={"Authorization": f"Bearer {token}"}) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get("/api/v1/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_healthy(http)
             before = samples((await http.get("/metrics")).text)
             async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, protocol=aiomqtt.ProtocolVersion.V5) as pub:
                 for i in range(200):
