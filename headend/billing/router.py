@@ -245,6 +245,7 @@ async def post_manual(p: Auth, conn: Conn, readings: list[ManualIn], confirm: bo
     window and the expected value (shown back when confirmation is needed)."""
     from datetime import datetime
 
+    p.require(Action.READINGS_ENTER)
     items = []
     for r in readings:
         ts = None
