@@ -159,12 +159,16 @@ async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pendi
 
 
 async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> InsertedBatch:
-    async with conn.transaction():
-        await resolve_meters(conn, ctx, pending)
-        # the meters' state first: the hooks judge the values knowing, e.g., a new serial
+    async def state() -> None:
+        # after the values: concurrent writers of the same meters then wait for each other only
+        # at the end of their COPY (on the rollup rows), not before it; before the hooks: they
+        # judge the values knowing, e.g., a new serial the gateway reported
         await _meter_status(conn, ctx, pending)
         await _gateways(conn, pending)
         await dead_letters.store(conn, pending.dead)
+
+    async with conn.transaction():
+        await resolve_meters(conn, ctx, pending)
         hooks = ctx.hooks if isinstance(ctx.hooks, hook_registry.Hooks) else hook_registry.Hooks(ctx.hooks)
         return await values.insert(conn, _rows(ctx, pending), hooks=hooks, state=ctx, keep_rows=False,
-                                   partitions_ready=True, gateway_ids=pending.seen)
+                                   partitions_ready=True, gateway_ids=pending.seen, before_hooks=state)

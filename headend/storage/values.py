@@ -20,7 +20,7 @@ it touched.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -161,24 +161,31 @@ async def ensure_partitions(conn: psycopg.AsyncConnection, months: Iterable[tupl
 async def insert(conn: psycopg.AsyncConnection, rows: Sequence[ValueRow | tuple], *,
                  hooks: hook_registry.Hooks | Sequence[hook_registry.HookFn] | None = None,
                  state: InsertState | None = None, keep_rows: bool = True, partitions_ready: bool = False,
-                 gateway_ids: Iterable[str] = ()) -> InsertedBatch:
+                 gateway_ids: Iterable[str] = (),
+                 before_hooks: Callable[[], Awaitable[None]] | None = None) -> InsertedBatch:
     """Store `rows` (ValueRow layout) once each and run the after-insert hooks on the new ones.
 
     `hooks`: None runs the head-end's registered hooks (every writer in production);
     an explicit list or `Hooks` replaces them (a benchmark or a test picks its own).
     `keep_rows=False` skips listing the new rows when no hook needs them (the ingest's
     fast path). `partitions_ready`: the caller ran `ensure_partitions` already.
+    `before_hooks`: what the writer records between the values and the hooks, in the same
+    transaction (the ingest: the meters' and gateways' state the hooks judge by).
     """
     registry = hook_registry.composed() if hooks is None else (
         hooks if isinstance(hooks, hook_registry.Hooks) else hook_registry.Hooks(hooks))
     state = state or InsertState()
     batch = InsertedBatch(gateway_ids=set(gateway_ids))
     if not rows:
+        if before_hooks is not None:
+            await before_hooks()
         return batch
     if not partitions_ready:
         await ensure_partitions(conn, months_of(rows))
     async with conn.transaction():
         await _write(conn, rows, state, batch, keep_rows or len(registry) > 0)
+        if before_hooks is not None:
+            await before_hooks()
         if len(registry):
             await registry.run(conn, batch)
     metrics.STORED.labels(rows[0][9]).inc(batch.count)  # one writer, one source
