@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("askue.gateway.commissioning.scan_cmd", "find the meters on a bus and print their gateway config"),
     "simulate": ("askue.drivers.sim.cli", "run a fleet of protocol-true simulated meters"),
     "vee": ("askue.headend.vee.cli", "validation, estimation and editing: check readings files offline"),
-    "export": ("askue.headend.exports.cli", "export readings for billing (80020 XML, xlsx, CSV)"),
+    "export": ("askue.headend.billing.cli", "export readings for billing (80020 XML, xlsx, CSV)"),
     "grafana": ("askue.headend.grafana.cli", "push Grafana datasource and dashboards"),
     "users": ("askue.headend.auth.cli", "manage operator accounts (create, passwd, deactivate, list)"),
 }

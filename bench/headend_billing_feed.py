@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from askue.devservices.postgres import PgCluster
-from askue.headend.exports import feed
+from askue.headend.billing import feed
 from askue.headend.storage.migrations import apply
 
 BATCH = 2000

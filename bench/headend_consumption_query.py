@@ -29,6 +29,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from askue.devservices.postgres import PgCluster
+from askue.headend.auth.permissions import Scope
 from askue.headend.storage import migrations
 from askue.headend.storage.queries import consumption as cq
 
@@ -82,7 +83,7 @@ async def measure(dsn: str, orgs: int) -> tuple[list[float], list[float], list[f
             q = cq.ConsumptionQuery(level="organisation", key=org, granularity="day", start=date(2026, 3, 1),
                                     end=date(2026, 4, 1))
             t = time.perf_counter()
-            rows = await cq.consumption(conn, q, ("TRUE", ()))
+            rows = await cq.consumption(conn, q, Scope(None))
             fast.append(time.perf_counter() - t)
             async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
                 t = time.perf_counter()

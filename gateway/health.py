@@ -1,17 +1,22 @@
 """Health: the periodic `…/health` message and a local Prometheus `/metrics` endpoint.
 
-The endpoint is a few lines of asyncio instead of a web framework: the gateway
-runs on a 1 GB box and must not pull in a server stack for one text page.
+The endpoint is prometheus_client's own small HTTP server (pure Python, no web
+framework): the gateway runs on a 1 GB box and must not pull in a server stack for one
+text page.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from askue.contract.payloads import SCHEMA_VERSION, Health
 
@@ -19,6 +24,7 @@ if TYPE_CHECKING:
     from askue.gateway.service import Gateway
 
 log = logging.getLogger("askue.gateway.health")
+SCRAPE_TIMEOUT_S = 5.0
 
 
 class ProcessProbe:
@@ -62,36 +68,32 @@ def collect(gw: Gateway, probe: ProcessProbe) -> Health:
                   disk_free_bytes=disk_free(gw.cfg.store.path), buses=buses)
 
 
-def _label(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def prometheus_text(gw: Gateway, probe: ProcessProbe) -> str:
-    """Prometheus text exposition format 0.0.4."""
-    out: list[str] = []
-    gid = _label(gw.cfg.gateway.id)
+def metric_families(gw: Gateway, probe: ProcessProbe) -> list[Metric]:
+    """The gateway's figures as Prometheus metric families (read in the gateway's loop)."""
+    gid = gw.cfg.gateway.id
+    out: list[Metric] = []
 
     def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float | None]]) -> None:
-        out.append(f"# HELP askue_gateway_{name} {help_}")
-        out.append(f"# TYPE askue_gateway_{name} {kind}")
-        for labels, value in samples:
-            if value is None:
-                continue
-            lab = ",".join(f'{k}="{_label(v)}"' for k, v in {"gateway": gid, **labels}.items())
-            out.append(f"askue_gateway_{name}{{{lab}}} {float(value)!r}")
+        labels = ["gateway", *(samples[0][0] if samples else {})]
+        fam = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(f"askue_gateway_{name}", help_,
+                                                                                 labels=labels)
+        for extra, value in samples:
+            if value is not None:
+                fam.add_metric([gid, *extra.values()], float(value))
+        out.append(fam)
 
     store = gw.store
     metric("queue_depth", "gauge", "Values stored and not yet acknowledged by the broker.", [({}, store.depth)])
     metric("oldest_unsent_seconds", "gauge", "Age of the oldest value not yet acknowledged.",
            [({}, store.oldest_age_s() or 0.0)])
-    metric("evicted_total", "counter", "Values evicted from the full store, by kind.",
+    metric("evicted", "counter", "Values evicted from the full store, by kind.",
            [({"kind": k}, v) for k, v in sorted(store.evicted().items())] or [({"kind": "instant"}, 0)])
-    metric("sequence", "counter", "Last data message sequence number.", [({}, store.last_seq())])
+    metric("sequence", "gauge", "Last data message sequence number.", [({}, store.last_seq())])
     p = gw.publisher.stats()
     metric("mqtt_connected", "gauge", "1 while connected to the broker.", [({}, p["connected"])])
-    metric("mqtt_messages_acked_total", "counter", "Data messages acknowledged by the broker.",
+    metric("mqtt_messages_acked", "counter", "Data messages acknowledged by the broker.",
            [({}, p["acked_messages"])])
-    metric("mqtt_values_acked_total", "counter", "Values acknowledged by the broker.", [({}, p["acked_values"])])
+    metric("mqtt_values_acked", "counter", "Values acknowledged by the broker.", [({}, p["acked_values"])])
     metric("mqtt_inflight", "gauge", "Messages published and awaiting PUBACK.", [({}, p["inflight"])])
     for field, help_ in (("requests", "Meter operations attempted."), ("ok", "Meter operations that succeeded."),
                          ("timeouts", "Meter operations that timed out."),
@@ -99,52 +101,61 @@ def prometheus_text(gw: Gateway, probe: ProcessProbe) -> str:
                          ("protocol_errors", "Protocol errors and refusals."),
                          ("identity_mismatches", "Meters whose serial differs from the config."),
                          ("values", "Values read and stored.")):
-        metric(f"bus_{field}_total", "counter", help_,
-               [({"bus": w.bus.id}, getattr(w.stats, field)) for w in gw.workers.values()])
+        metric(f"bus_{field}", "counter", help_,
+               [({"bus": w.bus.id}, getattr(w.stats, field)) for w in gw.workers.values()] or [({"bus": ""}, None)])
+    states = gw.meter_states()
     metric("meter_up", "gauge", "1 if the meter's last operation succeeded.",
-           [({"meter": s.cfg.id, "bus": s.cfg.bus}, 0.0 if s.last_error else 1.0) for s in gw.meter_states()])
+           [({"meter": s.cfg.id, "bus": s.cfg.bus}, 0.0 if s.last_error else 1.0) for s in states]
+           or [({"meter": "", "bus": ""}, None)])
     metric("meter_clock_drift_seconds", "gauge", "Meter clock minus gateway clock.",
-           [({"meter": s.cfg.id, "bus": s.cfg.bus}, s.clock_drift_s) for s in gw.meter_states()])
+           [({"meter": s.cfg.id, "bus": s.cfg.bus}, s.clock_drift_s) for s in states]
+           or [({"meter": "", "bus": ""}, None)])
     metric("cpu_percent", "gauge", "Process CPU use since the last scrape.", [({}, probe.cpu_percent())])
-    metric("cpu_seconds_total", "counter", "Process CPU time.", [({}, probe.cpu_seconds())])
+    metric("cpu_seconds", "counter", "Process CPU time.", [({}, probe.cpu_seconds())])
     metric("memory_rss_bytes", "gauge", "Resident memory.", [({}, probe.rss())])
     metric("disk_free_bytes", "gauge", "Free space where the store lives.", [({}, disk_free(gw.cfg.store.path))])
-    return "\n".join(out) + "\n"
+    return out
+
+
+class _Figures(Collector):
+    def __init__(self, read: Callable[[], list[Metric]]) -> None:
+        self.read = read
+
+    def collect(self):
+        return self.read()
+
+
+def prometheus_text(gw: Gateway, probe: ProcessProbe) -> str:
+    """Prometheus text exposition format 0.0.4 (call it in the gateway's loop)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Figures(lambda: metric_families(gw, probe)))
+    return generate_latest(registry).decode()
 
 
 class MetricsServer:
+    """`/metrics` served by prometheus_client's small HTTP server (a thread of its own);
+    each scrape reads the figures inside the gateway's event loop, where the store lives."""
+
     def __init__(self, gw: Gateway, probe: ProcessProbe, host: str, port: int):
         self.gw, self.probe, self.host, self.port = gw, probe, host, port
-        self.server: asyncio.Server | None = None
+        self.server = None
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+
+        async def read() -> list[Metric]:
+            return metric_families(self.gw, self.probe)
+
+        def in_loop() -> list[Metric]:
+            return asyncio.run_coroutine_threadsafe(read(), loop).result(timeout=SCRAPE_TIMEOUT_S)
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Figures(in_loop))
+        self.server, _ = start_http_server(self.port, addr=self.host, registry=registry)
+        self.port = self.server.server_port
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
 
     async def stop(self) -> None:
         if self.server:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await self.server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            while await asyncio.wait_for(reader.readline(), 5) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = line.decode("latin-1").split()
-            if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
-                body = prometheus_text(self.gw, self.probe).encode()
-                status, ctype = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
-            else:
-                body, status, ctype = b"only GET /metrics is served here\n", "404 Not Found", "text/plain"
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, UnicodeDecodeError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await asyncio.to_thread(self.server.shutdown)
+            self.server.server_close()

@@ -41,7 +41,6 @@ class Gateway:
         self.probe = ProcessProbe()
         self.metrics: MetricsServer | None = None
         self._health_task: asyncio.Task | None = None
-        self._stopped = asyncio.Event()
         self._reload_lock = asyncio.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -83,11 +82,7 @@ class Gateway:
             await self.metrics.stop()
         await self.publisher.stop(self.cfg.gateway.shutdown_flush_s)
         await self.astore.close()
-        self._stopped.set()
         log.info("gateway %s stopped", self.cfg.gateway.id)
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
 
     async def _health_loop(self) -> None:
         from askue.contract.payloads import encode

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from askue.headend.auth.permissions import ROLES
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 
 
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tsub = tok.add_subparsers(dest="token_command", metavar="ACTION")
     tc = tsub.add_parser("create", help="create a token and print it (shown once)")
     tc.add_argument("--name", required=True)
-    tc.add_argument("--role", required=True, choices=("admin", "dispatcher", "org_admin", "viewer", "billing"))
+    tc.add_argument("--role", required=True, choices=ROLES)
     tc.add_argument("--org", action="append", help="limit to this organisation code (repeatable)")
 
 

@@ -42,6 +42,8 @@ class Settings(BaseModel):
     receive_maximum: int = Field(1000, ge=1, le=65535)
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(8, ge=1)
+    # Prometheus figures are at the API's /metrics; this port serves them too (for --ingest-only workers)
+    metrics_port: int | None = Field(None, ge=0, le=65535)
 
     @field_validator("timezone")
     @classmethod

@@ -285,11 +285,6 @@ def encode_u24(raw: int, active_negative: bool = False, reactive_negative: bool 
     return bytes([hi, raw & 0xFF, (raw >> 8) & 0xFF])
 
 
-def aux_scale(bwri: int) -> float:
-    kind = bwri & 0xF0
-    return 1000.0 if kind in (0x20, 0x30) else 100.0
-
-
 def bcd(b: int, what: str) -> int:
     hi, lo = b >> 4, b & 0x0F
     if hi > 9 or lo > 9:

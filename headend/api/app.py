@@ -4,20 +4,39 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 import psycopg
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
 
+from askue.headend import metrics
+from askue.headend.api import errors, routes_consumption, routes_gateways, routes_meters, routes_registry
+from askue.headend.api.auth import require_principal
+from askue.headend.auth.permissions import Principal
+from askue.headend.billing import router as billing_router
 from askue.headend.config import Settings
+from askue.headend.events import api as events_api
+from askue.headend.readings import api as readings_api
+from askue.headend.vee import api as vee_api
+from askue.headend.web import router as web_router
+
+# Routers under /api/v1, and the operators' pages (their own /web prefix).
+ROUTERS: list[APIRouter] = [routes_meters.router, routes_consumption.router, routes_gateways.router,
+                            routes_registry.router, billing_router.router, events_api.router, readings_api.router,
+                            vee_api.router]
+PAGES: list[APIRouter] = [web_router.router]
 
 
 def create_app(settings: Settings, pool=None) -> FastAPI:
     """The API app; it opens its own connection pool unless one is given (then the caller closes it)."""
-    from askue.headend.app import PAGES, ROUTERS, load_entries, open_pool
+    from askue.headend.app import open_pool
+    from askue.headend.storage import hooks
+
+    hooks.composed()  # the values this app stores run every after-insert hook
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         own = pool is None
         app.state.pool = await open_pool(settings) if own else pool
+        metrics.watch_pool("api", app.state.pool)
         try:
             yield
         finally:
@@ -28,6 +47,14 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
                   description="Meters, readings, intervals, consumption and gateways of an askue head-end. "
                               "Every endpoint except /api/v1/health needs `Authorization: Bearer <token>`.")
     app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(metrics.HttpMetrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def get_metrics(principal: Principal = Depends(require_principal)) -> Response:
+        """Prometheus figures of this head-end process (any API token; no customer data in them)."""
+        body, media = metrics.exposition()
+        return Response(body, media_type=media)
 
     @app.exception_handler(psycopg.errors.DataError)
     async def data_error(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
@@ -50,15 +77,12 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
         return {"status": "ok" if db == "ok" else "degraded", "database": db}
 
     app.include_router(health, prefix="/api/v1")
-    for router in load_entries(ROUTERS):
+    for router in ROUTERS:
         app.include_router(router, prefix="/api/v1")
-    pages = load_entries(PAGES)
-    for router in pages:
+    for router in PAGES:
         app.include_router(router)
-    if pages:
-        from fastapi.responses import RedirectResponse
 
-        @app.get("/", include_in_schema=False)
-        async def root() -> RedirectResponse:
-            return RedirectResponse(app.url_path_for("web_overview"))
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(app.url_path_for("web_overview"))
     return app

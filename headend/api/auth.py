@@ -1,4 +1,4 @@
-"""Bearer-token authentication and organisation scoping.
+"""Bearer-token authentication: a token becomes a `Principal` (auth/permissions.py).
 
 Tokens are random strings shown once; only their SHA-256 is stored in
 `api_tokens` (a token has 256 bits of entropy, so a fast hash is enough — the
@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 
 import psycopg
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-ROLES = ("admin", "dispatcher", "org_admin", "viewer", "billing")
+from askue.headend.auth.permissions import ROLES, Principal
+
 TOKEN_PREFIX = "askue_"
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    role: str
-    org_ids: frozenset[int] | None  # None: every organisation
-
-    def sees_org(self, org_id: int | None) -> bool:
-        return self.org_ids is None or (org_id is not None and org_id in self.org_ids)
 
 
 def hash_token(token: str) -> str:
@@ -77,11 +67,5 @@ async def require_principal(request: Request,
     if row is None:
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     name, role, org_ids = row
-    return Principal(name, role, None if org_ids is None else frozenset(org_ids))
-
-
-def org_scope(principal: Principal, column: str) -> tuple[str, tuple]:
-    """SQL condition limiting `column` (an org_id column) to what the principal may see."""
-    if principal.org_ids is None:
-        return "TRUE", ()
-    return f"{column} = ANY(%s)", (sorted(principal.org_ids),)
+    return Principal(name, role, None if org_ids is None else frozenset(org_ids),
+                     request.client.host if request.client else None)

@@ -7,8 +7,9 @@ from typing import Literal
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from askue.headend.api.auth import Principal, org_scope, require_principal
+from askue.headend.api.auth import require_principal
 from askue.headend.api.deps import db
+from askue.headend.auth.permissions import Principal
 from askue.headend.storage.queries import consumption as cq
 
 router = APIRouter(tags=["consumption"])
@@ -44,7 +45,7 @@ async def get_consumption(
         raise HTTPException(404, f"{level} {key!r} not found")
     q = cq.ConsumptionQuery(level=level, key=key, granularity=granularity, start=start, end=end,
                             resource=resource, meter_class=meter_class, group=group)
-    rows = await cq.consumption(conn, q, org_scope(principal, "m.org_id"))
+    rows = await cq.consumption(conn, q, principal.scope)
     if group == "total":
         for r in rows:
             r.pop("group_key")

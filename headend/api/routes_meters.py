@@ -7,11 +7,13 @@ from typing import Annotated, Literal
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from askue.headend.api.auth import Principal, org_scope, require_principal
+from askue.headend.api.auth import require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
+from askue.headend.auth.permissions import Principal
 from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import values as vq
+from askue.headend.storage.values import KINDS
 
 router = APIRouter(tags=["meters"])
 Limit = Annotated[int, Query(ge=1, le=10000)]
@@ -37,14 +39,14 @@ async def list_meters(
     after = decode_cursor(cursor, 1)
     f = mq.MeterFilter(q=q, status=status, resource=resource, org=org, site=site, account=account,
                        gateway=gateway, balance=balance)
-    rows = await mq.list_meters(conn, f, org_scope(principal, "m.org_id"), after[0] if after else None, limit + 1)
+    rows = await mq.list_meters(conn, f, principal.scope, after[0] if after else None, limit + 1)
     for r in rows:
         r.pop("id", None)
     return page(rows, limit, lambda r: [r["code"]])
 
 
 async def _meter(conn: psycopg.AsyncConnection, code: str, principal: Principal) -> dict:
-    m = await mq.get_meter(conn, code, org_scope(principal, "m.org_id"))
+    m = await mq.get_meter(conn, code, principal.scope)
     if m is None:
         raise _not_found(code)
     return m
@@ -99,9 +101,9 @@ async def meter_readings(
 ) -> dict:
     """Stored values in meter-time order, each with `meter_time` and `received_at` (gateway receive time)."""
     kinds = sorted({k.strip() for k in kind.split(",") if k.strip()})
-    bad = [k for k in kinds if k not in vq.KINDS]
+    bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
-        raise HTTPException(422, f"kind {','.join(bad) or '(empty)'} is unknown; use {', '.join(vq.KINDS)}")
+        raise HTTPException(422, f"kind {','.join(bad) or '(empty)'} is unknown; use {', '.join(KINDS)}")
     return await _values(conn, principal, code, kinds, start, end, obis, cursor, limit)
 
 

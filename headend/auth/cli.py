@@ -8,6 +8,8 @@ import argparse
 import getpass
 import sys
 
+from askue.headend.auth.permissions import USER_ROLES
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 
 
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="users_command", metavar="ACTION")
     c = sub.add_parser("create", help="create a user")
     c.add_argument("--login", required=True)
-    c.add_argument("--role", required=True, choices=("admin", "dispatcher", "org_admin", "viewer"))
+    c.add_argument("--role", required=True, choices=USER_ROLES)
     c.add_argument("--org", action="append", help="organisation code (repeatable; required for org_admin)")
     c.add_argument("--name", help="display name")
     c.add_argument("--lang", choices=("ru", "en"), default="ru")
@@ -40,6 +42,7 @@ def _password(from_stdin: bool) -> str:
 
 
 def run(args) -> int:
+    from askue.headend.auth import audit
     from askue.headend.auth.passwords import check_policy, hash_password
     from askue.headend.auth.users import UserError, create_user
     from askue.headend.config import ConfigError, load_settings
@@ -83,8 +86,7 @@ def run(args) -> int:
                     print(f"askue users: no user {args.login!r}", file=sys.stderr)
                     return EXIT_FAILURE
                 print(f"password of {args.login} changed")
-            conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id) VALUES ('cli', %s, 'user', %s)",
-                         ("user_" + cmd, args.login))
+            audit.record_sync(conn, "cli", "user_" + cmd, "user", args.login)
     except (UserError, ValueError) as e:
         print(f"askue users: {e}", file=sys.stderr)
         return EXIT_USAGE

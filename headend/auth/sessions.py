@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import psycopg
 
-from askue.headend.auth.users import User, _user
+from askue.headend.auth.users import User, user_from_row
 
 COOKIE = "askue_session"
 LIFETIME = timedelta(hours=12)
@@ -52,9 +52,15 @@ async def load(conn: psycopg.AsyncConnection, token: str | None) -> Session | No
     row = await cur.fetchone()
     if row is None:
         return None
-    return Session(_user(row[:7]), row[7], row[8])
+    return Session(user_from_row(row[:7]), row[7], row[8])
 
 
 async def end(conn: psycopg.AsyncConnection, token: str | None) -> None:
     if token:
         await conn.execute("DELETE FROM web_sessions WHERE token_hash = %s", (_hash(token),))
+
+
+async def end_others(conn: psycopg.AsyncConnection, user_id: int, keep: str | None) -> None:
+    """End every session of the user but the one with cookie value `keep` (a password change)."""
+    await conn.execute("DELETE FROM web_sessions WHERE user_id = %s AND token_hash <> %s",
+                       (user_id, _hash(keep or "")))

@@ -1,6 +1,7 @@
 """Users: create, change, authenticate. Roles are the API roles (admin,
-dispatcher, org_admin, viewer); an org_admin is limited to its organisations.
-Billing systems get API tokens (`askue.headend.api.auth.create_token`), not users."""
+dispatcher, org_admin, viewer; auth/permissions.py says what each may do); an
+org_admin is limited to its organisations. Billing systems get API tokens
+(`askue.headend.api.auth.create_token`), not users."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,14 +9,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.api.auth import Principal
+from askue.headend.auth import audit
 from askue.headend.auth.passwords import check_policy, hash_password, needs_rehash, verify_password
-
-USER_ROLES = ("admin", "dispatcher", "org_admin", "viewer")
-ROLE_TITLES = {"admin": ("Администратор", "Administrator"), "dispatcher": ("Диспетчер", "Dispatcher"),
-               "org_admin": ("Администратор организации", "Organisation admin"),
-               "viewer": ("Наблюдатель", "Viewer"), "billing": ("Биллинг (API)", "Billing (API)")}
-WRITER_ROLES = frozenset({"admin", "dispatcher", "org_admin"})
+from askue.headend.auth.permissions import GRANTABLE, USER_ROLES, Action, Principal
+from askue.headend.errors import Conflict, Forbidden, Invalid, NotFound
 
 
 class UserError(ValueError):
@@ -32,18 +29,14 @@ class User:
     lang: str
     active: bool
 
-    def principal(self) -> Principal:
-        return Principal(self.login, self.role, self.org_ids)
-
-    @property
-    def may_act(self) -> bool:
-        return self.role in WRITER_ROLES
+    def principal(self, ip: str | None = None) -> Principal:
+        return Principal(self.login, self.role, self.org_ids, ip)
 
 
 _COLS = "id, login, name, role, org_ids, lang, active"
 
 
-def _user(row: dict | tuple) -> User:
+def user_from_row(row: dict | tuple) -> User:
     if isinstance(row, dict):
         row = tuple(row[c] for c in ("id", "login", "name", "role", "org_ids", "lang", "active"))
     uid, login, name, role, org_ids, lang, active = row
@@ -82,7 +75,7 @@ def create_user(conn: psycopg.Connection, login: str, password: str, role: str, 
         f"INSERT INTO users (login, name, role, org_ids, password_hash, lang, password_changed_at) "
         f"VALUES (%s, %s, %s, %s, %s, %s, now()) RETURNING {_COLS}",
         (login, name, role, org_ids, hash_password(password), lang)).fetchone()
-    return _user(row)
+    return user_from_row(row)
 
 
 async def create_user_async(conn: psycopg.AsyncConnection, login: str, password: str, role: str,
@@ -95,7 +88,7 @@ async def create_user_async(conn: psycopg.AsyncConnection, login: str, password:
         f"INSERT INTO users (login, name, role, org_ids, password_hash, lang, password_changed_at) "
         f"VALUES (%s, %s, %s, %s, %s, %s, now()) RETURNING {_COLS}",
         (login, name, role, org_ids, hash_password(password), lang))
-    return _user(await cur.fetchone())
+    return user_from_row(await cur.fetchone())
 
 
 async def authenticate(conn: psycopg.AsyncConnection, login: str, password: str) -> User | None:
@@ -109,14 +102,7 @@ async def authenticate(conn: psycopg.AsyncConnection, login: str, password: str)
     if needs_rehash(row["password_hash"]):
         await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (hash_password(password), row["id"]))
     await conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (row["id"],))
-    return _user(row)
-
-
-async def get_user(conn: psycopg.AsyncConnection, user_id: int) -> User | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {_COLS} FROM users WHERE id = %s", (user_id,))
-        row = await cur.fetchone()
-    return _user(row) if row else None
+    return user_from_row(row)
 
 
 async def list_users(conn: psycopg.AsyncConnection, org_ids: frozenset[int] | None) -> list[dict]:
@@ -142,3 +128,65 @@ async def set_password(conn: psycopg.AsyncConnection, user: User, password: str)
     check_policy(password, user.login)
     await conn.execute("UPDATE users SET password_hash = %s, password_changed_at = now() WHERE id = %s",
                        (hash_password(password), user.id))
+
+
+# ---- user management by a principal (the «Пользователи» page) ---------------------------------
+async def _visible_orgs(conn: psycopg.AsyncConnection, principal: Principal) -> dict[str, int]:
+    scope, params = principal.scope.sql("id")
+    cur = await conn.execute(f"SELECT code, id FROM organisations WHERE {scope}", params)
+    return dict(await cur.fetchall())
+
+
+async def managed(conn: psycopg.AsyncConnection, principal: Principal) -> list[dict]:
+    """The users this principal manages."""
+    principal.require(Action.USERS_MANAGE)
+    return await list_users(conn, principal.org_ids)
+
+
+async def create_by(conn: psycopg.AsyncConnection, principal: Principal, login: str, password: str, role: str,
+                    org_codes: list[str], name: str | None = None) -> User:
+    """A new user; an organisation's admin creates users of its own organisations only."""
+    principal.require(Action.USERS_MANAGE)
+    visible = await _visible_orgs(conn, principal)
+    bad = [o for o in org_codes if o not in visible]
+    if bad:
+        raise NotFound(f"organisation(s) {', '.join(bad)} not found", f"организация {', '.join(bad)} не найдена")
+    if role not in GRANTABLE.get(principal.role, ()):
+        raise Forbidden(f"role {principal.role!r} may create users of roles {', '.join(GRANTABLE.get(principal.role, ()))}",
+                        "эту роль может назначить только администратор")
+    if not principal.scope.everything and not org_codes:
+        org_codes = sorted(visible)
+    if role == "viewer" and not principal.scope.everything and not org_codes:
+        raise Invalid("orgs", "choose an organisation", "выберите организацию")
+    try:
+        u = await create_user_async(conn, login.strip(), password, role, [visible[o] for o in org_codes] or None, name)
+    except ValueError as e:
+        raise Invalid("user", str(e)) from None
+    await audit.record(conn, principal, "user_create", "user", u.login, new={"role": role, "orgs": org_codes})
+    return u
+
+
+async def set_active_by(conn: psycopg.AsyncConnection, principal: Principal, login: str, active: bool) -> None:
+    target = next((u for u in await managed(conn, principal) if u["login"] == login), None)
+    if target is None:
+        raise NotFound(f"user {login!r} not found", f"пользователь {login!r} не найден")
+    if target["login"] == principal.name:
+        raise Conflict("you cannot deactivate yourself", "нельзя заблокировать самого себя")
+    await set_active(conn, target["id"], active)
+    await audit.record(conn, principal, "user_activate" if active else "user_deactivate", "user", login,
+                       old={"active": target["active"]}, new={"active": active})
+
+
+async def history_for(conn: psycopg.AsyncConnection, principal: Principal, actor: str | None,
+                      before_id: int | None = None) -> list[dict]:
+    """Own history; an admin sees anyone's, an organisation's admin its organisations' users'."""
+    if principal.scope.everything and principal.may(Action.USERS_MANAGE):
+        actors = [actor] if actor else None
+    elif principal.may(Action.USERS_MANAGE):
+        mine = [u["login"] for u in await list_users(conn, principal.org_ids)]
+        if actor and actor not in mine:
+            raise NotFound(f"user {actor!r} not found", f"пользователь {actor!r} не найден")
+        actors = [actor] if actor else mine
+    else:
+        actors = [principal.name]
+    return await audit.history(conn, actors, before_id=before_id)

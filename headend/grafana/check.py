@@ -1,6 +1,8 @@
 """Run every panel's SQL of every dashboard against a database, as Grafana would
 (macros expanded for the dashboard's own time range, `$org` = every value its
-variable query gives), and report the rows each returns."""
+variable query gives), and report the rows each returns. The head-end health
+dashboard reads Prometheus instead: `metric_panels` checks that every metric its
+PromQL names is in a head-end's /metrics exposition."""
 from __future__ import annotations
 
 import re
@@ -9,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from askue.headend.grafana.dashboards import build_all
+from askue.headend.grafana.dashboards import build_all, build_system
 from askue.headend.grafana.macros import expand
 
 
@@ -60,4 +62,27 @@ def run(dsn: str, dashboards: list[dict] | None = None, now: datetime | None = N
                         results.append(PanelResult(d["uid"], p["title"], len(rows)))
                     except (psycopg.Error, ValueError) as e:
                         results.append(PanelResult(d["uid"], p["title"], 0, f"{e.__class__.__name__}: {e}"))
+    return results
+
+
+METRIC_NAME = re.compile(r"\baskue_[a-z0-9_]+")
+
+
+def metric_panels(exposition: str, dashboards: list[dict] | None = None) -> list[PanelResult]:
+    """For each Prometheus panel: how many of the metrics it reads the exposition has
+    (`rows`); an error names the ones missing (a renamed metric, a typo)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
+                "summary": ("_count", "_sum", "_created"), "gauge": ("",)}
+    have: set[str] = set()
+    for fam in text_string_to_metric_families(exposition):  # a labelled metric not yet used has no samples
+        have |= {fam.name + x for x in suffixes.get(fam.type, ("",))} | {s.name for s in fam.samples}
+    results = []
+    for d in dashboards or build_system():
+        for p in d["panels"]:
+            names = sorted({m for t in p["targets"] for m in METRIC_NAME.findall(t["expr"])})
+            missing = [n for n in names if n not in have]
+            results.append(PanelResult(d["uid"], p["title"], len(names) - len(missing),
+                                       f"not exported: {', '.join(missing)}" if missing else None))
     return results

@@ -19,10 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--datasource-dsn", help="DSN Grafana uses to read the head-end database (read-only user); "
                                             "without it the datasource is left as it is")
     p.add_argument("--timescaledb", action="store_true", help="the database runs TimescaleDB")
+    p.add_argument("--prometheus-url", help="Prometheus that scrapes the head-end's /metrics: adds its datasource "
+                                            "and the head-end health dashboard")
     b = sub.add_parser("build", help="write provisioning files (datasource, provider, dashboards JSON)")
     b.add_argument("--out", type=Path, help="folder (default: the repository's grafana/)")
     c = sub.add_parser("check", help="run every panel's SQL against a database and report rows")
     c.add_argument("--dsn", default=os.environ.get("ASKUE_DSN"), help="head-end database DSN (default: env ASKUE_DSN)")
+    c.add_argument("--metrics-url", help="a head-end's /metrics: also check that every metric the health "
+                                         "dashboard reads is there, e.g. http://127.0.0.1:8000/metrics")
 
 
 def run(args) -> int:
@@ -37,10 +41,16 @@ def run(args) -> int:
         if not args.dsn:
             print("askue grafana check: give --dsn or set ASKUE_DSN", file=sys.stderr)
             return EXIT_USAGE
+        from askue.headend.grafana.check import metric_panels
         from askue.headend.grafana.check import run as check
 
         try:
             results = check(args.dsn)
+            if args.metrics_url:
+                import urllib.request
+
+                with urllib.request.urlopen(args.metrics_url, timeout=10) as r:  # noqa: S310 (the operator's URL)
+                    results += metric_panels(r.read().decode())
         except Exception as e:  # connection failures: say what, not a traceback
             print(f"askue grafana check: cannot run the panels: {e}", file=sys.stderr)
             return EXIT_FAILURE
@@ -58,7 +68,7 @@ def run(args) -> int:
         except ImportError:
             print("askue grafana push: grafana-client is missing; pip install grafana-client", file=sys.stderr)
             return EXIT_MISSING
-        from askue.headend.grafana.provisioning import datasource_payload
+        from askue.headend.grafana.provisioning import datasource_payload, prometheus_payload
         from askue.headend.grafana.push import PushError, push
 
         try:
@@ -67,12 +77,19 @@ def run(args) -> int:
             print(f"askue grafana push: --datasource-dsn: {e}", file=sys.stderr)
             return EXIT_USAGE
         try:
-            res = push(args.url, args.token, ds)
+            prom = prometheus_payload(args.prometheus_url) if args.prometheus_url else None
+        except ValueError as e:
+            print(f"askue grafana push: --prometheus-url: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            res = push(args.url, args.token, ds, prometheus=prom)
         except PushError as e:
             print(f"askue grafana push: {e}", file=sys.stderr)
             return EXIT_FAILURE
         print(f"datasource: {res.datasource or 'unchanged'}; folder: {res.folder}; "
-              f"dashboards: {', '.join(res.dashboards)}")
+              f"dashboards: {', '.join(res.dashboards)}"
+              + (f"; prometheus: {res.prometheus}; system dashboards: {', '.join(res.system_dashboards)}"
+                 if prom else ""))
         return EXIT_OK
     print("askue grafana: choose an action: push, build or check (see --help)", file=sys.stderr)
     return EXIT_USAGE

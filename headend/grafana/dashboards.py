@@ -1,10 +1,15 @@
-"""The dispatcher dashboards as Grafana JSON, built from plain dicts: fleet
-overview, consumption, gateway health, abnormal events, and a Geomap of meters
-coloured by contact status (the same buckets and colours as the web map).
+"""Grafana dashboards as JSON, built from plain dicts.
 
-All SQL reads the head-end schema directly (works on plain PostgreSQL and on
-TimescaleDB, whose rollups are views with the same names), uses only the macros
-`askue.headend.grafana.macros` can expand, and filters by the `$org` variable."""
+The dispatchers' dashboards (`build_all`): fleet overview, consumption, gateway
+health, abnormal events, and a Geomap of meters coloured by contact status (the same
+buckets and colours as the web map). All SQL reads the head-end schema directly
+(works on plain PostgreSQL and on TimescaleDB, whose rollups are views with the same
+names), uses only the macros `askue.headend.grafana.macros` can expand, and filters by
+the `$org` variable.
+
+The system's own dashboard (`build_system`): "head-end health", from the head-end's
+Prometheus metrics (`askue.headend.metrics`, scraped at `/metrics`) — ingest rate,
+commit latency, dead letters, hook time, queue depth, database pools, API latency."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +22,10 @@ DS_UID = "askue-pg"
 DS = {"type": DS_TYPE, "uid": DS_UID}
 FOLDER_UID = "askue"
 FOLDER_TITLE = "АСКУЭ"
+PROM_UID = "askue-prometheus"
+PROM = {"type": "prometheus", "uid": PROM_UID}
+SYSTEM_FOLDER_UID = "askue-system"
+SYSTEM_FOLDER_TITLE = "АСКУЭ: система"
 TZ = "(SELECT value FROM askue_meta WHERE key = 'timezone')"
 ORG_JOIN = "LEFT JOIN organisations o ON o.id = m.org_id"
 ORG_COND = "coalesce(o.code, '-') IN ($org)"
@@ -263,3 +272,86 @@ ALL = (fleet_overview, consumption, gateway_health, abnormal_events, meters_map)
 
 def build_all() -> list[dict]:
     return [f() for f in ALL]
+
+
+# ---- the head-end's own health, from Prometheus ----------------------------------------------
+INSTANCE_VARIABLE = {
+    "name": "instance", "label": "Процесс", "type": "query", "datasource": PROM, "multi": True,
+    "includeAll": True, "current": {"text": ["All"], "value": ["$__all"]}, "refresh": 2, "sort": 1,
+    "query": {"query": "label_values(askue_headend_ingest_batches_total, instance)", "refId": "instance"},
+    "definition": "label_values(askue_headend_ingest_batches_total, instance)",
+}
+SEL = '{instance=~"$instance"}'
+
+
+def prom_panel(pid: int, title: str, kind: str, exprs: list[tuple[str, str]], grid: tuple[int, int, int, int], *,
+               unit: str | None = None, field_config: dict | None = None) -> dict:
+    """A panel of PromQL targets: (expression, legend) each."""
+    x, y, w, h = grid
+    defaults: dict[str, Any] = dict(field_config or {})
+    if unit:
+        defaults["unit"] = unit
+    targets = [{"refId": chr(ord("A") + i), "datasource": PROM, "expr": expr, "legendFormat": legend,
+                "editorMode": "code", "range": True} for i, (expr, legend) in enumerate(exprs)]
+    return {"id": pid, "type": kind, "title": title, "datasource": PROM, "gridPos": {"x": x, "y": y, "w": w, "h": h},
+            "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": []}, "options": {}}
+
+
+def _quantiles(metric: str, by: str = "") -> list[tuple[str, str]]:
+    group = f"le{', ' + by if by else ''}"
+    return [(f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{SEL}[5m])))",
+             (f"p{int(q * 100)}" + (f" {{{{{by}}}}}" if by else ""))) for q in (0.5, 0.95, 0.99)]
+
+
+def headend_health() -> dict:
+    red_from_one = {"thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None},
+                                                                 {"color": "red", "value": 1}]}}
+    panels = [
+        prom_panel(1, "Принято значений, в секунду", "stat",
+                   [(f"sum(rate(askue_headend_ingest_values_total{SEL}[5m]))", "значений/с")], (0, 0, 6, 4),
+                   unit="short"),
+        prom_panel(2, "Неразобранные сообщения (dead letters) за час", "stat",
+                   [(f"sum(increase(askue_headend_dead_letters_total{SEL}[1h]))", "за час")], (6, 0, 6, 4),
+                   field_config=red_from_one),
+        prom_panel(3, "Сбои обработчиков после записи за час", "stat",
+                   [(f"sum(increase(askue_headend_hook_failures_total{SEL}[1h]))", "за час")], (12, 0, 6, 4),
+                   field_config=red_from_one),
+        prom_panel(4, "Ждут записи в БД", "stat",
+                   [(f"sum(askue_headend_ingest_queue_depth{SEL})", "сообщений"),
+                    (f"sum(askue_headend_ingest_batches_in_flight{SEL})", "пакетов пишется")], (18, 0, 6, 4)),
+        prom_panel(5, "Приём: сообщения и значения, в секунду", "timeseries",
+                   [(f"sum by (kind) (rate(askue_headend_ingest_messages_total{SEL}[5m]))", "сообщения {{kind}}"),
+                    (f"sum(rate(askue_headend_ingest_values_total{SEL}[5m]))", "значения"),
+                    (f"sum(rate(askue_headend_ingest_batches_total{SEL}[5m]))", "пакеты")], (0, 4, 12, 8),
+                   unit="short"),
+        prom_panel(6, "Записано новых значений по источникам, в секунду", "timeseries",
+                   [(f"sum by (source) (rate(askue_headend_values_stored_total{SEL}[5m]))", "{{source}}")],
+                   (12, 4, 12, 8), unit="short"),
+        prom_panel(7, "Запись пакета до COMMIT", "timeseries", _quantiles("askue_headend_ingest_commit_seconds"),
+                   (0, 12, 12, 8), unit="s"),
+        prom_panel(8, "Время обработчиков после записи (VEE…), среднее", "timeseries",
+                   [(f"sum by (hook) (rate(askue_headend_hook_seconds_sum{SEL}[5m])) / "
+                     f"sum by (hook) (rate(askue_headend_hook_seconds_count{SEL}[5m]))", "{{hook}}")],
+                   (12, 12, 12, 8), unit="s"),
+        prom_panel(9, "Соединения с БД", "timeseries",
+                   [(f"sum by (pool) (askue_headend_db_pool_connections{SEL})", "открыто {{pool}}"),
+                    (f"sum by (pool) (askue_headend_db_pool_idle{SEL})", "свободно {{pool}}"),
+                    (f"sum by (pool) (askue_headend_db_pool_waiting{SEL})", "ждут {{pool}}"),
+                    (f"max by (pool) (askue_headend_db_pool_max{SEL})", "предел {{pool}}")], (0, 20, 12, 8)),
+        prom_panel(10, "API и страницы: 95-й процентиль по маршрутам", "timeseries",
+                   [(f"histogram_quantile(0.95, sum by (le, route) "
+                     f"(rate(askue_headend_http_request_seconds_bucket{SEL}[5m])))", "{{route}}")],
+                   (12, 20, 12, 8), unit="s"),
+        prom_panel(11, "Ответы с ошибкой сервера (5xx), в секунду", "timeseries",
+                   [('sum by (route) (rate(askue_headend_http_request_seconds_count{instance=~"$instance",'
+                     'status=~"5.."}[5m]))', "{{route}}")], (0, 28, 24, 7), unit="short"),
+    ]
+    d = dashboard("askue-headend-health", "АСКУЭ: состояние головной системы", panels, time_from="now-6h",
+                  tags=("health",))
+    d["templating"] = {"list": [INSTANCE_VARIABLE]}
+    d["refresh"] = "30s"
+    return d
+
+
+def build_system() -> list[dict]:
+    return [headend_health()]

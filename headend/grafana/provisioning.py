@@ -5,10 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from askue.headend.grafana.dashboards import DS_TYPE, DS_UID, FOLDER_TITLE, build_all
+from askue.headend.grafana.dashboards import (
+    DS_TYPE,
+    DS_UID,
+    FOLDER_TITLE,
+    PROM_UID,
+    SYSTEM_FOLDER_TITLE,
+    SYSTEM_FOLDER_UID,
+    build_all,
+    build_system,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1].parent / "grafana"
 DASHBOARDS_IN_CONTAINER = "/var/lib/grafana/dashboards/askue"
+SYSTEM_DASHBOARDS_IN_CONTAINER = "/var/lib/grafana/dashboards/askue-system"
 
 DATASOURCE_YAML = f"""# Grafana provisioning: the askue head-end database (PostgreSQL or TimescaleDB).
 # Values come from the environment of the Grafana process; use a read-only
@@ -30,6 +40,15 @@ datasources:
       maxOpenConns: 5
     secureJsonData:
       password: ${{ASKUE_GRAFANA_PG_PASSWORD}}
+  # the head-end's own health: a Prometheus that scrapes the head-end's /metrics
+  - name: askue-prometheus
+    uid: {PROM_UID}
+    type: prometheus
+    access: proxy
+    url: ${{ASKUE_GRAFANA_PROMETHEUS_URL}}
+    jsonData:
+      httpMethod: POST
+      timeInterval: 15s
 """
 
 PROVIDER_YAML = f"""# Grafana provisioning: load the askue dashboards from files.
@@ -43,6 +62,14 @@ providers:
     allowUiUpdates: false
     options:
       path: {DASHBOARDS_IN_CONTAINER}
+  - name: askue-system
+    folder: {SYSTEM_FOLDER_TITLE}
+    folderUid: {SYSTEM_FOLDER_UID}
+    type: file
+    disableDeletion: false
+    allowUiUpdates: false
+    options:
+      path: {SYSTEM_DASHBOARDS_IN_CONTAINER}
 """
 
 
@@ -52,6 +79,8 @@ def render_files() -> dict[str, str]:
              "provisioning/dashboards/askue.yaml": PROVIDER_YAML}
     for d in build_all():
         files[f"dashboards/{d['uid']}.json"] = json.dumps(d, ensure_ascii=False, indent=2) + "\n"
+    for d in build_system():
+        files[f"dashboards-system/{d['uid']}.json"] = json.dumps(d, ensure_ascii=False, indent=2) + "\n"
     return files
 
 
@@ -63,6 +92,14 @@ def write_files(out: Path = DEFAULT_OUT) -> list[Path]:
         p.write_text(text, encoding="utf-8")
         written.append(p)
     return written
+
+
+def prometheus_payload(url: str, name: str = "askue-prometheus") -> dict:
+    """The Prometheus datasource (the head-end's health dashboard) for Grafana's HTTP API."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("the Prometheus URL starts with http:// or https://, e.g. http://prometheus:9090")
+    return {"name": name, "uid": PROM_UID, "type": "prometheus", "access": "proxy", "url": url,
+            "jsonData": {"httpMethod": "POST", "timeInterval": "15s"}}
 
 
 def datasource_payload(dsn: str, *, timescaledb: bool = False, name: str = "askue") -> dict:

@@ -23,9 +23,11 @@ from paho.mqtt.properties import Properties
 from psycopg_pool import AsyncConnectionPool
 
 from askue.contract import PayloadError, Topics, decode_data_fast, decode_health, decode_state
+from askue.headend import metrics
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
+from askue.headend.storage.values import InsertedBatch
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,7 @@ class Consumer:
                 one = Pending()
                 self._add(client, m, one)
                 queue.put_nowait((one, one.n_values))
+                metrics.QUEUE_DEPTH.set(queue.qsize())
 
         reader_task = asyncio.create_task(reader())
         writers = asyncio.Semaphore(self.s.ingest_writers)
@@ -176,6 +179,7 @@ class Consumer:
                     except TimeoutError:
                         break
                     pending.extend(item[0])
+                metrics.QUEUE_DEPTH.set(queue.qsize())
                 await writers.acquire()
                 task = asyncio.create_task(self._commit(pending))
                 inflight.add(task)
@@ -189,11 +193,32 @@ class Consumer:
         payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
         _classify(self.topics, m.topic.value, bytes(payload), pending)
         self.stats.messages += 1
+        metrics.MESSAGES.labels("data" if pending.data else "state" if pending.states else
+                                "health" if pending.healths else "invalid").inc()
         if m.qos > 0:
             paho, mid, qos = client._client, m.mid, m.qos
             pending.acks.append(lambda: paho.ack(mid, qos))
 
     async def _commit(self, pending: Pending) -> None:
+        metrics.IN_FLIGHT.inc()
+        try:
+            with metrics.COMMIT_SECONDS.time():
+                batch = await self._write(pending)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        for ack in pending.acks:
+            ack()
+        self.stats.batches += 1
+        self.stats.values += pending.n_values
+        self.stats.dead_letters += len(pending.dead)
+        self.stats.inserted += batch.count if batch else 0
+        self.stats.last_commit = datetime.now(UTC)
+        metrics.BATCHES.inc()
+        metrics.VALUES.inc(pending.n_values)
+        metrics.DEAD_LETTERS.inc(len(pending.dead))
+
+    async def _write(self, pending: Pending) -> InsertedBatch | None:
+        """Write the batch until it is committed; None when it had to go message by message."""
         delay = 0.5
         while True:
             try:
@@ -206,7 +231,7 @@ class Consumer:
                         log.warning("batch refused (%s: %s); writing its messages one by one", type(e).__name__, e)
                         await self._write_singly(conn, pending)
                         batch = None
-                break
+                return batch
             except psycopg.errors.TransactionRollback as e:
                 # a deadlock with another writer of the same meters' rollup rows: PostgreSQL rolled
                 # this batch back whole; write it again at once
@@ -216,13 +241,6 @@ class Consumer:
                             e, len(pending), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
-        for ack in pending.acks:
-            ack()
-        self.stats.batches += 1
-        self.stats.values += pending.n_values
-        self.stats.dead_letters += len(pending.dead)
-        self.stats.inserted += len(batch.rows) if batch else 0
-        self.stats.last_commit = datetime.now(UTC)
 
     async def _write_singly(self, conn: psycopg.AsyncConnection, pending: Pending) -> None:
         """Isolate the message the database refuses: it goes to dead letters, the rest are stored."""

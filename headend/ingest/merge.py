@@ -1,70 +1,40 @@
-"""Write one batch in one transaction, idempotently on the natural key (meter_id, obis, ts).
+"""Write one batch of MQTT messages in one transaction.
 
-Fast path: the values are COPYed straight into their tables inside a savepoint.
-Live data is almost always new, and COPY is the cheapest way in. If any value is
-already stored (a replay, a QoS 1 duplicate, a backlog sent twice), the savepoint
-rolls back and the batch takes the merge path: COPY into a temp staging table,
-then `INSERT … SELECT … ON CONFLICT DO NOTHING` per value table, whose RETURNING
-rows are exactly the new ones. Either way only newly inserted rows reach the
-rollups (statement triggers on the value tables, migration 0007) and the batch
-hooks, so a replayed or duplicated message changes nothing.
+The ingest's part is what only messages carry: unknown meter codes become meters
+(status 'unassigned'), the gateways' view of their meters and of themselves (state,
+health), dead letters. The values themselves go through the one write path,
+`askue.headend.storage.values.insert` (COPY fast path, idempotent merge, after-insert
+hooks), inside the same transaction.
 """
 from __future__ import annotations
 
-import logging
-from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from operator import itemgetter
 
 import msgspec
 import psycopg
-from psycopg import sql
 
 from askue.headend.ingest import dead_letters
-from askue.headend.ingest.batch import KIND_TABLE, InsertedBatch, InsertedRow, Pending, RepeatedRow
+from askue.headend.ingest.batch import Pending
+from askue.headend.storage import hooks as hook_registry
+from askue.headend.storage import values
+from askue.headend.storage.values import MERGE_ONLY_AFTER_CONFLICT, InsertedBatch
 
-log = logging.getLogger(__name__)
+__all__ = ["MERGE_ONLY_AFTER_CONFLICT", "MergeContext", "prepare_connection", "write"]
 
-STAGE_COLUMNS = ("kind", "meter_id", "obis", "ts", "ts_source", "received_at", "value", "quality", "reasons",
-                 "source", "gateway_id", "seq", "period_s")
-STAGE_TYPES = ("text", "int8", "text", "timestamptz", "text", "timestamptz", "float8", "text", "text[]",
-               "text", "text", "int8", "int4")
-_STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS _stage (
-    kind text, meter_id bigint, obis text, ts timestamptz, ts_source text, received_at timestamptz,
-    value double precision, quality text, reasons text[], source text, gateway_id text, seq bigint,
-    period_s integer) ON COMMIT DELETE ROWS;
-"""
-_VALUE_COLS = "meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source, gateway_id, seq"
+prepare_connection = values.prepare_connection
 
 
 @dataclass
-class MergeContext:
-    """Per-process state: meter code → id cache and partitions known to exist."""
+class MergeContext(values.InsertState):
+    """Per-process state: meter code → id cache, the hooks to run (none unless given:
+    the head-end passes its registry, tests and benchmarks choose)."""
 
-    mode: str = "plain"  # plain | timescale
     meter_ids: dict[str, int] = field(default_factory=dict)
-    partitions: set[tuple[str, date]] = field(default_factory=set)
-    hooks: list = field(default_factory=list)  # async hook(conn, InsertedBatch)
-    # batches left to send through the merge path after a COPY met stored values: a
-    # replay usually spans several batches, and a failed COPY costs a second write
-    merge_only: int = 0
+    hooks: hook_registry.Hooks | list = field(default_factory=list)
 
 
-MERGE_ONLY_AFTER_CONFLICT = 8
-
-
-async def prepare_connection(conn: psycopg.AsyncConnection) -> None:
-    await conn.execute(_STAGE_DDL)
-    await conn.commit()
-
-
-async def ensure_partitions(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> None:
-    """Create monthly partitions for the batch's months before its transaction (plain mode only)."""
-    if ctx.mode != "plain":
-        return
+def _months(pending: Pending) -> set[tuple[str, date]]:
     months: set[tuple[str, int, int]] = set()
     for msg in pending.data:
         for v in msg.values:
@@ -72,12 +42,7 @@ async def ensure_partitions(conn: psycopg.AsyncConnection, ctx: MergeContext, pe
             if t.tzinfo is not UTC:  # decoded times are UTC already; convert only what is not
                 t = t.astimezone(UTC)
             months.add((v.kind, t.year, t.month))
-    need = {(KIND_TABLE[k], date(y, m, 1)) for k, y, m in months}
-    missing = sorted(need - ctx.partitions)
-    for table, month in missing:
-        async with conn.transaction():
-            await conn.execute("SELECT askue_ensure_month_partition(%s, %s)", (table, month))
-        ctx.partitions.add((table, month))
+    return {(values.TABLES[k], date(y, m, 1)) for k, y, m in months}
 
 
 async def resolve_meters(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> None:
@@ -100,13 +65,12 @@ async def resolve_meters(conn: psycopg.AsyncConnection, ctx: MergeContext, pendi
         ctx.meter_ids[code] = mid
 
 
-def _rows(ctx: MergeContext, pending: Pending) -> tuple[list[tuple], Counter[str], bool]:
-    """Stage rows (STAGE_COLUMNS order) of every value in the batch, the count of each kind,
-    and whether any value carries quality reasons."""
+def _rows(ctx: MergeContext, pending: Pending) -> list[tuple]:
+    """Every value of the batch as a `values.ValueRow`-shaped tuple (built as plain tuples:
+    this loop runs for every value the head-end receives)."""
     rows: list[tuple] = []
     append = rows.append
     ids = ctx.meter_ids
-    reasons = False
     for msg in pending.data:
         gw, seq = msg.gateway_id, msg.seq
         for v in msg.values:
@@ -114,92 +78,9 @@ def _rows(ctx: MergeContext, pending: Pending) -> tuple[list[tuple], Counter[str
                 ts, ts_source = v.received_at, "gateway"
             else:
                 ts, ts_source = v.meter_time, "meter"
-            if v.reasons:
-                reasons = True
             append((v.kind, ids[v.meter_id], v.obis, ts, ts_source, v.received_at, v.value, v.quality, v.reasons,
                     "gateway", gw, seq, v.period_s))
-    return rows, Counter(r[0] for r in rows), reasons
-
-
-async def _copy(conn: psycopg.AsyncConnection, statement: str, types: tuple[str, ...], rows) -> None:
-    async with conn.cursor() as cur:
-        async with cur.copy(statement) as copy:
-            copy.set_types(types)
-            for r in rows:
-                await copy.write_row(r)
-
-
-async def _copy_direct(conn: psycopg.AsyncConnection, rows: list[tuple], kinds: set[str], reasons: bool) -> None:
-    """COPY each kind's rows into its value table; UniqueViolation if any is already stored.
-
-    Without quality reasons in the batch (the usual case) the column is left to its
-    default, '{}': dumping an empty array per row costs more than the rest of the row.
-    """
-    for kind in sorted(kinds):
-        keep = [i for i, c in enumerate(STAGE_COLUMNS)
-                if c != "kind" and (c != "period_s" or kind == "interval") and (c != "reasons" or reasons)]
-        cols = ", ".join(STAGE_COLUMNS[i] for i in keep)
-        get = itemgetter(*keep)
-        await _copy(conn, f"COPY {KIND_TABLE[kind]} ({cols}) FROM STDIN (FORMAT BINARY)",
-                    tuple(STAGE_TYPES[i] for i in keep), (get(r) for r in rows if r[0] == kind))
-
-
-# A new poll that returns a stored meter time again (received well after the stored copy;
-# QoS 1 duplicates and replays carry the same received_at). The margin keeps meters whose
-# clock has minute resolution (M-Bus) from looking frozen when polled twice in a minute.
-_REPEATED_SQL = """
-SELECT s.meter_id, s.obis, s.kind, s.ts, s.received_at, s.value, r.received_at, r.value
-FROM _stage s JOIN {t} r ON r.meter_id = s.meter_id AND r.obis = s.obis AND r.ts = s.ts
-WHERE s.kind = %(kind)s AND s.ts_source = 'meter' AND s.received_at > r.received_at + interval '90 seconds'
-"""
-
-
-async def _merge_stage(conn: psycopg.AsyncConnection, kinds: set[str], want_rows: bool,
-                       staged: Mapping[str, int], repeated: list[RepeatedRow]) -> list[InsertedRow]:
-    """One INSERT … SELECT FROM _stage … ON CONFLICT DO NOTHING per kind; returns the new rows."""
-    inserted: list[InsertedRow] = []
-    for kind in sorted(kinds):
-        table = KIND_TABLE[kind]
-        period = "period_s" if kind == "interval" else "NULL::int AS period_s"
-        extra = ", period_s" if kind == "interval" else ""
-        cur = await conn.execute(sql.SQL(
-            "INSERT INTO {t} (" + _VALUE_COLS + extra + ") "
-            "SELECT " + _VALUE_COLS + extra + " FROM _stage WHERE kind = %(kind)s "
-            "ON CONFLICT (meter_id, obis, ts) DO NOTHING "
-            + ("RETURNING meter_id, obis, %(kind)s::text AS kind, ts, received_at, value, " + period
-               if want_rows else "")
-        ).format(t=sql.Identifier(table)), {"kind": kind})
-        new = cur.rowcount
-        if want_rows:
-            inserted += [InsertedRow(*r) for r in await cur.fetchall()]
-        # only when something was not inserted look for values repeated by a new poll
-        if kind in ("register", "instant") and new < staged.get(kind, 0):
-            cur = await conn.execute(sql.SQL(_REPEATED_SQL).format(t=sql.Identifier(table)), {"kind": kind})
-            repeated += [RepeatedRow(*r) for r in await cur.fetchall()]
-    return inserted
-
-
-async def _write_values(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending,
-                        batch: InsertedBatch) -> None:
-    rows, staged, reasons = _rows(ctx, pending)
-    batch.meter_ids = {r[1] for r in rows}
-    kinds = set(staged)
-    want_rows = bool(ctx.hooks)
-    if ctx.merge_only <= 0:
-        try:
-            async with conn.transaction():
-                await _copy_direct(conn, rows, kinds, reasons)
-        except psycopg.errors.UniqueViolation:
-            ctx.merge_only = MERGE_ONLY_AFTER_CONFLICT
-        else:
-            if want_rows:
-                batch.rows = [InsertedRow(r[1], r[2], r[0], r[3], r[5], r[6], r[12]) for r in rows]
-            return
-    ctx.merge_only -= 1
-    # normally empty (ON COMMIT DELETE ROWS); not when a caller wrapped us in its own transaction
-    await conn.execute("TRUNCATE _stage")
-    await _copy(conn, f"COPY _stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)", STAGE_TYPES, rows)
-    batch.rows = await _merge_stage(conn, kinds, want_rows, staged, batch.repeated)
+    return rows
 
 
 async def _meter_status(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> None:
@@ -260,11 +141,11 @@ async def _gateways(conn: psycopg.AsyncConnection, pending: Pending) -> None:
 
 async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> InsertedBatch:
     """Write the whole batch in one transaction; return what was newly inserted (after commit)."""
-    await ensure_partitions(conn, ctx, pending)
-    batch = InsertedBatch(gateway_ids=set(pending.seen))
+    # partitions first, committed on their own: creating one locks its table
+    await values.ensure_partitions(conn, _months(pending))
     known = set(ctx.meter_ids)
     try:
-        await _write_tx(conn, ctx, pending, batch)
+        batch = await _write_tx(conn, ctx, pending)
         if conn.broken:
             # psycopg ends a transaction block on a broken connection without committing and
             # without an error: the batch must not pass for written (its messages would be acked)
@@ -277,22 +158,17 @@ async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pendi
     return batch
 
 
-async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending, batch: InsertedBatch) -> None:
-    async with conn.transaction():
-        await resolve_meters(conn, ctx, pending)
-        if any(msg.values for msg in pending.data):
-            await _write_values(conn, ctx, pending, batch)
+async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> InsertedBatch:
+    async def state() -> None:
+        # after the values: concurrent writers of the same meters then wait for each other only
+        # at the end of their COPY (on the rollup rows), not before it; before the hooks: they
+        # judge the values knowing, e.g., a new serial the gateway reported
         await _meter_status(conn, ctx, pending)
         await _gateways(conn, pending)
         await dead_letters.store(conn, pending.dead)
-        for hook in ctx.hooks:
-            # a failing hook (VEE, …) must not lose or block the data: its savepoint
-            # rolls back alone and the batch still commits
-            try:
-                async with conn.transaction():
-                    await hook(conn, batch)
-            except psycopg.OperationalError:
-                raise  # the connection is gone, not the hook's fault: nothing commits, the batch is retried
-            except Exception:
-                log.exception("batch hook %r failed; the batch is stored without it", hook)
 
+    async with conn.transaction():
+        await resolve_meters(conn, ctx, pending)
+        hooks = ctx.hooks if isinstance(ctx.hooks, hook_registry.Hooks) else hook_registry.Hooks(ctx.hooks)
+        return await values.insert(conn, _rows(ctx, pending), hooks=hooks, state=ctx, keep_rows=False,
+                                   partitions_ready=True, gateway_ids=pending.seen, before_hooks=state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
-from askue.headend.vee.model import MeterFacts, Result, Value
+from askue.headend.vee.model import MeterFacts, MeterValue, Result
 from askue.headend.vee.rules import (
     clock_drift,
     frozen_value,
@@ -22,7 +22,7 @@ from askue.headend.vee.rules import (
 from askue.headend.vee.rules.common import Ctx, forward_delta, main_register, reset_between
 from askue.headend.vee.thresholds import ThresholdConfig
 
-SeriesRule = Callable[[MeterFacts, list[Value], Ctx], Result]
+SeriesRule = Callable[[MeterFacts, list[MeterValue], Ctx], Result]
 
 # Rules judged on a meter's value series (new values + history for context).
 SERIES_RULES: dict[str, SeriesRule] = {
@@ -52,10 +52,10 @@ RULE_KINDS: dict[str, frozenset[str]] = {
 }
 
 
-def check_series(meter: MeterFacts, values: list[Value], ctx: Ctx,
+def check_series(meter: MeterFacts, values: list[MeterValue], ctx: Ctx,
                  rules: Iterable[str] | None = None) -> Result:
     res = Result()
-    by_kind: dict[str, list[Value]] = {}
+    by_kind: dict[str, list[MeterValue]] = {}
     for v in values:
         by_kind.setdefault(v.kind, []).append(v)
     for name in rules or SERIES_RULES:
@@ -72,7 +72,7 @@ def check_meter_state(meter: MeterFacts, last_session: datetime | None, ctx: Ctx
         verification.check_verification(meter, ctx))
 
 
-def register_consumption(meter: MeterFacts, values: list[Value], start: datetime, end: datetime,
+def register_consumption(meter: MeterFacts, values: list[MeterValue], start: datetime, end: datetime,
                          ctx: Ctx) -> float | None:
     """Consumption on the main register between the reads nearest to start and end
     (× multiplier), rollover-aware; None without reads on both sides."""
@@ -98,7 +98,7 @@ def register_consumption(meter: MeterFacts, values: list[Value], start: datetime
     return total * meter.multiplier
 
 
-def check_houses(meters: Mapping[str, MeterFacts], values_by_meter: Mapping[str, list[Value]],
+def check_houses(meters: Mapping[str, MeterFacts], values_by_meter: Mapping[str, list[MeterValue]],
                  period: tuple[datetime, datetime], cfg: ThresholdConfig, now: datetime) -> Result:
     """house_imbalance for every house that has a balance meter and individual meters."""
     res = Result()
@@ -109,18 +109,18 @@ def check_houses(meters: Mapping[str, MeterFacts], values_by_meter: Mapping[str,
     for house, ms in houses.items():
         for bal in (m for m in ms if m.is_balance):
             ctx = Ctx(now=now, thresholds=cfg.for_meter(bal))
-            q_bal = register_consumption(bal, values_by_meter.get(bal.meter_id, []), *period, ctx)
+            q_bal = register_consumption(bal, values_by_meter.get(bal.code, []), *period, ctx)
             flats: dict[str, float] = {}
             complete = True
             for m in ms:
                 if m.is_balance or m.resource != bal.resource:
                     continue
-                q = register_consumption(m, values_by_meter.get(m.meter_id, []), *period,
+                q = register_consumption(m, values_by_meter.get(m.code, []), *period,
                                          Ctx(now=now, thresholds=cfg.for_meter(m)))
                 if q is None:
                     complete = False  # a flat without reads: the sum would be wrong, not imbalanced
                     break
-                flats[m.meter_id] = q
+                flats[m.code] = q
             if q_bal is not None and flats and complete:
                 res.extend(house_imbalance.check_house(house, bal, q_bal, flats, period, ctx))
     return res

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from askue.headend.vee.model import MeterFacts, Value
+from askue.headend.vee.model import MeterFacts, MeterValue
 from askue.headend.vee.rules.common import MSK, forward_delta, in_service, main_register
 from askue.headend.vee.rules.interval_gap import expected_period, gaps
 from askue.headend.vee.thresholds import Thresholds
@@ -23,7 +23,7 @@ from askue.headend.vee.thresholds import Thresholds
 
 @dataclass(frozen=True)
 class Estimate:
-    meter_id: str
+    meter: str  # meter code
     obis: str
     kind: str
     ts: datetime
@@ -41,8 +41,8 @@ def _weekend(t: datetime, tz: tzinfo) -> bool:
     return t.astimezone(tz).weekday() >= 5
 
 
-def fill_gaps(series: list[Value], th: Thresholds, tz: tzinfo = MSK,
-              history: list[Value] | None = None) -> list[Estimate]:
+def fill_gaps(series: list[MeterValue], th: Thresholds, tz: tzinfo = MSK,
+              history: list[MeterValue] | None = None) -> list[Estimate]:
     """Estimates for the holes of one interval channel (sorted, one meter). `history`
     (same channel, older data) feeds the like-day method."""
     if not series:
@@ -59,7 +59,7 @@ def fill_gaps(series: list[Value], th: Thresholds, tz: tzinfo = MSK,
             ts = a.ts + timedelta(seconds=k * period)
             if span <= th.linear_max_gap_s:
                 val = a.value + (b.value - a.value) * k / (missing + 1)
-                out.append(Estimate(a.meter_id, a.obis, "interval", ts, round(val, 6), "E", "linear", period))
+                out.append(Estimate(a.meter, a.obis, "interval", ts, round(val, 6), "E", "linear", period))
                 continue
             like: list[float] = []
             day = 1
@@ -69,12 +69,12 @@ def fill_gaps(series: list[Value], th: Thresholds, tz: tzinfo = MSK,
                     like.append(known[cand])
                 day += 1
             if like:
-                out.append(Estimate(a.meter_id, a.obis, "interval", ts, round(sum(like) / len(like), 6),
+                out.append(Estimate(a.meter, a.obis, "interval", ts, round(sum(like) / len(like), 6),
                                     "E", "like_days", period))
     return out
 
 
-def average_daily(meter: MeterFacts, values: list[Value], before: datetime, th: Thresholds) -> float | None:
+def average_daily(meter: MeterFacts, values: list[MeterValue], before: datetime, th: Thresholds) -> float | None:
     """Average daily consumption on the main register over the lookback before `before`."""
     regs = sorted((v for v in values if v.kind == "register" and v.obis == main_register(meter)
                    and v.ts <= before and v.ts >= before - timedelta(days=th.average_lookback_days)
@@ -93,7 +93,7 @@ def average_daily(meter: MeterFacts, values: list[Value], before: datetime, th: 
     return total / span_days
 
 
-def billing_read(meter: MeterFacts, values: list[Value], at: datetime, th: Thresholds) -> Estimate | None:
+def billing_read(meter: MeterFacts, values: list[MeterValue], at: datetime, th: Thresholds) -> Estimate | None:
     """A substitute register read at `at` «по среднему», or None without enough history."""
     avg = average_daily(meter, values, at, th)
     if avg is None:
@@ -104,4 +104,4 @@ def billing_read(meter: MeterFacts, values: list[Value], at: datetime, th: Thres
     cap = meter.capacity
     if cap is not None:
         val %= cap
-    return Estimate(meter.meter_id, last.obis, "register", at, round(val, 6), "S", "average")
+    return Estimate(meter.code, last.obis, "register", at, round(val, 6), "S", "average")

@@ -7,22 +7,29 @@ raises events once per condition. Day-level rules (spike, zero consumption, sum
 mismatch), contact, verification, imbalance and gap estimation run in the periodic
 scan (scan.py) so the ingest stays fast.
 
-Registered in headend/app.py BATCH_HOOKS as "askue.headend.vee.live:batch_hook".
+Registered as the after-insert hook "vee" (storage/hooks.py): it runs for every writer
+of values. Gateway values are judged by every per-value rule; values a person typed or
+a file brought by the rules that make sense for them (a manual reading's time is when
+it was taken, not a meter clock); VEE's own estimates are not judged again.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 import psycopg
 
+from askue.headend.auth import audit
+from askue.headend.storage import hooks, meta, values
+from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, store
-from askue.headend.vee.model import Result, Value
+from askue.headend.vee.model import MeterValue, Result
 from askue.headend.vee.rules.common import Ctx
 
 log = logging.getLogger(__name__)
 
 HOOK_RULES = ("reverse_reading", "interval_gap", "clock_drift", "tamper", "voltage", "frozen_value")
+# Values typed by a person or read from a file carry no meter clock or journal of a live read.
+ENTERED_RULES = ("reverse_reading", "interval_gap")
 
 _PREV_SQL = """
 SELECT k.meter_id, k.obis, p.ts, p.value, p.received_at, p.quality {extra}
@@ -35,61 +42,65 @@ CROSS JOIN LATERAL (
 
 
 async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], object],
-                    codes: dict[int, str]) -> list[Value]:
+                    codes: dict[int, str]) -> list[MeterValue]:
     if not firsts:
         return []
     keys = list(firsts)
     extra = ", p.period_s" if kind == "interval" else ", NULL::int"
     sql = _PREV_SQL.format(extra=extra, extra_inner=", period_s" if kind == "interval" else "",
-                           table=store.TABLES[kind])
+                           table=values.TABLES[kind])
     cur = await conn.execute(sql, ([k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]))
-    return [Value(codes[mid], obis, kind, ts, value, received_at=rx, quality=q, period_s=per, new=False)
+    return [MeterValue(codes[mid], obis, kind, ts, value, received_at=rx, quality=q, period_s=per, new=False)
             for mid, obis, ts, value, rx, q, per in await cur.fetchall()]
 
 
-async def batch_hook(conn: psycopg.AsyncConnection, batch) -> None:
-    """BATCH_HOOKS entry: judge `batch.rows` (askue.headend.ingest.batch.InsertedRow)."""
-    repeated = getattr(batch, "repeated", [])
-    if not batch.rows and not repeated:
-        await _note_replaced(conn, set())
+@hooks.after_insert("vee")
+async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> None:
+    """Judge the new values of `batch`, then note the estimates real values replaced."""
+    rows = [r for r in batch.rows if r.source != "estimate"]
+    repeated = batch.repeated
+    if not rows and not repeated:
         return
-    tz = await store.db_timezone(conn)
-    meters = await store.load_meters(conn, tz, sorted({r.meter_id for r in batch.rows}
-                                                      | {r.meter_id for r in repeated}))
-    codes = {mid: m.facts.meter_id for mid, m in meters.items()}
-    new_by_meter: dict[int, list[Value]] = {}
+    tz = await meta.timezone(conn)
+    meters = await store.load_meters(conn, tz, sorted({r.meter_id for r in rows} | {r.meter_id for r in repeated}))
+    codes = {mid: m.facts.code for mid, m in meters.items()}
+    new_by_meter: dict[int, list[MeterValue]] = {}
     firsts: dict[str, dict[tuple[int, str], object]] = {"register": {}, "interval": {}}
     kinds_by_obis: dict[tuple[str, str], str] = {}
-    for r in batch.rows:
+    entered: set[int] = set()  # meters with values from a person or a file
+    for r in rows:
         if r.meter_id not in codes:
             continue
-        v = Value(codes[r.meter_id], r.obis, r.kind, r.ts, r.value, received_at=r.received_at, period_s=r.period_s)
+        if r.source != "gateway":
+            entered.add(r.meter_id)
+        v = MeterValue(codes[r.meter_id], r.obis, r.kind, r.ts, r.value, received_at=r.received_at, period_s=r.period_s)
         new_by_meter.setdefault(r.meter_id, []).append(v)
-        kinds_by_obis[(v.meter_id, r.obis)] = r.kind
+        kinds_by_obis[(v.meter, r.obis)] = r.kind
         if r.kind in firsts:
             k = (r.meter_id, r.obis)
             if k not in firsts[r.kind] or r.ts < firsts[r.kind][k]:  # type: ignore[operator]
                 firsts[r.kind][k] = r.ts
-    history: dict[int, list[Value]] = {}
+    history: dict[int, list[MeterValue]] = {}
     for r in repeated:  # the stored first copy as history, the repeat under check
         if r.meter_id not in codes:
             continue
         code = codes[r.meter_id]
         history.setdefault(r.meter_id, []).append(
-            Value(code, r.obis, r.kind, r.ts, r.first_value, received_at=r.first_received_at, new=False))
+            MeterValue(code, r.obis, r.kind, r.ts, r.first_value, received_at=r.first_received_at, new=False))
         new_by_meter.setdefault(r.meter_id, []).append(
-            Value(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
+            MeterValue(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
         kinds_by_obis[(code, r.obis)] = r.kind
     ids = {c: m for m, c in codes.items()}
     for kind in ("register", "interval"):
         for v in await _previous(conn, kind, firsts[kind], codes):
-            history.setdefault(ids[v.meter_id], []).append(v)
+            history.setdefault(ids[v.meter], []).append(v)
     cfg = await store.load_thresholds(conn)
     res = Result()
     for mid, vals in new_by_meter.items():
         m = meters[mid]
         ctx = Ctx(now=max(v.received_at or v.ts for v in vals), thresholds=cfg.for_meter(m.facts), tz=tz)
-        res.extend(engine.check_series(m.facts, history.get(mid, []) + vals, ctx, HOOK_RULES))
+        rules = ENTERED_RULES if mid in entered else HOOK_RULES
+        res.extend(engine.check_series(m.facts, history.get(mid, []) + vals, ctx, rules))
     await store.apply_result(conn, res, meters, kinds_by_obis, cfg)
     await _note_replaced(conn, set(meters))
 
@@ -104,18 +115,8 @@ async def _note_replaced(conn: psycopg.AsyncConnection, meter_ids: set[int]) -> 
     rows = await cur.fetchall()
     if not rows:
         return
-    from askue.headend.storage import rollups
-
-    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-    spans: dict[tuple[int, str], list] = {}
     for kind, mid, obis, ts, old, new in rows:
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, object_type, object_id, old, new, comment) "
-            "VALUES ('vee', 'estimate_replaced', %s, %s, %s, %s, %s)",
-            (kind, f"{mid}/{obis}/{ts.isoformat()}", json.dumps({"value": old, "quality": "E"}),
-             json.dumps({"value": new, "quality": "A"}), "real value arrived / получено фактическое значение"))
-        s = spans.setdefault((mid, obis), [ts, ts])
-        s[0], s[1] = min(s[0], ts), max(s[1], ts)
-    if mode and mode[0] == "plain":
-        for (mid, obis), (a, b) in spans.items():
-            await rollups.recompute(conn, mid, obis, a, b)
+        await audit.record(conn, "vee", "estimate_replaced", kind, f"{mid}/{obis}/{ts.isoformat()}",
+                           old={"value": old, "quality": "E"}, new={"value": new, "quality": "A"},
+                           comment="real value arrived / получено фактическое значение")
+    await values.refresh_rollups(conn, [(mid, obis, ts) for _, mid, obis, ts, _, _ in rows])

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-Kind = Literal["register", "interval", "instant", "event"]
+from askue.contract.payloads import Kind
+
 Severity = Literal["info", "warning", "critical"]
 RESOURCES = ("electricity", "cold_water", "hot_water", "heat", "gas")
 KINDS = ("register", "interval", "instant", "event")
@@ -17,7 +18,7 @@ SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 class MeterFacts:
     """What the rules need to know about a meter (from the registry or meters.csv)."""
 
-    meter_id: str
+    code: str  # the meter code gateways and files use
     resource: str = "electricity"
     serial: str | None = None
     model: str | None = None
@@ -49,12 +50,12 @@ class MeterFacts:
 
 
 @dataclass(frozen=True)
-class Value:
+class MeterValue:
     """One metered value. `new` marks values under check (history gives context only)."""
 
-    meter_id: str
+    meter: str  # meter code
     obis: str
-    kind: str
+    kind: Kind
     ts: datetime  # the meter's time (interval: end of the period)
     value: float
     received_at: datetime | None = None
@@ -70,7 +71,7 @@ class Finding:
     condition is raised once however often it is seen again."""
 
     kind: str
-    meter_id: str
+    meter: str  # meter code
     severity: Severity
     ts: datetime
     key: str
@@ -88,9 +89,9 @@ class Finding:
 
 @dataclass(frozen=True)
 class Mark:
-    """A reason to attach to a stored value (quality stays as it is unless `quality` is set)."""
+    """A reason to attach to a stored value (its quality stays as it is)."""
 
-    meter_id: str
+    meter: str
     obis: str
     ts: datetime
     reason: str
@@ -102,7 +103,7 @@ class Clear:
     (and may auto-close); a later recurrence is a new event."""
 
     key: str
-    meter_id: str
+    meter: str
     ts: datetime
 
 
@@ -118,18 +119,10 @@ class Result:
         self.clears += other.clears
         return self
 
-    def reasons_by_value(self) -> dict[tuple[str, str, datetime], list[str]]:
-        out: dict[tuple[str, str, datetime], list[str]] = {}
-        for m in self.marks:
-            lst = out.setdefault((m.meter_id, m.obis, m.ts), [])
-            if m.reason not in lst:
-                lst.append(m.reason)
-        return out
 
-
-def by_channel(values: Iterable[Value], kind: str) -> dict[str, list[Value]]:
+def by_channel(values: Iterable[MeterValue], kind: str) -> dict[str, list[MeterValue]]:
     """Values of one kind grouped by OBIS, each list sorted by meter time."""
-    out: dict[str, list[Value]] = {}
+    out: dict[str, list[MeterValue]] = {}
     for v in values:
         if v.kind == kind:
             out.setdefault(v.obis, []).append(v)

@@ -19,7 +19,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
 from askue.headend.vee import engine
-from askue.headend.vee.model import KINDS, RESOURCES, SEVERITY_ORDER, Finding, MeterFacts, Value
+from askue.headend.vee.model import KINDS, RESOURCES, SEVERITY_ORDER, Finding, MeterFacts, MeterValue
 from askue.headend.vee.rules.common import MSK, Ctx
 from askue.headend.vee.thresholds import ThresholdConfig
 
@@ -42,7 +42,7 @@ class RowError:
     file: str
     row: int  # line number in the file (the header is line 1)
     reason: str
-    meter_id: str = ""
+    meter: str = ""  # meter code, when the row names one
 
 
 @dataclass
@@ -151,14 +151,14 @@ def _meter(row: dict[str, str], tz: tzinfo) -> MeterFacts:
         if v not in _TRUE | _FALSE:
             raise _RowProblem(f"{col}: {row[col]!r} is not true/false")
         flags[col] = v in _TRUE
-    return MeterFacts(meter_id=mid, resource=resource, serial=row["serial"] or None, model=row.get("model") or None,
+    return MeterFacts(code=mid, resource=resource, serial=row["serial"] or None, model=row.get("model") or None,
                       organisation=row.get("organisation") or None, digits=digits, multiplier=mult,
                       installed_at=installed, replaces=row["replaces"] or None,
                       verification_due=_parse_date(row["verification_due"], "verification_due"),
                       nominal_voltage=nominal, house=row.get("house") or None, **flags)
 
 
-def _reading(row: dict[str, str], line: int, meters: dict[str, MeterFacts]) -> Value:
+def _reading(row: dict[str, str], line: int, meters: dict[str, MeterFacts]) -> MeterValue:
     mid = row["meter_id"]
     if not mid:
         raise _RowProblem("meter_id: empty")
@@ -189,12 +189,12 @@ def _reading(row: dict[str, str], line: int, meters: dict[str, MeterFacts]) -> V
         raise _RowProblem(f"value: a journal event code must be an integer, got {row['value']!r}")
     if kind in ("register", "interval") and value < 0:
         raise _RowProblem(f"value: a {kind} cannot be negative ({value})")
-    return Value(meter_id=mid, obis=obis, kind=kind, ts=ts, value=value, received_at=received,
+    return MeterValue(meter=mid, obis=obis, kind=kind, ts=ts, value=value, received_at=received,
                  period_s=period, row=line)
 
 
 def load(meters_path: Path, readings_path: Path, tz: tzinfo = MSK
-         ) -> tuple[dict[str, MeterFacts], list[Value], list[RowError]]:
+         ) -> tuple[dict[str, MeterFacts], list[MeterValue], list[RowError]]:
     errors: list[RowError] = []
     meters: dict[str, MeterFacts] = {}
     _, mrows = _read_csv(meters_path, METER_COLUMNS)
@@ -203,16 +203,16 @@ def load(meters_path: Path, readings_path: Path, tz: tzinfo = MSK
             if "__error__" in row:
                 raise _RowProblem(row["__error__"])
             m = _meter(row, tz)
-            if m.meter_id in meters:
-                raise _RowProblem(f"meter_id: {m.meter_id!r} listed twice")
-            meters[m.meter_id] = m
+            if m.code in meters:
+                raise _RowProblem(f"meter_id: {m.code!r} listed twice")
+            meters[m.code] = m
         except _RowProblem as e:
             errors.append(RowError(meters_path.name, line, str(e), row.get("meter_id", "")))
     # A meter that another one replaces is retired: no contact/verification alarms.
     for m in list(meters.values()):
         if m.replaces and m.replaces in meters:
-            meters[m.replaces] = replace(meters[m.replaces], replaced_by=m.meter_id)
-    values: list[Value] = []
+            meters[m.replaces] = replace(meters[m.replaces], replaced_by=m.code)
+    values: list[MeterValue] = []
     _, rrows = _read_csv(readings_path, READING_COLUMNS)
     for line, row in rrows:
         try:
@@ -224,11 +224,11 @@ def load(meters_path: Path, readings_path: Path, tz: tzinfo = MSK
     return meters, values, errors
 
 
-def check(meters: dict[str, MeterFacts], values: list[Value], now: datetime, cfg: ThresholdConfig,
+def check(meters: dict[str, MeterFacts], values: list[MeterValue], now: datetime, cfg: ThresholdConfig,
           tz: tzinfo = MSK) -> list[Finding]:
-    by_meter: dict[str, list[Value]] = {}
+    by_meter: dict[str, list[MeterValue]] = {}
     for v in values:
-        by_meter.setdefault(v.meter_id, []).append(v)
+        by_meter.setdefault(v.meter, []).append(v)
     findings: list[Finding] = []
     for mid, meter in meters.items():
         ctx = Ctx(now=now, thresholds=cfg.for_meter(meter), tz=tz)
@@ -240,14 +240,14 @@ def check(meters: dict[str, MeterFacts], values: list[Value], now: datetime, cfg
     period = _imbalance_period(meters, by_meter, tz)
     if period:
         findings += engine.check_houses(meters, by_meter, period, cfg, now).findings
-    findings.sort(key=lambda f: (f.meter_id, f.ts, -SEVERITY_ORDER[f.severity], f.kind))
+    findings.sort(key=lambda f: (f.meter, f.ts, -SEVERITY_ORDER[f.severity], f.kind))
     return findings
 
 
-def _imbalance_period(meters: dict[str, MeterFacts], by_meter: dict[str, list[Value]],
+def _imbalance_period(meters: dict[str, MeterFacts], by_meter: dict[str, list[MeterValue]],
                       tz: tzinfo) -> tuple[datetime, datetime] | None:
     """The whole local days covered by the balance meters' reads."""
-    ts = [v.ts for m in meters.values() if m.is_balance for v in by_meter.get(m.meter_id, [])
+    ts = [v.ts for m in meters.values() if m.is_balance for v in by_meter.get(m.code, [])
           if v.kind == "register"]
     if not ts:
         return None
@@ -269,6 +269,6 @@ def write_report(result: CheckResult, out: io.TextIOBase | io.StringIO) -> None:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(REPORT_COLUMNS)
     for e in result.errors:
-        w.writerow([e.meter_id, "bad_row", "", "error", f"{e.file} row {e.row}: {e.reason}"])
+        w.writerow([e.meter, "bad_row", "", "error", f"{e.file} row {e.row}: {e.reason}"])
     for f in result.findings:
-        w.writerow([f.meter_id, f.kind, f.ts.isoformat(), f.severity, f.details()])
+        w.writerow([f.meter, f.kind, f.ts.isoformat(), f.severity, f.details()])

@@ -12,15 +12,16 @@ Registered in headend/app.py BACKGROUND_TASKS as "askue.headend.vee.scan:scan_ta
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
 import psycopg
 
+from askue.headend.auth import audit
+from askue.headend.storage import meta, values
 from askue.headend.vee import engine, estimate, store
-from askue.headend.vee.model import Result, Value
+from askue.headend.vee.model import MeterValue, Result
 from askue.headend.vee.rules.common import Ctx, main_profile, main_register
 from askue.headend.vee.thresholds import ThresholdConfig
 
@@ -68,7 +69,7 @@ async def _set_state(conn: psycopg.AsyncConnection, name: str, at: datetime) -> 
 
 async def scan_once(conn: psycopg.AsyncConnection, now: datetime) -> ScanStats:
     stats = ScanStats()
-    tz = await store.db_timezone(conn)
+    tz = await meta.timezone(conn)
     async with conn.transaction():
         cfg = await store.load_thresholds(conn)
         meters = await store.load_meters(conn, tz, where="m.status <> 'decommissioned'")
@@ -115,14 +116,14 @@ async def _judge_chunk(conn: psycopg.AsyncConnection, chunk: dict[int, store.Met
                        now: datetime, tz: tzinfo) -> tuple[int, int]:
     days = max(cfg.for_meter(m.facts).spike_history_days for m in chunk.values()) + 2
     start = now - timedelta(days=days)
-    codes = {mid: m.facts.meter_id for mid, m in chunk.items()}
+    codes = {mid: m.facts.code for mid, m in chunk.items()}
     channels = sorted({main_register(m.facts) for m in chunk.values()} | {main_profile(m.facts) for m in chunk.values()})
     values = await store.load_values(conn, list(chunk), codes, ("register", "interval"), start, now, channels)
     res = Result()
     estimates: list[estimate.Estimate] = []
     for mid, m in chunk.items():
         th = cfg.for_meter(m.facts)
-        vals = [Value(v.meter_id, v.obis, v.kind, v.ts, v.value, v.received_at, v.period_s, v.quality, True)
+        vals = [MeterValue(v.meter, v.obis, v.kind, v.ts, v.value, v.received_at, v.period_s, v.quality, True)
                 for v in values[mid] if v.quality != "E"]  # estimates are not evidence
         res.extend(engine.check_series(m.facts, vals, Ctx(now=now, thresholds=th, tz=tz), DAY_RULES))
         prof = [v for v in vals if v.kind == "interval" and v.obis == main_profile(m.facts)]
@@ -130,69 +131,40 @@ async def _judge_chunk(conn: psycopg.AsyncConnection, chunk: dict[int, store.Met
             if e.ts <= now - ESTIMATE_MIN_AGE:
                 estimates.append(e)
     raised = await store.apply_result(conn, res, chunk, {}, cfg)
-    ids = {m.facts.meter_id: mid for mid, m in chunk.items()}
+    ids = {m.facts.code: mid for mid, m in chunk.items()}
     n = await insert_estimates(conn, estimates, ids, now, tz)
     return raised, n
 
 
-async def _ensure_partitions(conn: psycopg.AsyncConnection, table: str, tss: list[datetime]) -> None:
-    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-    if not mode or mode[0] != "plain":
-        return
-    for month in sorted({t.astimezone(UTC).date().replace(day=1) for t in tss}):
-        await conn.execute("SELECT askue_ensure_month_partition(%s, %s)", (table, month))
-
-
 async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Estimate], ids: dict[str, int],
                            now: datetime, tz: tzinfo) -> int:
-    """Store estimates where no value exists (never over a real one); audit and rebuild rollups."""
+    """Store estimates where no value exists (never over a real one) and audit them."""
     if not ests:
         return 0
-    n = 0
-    for kind, table in (("interval", "intervals"), ("register", "register_readings")):
-        rows = [e for e in ests if e.kind == kind]
+    stored = await values.insert(conn, [
+        values.ValueRow(e.kind, ids[e.meter], e.obis, e.ts, "meter", now, e.value, e.quality, e.reasons, "estimate",
+                        period_s=e.period_s) for e in ests])
+    done = stored.rows
+    for kind in ("interval", "register"):
+        rows = [r for r in done if r.kind == kind]
         if not rows:
             continue
-        await _ensure_partitions(conn, table, [e.ts for e in rows])
-        per = ", period_s" if kind == "interval" else ""
-        per_arr = ", %s::int[]" if kind == "interval" else ""
-        params: list = [[ids[e.meter_id] for e in rows], [e.obis for e in rows], [e.ts for e in rows],
-                        [now] * len(rows), [e.value for e in rows], [e.quality for e in rows],
-                        [",".join(e.reasons) for e in rows]]
-        if kind == "interval":
-            params.append([e.period_s for e in rows])
-        cur = await conn.execute(
-            f"INSERT INTO {table} (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source{per}) "
-            f"SELECT u.m, u.o, u.t, 'meter', u.r, u.v, u.q, string_to_array(u.rs, ','), 'estimate'{per} "
-            f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::float8[], "
-            f"%s::text[], %s::text[]{per_arr}) AS u(m, o, t, r, v, q, rs{per}) "
-            "ON CONFLICT (meter_id, obis, ts) DO NOTHING RETURNING meter_id, obis, ts, value", params)
-        done = await cur.fetchall()
-        n += len(done)
-        if done:  # the replace-estimate trigger looks these up first (migration 0101)
-            await conn.execute(
-                "INSERT INTO vee_estimate_slots (kind, meter_id, obis, ts) "
-                "SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
-                (kind, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done]))
+        # the replace-estimate trigger looks these up first (migration 0101)
+        await conn.execute(
+            "INSERT INTO vee_estimate_slots (kind, meter_id, obis, ts) "
+            "SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
+            (kind, [r.meter_id for r in rows], [r.obis for r in rows], [r.ts for r in rows]))
         spans: dict[tuple[int, str], list] = {}
-        for mid, obis, ts, _value in done:
-            s = spans.setdefault((mid, obis), [ts, ts, 0])
-            s[0], s[1], s[2] = min(s[0], ts), max(s[1], ts), s[2] + 1
-        methods = {(ids[e.meter_id], e.obis): e.method for e in rows}
+        for r in rows:
+            s = spans.setdefault((r.meter_id, r.obis), [r.ts, r.ts, 0])
+            s[0], s[1], s[2] = min(s[0], r.ts), max(s[1], r.ts), s[2] + 1
+        methods = {(ids[e.meter], e.obis): e.method for e in ests if e.kind == kind}
         for (mid, obis), (a, b, count) in spans.items():
-            await conn.execute(
-                "INSERT INTO audit_log (actor, action, object_type, object_id, old, new, comment) "
-                "VALUES ('vee', 'estimate', %s, %s, NULL, %s, %s)",
-                (kind, f"{mid}/{obis}", json.dumps({"from": a.isoformat(), "to": b.isoformat(), "count": count,
-                                                      "method": methods.get((mid, obis))}),
-                 "оценка пропущенных значений / missing values estimated"))
-        mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-        if mode and mode[0] == "plain":
-            from askue.headend.storage import rollups
-
-            for (mid, obis), (a, b, _) in spans.items():
-                await rollups.recompute(conn, mid, obis, a, b)
-    return n
+            await audit.record(conn, "vee", "estimate", kind, f"{mid}/{obis}",
+                               new={"from": a.isoformat(), "to": b.isoformat(), "count": count,
+                                    "method": methods.get((mid, obis))},
+                               comment="оценка пропущенных значений / missing values estimated")
+    return len(done)
 
 
 async def _houses(conn: psycopg.AsyncConnection, meters: dict[int, store.MeterRow], cfg: ThresholdConfig,
@@ -205,11 +177,11 @@ async def _houses(conn: psycopg.AsyncConnection, meters: dict[int, store.MeterRo
         return 0
     today = now.astimezone(tz).date()
     period = (datetime.combine(today - timedelta(days=1), time(0), tzinfo=tz), datetime.combine(today, time(0), tzinfo=tz))
-    codes = {mid: m.facts.meter_id for mid, m in members.items()}
+    codes = {mid: m.facts.code for mid, m in members.items()}
     values = await store.load_values(conn, list(members), codes, ("register",), period[0] - timedelta(hours=12),
                                      period[1] + timedelta(hours=12),
                                      sorted({main_register(m.facts) for m in members.values()}))
-    res = engine.check_houses({m.facts.meter_id: m.facts for m in members.values()},
+    res = engine.check_houses({m.facts.code: m.facts for m in members.values()},
                               {codes[mid]: v for mid, v in values.items()}, period, cfg, now)
     if not res.findings:
         return 0
@@ -242,7 +214,7 @@ async def _month_start_reads(conn: psycopg.AsyncConnection, meters: dict[int, st
     ests: list[estimate.Estimate] = []
     for i in range(0, len(missing), CHUNK):
         chunk = missing[i:i + CHUNK]
-        codes = {mid: active[mid].facts.meter_id for mid in chunk}
+        codes = {mid: active[mid].facts.code for mid in chunk}
         lookback = max(cfg.for_meter(active[mid].facts).average_lookback_days for mid in chunk)
         values = await store.load_values(conn, chunk, codes, ("register",), month_start - timedelta(days=lookback),
                                          month_start, sorted({main_register(active[m].facts) for m in chunk}))
@@ -250,4 +222,4 @@ async def _month_start_reads(conn: psycopg.AsyncConnection, meters: dict[int, st
             e = estimate.billing_read(active[mid].facts, values[mid], month_start, cfg.for_meter(active[mid].facts))
             if e is not None:
                 ests.append(e)
-    return await insert_estimates(conn, ests, {m.facts.meter_id: mid for mid, m in active.items()}, now, tz)
+    return await insert_estimates(conn, ests, {m.facts.code: mid for mid, m in active.items()}, now, tz)

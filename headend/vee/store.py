@@ -11,13 +11,11 @@ from typing import Any
 
 import psycopg
 
-from askue.headend.vee.model import Clear, Finding, Mark, MeterFacts, Result, Value
+from askue.headend.storage import values
+from askue.headend.vee.model import Clear, Finding, Mark, MeterFacts, MeterValue, Result
 from askue.headend.vee.thresholds import ThresholdConfig
 
 log = logging.getLogger(__name__)
-
-TABLES = {"register": "register_readings", "interval": "intervals", "instant": "instant_values",
-          "event": "meter_events"}
 
 # Reasons that keep a value out of billing until someone looks at it (billing calls billable()).
 BLOCKING_REASONS = frozenset({"reverse_reading", "spike", "over_limit", "duplicate", "wrong_period", "frozen",
@@ -67,7 +65,7 @@ async def load_meters(conn: psycopg.AsyncConnection, tz: tzinfo, ids: Sequence[i
         (mid, code, resource, serial, model, org, digits, mult, installed, replaces, replaced_by, due, status,
          site, is_bal, org_id, site_id, account_id, gw, last_contact, reported_serial) = r
         facts = MeterFacts(
-            meter_id=code, resource=resource if resource != "unknown" else "electricity", serial=serial,
+            code=code, resource=resource if resource != "unknown" else "electricity", serial=serial,
             model=model, organisation=org, digits=digits, multiplier=mult or 1.0,
             installed_at=datetime.combine(installed, time(0), tzinfo=tz) if installed else None,
             replaces=replaces, replaced_by=replaced_by, verification_due=due,
@@ -75,19 +73,6 @@ async def load_meters(conn: psycopg.AsyncConnection, tz: tzinfo, ids: Sequence[i
             identity_changed=bool(serial and reported_serial and serial != reported_serial))
         out[mid] = MeterRow(mid, facts, org_id, site_id, account_id, gw, last_contact, status)
     return out
-
-
-_TZ_CACHE: dict[str, tzinfo] = {}
-
-
-async def db_timezone(conn: psycopg.AsyncConnection) -> tzinfo:
-    """The time zone days are counted in (recorded by the migrations in askue_meta)."""
-    from zoneinfo import ZoneInfo
-
-    if "tz" not in _TZ_CACHE:
-        row = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'timezone'")).fetchone()
-        _TZ_CACHE["tz"] = ZoneInfo(row[0] if row else "Europe/Moscow")
-    return _TZ_CACHE["tz"]
 
 
 async def load_thresholds(conn: psycopg.AsyncConnection) -> ThresholdConfig:
@@ -118,12 +103,12 @@ async def save_thresholds(conn: psycopg.AsyncConnection, scope: str, name: str |
 
 async def load_values(conn: psycopg.AsyncConnection, meter_ids: Sequence[int], codes: dict[int, str],
                       kinds: Iterable[str], start: datetime, end: datetime,
-                      obis: Sequence[str] | None = None) -> dict[int, list[Value]]:
+                      obis: Sequence[str] | None = None) -> dict[int, list[MeterValue]]:
     """Stored values of some meters in [start, end] as history (new=False)."""
-    out: dict[int, list[Value]] = {m: [] for m in meter_ids}
+    out: dict[int, list[MeterValue]] = {m: [] for m in meter_ids}
     for kind in kinds:
         period = "period_s" if kind == "interval" else "NULL::int"
-        q = (f"SELECT meter_id, obis, ts, value, received_at, {period}, quality FROM {TABLES[kind]} "
+        q = (f"SELECT meter_id, obis, ts, value, received_at, {period}, quality FROM {values.TABLES[kind]} "
              "WHERE meter_id = ANY(%s) AND ts >= %s AND ts <= %s")
         params: list[Any] = [list(meter_ids), start, end]
         if obis is not None:
@@ -131,7 +116,7 @@ async def load_values(conn: psycopg.AsyncConnection, meter_ids: Sequence[int], c
             params.append(list(obis))
         cur = await conn.execute(q + " ORDER BY meter_id, obis, ts", params)
         for mid, o, ts, value, rx, period_s, quality in await cur.fetchall():
-            out[mid].append(Value(codes[mid], o, kind, ts, value, received_at=rx, period_s=period_s,
+            out[mid].append(MeterValue(codes[mid], o, kind, ts, value, received_at=rx, period_s=period_s,
                                   quality=quality, new=False))
     return out
 
@@ -155,7 +140,7 @@ async def write_findings(conn: psycopg.AsyncConnection, findings: Sequence[Findi
     cols: dict[str, list] = {k: [] for k in ("kind", "sev", "mid", "site", "org", "acc", "gw", "obis", "ts", "key",
                                               "title", "title_en", "ev")}
     for f in rows:
-        m = meters_by_code.get(f.meter_id)
+        m = meters_by_code.get(f.meter)
         cols["kind"].append(f.kind)
         cols["sev"].append(f.severity)
         cols["mid"].append(m.id if m else None)
@@ -171,7 +156,7 @@ async def write_findings(conn: psycopg.AsyncConnection, findings: Sequence[Findi
         cols["key"].append(f.key)
         cols["title"].append(f.title_ru)
         cols["title_en"].append(f.title_en)
-        cols["ev"].append(json.dumps({"meter": f.meter_id, **_jsonable(f.evidence)}, ensure_ascii=False))
+        cols["ev"].append(json.dumps({"meter": f.meter, **_jsonable(f.evidence)}, ensure_ascii=False))
     cur = await conn.execute(
         "INSERT INTO abnormal_events (kind, severity, meter_id, site_id, org_id, account_id, gateway_id, obis, ts, "
         "dedup_key, title, title_en, evidence) "
@@ -193,7 +178,7 @@ async def write_clears(conn: psycopg.AsyncConnection, clears: Sequence[Clear], m
         return 0
     latest: dict[tuple[int, str], datetime] = {}
     for c in clears:
-        m = meters_by_code.get(c.meter_id)
+        m = meters_by_code.get(c.meter)
         if m is not None and (latest.get((m.id, c.key)) is None or c.ts > latest[(m.id, c.key)]):
             latest[(m.id, c.key)] = c.ts
     if not latest:
@@ -226,8 +211,8 @@ async def write_marks(conn: psycopg.AsyncConnection, marks: Sequence[Mark], kind
     """Add reasons to stored values (quality stays; billing reads reasons via billable())."""
     grouped: dict[str, dict[tuple[int, str, datetime], list[str]]] = {}
     for mk in marks:
-        mid = ids_by_code.get(mk.meter_id)
-        kind = kinds_by_obis.get((mk.meter_id, mk.obis))
+        mid = ids_by_code.get(mk.meter)
+        kind = kinds_by_obis.get((mk.meter, mk.obis))
         if mid is None or kind is None:
             continue
         lst = grouped.setdefault(kind, {}).setdefault((mid, mk.obis, mk.ts), [])
@@ -236,7 +221,7 @@ async def write_marks(conn: psycopg.AsyncConnection, marks: Sequence[Mark], kind
     for kind, items in grouped.items():
         keys = list(items)
         await conn.execute(
-            f"UPDATE {TABLES[kind]} t SET reasons = ARRAY(SELECT DISTINCT x FROM unnest(t.reasons || "
+            f"UPDATE {values.TABLES[kind]} t SET reasons = ARRAY(SELECT DISTINCT x FROM unnest(t.reasons || "
             "string_to_array(u.r, ',')) AS x ORDER BY x) "
             "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[]) AS u(mid, obis, ts, r) "
             "WHERE t.meter_id = u.mid AND t.obis = u.obis AND t.ts = u.ts",
@@ -246,7 +231,7 @@ async def write_marks(conn: psycopg.AsyncConnection, marks: Sequence[Mark], kind
 async def apply_result(conn: psycopg.AsyncConnection, res: Result, meters: dict[int, MeterRow],
                        kinds_by_obis: dict[tuple[str, str], str], cfg: ThresholdConfig,
                        site_ids: dict[str, int] | None = None) -> int:
-    by_code = {m.facts.meter_id: m for m in meters.values()}
+    by_code = {m.facts.code: m for m in meters.values()}
     await write_marks(conn, res.marks, kinds_by_obis, {c: m.id for c, m in by_code.items()})
     raised = await write_findings(conn, res.findings, by_code, site_ids)
     auto = {c: cfg.for_meter(m.facts).auto_close for c, m in by_code.items()}

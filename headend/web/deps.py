@@ -13,9 +13,10 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from askue.headend.api.auth import Principal
 from askue.headend.auth import sessions
-from askue.headend.auth.users import ROLE_TITLES, User
+from askue.headend.auth.permissions import ROLE_TITLES, Action, Principal
+from askue.headend.auth.users import User
+from askue.headend.errors import ServiceError
 from askue.headend.web.i18n import LANGS, t
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -36,10 +37,14 @@ class WebUser:
     csrf: str
     lang: str
     tz: tzinfo
+    ip: str | None = None
 
     @property
     def principal(self) -> Principal:
-        return self.user.principal()
+        return self.user.principal(self.ip)
+
+    def may(self, action: str) -> bool:
+        return self.principal.may(Action(action))
 
 
 class LoginRequired(HTTPException):
@@ -62,9 +67,9 @@ async def conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
 
 
 async def db_tz(c: psycopg.AsyncConnection) -> tzinfo:
-    from askue.headend.vee.store import db_timezone
+    from askue.headend.storage import meta
 
-    return await db_timezone(c)
+    return await meta.timezone(c)
 
 
 def pick_lang(request: Request, user: User | None = None) -> str:
@@ -82,7 +87,7 @@ async def web_user(request: Request, c: psycopg.AsyncConnection = Depends(conn))
     if s is None:
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(f"{base_path(request)}/login?next={_quote(nxt)}")
-    return WebUser(s.user, s.csrf, pick_lang(request, s.user), await db_tz(c))
+    return WebUser(s.user, s.csrf, pick_lang(request, s.user), await db_tz(c), client_ip(request))
 
 
 def _quote(s: str) -> str:
@@ -96,11 +101,6 @@ def check_csrf(w: WebUser, token: str | None) -> None:
 
     if not token or not hmac.compare_digest(token, w.csrf):
         raise HTTPException(403, t("csrf_failed", w.lang))
-
-
-def require_writer(w: WebUser) -> None:
-    if not w.user.may_act:
-        raise HTTPException(403, t("forbidden", w.lang))
 
 
 def fmt_dt(v: datetime | None, tz: tzinfo, seconds: bool = False) -> str:
@@ -128,7 +128,8 @@ def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None =
         request=request, base=base_path(request), user=w.user if w else None, csrf=w.csrf if w else "",
         lang=lang, t=lambda key, **kw: t(key, lang, **kw), role_title=lambda r: ROLE_TITLES.get(r, (r, r))[lang == "en"],
         dt=lambda v, seconds=False: fmt_dt(v, tz, seconds) if tz else (v.isoformat() if v else ""),
-        d=fmt_d, num=fmt_num, path=request.url.path, query=request.url.query, **ctx)
+        d=fmt_d, num=fmt_num, path=request.url.path, query=request.url.query,
+        may=w.may if w else (lambda action: False), **ctx)
     resp = HTMLResponse(page, status_code=status_code, headers=SECURITY_HEADERS)
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)
@@ -136,20 +137,26 @@ def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None =
 
 
 def html_errors(fn):
-    """Turn the 4xx HTTPExceptions of a page (not found, not allowed, bad input) into an
-    HTML page in the operator's language; redirects (3xx) pass through."""
+    """Turn a page's service errors and 4xx HTTPExceptions (not found, not allowed, bad
+    input) into an HTML page in the operator's language; redirects (3xx) pass through."""
     import functools
+
+    from askue.headend.api.errors import status_of
 
     @functools.wraps(fn)
     async def wrapper(*args, **kwargs):
+        request: Request = kwargs["request"]
+        w = kwargs.get("w")
+        w = w if isinstance(w, WebUser) else None
         try:
             return await fn(*args, **kwargs)
+        except ServiceError as e:
+            status, detail = status_of(e), e.text(w.lang if w else pick_lang(request))
         except HTTPException as e:
             if not 400 <= e.status_code < 500:
                 raise
-            request: Request = kwargs["request"]
-            w = kwargs.get("w")
-            title = {404: "not_found", 403: "forbidden"}.get(e.status_code)
-            return render(request, "error.html", {"status": e.status_code, "detail": e.detail, "title_key": title},
-                          w if isinstance(w, WebUser) else None, status_code=e.status_code)
+            status, detail = e.status_code, e.detail
+        title = {404: "not_found", 403: "forbidden"}.get(status)
+        return render(request, "error.html", {"status": status, "detail": detail, "title_key": title}, w,
+                      status_code=status)
     return wrapper

@@ -7,6 +7,7 @@ import io
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
+from askue.headend.pdf import document
 from askue.headend.web.i18n import t
 
 
@@ -32,14 +33,7 @@ def overview_csv(totals: Sequence[dict], per, lang: str) -> bytes:
 
 
 def overview_pdf(totals: Sequence[dict], per, orgs: Sequence[str], lang: str, tz: tzinfo) -> bytes:
-    from fpdf import FPDF
-
-    from askue.headend.vee.export import _font
-
-    regular, bold = _font()
-    pdf = FPDF(orientation="P", unit="mm", format="A4")
-    pdf.add_font("DejaVu", "", str(regular))
-    pdf.add_font("DejaVu", "B", str(bold))
+    pdf = document("P")
     pdf.add_page()
     pdf.set_font("DejaVu", "B", 13)
     pdf.cell(0, 8, f"{t('overview', lang)}: {per.label}", new_x="LMARGIN", new_y="NEXT")

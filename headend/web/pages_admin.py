@@ -9,15 +9,15 @@ import psycopg
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
-from askue.headend.api.auth import create_token, org_scope
-from askue.headend.auth import audit, users
+from askue.headend.api.auth import create_token
+from askue.headend.auth import audit, sessions, users
+from askue.headend.auth.permissions import GRANTABLE, Action
 from askue.headend.storage.queries import gateways as gq
 from askue.headend.web import queries as wq
 from askue.headend.web.deps import (
     WebUser,
     base_path,
     check_csrf,
-    client_ip,
     conn,
     html_errors,
     render,
@@ -53,24 +53,18 @@ async def map_data(w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = 
 @router.get("/gateways")
 @html_errors
 async def gateways(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
-    rows = await gq.list_gateways(c, org_scope(w.principal, "{col}"), None, 5000)
+    rows = await gq.list_gateways(c, w.principal.scope, None, 5000)
     return render(request, "gateways.html", {"rows": rows}, w)
-
-
-def _manager(w: WebUser) -> None:
-    if w.user.role not in ("admin", "org_admin"):
-        raise HTTPException(403, "only admin and org_admin manage users")
 
 
 @router.get("/users")
 @html_errors
 async def users_page(request: Request, w: WebUser = Depends(web_user),
                      c: psycopg.AsyncConnection = Depends(conn)):
-    _manager(w)
-    rows = await users.list_users(c, w.user.org_ids)
+    rows = await users.managed(c, w.principal)
     orgs = await wq.visible_orgs(c, w.principal)
-    roles = users.USER_ROLES if w.user.role == "admin" else ("org_admin", "viewer")
-    return render(request, "users.html", {"rows": rows, "orgs": orgs, "roles": roles, "new_token": None}, w)
+    return render(request, "users.html", {"rows": rows, "orgs": orgs, "roles": GRANTABLE[w.user.role],
+                                          "new_token": None}, w)
 
 
 @router.post("/users")
@@ -79,25 +73,7 @@ async def users_create(request: Request, login: str = Form(...), password: str =
                        name: str = Form(""), orgs: list[str] = Form([]), csrf: str = Form(""),
                        w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     check_csrf(w, csrf)
-    _manager(w)
-    visible = {o["code"]: o["id"] for o in await wq.visible_orgs(c, w.principal)}
-    bad = [o for o in orgs if o not in visible]
-    if bad:
-        raise HTTPException(404, f"organisation(s) {', '.join(bad)} not found")
-    if w.user.role != "admin":  # an org admin creates users of its own organisations only
-        if role not in ("org_admin", "viewer"):
-            raise HTTPException(403, "an organisation admin creates org_admin or viewer users")
-        if not orgs:
-            orgs = sorted(visible)
-    if role == "viewer" and w.user.role != "admin" and not orgs:
-        raise HTTPException(422, "choose an organisation")
-    org_ids = [visible[o] for o in orgs] or None
-    try:
-        u = await users.create_user_async(c, login.strip(), password, role, org_ids, name or None)
-    except ValueError as e:
-        raise HTTPException(422, str(e)) from None
-    await audit.record(c, w.user.login, client_ip(request), "user_create", "user", u.login,
-                       new={"role": role, "orgs": orgs})
+    await users.create_by(c, w.principal, login, password, role, orgs, name or None)
     return RedirectResponse(f"{base_path(request)}/users", status_code=303)
 
 
@@ -106,15 +82,7 @@ async def users_create(request: Request, login: str = Form(...), password: str =
 async def users_active(request: Request, login: str, active: bool = Form(...), csrf: str = Form(""),
                        w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     check_csrf(w, csrf)
-    _manager(w)
-    target = next((u for u in await users.list_users(c, w.user.org_ids) if u["login"] == login), None)
-    if target is None:
-        raise HTTPException(404, f"user {login!r} not found")
-    if target["id"] == w.user.id:
-        raise HTTPException(409, "you cannot deactivate yourself")
-    await users.set_active(c, target["id"], active)
-    await audit.record(c, w.user.login, client_ip(request), "user_activate" if active else "user_deactivate",
-                       "user", login, old={"active": target["active"]}, new={"active": active})
+    await users.set_active_by(c, w.principal, login, active)
     return RedirectResponse(f"{base_path(request)}/users", status_code=303)
 
 
@@ -124,8 +92,7 @@ async def token_create(request: Request, name: str = Form(...), org: str = Form(
                        w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     """A billing API token (admin only); shown once on the page that answers."""
     check_csrf(w, csrf)
-    if w.user.role != "admin":
-        raise HTTPException(403, "only an admin creates API tokens")
+    w.principal.require(Action.TOKENS_CREATE)
 
     def _make(sync_conn: psycopg.Connection) -> str:
         return create_token(sync_conn, name.strip(), "billing", [org] if org else None)
@@ -142,11 +109,10 @@ async def token_create(request: Request, name: str = Form(...), org: str = Form(
         token = await asyncio.to_thread(_run)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    await audit.record(c, w.user.login, client_ip(request), "token_create", "api_token", name,
-                       new={"role": "billing", "org": org or None})
-    rows = await users.list_users(c, w.user.org_ids)
+    await audit.record(c, w.principal, "token_create", "api_token", name, new={"role": "billing", "org": org or None})
+    rows = await users.managed(c, w.principal)
     orgs = await wq.visible_orgs(c, w.principal)
-    return render(request, "users.html", {"rows": rows, "orgs": orgs, "roles": users.USER_ROLES,
+    return render(request, "users.html", {"rows": rows, "orgs": orgs, "roles": GRANTABLE[w.user.role],
                                           "new_token": token}, w)
 
 
@@ -155,16 +121,7 @@ async def token_create(request: Request, name: str = Form(...), org: str = Form(
 async def history(request: Request, actor: str | None = None, before: int | None = None,
                   w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     """Own history; an admin sees anyone's, an org admin its organisations' users'."""
-    if w.user.role == "admin":
-        actors = [actor] if actor else None
-    elif w.user.role == "org_admin":
-        mine = [u["login"] for u in await users.list_users(c, w.user.org_ids)]
-        if actor and actor not in mine:
-            raise HTTPException(404, f"user {actor!r} not found")
-        actors = [actor] if actor else mine
-    else:
-        actors = [w.user.login]
-    rows = await audit.history(c, actors, before_id=before)
+    rows = await users.history_for(c, w.principal, actor, before)
     return render(request, "history.html", {"rows": rows, "actor": actor or "", "changed": False}, w)
 
 
@@ -180,10 +137,7 @@ async def change_password(request: Request, old: str = Form(...), new: str = For
         await users.set_password(c, w.user, new)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    from askue.headend.auth import sessions
-
-    current = sessions._hash(request.cookies.get(sessions.COOKIE) or "")
-    await c.execute("DELETE FROM web_sessions WHERE user_id = %s AND token_hash <> %s", (w.user.id, current))
-    await audit.record(c, w.user.login, client_ip(request), "password_change", "user", w.user.login)
+    await sessions.end_others(c, w.user.id, request.cookies.get(sessions.COOKIE))
+    await audit.record(c, w.principal, "password_change", "user", w.user.login)
     rows = await audit.history(c, [w.user.login])
     return render(request, "history.html", {"rows": rows, "actor": "", "changed": True}, w)

@@ -57,17 +57,17 @@ async def login(request: Request, login: str = Form(..., max_length=200), passwo
     ip = client_ip(request)
     verdict = await ratelimit.check(c, login, ip)
     if not verdict.allowed:
-        await audit.record(c, login, ip, "login_blocked", "user", login, comment=verdict.reason)
+        await audit.record(c, login, "login_blocked", "user", login, comment=verdict.reason, ip=ip)
         resp = _login_page(request, next, t("login_locked", lang, s=verdict.retry_after_s), 429, login)
         resp.headers["Retry-After"] = str(verdict.retry_after_s)
         return resp
     user = await users.authenticate(c, login, password)
     await ratelimit.note(c, login, ip, user is not None)
     if user is None:
-        await audit.record(c, login, ip, "login_failed", "user", login)
+        await audit.record(c, login, "login_failed", "user", login, ip=ip)
         return _login_page(request, next, t("login_failed", lang), 401, login)
     token = await sessions.create(c, user, ip, request.headers.get("user-agent"))
-    await audit.record(c, user.login, ip, "login", "user", user.login)
+    await audit.record(c, user.login, "login", "user", user.login, ip=ip)
     resp = RedirectResponse(_safe_next(request, next), status_code=303)
     resp.set_cookie(sessions.COOKIE, token, httponly=True, samesite="lax", path=base_path(request),
                     secure=request.url.scheme == "https", max_age=int(sessions.LIFETIME.total_seconds()))
@@ -80,7 +80,7 @@ async def logout(request: Request, csrf: str = Form(""), w: WebUser = Depends(we
                  c: psycopg.AsyncConnection = Depends(conn)):
     check_csrf(w, csrf)
     await sessions.end(c, request.cookies.get(sessions.COOKIE))
-    await audit.record(c, w.user.login, client_ip(request), "logout", "user", w.user.login)
+    await audit.record(c, w.principal, "logout", "user", w.user.login)
     resp = RedirectResponse(base_path(request) + "/login", status_code=303)
     resp.delete_cookie(sessions.COOKIE, path=base_path(request))
     return resp

@@ -6,10 +6,10 @@ from datetime import date, datetime, timedelta
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from askue.headend.api.auth import org_scope
-from askue.headend.api.routes_registry import _list as registry_list
+from askue.headend.api.pagination import decode_cursor, page
 from askue.headend.storage.queries import consumption as cq
 from askue.headend.storage.queries import meters as mq
+from askue.headend.storage.queries import registry as rq
 from askue.headend.web import queries as wq
 from askue.headend.web.charts import Bar, bar_chart
 from askue.headend.web.deps import WebUser, conn, html_errors, render, web_user
@@ -90,11 +90,13 @@ async def accounts(request: Request, q: str | None = None, cursor: str | None = 
         per = wq.parse_period("month", month, _today(w))
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    page = await registry_list("accounts", q or None, cursor, 50, w.principal, c)
-    orgs = sorted({a["org_code"] for a in page["items"] if a["org_code"]})
+    after = decode_cursor(cursor, 1)
+    listed = page(await rq.list_registry(c, "accounts", w.principal.scope, q or None, after[0] if after else None, 51),
+                  50, lambda r: [r["code"]])
+    orgs = sorted({a["org_code"] for a in listed["items"] if a["org_code"]})
     cons = await wq.account_consumption(c, w.principal, orgs, per.start, per.end) if orgs else {}
     cols = sorted({k for a in cons.values() for k in a}, key=lambda k: (k[0], k[1]))
-    return render(request, "accounts.html", {"page": page, "q": q or "", "per": per, "cons": cons, "cols": cols,
+    return render(request, "accounts.html", {"page": listed, "q": q or "", "per": per, "cons": cons, "cols": cols,
                                              "units": UNITS}, w)
 
 
@@ -105,13 +107,13 @@ async def account(request: Request, code: str, w: WebUser = Depends(web_user),
     acc = await wq.get_account(c, w.principal, code)
     if acc is None:
         raise HTTPException(404, f"account {code!r} not found")
-    meters = await mq.list_meters(c, mq.MeterFilter(account=code), org_scope(w.principal, "m.org_id"), None, 1000)
+    meters = await mq.list_meters(c, mq.MeterFilter(account=code), w.principal.scope, None, 1000)
     for m in meters:
         m["latest"] = await mq.latest_registers(c, m["id"])
     today = _today(w)
     start = date(today.year - 1, today.month, 1)
     rows = await cq.consumption(c, cq.ConsumptionQuery(level="account", key=code, granularity="month", start=start,
-                                                       group="meter"), org_scope(w.principal, "m.org_id"))
+                                                       group="meter"), w.principal.scope)
     return render(request, "account.html", {"acc": acc, "meters": meters, "rows": rows, "units": UNITS}, w)
 
 
@@ -119,7 +121,7 @@ async def account(request: Request, code: str, w: WebUser = Depends(web_user),
 @html_errors
 async def meter_card(request: Request, code: str, gran: str = Query("day", pattern="^(day|month)$"),
                      w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
-    m = await mq.get_meter(c, code, org_scope(w.principal, "m.org_id"))
+    m = await mq.get_meter(c, code, w.principal.scope)
     if m is None:
         raise HTTPException(404, f"meter {code!r} not found")
     latest = await mq.latest_registers(c, m["id"])
@@ -135,7 +137,7 @@ async def meter_card(request: Request, code: str, gran: str = Query("day", patte
             d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
     rows = await cq.consumption(c, cq.ConsumptionQuery(level="meter", key=code, granularity=gran, start=start,
                                                        end=today + timedelta(days=1)),
-                                org_scope(w.principal, "m.org_id"))
+                                w.principal.scope)
     zones = sorted({r["zone"] for r in rows})
     main_zone = 0 if 0 in zones or not zones else zones[0]
     by = {r["bucket"]: r["value"] for r in rows if r["zone"] == main_zone}

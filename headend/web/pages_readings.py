@@ -1,21 +1,33 @@
-"""Manual readings entry: find meters, see the last and the expected value beside
-each field (VEE's `expected_value`), save through VEE's `enter_reading` (quality M,
-checked, audited)."""
+"""Manual readings entry: find meters, see the last and the expected value beside each
+field, save through the readings service (the same checks as the API and billing:
+capacity, window, reverse vs rollover, far above the expected value needs a tick)."""
 from __future__ import annotations
 
 from datetime import datetime
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 
-from askue.headend.api.auth import org_scope
+from askue.headend.auth.permissions import Action
+from askue.headend.errors import Invalid
+from askue.headend.readings import service
 from askue.headend.storage.queries import meters as mq
-from askue.headend.vee import api as vapi
 from askue.headend.vee.rules.common import MAIN_REGISTER
-from askue.headend.web.deps import WebUser, check_csrf, conn, html_errors, render, require_writer, web_user
+from askue.headend.web.deps import WebUser, check_csrf, conn, html_errors, render, web_user
 
 router = APIRouter()
 MAX_METERS = 50
+
+
+def channel_label(obis: str, lang: str) -> str:
+    """«Общий», «T1»… for electricity registers, the resource for the others: never a raw OBIS code."""
+    from askue.headend.web.i18n import t
+
+    parts = obis.split(".")
+    if len(parts) == 6 and parts[:4] == ["1", "0", "1", "8"]:
+        return t("total", lang) if parts[4] == "0" else f"T{parts[4]}"
+    resource = next((r for r, o in MAIN_REGISTER.items() if o == obis), None)
+    return t(resource, lang) if resource else obis
 
 
 def channels(m: dict) -> list[str]:
@@ -27,15 +39,9 @@ def channels(m: dict) -> list[str]:
 
 
 async def _rows(c, w: WebUser, q: str, at: datetime) -> list[dict]:
-    meters = await mq.list_meters(c, mq.MeterFilter(q=q, status="active"), org_scope(w.principal, "m.org_id"),
-                                  None, MAX_METERS)
-    out = []
-    for m in meters:
-        mrow = await vapi._meter(c, m["code"], w.principal)
-        for obis in channels(m):
-            exp = await vapi.expected_value(c, mrow, obis, at)
-            out.append({"meter": m, "obis": obis, "exp": exp})
-    return out
+    meters = await mq.list_meters(c, mq.MeterFilter(q=q, status="active"), w.principal.scope, None, MAX_METERS)
+    return [{"meter": m, "obis": obis, "exp": await service.expected(c, w.principal, m["code"], obis, at)}
+            for m in meters for obis in channels(m)]
 
 
 @router.get("/readings")
@@ -47,35 +53,44 @@ async def readings_form(request: Request, q: str = "", w: WebUser = Depends(web_
     return render(request, "readings.html", {"q": q, "rows": rows, "at": now, "results": None}, w)
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text.replace(",", ".").replace(" ", "").replace("\u00a0", ""))
+    except ValueError:
+        raise Invalid("value", f"«{text[:40]}» is not a number", f"«{text[:40]}» — не число") from None
+
+
 @router.post("/readings")
 @html_errors
 async def readings_save(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     form = await request.form()
     check_csrf(w, str(form.get("csrf", "")))
-    require_writer(w)
+    w.principal.require(Action.READINGS_ENTER)
     q = str(form.get("q", ""))
     try:
         at = datetime.fromisoformat(str(form.get("at", ""))).replace(tzinfo=w.tz)
     except ValueError:
-        raise HTTPException(422, "время снятия показаний: ГГГГ-ММ-ДДTчч:мм" if w.lang == "ru"
-                            else "reading time: YYYY-MM-DDThh:mm") from None
-    results = []
+        raise Invalid("at", "reading time: YYYY-MM-DDThh:mm", "время снятия показаний: ГГГГ-ММ-ДДTчч:мм") from None
+    comment = str(form.get("comment", ""))[:2000]
+    inputs, results = [], []
     for key, raw in form.multi_items():
         if not key.startswith("v|") or not str(raw).strip():
             continue
         _, code, obis = key.split("|", 2)
-        text = str(raw).strip().replace(",", ".").replace(" ", "")
+        text = str(raw).strip()
         try:
-            value = float(text)
-            body = vapi.ManualReading(obis=obis, ts=at, value=value, comment=str(form.get("comment", "")) or None)
-            res = await vapi.enter_reading(code, body, request, w.principal, c)
-            results.append({"meter": code, "obis": obis, "ok": True, "value": value, "res": res})
-        except HTTPException as e:
-            results.append({"meter": code, "obis": obis, "ok": False, "value": text, "error": e.detail})
-        except ValueError as e:  # float() or the model's own checks
-            results.append({"meter": code, "obis": obis, "ok": False, "value": text,
-                            "error": str(e).splitlines()[-1] if str(e) else "bad number"})
+            inputs.append(service.ReadingInput(code, obis, _number(text), at, comment=comment))
+        except Invalid as e:
+            results.append({"meter": code, "obis": obis, "channel": channel_label(obis, w.lang), "ok": False,
+                            "value": text, "status": "rejected", "error": e.text(w.lang)})
+    outcomes = await service.submit(c, w.principal, inputs, confirm=form.get("confirm") == "1") if inputs else []
+    for o in outcomes:
+        results.append({"meter": o.input.meter, "obis": o.input.obis, "channel": channel_label(o.input.obis, w.lang),
+                        "ok": o.status == "accepted",
+                        "value": o.input.value, "status": o.status, "reasons": o.reasons,
+                        "error": o.error.text(w.lang) if o.error else ""})
     rows = await _rows(c, w, q, datetime.now(w.tz)) if q.strip() else []
     status = 200 if all(r["ok"] for r in results) else 422
-    return render(request, "readings.html", {"q": q, "rows": rows, "at": at, "results": results}, w,
-                  status_code=status)
+    return render(request, "readings.html", {"q": q, "rows": rows, "at": at, "results": results,
+                                             "confirm_needed": any(r["status"] == "needs_confirmation"
+                                                                   for r in results)}, w, status_code=status)

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.api.auth import Principal, org_scope
+from askue.headend.auth.permissions import Principal
 from askue.headend.storage.queries import consumption as cq
 from askue.headend.vee.rules.no_contact import BUCKETS
 
@@ -33,7 +33,7 @@ def contact_bucket(last_contact: datetime | None, now: datetime) -> str:
 
 
 async def visible_orgs(conn: psycopg.AsyncConnection, p: Principal) -> list[dict]:
-    scope, params = org_scope(p, "o.id")
+    scope, params = p.scope.sql("o.id")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT o.id, o.code, o.name FROM organisations o WHERE {scope} ORDER BY o.name, o.code",
                           params)
@@ -80,7 +80,7 @@ async def org_consumption(conn: psycopg.AsyncConnection, p: Principal, org_codes
     for code in org_codes:
         q = cq.ConsumptionQuery(level="organisation", key=code, granularity=granularity, start=start, end=end,
                                 group=group)
-        for r in await cq.consumption(conn, q, org_scope(p, "m.org_id")):
+        for r in await cq.consumption(conn, q, p.scope):
             r["org"] = code
             out.append(r)
     return out
@@ -117,7 +117,7 @@ async def account_consumption(conn: psycopg.AsyncConnection, p: Principal, org_c
 
 
 async def get_account(conn: psycopg.AsyncConnection, p: Principal, code: str) -> dict | None:
-    scope, params = org_scope(p, "a.org_id")
+    scope, params = p.scope.sql("a.org_id")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT a.id, a.code, a.flat, a.subscriber, a.phone, a.email, o.code AS org_code, o.name AS org_name, "
@@ -128,7 +128,7 @@ async def get_account(conn: psycopg.AsyncConnection, p: Principal, code: str) ->
 
 async def map_markers(conn: psycopg.AsyncConnection, p: Principal, now: datetime) -> dict:
     """Meters with coordinates (own, else their house's) and their contact bucket; the count without."""
-    scope, params = org_scope(p, "m.org_id")
+    scope, params = p.scope.sql("m.org_id")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT m.code, m.serial, m.resource, m.status, m.last_contact, coalesce(m.lat, s.lat) AS lat, "

@@ -20,8 +20,9 @@ from psycopg_pool import AsyncConnectionPool
 from askue.contract import DataMessage, Health, PayloadError, State, Topics, decode_data
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
-from askue.headend.ingest.batch import KIND_TABLE, Pending
+from askue.headend.ingest.batch import Pending
 from askue.headend.ingest.consumer import Consumer, _classify
+from askue.headend.storage.values import TABLES
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def _check_decoded(msg: DataMessage) -> None:
     # what the decoder lets through must be what the contract promises
     assert msg.v == 1 and msg.seq >= 0
     for v in msg.values:
-        assert OBIS_RE.match(v.obis) and v.kind in KIND_TABLE
+        assert OBIS_RE.match(v.obis) and v.kind in TABLES
         assert math.isfinite(v.value)
         assert v.received_at.tzinfo is not None and (v.meter_time is None or v.meter_time.tzinfo is not None)
         assert v.kind != "interval" or (v.period_s is not None and 0 < v.period_s <= 86400)
@@ -108,7 +109,7 @@ def test_decode_and_classify_never_crash(seed: int) -> None:
 
 _VALUE_DUMP = " UNION ALL ".join(
     f"SELECT '{kind}', m.code, t.obis, t.ts, t.received_at, t.value, t.quality, t.reasons, t.gateway_id, t.seq "
-    f"FROM {table} t JOIN meters m ON m.id = t.meter_id" for kind, table in KIND_TABLE.items())
+    f"FROM {table} t JOIN meters m ON m.id = t.meter_id" for kind, table in TABLES.items())
 
 
 async def _snapshot(conn: psycopg.AsyncConnection) -> dict[str, list]:

@@ -20,15 +20,15 @@ import pytest
 from hypothesis import given, settings
 from mutation import FUZZ, FUZZ_DB, NASTY_STRINGS, mutate_bytes, seeds
 
-from askue.headend.exports import hourly_xlsx as hx
-from askue.headend.exports import integral_xlsx as ix
-from askue.headend.exports import xml80020
-from askue.headend.exports.errors import ExportFormatError
+from askue.headend.billing.formats import hourly_xlsx as hx
+from askue.headend.billing.formats import integral_xlsx as ix
+from askue.headend.billing.formats import xml80020
+from askue.headend.billing.formats.errors import ExportFormatError
 from askue.headend.registry.importer import RegistryFileError, parse_rows, read_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning:openpyxl.*")]
 
-GOLDEN_80020 = Path(__file__).resolve().parents[1] / "headend" / "exports_golden" / "80020_7707083893_20240305_12.xml"
+GOLDEN_80020 = Path(__file__).resolve().parents[1] / "headend" / "billing_golden" / "80020_7707083893_20240305_12.xml"
 MSK = ZoneInfo("Europe/Moscow")
 
 
@@ -197,7 +197,7 @@ def test_registry_csv_files(tmp_path: Path) -> None:
 
 
 def test_refused_80020_imports_store_nothing(pg_dsn: str) -> None:
-    from askue.headend.exports.importers import import_80020
+    from askue.headend.billing.importers import import_80020
 
     sample = GOLDEN_80020.read_bytes()
     msg = xml80020.parse(sample, tz=MSK)

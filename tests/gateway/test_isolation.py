@@ -10,7 +10,7 @@ import textwrap
 from gwtest import gateway_config, meter_entries, sim_meters, start_modbus_tcp, wait_until, write_config
 
 HEADEND_ONLY = ["fastapi", "starlette", "uvicorn", "psycopg", "psycopg_pool", "openpyxl", "jinja2", "argon2",
-                "grafana_client", "multipart", "prometheus_client", "httpx", "aiomqtt"]
+                "grafana_client", "multipart", "httpx", "aiomqtt"]
 
 RUNNER = textwrap.dedent(
     """

@@ -1,8 +1,10 @@
 """Helpers shared by the head-end storage tests: payload builders, batches, merge connections."""
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 
 from askue.contract import DataMessage, MeterStatus, Value, encode
@@ -45,3 +47,14 @@ def pending(*msgs: DataMessage) -> Pending:
         p.seen[m.gateway_id] = T0
         p.n_values += len(m.values)
     return p
+
+
+async def wait_healthy(http: httpx.AsyncClient, tries: int = 100) -> None:
+    """Until a head-end started in this loop answers /api/v1/health."""
+    for _ in range(tries):
+        try:
+            if (await http.get("/api/v1/health")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)

@@ -129,3 +129,39 @@ def test_live_push(pg_dsn: str) -> None:
     api = GrafanaApi.from_url(url, credential=token)
     for uid in res.dashboards:
         assert api.dashboard.get_dashboard(uid)["dashboard"]["uid"] == uid
+
+
+def test_headend_health_dashboard_reads_what_the_headend_exports() -> None:
+    """Every metric the health dashboard's PromQL names is in the head-end's /metrics
+    exposition (prometheus_client's own text, as Prometheus would scrape it)."""
+    from askue.headend import metrics
+
+    (health,) = dashboards.build_system()
+    assert health["uid"] == "askue-headend-health" and len(health["panels"]) >= 10
+    assert all(t["datasource"]["uid"] == dashboards.PROM_UID for p in health["panels"] for t in p["targets"])
+    body, _ = metrics.exposition()
+    results = check.metric_panels(body.decode())
+    assert len(results) == len(health["panels"])
+    assert [(r.panel, r.error) for r in results if not r.ok] == []
+    read = {m for p in health["panels"] for t in p["targets"] for m in check.METRIC_NAME.findall(t["expr"])}
+    for wanted in ("askue_headend_ingest_commit_seconds_bucket", "askue_headend_dead_letters_total",
+                   "askue_headend_hook_seconds_sum", "askue_headend_ingest_queue_depth",
+                   "askue_headend_db_pool_connections", "askue_headend_http_request_seconds_bucket",
+                   "askue_headend_ingest_values_total", "askue_headend_ingest_messages_total"):
+        assert wanted in read, wanted
+    broken = dashboards.headend_health()
+    broken["panels"][0]["targets"][0]["expr"] = "rate(askue_headend_no_such_metric_total[5m])"
+    assert not check.metric_panels(body.decode(), [broken])[0].ok  # the check can fail
+
+
+def test_system_dashboards_and_prometheus_datasource_are_provisioned() -> None:
+    files = provisioning.render_files()
+    assert "uid: askue-prometheus" in files["provisioning/datasources/askue.yaml"]
+    assert "type: prometheus" in files["provisioning/datasources/askue.yaml"]
+    assert provisioning.SYSTEM_DASHBOARDS_IN_CONTAINER in files["provisioning/dashboards/askue.yaml"]
+    for d in dashboards.build_system():
+        path = REPO / "grafana" / "dashboards-system" / f"{d['uid']}.json"
+        assert json.loads(path.read_text(encoding="utf-8")) == d
+    assert provisioning.prometheus_payload("http://prom:9090")["uid"] == dashboards.PROM_UID
+    with pytest.raises(ValueError, match="http"):
+        provisioning.prometheus_payload("prom:9090")

@@ -6,7 +6,7 @@ import asyncio
 import aiomqtt
 import httpx
 import psycopg
-from headend_helpers import T0, payload, reg
+from headend_helpers import T0, payload, reg, wait_healthy
 
 from askue.cli import main as askue_main
 from askue.devservices.ports import free_port
@@ -46,13 +46,7 @@ async def test_run_ingest_and_api_in_one_process(pg_dsn: str, mqtt_broker) -> No
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
                                      headers={"Authorization": f"Bearer {token}"}) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get("/api/v1/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_healthy(http)
             items = []
             async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, protocol=aiomqtt.ProtocolVersion.V5) as pub:
                 for i in range(200):

@@ -14,6 +14,7 @@ import psycopg
 from headend_helpers import data_msg, interval, merge_conn, pending, reg
 from psycopg.rows import dict_row
 
+from askue.headend.auth.permissions import Scope
 from askue.headend.ingest import merge
 from askue.headend.storage import rollups
 from askue.headend.storage.queries import consumption as cq
@@ -105,7 +106,7 @@ async def test_rollups_from_shuffled_replayed_batches_equal_a_rebuild(pg_dsn: st
 
 async def _both_paths(conn: psycopg.AsyncConnection, q: cq.ConsumptionQuery) -> tuple[list, list]:
     """The query's answer (pre-summed daily figures) and the same summed from per-meter rollups."""
-    fast = await cq.consumption(conn, q, ("TRUE", ()))
+    fast = await cq.consumption(conn, q, Scope(None))
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(cq._sql(q, "TRUE"), {"key": q.key, "start": q.start, "end": q.end,
                                                "resource": q.resource, "is_balance": q.meter_class == "balance"})

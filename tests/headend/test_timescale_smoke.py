@@ -22,8 +22,9 @@ import psycopg
 import pytest
 
 from askue.devservices.ports import free_port
+from askue.headend.auth.permissions import Scope
 from askue.headend.ingest import merge
-from askue.headend.storage import migrations
+from askue.headend.storage import migrations, values
 from askue.headend.storage.queries import consumption as cq
 from askue.headend.storage.queries import values as vq
 
@@ -108,14 +109,14 @@ def test_timescale_mode_end_to_end_without_copy(pglite_dsn: str) -> None:
                 async with conn.cursor() as cur:
                     # executemany and COPY crash PGlite: one INSERT per row
                     for row in stage:
-                        await cur.execute(f"INSERT INTO _stage ({', '.join(merge.STAGE_COLUMNS)}) VALUES "
+                        await cur.execute(f"INSERT INTO _stage ({', '.join(values.COLUMNS)}) VALUES "
                                           f"({', '.join(['%s'] * len(row))})", row)
-                rows = await merge._merge_stage(conn, {"register", "interval"}, want_rows=True,
-                                                staged={"register": 8, "interval": 3}, repeated=[])
-                out.append(len(rows))
+                batch = values.InsertedBatch()
+                await values.merge_stage(conn, {"register": 8, "interval": 3}, True, batch)
+                out.append(len(batch.rows))
         # the API's queries, on the continuous aggregates behind the rollup views (real-time part)
         q = cq.ConsumptionQuery(level="house", key="h1", start=date(2026, 3, 2), end=date(2026, 3, 5))
-        before = await cq.consumption(conn, q, ("TRUE", ()))
+        before = await cq.consumption(conn, q, Scope(None))
         readings = await vq.meter_values(conn, 1, ["register"], None, None, None, None, 100)
         await conn.close()
         return [out, before, readings]

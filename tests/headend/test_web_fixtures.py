@@ -84,6 +84,17 @@ async def _ingest(dsn: str, now: datetime) -> None:
     await conn.close()
 
 
+def _evidence(kind: str, now: datetime) -> dict:
+    """What the VEE rule of each kind records, so the pages show real sentences."""
+    day = (now - timedelta(days=1)).date().isoformat()
+    return {"no_contact": {"last_session": (now - timedelta(days=30)).isoformat(), "bucket": "more"},
+            "reverse_reading": {"previous": 1036.9, "previous_ts": (now - timedelta(days=1)).isoformat(),
+                                "current": 1012.4, "drop": 24.5},
+            "tamper": {"journal": "external influence journal", "code": 3, "meaning": "terminal cover opened"},
+            "spike": {"day": day, "consumption": 2.4, "median": 0.25, "factor": 5.0, "history_days": 14},
+            }[kind]
+
+
 def build(dsn: str, tmp: Path, now: datetime | None = None) -> dict:
     """Fill the database; returns facts the tests check against (event ids etc.)."""
     now = now or datetime.now(UTC)
@@ -94,6 +105,9 @@ def build(dsn: str, tmp: Path, now: datetime | None = None) -> dict:
     facts: dict = {"events": {}, "now": now}
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("UPDATE organisations SET inn = CASE code WHEN 'uk1' THEN '7701234567' ELSE '2301234567' END")
+        # readings are accepted on any day of the month (the default window opens on the 15th)
+        c.execute("INSERT INTO billing_reading_windows (org_id, open_day, close_day, max_age_days, tolerance) "
+                  "VALUES (NULL, 1, 28, 10, 3)")
         for code, age in CONTACT_AGE_MIN.items():
             c.execute("UPDATE meters SET last_contact = %s, last_ok = %s WHERE code = %s",
                       (None if age is None else now - timedelta(minutes=age), age is not None, code))
@@ -121,9 +135,8 @@ def build(dsn: str, tmp: Path, now: datetime | None = None) -> dict:
                    title_en, evidence, dedup_key, account_id)
                    SELECT %s, %s, m.id, m.site_id, m.org_id, m.gateway_id, %s, %s, %s, %s, %s, m.account_id
                    FROM meters m WHERE m.code = %s RETURNING id""",
-                (kind, sev, now - timedelta(hours=5), title, title_en,
-                 json.dumps({"last_session": (now - timedelta(days=30)).isoformat()} if kind == "no_contact" else
-                            {"delta": -3.5}), f"{key}:test", meter)).fetchone()
+                (kind, sev, now - timedelta(hours=5), title, title_en, json.dumps(_evidence(kind, now)),
+                 f"{key}:test", meter)).fetchone()
             facts["events"][key] = row[0]
         for login, (role, orgs) in USERS.items():
             create_user(c, login, PASSWORD, role, orgs, name=login.title())

@@ -22,6 +22,8 @@ from datetime import date
 import psycopg
 from psycopg.rows import dict_row
 
+from askue.headend.auth.permissions import Scope
+
 LEVELS = ("meter", "account", "house", "organisation")
 GRANULARITIES = ("day", "month", "year")
 GROUPS = ("total", "meter", "account", "house")
@@ -90,7 +92,7 @@ _PRESUMMED_LEVEL_COND = {
 
 
 def _presummed_sql(q: ConsumptionQuery, scope_sql: str) -> str:
-    conds = [_PRESUMMED_LEVEL_COND[q.level], scope_sql.replace("m.org_id", "g.org_id"),
+    conds = [_PRESUMMED_LEVEL_COND[q.level], scope_sql,
              "g.day >= %(start)s", "g.day < %(end)s"]
     if q.resource:
         conds.append("g.resource = %(resource)s")
@@ -110,14 +112,11 @@ def _presummed(q: ConsumptionQuery) -> bool:
     return q.granularity == "day" and q.level in ("organisation", "house") and q.group in ("total", "house")
 
 
-async def consumption(conn: psycopg.AsyncConnection, q: ConsumptionQuery,
-                      scope: tuple[str, tuple]) -> list[dict]:
-    scope_sql, scope_params = scope
+async def consumption(conn: psycopg.AsyncConnection, q: ConsumptionQuery, scope: Scope) -> list[dict]:
+    presummed = _presummed(q)
+    scope_sql, scope_params = scope.named("g.org_id" if presummed else "m.org_id")
     params: dict = {"key": q.key, "start": q.start or date(1970, 1, 1), "end": q.end or date(9999, 1, 1),
-                    "resource": q.resource, "is_balance": q.meter_class == "balance"}
-    if scope_params:
-        scope_sql = scope_sql.replace("%s", "%(orgs)s")
-        params["orgs"] = scope_params[0]
+                    "resource": q.resource, "is_balance": q.meter_class == "balance", **scope_params}
     if q.granularity != "day":
         # monthly rollup rows are keyed by the month's first day
         params["start"] = params["start"].replace(day=1)
@@ -126,5 +125,5 @@ async def consumption(conn: psycopg.AsyncConnection, q: ConsumptionQuery,
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # sorts and hashes over a month of an organisation's rollup rows stay in memory with this
         await cur.execute("SELECT set_config('work_mem', '64MB', true)")
-        await cur.execute(_presummed_sql(q, scope_sql) if _presummed(q) else _sql(q, scope_sql), params)
+        await cur.execute(_presummed_sql(q, scope_sql) if presummed else _sql(q, scope_sql), params)
         return await cur.fetchall()

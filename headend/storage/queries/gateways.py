@@ -4,21 +4,23 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 
+from askue.headend.auth.permissions import Scope
+
 _COLS = """g.id, g.name, g.online, g.version, g.started_at, g.state_at, g.last_seen, g.last_seq, g.meters,
     g.queue_depth, g.oldest_unsent_s, g.health, g.health_at,
     (SELECT count(*) FROM meters m WHERE m.gateway_id = g.id) AS meters_known"""
 
 
-def _visible(scope: tuple[str, tuple]) -> tuple[str, tuple]:
+def _visible(scope: Scope) -> tuple[str, list]:
     # an organisation sees the gateways assigned to it and those that read its meters
-    if scope[0] == "TRUE":
-        return "TRUE", ()
-    cond = scope[0]
-    return (f"({cond.replace('{col}', 'g.org_id')} OR EXISTS (SELECT 1 FROM meters m WHERE m.gateway_id = g.id "
-            f"AND {cond.replace('{col}', 'm.org_id')}))", scope[1] * 2)
+    if scope.everything:
+        return "TRUE", []
+    own, p1 = scope.sql("g.org_id")
+    reads, p2 = scope.sql("m.org_id")
+    return f"({own} OR EXISTS (SELECT 1 FROM meters m WHERE m.gateway_id = g.id AND {reads}))", p1 + p2
 
 
-async def list_gateways(conn: psycopg.AsyncConnection, scope: tuple[str, tuple], after: str | None,
+async def list_gateways(conn: psycopg.AsyncConnection, scope: Scope, after: str | None,
                         limit: int) -> list[dict]:
     cond, params = _visible(scope)
     extra = " AND g.id > %s" if after is not None else ""
@@ -28,7 +30,7 @@ async def list_gateways(conn: psycopg.AsyncConnection, scope: tuple[str, tuple],
         return await cur.fetchall()
 
 
-async def get_gateway(conn: psycopg.AsyncConnection, gw: str, scope: tuple[str, tuple]) -> dict | None:
+async def get_gateway(conn: psycopg.AsyncConnection, gw: str, scope: Scope) -> dict | None:
     cond, params = _visible(scope)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLS} FROM gateways g WHERE g.id = %s AND {cond}", [gw, *params])

@@ -7,6 +7,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from askue.headend.auth.permissions import Scope
+
 METER_COLUMNS = """m.id, m.code, m.serial, m.model, m.resource, m.unit, m.digits, m.multiplier, m.tariff_zones,
     m.installed_at, m.verified_at, m.verification_due, m.is_balance, m.status, m.decommissioned_at,
     m.lat, m.lon, m.gateway_id, m.bus, m.bus_address, m.last_contact, m.last_ok, m.last_error, m.clock_drift_s,
@@ -30,8 +32,9 @@ class MeterFilter:
     balance: bool | None = None
 
 
-def _where(f: MeterFilter, scope_sql: str, scope_params: tuple) -> tuple[list[str], list[Any]]:
-    conds, params = [scope_sql], list(scope_params)
+def _where(f: MeterFilter, scope: Scope) -> tuple[list[str], list[Any]]:
+    scope_sql, params = scope.sql("m.org_id")
+    conds = [scope_sql]
     if f.q:
         like = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append("(m.code ILIKE %s OR m.serial ILIKE %s OR a.code ILIKE %s OR a.subscriber ILIKE %s "
@@ -45,9 +48,9 @@ def _where(f: MeterFilter, scope_sql: str, scope_params: tuple) -> tuple[list[st
     return conds, params
 
 
-async def list_meters(conn: psycopg.AsyncConnection, f: MeterFilter, scope: tuple[str, tuple],
+async def list_meters(conn: psycopg.AsyncConnection, f: MeterFilter, scope: Scope,
                       after_code: str | None, limit: int) -> list[dict]:
-    conds, params = _where(f, *scope)
+    conds, params = _where(f, scope)
     if after_code is not None:
         conds.append("m.code > %s")
         params.append(after_code)
@@ -57,10 +60,11 @@ async def list_meters(conn: psycopg.AsyncConnection, f: MeterFilter, scope: tupl
         return await cur.fetchall()
 
 
-async def get_meter(conn: psycopg.AsyncConnection, code: str, scope: tuple[str, tuple]) -> dict | None:
+async def get_meter(conn: psycopg.AsyncConnection, code: str, scope: Scope) -> dict | None:
+    cond, params = scope.sql("m.org_id")
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT {METER_COLUMNS}, m.org_id FROM {METER_FROM} WHERE m.code = %s AND {scope[0]}",
-                          [code, *scope[1]])
+        await cur.execute(f"SELECT {METER_COLUMNS}, m.org_id FROM {METER_FROM} WHERE m.code = %s AND {cond}",
+                          [code, *params])
         return await cur.fetchone()
 
 

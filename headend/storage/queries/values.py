@@ -6,9 +6,7 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.ingest.batch import KIND_TABLE
-
-KINDS = tuple(KIND_TABLE)
+from askue.headend.storage.values import TABLES
 
 
 async def meter_values(conn: psycopg.AsyncConnection, meter_id: int, kinds: list[str], start: datetime | None,
@@ -16,7 +14,7 @@ async def meter_values(conn: psycopg.AsyncConnection, meter_id: int, kinds: list
                        limit: int) -> list[dict]:
     parts, params = [], []
     for kind in kinds:
-        table = KIND_TABLE[kind]  # kinds are validated by the caller against KINDS
+        table = TABLES[kind]  # kinds are validated by the caller against KINDS
         period = "period_s" if kind == "interval" else "NULL::int AS period_s"
         conds = ["meter_id = %s"]
         params.append(meter_id)

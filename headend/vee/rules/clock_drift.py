@@ -4,22 +4,22 @@ times by nature and are not judged. One event per episode; a read within the lim
 clears it."""
 from __future__ import annotations
 
-from askue.headend.vee.model import Clear, Mark, MeterFacts, Result, Value
+from askue.headend.vee.model import Clear, Mark, MeterFacts, MeterValue, Result
 from askue.headend.vee.rules.common import Ctx, finding
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     limit = ctx.thresholds.clock_drift_s
     live = sorted((v for v in values if v.new and v.kind in ("register", "instant") and v.received_at),
                   key=lambda v: v.received_at)  # type: ignore[arg-type,return-value]
-    key = f"clock_drift:{meter.meter_id}"
+    key = f"clock_drift:{meter.code}"
     in_episode = False
     cleared = False
     for v in live:
         drift = (v.ts - v.received_at).total_seconds()  # type: ignore[operator]
         if abs(drift) > limit:
-            res.marks.append(Mark(meter.meter_id, v.obis, v.ts, "clock_drift"))
+            res.marks.append(Mark(meter.code, v.obis, v.ts, "clock_drift"))
             if not in_episode:
                 res.findings.append(finding("clock_drift", meter, v.received_at, key, obis=v.obis,  # type: ignore[arg-type]
                                             meter_time=v.ts, received_at=v.received_at,
@@ -27,7 +27,7 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
                 in_episode = True
         else:
             if in_episode or not cleared:  # the first good read, and the first after an episode
-                res.clears.append(Clear(key, meter.meter_id, v.received_at))  # type: ignore[arg-type]
+                res.clears.append(Clear(key, meter.code, v.received_at))  # type: ignore[arg-type]
                 cleared = True
             in_episode = False
     return res

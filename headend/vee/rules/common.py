@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from askue.headend.vee import catalogue
-from askue.headend.vee.model import Finding, MeterFacts, Value
+from askue.headend.events import catalogue
+from askue.headend.vee.model import Finding, MeterFacts, MeterValue
 from askue.headend.vee.thresholds import Thresholds
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -46,7 +46,7 @@ class Ctx:
 def finding(kind: str, meter: MeterFacts, ts: datetime, key: str, *, obis: str | None = None,
             severity: str | None = None, event: bool = True, **evidence: object) -> Finding:
     ru, en = catalogue.titles(kind)
-    return Finding(kind=kind, meter_id=meter.meter_id, severity=severity or catalogue.severity(kind),  # type: ignore[arg-type]
+    return Finding(kind=kind, meter=meter.code, severity=severity or catalogue.severity(kind),  # type: ignore[arg-type]
                    ts=ts, key=key, title_ru=ru, title_en=en, obis=obis, evidence=evidence, event=event)
 
 
@@ -79,17 +79,17 @@ def reset_between(meter: MeterFacts, a: datetime, b: datetime) -> bool:
     return any(a < r <= b for r in meter.baseline_resets)
 
 
-def in_service(meter: MeterFacts, v: Value) -> bool:
+def in_service(meter: MeterFacts, v: MeterValue) -> bool:
     """Values from before the meter's installation belong to nobody's baseline."""
     return meter.installed_at is None or v.ts >= meter.installed_at
 
 
-def daily_consumption(meter: MeterFacts, values: list[Value], ctx: Ctx) -> dict[date, float]:
+def daily_consumption(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> dict[date, float]:
     """Consumption per complete local day: from load-profile intervals where a day is
     complete, else from register reads close to local midnight (rollover-aware)."""
     out: dict[date, float] = {}
     # from intervals: all slots present
-    per_day: dict[tuple[str, date], dict[datetime, Value]] = {}
+    per_day: dict[tuple[str, date], dict[datetime, MeterValue]] = {}
     for v in values:
         if v.kind == "interval" and v.period_s and v.obis in PROFILE_TO_REGISTER and in_service(meter, v):
             if v.obis != _main_profile(meter):
@@ -106,7 +106,7 @@ def daily_consumption(meter: MeterFacts, values: list[Value], ctx: Ctx) -> dict[
                    and in_service(meter, v)), key=lambda v: v.ts)
     if regs:
         tol = timedelta(seconds=max(ctx.thresholds.sum_boundary_tolerance_s, 3600))
-        at_midnight: dict[date, Value] = {}
+        at_midnight: dict[date, MeterValue] = {}
         for v in regs:
             lt = v.ts.astimezone(ctx.tz)
             d = lt.date() if lt.hour < 12 else lt.date() + timedelta(days=1)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from askue.headend.vee.model import Mark, MeterFacts, Result, Value, by_channel
+from askue.headend.vee.model import Mark, MeterFacts, MeterValue, Result, by_channel
 from askue.headend.vee.rules.common import Ctx, finding, in_service, iso
 
 
-def expected_period(series: list[Value]) -> int | None:
+def expected_period(series: list[MeterValue]) -> int | None:
     periods = Counter(v.period_s for v in series if v.period_s)
     return periods.most_common(1)[0][0] if periods else None
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     for obis, series in by_channel(values, "interval").items():
         series = [v for v in series if in_service(meter, v)]
@@ -24,25 +24,25 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
             continue
         # duplicates first: they do not count as intervals of their own
         seen: dict = {}
-        uniq: list[Value] = []
+        uniq: list[MeterValue] = []
         for v in series:
             first = seen.get(v.ts)
             if first is None:
                 seen[v.ts] = v
                 uniq.append(v)
             elif v.new and abs(first.value - v.value) > 1e-9:
-                res.marks.append(Mark(meter.meter_id, obis, v.ts, "duplicate"))
+                res.marks.append(Mark(meter.code, obis, v.ts, "duplicate"))
                 res.findings.append(finding("interval_duplicate", meter, v.ts,
-                                            f"interval_duplicate:{meter.meter_id}:{obis}:{iso(v.ts)}", obis=obis,
+                                            f"interval_duplicate:{meter.code}:{obis}:{iso(v.ts)}", obis=obis,
                                             event=False, first=first.value, second=v.value, row=v.row))
         for v in uniq:
             if not v.new:
                 continue
             off_grid = int(v.ts.timestamp()) % period != 0 or v.ts.microsecond
             if (v.period_s and v.period_s != period) or off_grid:
-                res.marks.append(Mark(meter.meter_id, obis, v.ts, "wrong_period"))
+                res.marks.append(Mark(meter.code, obis, v.ts, "wrong_period"))
                 res.findings.append(finding("interval_size", meter, v.ts,
-                                            f"interval_size:{meter.meter_id}:{obis}:{iso(v.ts)}", obis=obis,
+                                            f"interval_size:{meter.code}:{obis}:{iso(v.ts)}", obis=obis,
                                             event=False, period_s=v.period_s, expected_s=period,
                                             on_grid=not off_grid))
         on_grid = [v for v in uniq if (v.period_s in (None, period)) and int(v.ts.timestamp()) % period == 0]
@@ -55,12 +55,12 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
                 last_missing = b.ts - timedelta(seconds=period)
                 res.findings.append(finding(
                     "interval_gap", meter, first_missing,
-                    f"interval_gap:{meter.meter_id}:{obis}:{iso(first_missing)}", obis=obis,
+                    f"interval_gap:{meter.code}:{obis}:{iso(first_missing)}", obis=obis,
                     first_missing=first_missing, last_missing=last_missing, missing=missing, period_s=period))
     return res
 
 
-def gaps(series: list[Value], period: int) -> list[tuple[Value, Value, int]]:
+def gaps(series: list[MeterValue], period: int) -> list[tuple[MeterValue, MeterValue, int]]:
     """(interval before, interval after, number missing) for each hole in a sorted series."""
     out = []
     for a, b in zip(series, series[1:], strict=False):

@@ -33,12 +33,12 @@ def check_contact(meter: MeterFacts, last_session: datetime | None, ctx: Ctx) ->
     if meter.retired or last_session is None:
         return res
     silence = ctx.now - last_session
-    key = f"no_contact:{meter.meter_id}:"
+    key = f"no_contact:{meter.code}:"
     if silence.total_seconds() > ctx.thresholds.no_contact_s:
         code, label = bucket(silence)
         res.findings.append(finding("no_contact", meter, last_session, key + iso(last_session),
                                     last_session=last_session, silence_h=round(silence.total_seconds() / 3600, 1),
                                     bucket=code, bucket_ru=label))
     else:
-        res.clears.append(Clear(key, meter.meter_id, last_session))
+        res.clears.append(Clear(key, meter.code, last_session))
     return res

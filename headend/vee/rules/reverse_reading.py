@@ -6,11 +6,11 @@ same id restarted at a recorded identity change), values from before installatio
 """
 from __future__ import annotations
 
-from askue.headend.vee.model import Finding, Mark, MeterFacts, Result, Value, by_channel
+from askue.headend.vee.model import Finding, Mark, MeterFacts, MeterValue, Result, by_channel
 from askue.headend.vee.rules.common import Ctx, finding, forward_delta, in_service, iso, reset_between
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     th = ctx.thresholds
     # One condition per meter and read time: a step back shows on the total and every
@@ -18,20 +18,20 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
     raised: dict[str, Finding] = {}
     channels = sorted(by_channel(values, "register").items(), key=lambda kv: (_tariff(kv[0]) != "0", kv[0]))
     for obis, series in channels:
-        prev: Value | None = None
+        prev: MeterValue | None = None
         for v in series:
             if not in_service(meter, v):
                 continue
             if prev is not None and v.new and v.ts > prev.ts:
                 if reset_between(meter, prev.ts, v.ts) or (meter.identity_changed and v.value < prev.value):
-                    res.marks.append(Mark(meter.meter_id, obis, v.ts, "meter_exchange"))
+                    res.marks.append(Mark(meter.code, obis, v.ts, "meter_exchange"))
                 elif v.value < prev.value - th.reverse_tolerance:
                     delta = forward_delta(prev.value, v.value, meter, th)
                     if delta is not None:
-                        res.marks.append(Mark(meter.meter_id, obis, v.ts, "rollover"))
+                        res.marks.append(Mark(meter.code, obis, v.ts, "rollover"))
                     else:
-                        res.marks.append(Mark(meter.meter_id, obis, v.ts, "reverse_reading"))
-                        key = f"reverse_reading:{meter.meter_id}:{iso(v.ts)}"
+                        res.marks.append(Mark(meter.code, obis, v.ts, "reverse_reading"))
+                        key = f"reverse_reading:{meter.code}:{iso(v.ts)}"
                         if key in raised:
                             raised[key].evidence.setdefault("also", []).append(obis)
                         else:
@@ -53,7 +53,7 @@ def _tariff(obis: str) -> str:
     return parts[4] if len(parts) == 6 else "0"
 
 
-def _confirmed(series: list[Value], v: Value, tol: float) -> bool:
+def _confirmed(series: list[MeterValue], v: MeterValue, tol: float) -> bool:
     """The meter went on from the lower value: the next read is not back at the old level."""
     later = [x for x in series if x.ts > v.ts]
     return not later or later[0].value >= v.value - tol

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from askue.headend.vee.model import Mark, MeterFacts, Result, Value, by_channel
+from askue.headend.vee.model import Mark, MeterFacts, MeterValue, Result, by_channel
 from askue.headend.vee.rules.common import (
     PROFILE_TO_REGISTER,
     Ctx,
@@ -17,7 +17,7 @@ from askue.headend.vee.rules.common import (
 )
 
 
-def _new_days(values: list[Value], ctx: Ctx) -> set[date]:
+def _new_days(values: list[MeterValue], ctx: Ctx) -> set[date]:
     """Days touched by new values (only they are judged; history is context)."""
     out: set[date] = set()
     for v in values:
@@ -28,7 +28,7 @@ def _new_days(values: list[Value], ctx: Ctx) -> set[date]:
     return out
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     th = ctx.thresholds
     daily = daily_consumption(meter, values, ctx)
@@ -43,11 +43,11 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
         if len(hist) >= th.spike_min_history_days:
             med = median(hist)
             if q > th.spike_floor and q > th.spike_factor * med:
-                res.findings.append(finding("spike", meter, ts, f"spike:{meter.meter_id}:day:{d.isoformat()}",
+                res.findings.append(finding("spike", meter, ts, f"spike:{meter.code}:day:{d.isoformat()}",
                                             day=d.isoformat(), consumption=q, median=med,
                                             factor=th.spike_factor, history_days=len(hist)))
         if th.daily_limit is not None and q > th.daily_limit:
-            res.findings.append(finding("over_limit", meter, ts, f"over_limit:{meter.meter_id}:day:{d.isoformat()}",
+            res.findings.append(finding("over_limit", meter, ts, f"over_limit:{meter.code}:day:{d.isoformat()}",
                                         day=d.isoformat(), consumption=q, limit=th.daily_limit))
     for obis, series in by_channel(values, "interval").items():
         if obis not in PROFILE_TO_REGISTER:
@@ -60,12 +60,12 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
             if len(neigh) >= k:  # enough context on at least one side
                 med = median(neigh)
                 if v.value > th.interval_spike_floor and v.value > th.interval_spike_factor * med:
-                    res.marks.append(Mark(meter.meter_id, obis, v.ts, "spike"))
+                    res.marks.append(Mark(meter.code, obis, v.ts, "spike"))
                     res.findings.append(finding(
-                        "spike", meter, v.ts, f"spike:{meter.meter_id}:{obis}:{iso(v.ts)}", obis=obis,
+                        "spike", meter, v.ts, f"spike:{meter.code}:{obis}:{iso(v.ts)}", obis=obis,
                         interval_end=v.ts, value=v.value, neighbours_median=med, factor=th.interval_spike_factor))
             if th.interval_limit is not None and v.value > th.interval_limit:
-                res.marks.append(Mark(meter.meter_id, obis, v.ts, "over_limit"))
-                res.findings.append(finding("over_limit", meter, v.ts, f"over_limit:{meter.meter_id}:{obis}:{iso(v.ts)}",
+                res.marks.append(Mark(meter.code, obis, v.ts, "over_limit"))
+                res.findings.append(finding("over_limit", meter, v.ts, f"over_limit:{meter.code}:{obis}:{iso(v.ts)}",
                                             obis=obis, interval_end=v.ts, value=v.value, limit=th.interval_limit))
     return res

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from askue.headend.vee.model import MeterFacts, Result, Value
+from askue.headend.vee.model import MeterFacts, MeterValue, Result
 from askue.headend.vee.rules.common import (
     Ctx,
     day_start,
@@ -19,7 +19,7 @@ from askue.headend.vee.rules.common import (
 )
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     th = ctx.thresholds
     reg_obis, prof_obis = main_register(meter), main_profile(meter)
@@ -56,7 +56,7 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
         allowed = th.sum_tolerance * abs(delta) + th.register_resolution
         if abs(total - delta) > allowed + 1e-9:
             res.findings.append(finding(
-                "sum_mismatch", meter, end.ts, f"sum_mismatch:{meter.meter_id}:{d.isoformat()}", obis=reg_obis,
+                "sum_mismatch", meter, end.ts, f"sum_mismatch:{meter.code}:{d.isoformat()}", obis=reg_obis,
                 day=d.isoformat(), interval_sum=round(total, 6), register_delta=round(delta, 6),
                 difference=round(total - delta, 6), allowed=round(allowed, 6)))
     return res

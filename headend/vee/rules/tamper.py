@@ -3,7 +3,7 @@ unauthorised access (0.0.99.98.6.255). The value of a journal entry is its event
 which codes raise is configurable (`tamper_codes`), defaults in thresholds.py."""
 from __future__ import annotations
 
-from askue.headend.vee.model import MeterFacts, Result, Value
+from askue.headend.vee.model import MeterFacts, MeterValue, Result
 from askue.headend.vee.rules.common import Ctx, finding, iso
 
 JOURNALS = {
@@ -19,7 +19,7 @@ CODE_NAMES = {
 }
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     codes = ctx.thresholds.tamper_codes
     for v in values:
@@ -29,7 +29,7 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
         if code != v.value or code not in codes[v.obis]:
             continue
         res.findings.append(finding(
-            "tamper", meter, v.ts, f"tamper:{meter.meter_id}:{v.obis}:{iso(v.ts)}:{code}", obis=v.obis,
+            "tamper", meter, v.ts, f"tamper:{meter.code}:{v.obis}:{iso(v.ts)}:{code}", obis=v.obis,
             journal=JOURNALS.get(v.obis, (v.obis, v.obis))[1], code=code,
             meaning=CODE_NAMES.get((v.obis, code), "see the meter's journal code table")))
     return res

@@ -3,11 +3,11 @@ allows ±10 %); phase_loss: below `phase_loss_fraction` of nominal. One event pe
 and condition until a read back in range clears it."""
 from __future__ import annotations
 
-from askue.headend.vee.model import Clear, Mark, MeterFacts, Result, Value, by_channel
+from askue.headend.vee.model import Clear, Mark, MeterFacts, MeterValue, Result, by_channel
 from askue.headend.vee.rules.common import VOLTAGE_CHANNELS, Ctx, finding
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     th = ctx.thresholds
     u_n = meter.nominal_voltage
@@ -25,16 +25,16 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
             now = "loss" if u < loss else "low" if u < lo else "high" if u > hi else None
             if now is None:
                 if state is not None:  # only where an episode may end: few clears, same effect
-                    res.clears.append(Clear(f"voltage:{meter.meter_id}:{obis}:", meter.meter_id, v.ts))
-                    res.clears.append(Clear(f"phase_loss:{meter.meter_id}:{obis}", meter.meter_id, v.ts))
+                    res.clears.append(Clear(f"voltage:{meter.code}:{obis}:", meter.code, v.ts))
+                    res.clears.append(Clear(f"phase_loss:{meter.code}:{obis}", meter.code, v.ts))
             else:
-                res.marks.append(Mark(meter.meter_id, obis, v.ts, "phase_loss" if now == "loss" else f"voltage_{now}"))
+                res.marks.append(Mark(meter.code, obis, v.ts, "phase_loss" if now == "loss" else f"voltage_{now}"))
                 if now != state:
                     if now == "loss":
-                        res.findings.append(finding("phase_loss", meter, v.ts, f"phase_loss:{meter.meter_id}:{obis}",
+                        res.findings.append(finding("phase_loss", meter, v.ts, f"phase_loss:{meter.code}:{obis}",
                                                     obis=obis, phase=phase, voltage=u, nominal=u_n))
                     else:
-                        res.findings.append(finding("voltage", meter, v.ts, f"voltage:{meter.meter_id}:{obis}:{now}",
+                        res.findings.append(finding("voltage", meter, v.ts, f"voltage:{meter.code}:{obis}:{now}",
                                                     obis=obis, phase=phase, voltage=u, nominal=u_n,
                                                     low=round(lo, 2), high=round(hi, 2), direction=now))
             state = now

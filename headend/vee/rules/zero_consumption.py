@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from askue.headend.vee.model import Clear, MeterFacts, Result, Value, by_channel
+from askue.headend.vee.model import Clear, MeterFacts, MeterValue, Result, by_channel
 from askue.headend.vee.rules.common import Ctx, finding, in_service, iso, main_register
 
 
-def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
+def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     if meter.retired:
         return res
@@ -23,7 +23,7 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
         i -= 1
     run_start = series[i]
     consumed_before = i > 0
-    key = f"zero_consumption:{meter.meter_id}:{iso(run_start.ts)}"
+    key = f"zero_consumption:{meter.code}:{iso(run_start.ts)}"
     if consumed_before and last.ts - run_start.ts >= timedelta(days=th.zero_days):
         if any(v.new for v in series[i:]):
             res.findings.append(finding("zero_consumption", meter, last.ts, key, obis=last.obis,
@@ -31,5 +31,5 @@ def check(meter: MeterFacts, values: list[Value], ctx: Ctx) -> Result:
                                         days=round((last.ts - run_start.ts).total_seconds() / 86400, 2)))
     # The register moved with the newest read: any earlier flat-run event may close.
     if i > 0 and i == len(series) - 1 and last.new:
-        res.clears.append(Clear(f"zero_consumption:{meter.meter_id}:", meter.meter_id, last.ts))
+        res.clears.append(Clear(f"zero_consumption:{meter.code}:", meter.code, last.ts))
     return res

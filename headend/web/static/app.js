@@ -22,11 +22,11 @@
     inp.addEventListener("input", function () {
       var v = parseFloat(inp.value.replace(",", "."));
       var last = parseFloat(inp.dataset.last);
-      var cell = inp.closest("tr").querySelector(".expected");
-      var exp = parseFloat(cell ? cell.dataset.expected : "");
+      // the server's own limit: above it a reading needs the confirmation tick
+      var above = parseFloat(inp.dataset.confirmAbove);
       var warn = false;
       if (!isNaN(v) && !isNaN(last) && v < last) warn = true;
-      if (!isNaN(v) && !isNaN(exp) && !isNaN(last) && exp > last && (v - last) > 5 * (exp - last)) warn = true;
+      if (!isNaN(v) && !isNaN(above) && v > above) warn = true;
       inp.classList.toggle("warn", warn);
     });
   });

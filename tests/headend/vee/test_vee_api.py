@@ -47,6 +47,9 @@ def api(pg_dsn: str, tmp_path: Path):
     assert import_file(pg_dsn, tmp_path / "reg.csv").errors == []
     asyncio.run(_ingest(pg_dsn))
     with psycopg.connect(pg_dsn) as conn:
+        # readings are accepted on any day of the month (the default window opens on the 15th)
+        conn.execute("INSERT INTO billing_reading_windows (org_id, open_day, close_day, max_age_days, tolerance) "
+                     "VALUES (NULL, 1, 28, 10, 3)")
         tokens = {"admin": create_token(conn, "t-admin", "admin"),
                   "uk1": create_token(conn, "t-uk1", "org_admin", ["uk1"]),
                   "uk2": create_token(conn, "t-uk2", "org_admin", ["uk2"]),

@@ -39,12 +39,12 @@ async def test_rollover_marks_reason_and_reverse_raises_once(pg_dsn: str) -> Non
     # the same batch replayed and a rescan-like re-judgement change nothing
     await merge.write(conn, ctx, pending([c_reg("E5", 1.0, T0 + timedelta(hours=2))], seq=2))
     async with conn.transaction():
-        from askue.headend.ingest.batch import InsertedBatch, InsertedRow
+        from askue.headend.storage.values import InsertedBatch, ValueRow
 
         mid = (await (await conn.execute("SELECT id FROM meters WHERE code='E5'")).fetchone())[0]
-        await live.batch_hook(conn, InsertedBatch(rows=[InsertedRow(mid, "1.0.1.8.0.255", "register",
-                                                                    T0 + timedelta(hours=2),
-                                                                    T0 + timedelta(hours=2, seconds=5), 1.0, None)]))
+        await live.batch_hook(conn, InsertedBatch(rows=[ValueRow("register", mid, "1.0.1.8.0.255",
+                                                                 T0 + timedelta(hours=2), "meter",
+                                                                 T0 + timedelta(hours=2, seconds=5), 1.0)]))
     assert len(await _events(conn)) == 1
     await conn.close()
 

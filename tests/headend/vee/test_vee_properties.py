@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from vee_helpers import A_PLUS, PROFILE, T0
 
 from askue.headend.vee import engine
-from askue.headend.vee.model import MeterFacts, Value
+from askue.headend.vee.model import MeterFacts, MeterValue
 from askue.headend.vee.rules.common import Ctx
 from askue.headend.vee.thresholds import ThresholdConfig
 
@@ -27,21 +27,21 @@ def clean_series(draw):
     meter = MeterFacts("m1", resource=resource, digits=digits)
     reg_obis = {"electricity": A_PLUS, "cold_water": "8.0.1.0.0.255", "heat": "6.0.1.0.0.255"}[resource]
     prof_obis = {"electricity": PROFILE, "cold_water": "8.0.1.29.0.255", "heat": "6.0.1.29.0.255"}[resource]
-    values: list[Value] = []
+    values: list[MeterValue] = []
     cum = start
     for i in range(days * 48):
         t = T0 + timedelta(minutes=30 * (i + 1))
         q = round(base * shares[i % 48], 3)
         cum += q
-        values.append(Value("m1", prof_obis, "interval", t, q, received_at=t + timedelta(minutes=3), period_s=1800))
+        values.append(MeterValue("m1", prof_obis, "interval", t, q, received_at=t + timedelta(minutes=3), period_s=1800))
         if i % 2 == 1:  # hourly register read, including local midnights
             shown = round(cum % cap if cap else cum, 3)
             rx = t + timedelta(seconds=delays[(i // 2) % 24])
-            values.append(Value("m1", reg_obis, "register", t, shown, received_at=rx))
+            values.append(MeterValue("m1", reg_obis, "register", t, shown, received_at=rx))
             if resource == "electricity":
-                values.append(Value("m1", "1.0.32.7.0.255", "instant", t, 230.0 + shares[i % 48] * 10 - 10,
+                values.append(MeterValue("m1", "1.0.32.7.0.255", "instant", t, 230.0 + shares[i % 48] * 10 - 10,
                                     received_at=rx))
-    values.insert(0, Value("m1", reg_obis, "register", T0, round(start % cap if cap else start, 3), received_at=T0))
+    values.insert(0, MeterValue("m1", reg_obis, "register", T0, round(start % cap if cap else start, 3), received_at=T0))
     return meter, values
 
 
@@ -64,5 +64,5 @@ def test_any_wrap_within_the_rollover_share_is_consumption(digits, pos, step_sha
     prev = cap * (1 - pos * 0.1)  # in the top tenth of the range
     cur = (prev + step_share * cap) % cap
     meter = MeterFacts("m1", digits=digits)
-    vals = [Value("m1", A_PLUS, "register", T0, prev), Value("m1", A_PLUS, "register", T0 + timedelta(hours=1), cur)]
+    vals = [MeterValue("m1", A_PLUS, "register", T0, prev), MeterValue("m1", A_PLUS, "register", T0 + timedelta(hours=1), cur)]
     assert engine.check_series(meter, vals, Ctx(now=T0 + timedelta(hours=2)), ["reverse_reading"]).findings == []

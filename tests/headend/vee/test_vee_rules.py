@@ -7,7 +7,7 @@ import pytest
 from vee_helpers import A_PLUS, PROFILE, T0, ctx, iv, kinds, reg  # noqa: F401
 
 from askue.headend.vee import engine
-from askue.headend.vee.model import MeterFacts, Value
+from askue.headend.vee.model import MeterFacts, MeterValue
 from askue.headend.vee.rules import (
     clock_drift,
     frozen_value,
@@ -94,7 +94,7 @@ def test_history_only_values_are_not_judged():
 
 
 # ---- spike / over_limit -----------------------------------------------------------------
-def _daily(values_per_day: list[float], start: float = 1000.0) -> list[Value]:
+def _daily(values_per_day: list[float], start: float = 1000.0) -> list[MeterValue]:
     out, v = [reg(start, T0)], start
     for i, q in enumerate(values_per_day):
         v += q
@@ -190,7 +190,7 @@ def test_duplicate_and_wrong_size_are_value_reasons_not_events():
 
 
 # ---- sum_mismatch -------------------------------------------------------------------------
-def _day_of_intervals(q: float) -> list[Value]:
+def _day_of_intervals(q: float) -> list[MeterValue]:
     return [iv(q / 48, T0 + timedelta(minutes=30 * i)) for i in range(1, 49)]
 
 
@@ -226,7 +226,7 @@ def test_clock_drift_120s_boundary_and_one_event_per_episode():
 
 def test_intervals_are_not_judged_for_clock_drift():
     m = MeterFacts("m1")
-    late = Value("m1", PROFILE, "interval", T0, 0.3, received_at=T0 + timedelta(hours=5), period_s=1800)
+    late = MeterValue("m1", PROFILE, "interval", T0, 0.3, received_at=T0 + timedelta(hours=5), period_s=1800)
     assert clock_drift.check(m, [late], ctx()).findings == []
 
 
@@ -243,10 +243,10 @@ def test_frozen_value_same_value_same_meter_time_later_receive():
 # ---- tamper ------------------------------------------------------------------------------
 def test_tamper_codes_from_the_two_journals():
     m = MeterFacts("m1")
-    ext = Value("m1", "0.0.99.98.4.255", "event", T0, 1.0)
-    end = Value("m1", "0.0.99.98.4.255", "event", T0 + timedelta(minutes=10), 2.0)
-    acc = Value("m1", "0.0.99.98.6.255", "event", T0, 3.0)
-    power = Value("m1", "0.0.99.98.1.255", "event", T0, 1.0)
+    ext = MeterValue("m1", "0.0.99.98.4.255", "event", T0, 1.0)
+    end = MeterValue("m1", "0.0.99.98.4.255", "event", T0 + timedelta(minutes=10), 2.0)
+    acc = MeterValue("m1", "0.0.99.98.6.255", "event", T0, 3.0)
+    power = MeterValue("m1", "0.0.99.98.1.255", "event", T0, 1.0)
     res = tamper.check(m, [ext, end, acc, power], ctx())
     assert sorted((f.obis, f.evidence["code"]) for f in res.findings) == [
         ("0.0.99.98.4.255", 1), ("0.0.99.98.6.255", 3)]
@@ -259,8 +259,8 @@ def test_tamper_codes_from_the_two_journals():
 def test_voltage_ten_percent_boundaries_and_phase_loss():
     m = MeterFacts("m1", nominal_voltage=230.0)
 
-    def u(x: float, i: int, obis: str = "1.0.32.7.0.255") -> Value:
-        return Value("m1", obis, "instant", T0 + timedelta(minutes=i), x)
+    def u(x: float, i: int, obis: str = "1.0.32.7.0.255") -> MeterValue:
+        return MeterValue("m1", obis, "instant", T0 + timedelta(minutes=i), x)
 
     assert voltage.check(m, [u(207.0, 0), u(253.0, 1)], ctx()).findings == []
     res = voltage.check(m, [u(206.9, 0), u(253.1, 1), u(100.0, 2, "1.0.52.7.0.255")], ctx())
@@ -308,12 +308,12 @@ def test_house_imbalance_tolerance():
     period = (T0, T0 + timedelta(days=1))
     bal = MeterFacts("odpu", house="h1", is_balance=True)
     flats = [MeterFacts(f"f{i}", house="h1") for i in range(3)]
-    meters = {m.meter_id: m for m in [bal, *flats]}
+    meters = {m.code: m for m in [bal, *flats]}
 
-    def values(q_bal: float, q_flat: float) -> dict[str, list[Value]]:
+    def values(q_bal: float, q_flat: float) -> dict[str, list[MeterValue]]:
         out = {"odpu": [reg(0.0, T0, meter="odpu"), reg(q_bal, period[1], meter="odpu")]}
         for f in flats:
-            out[f.meter_id] = [reg(0.0, T0, meter=f.meter_id), reg(q_flat, period[1], meter=f.meter_id)]
+            out[f.code] = [reg(0.0, T0, meter=f.code), reg(q_flat, period[1], meter=f.code)]
         return out
 
     cfg = ThresholdConfig()

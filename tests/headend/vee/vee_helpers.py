@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from askue.headend.vee.model import Value
+from askue.headend.vee.model import MeterValue
 from askue.headend.vee.rules.common import MSK, Ctx
 from askue.headend.vee.thresholds import Thresholds
 
@@ -12,12 +12,12 @@ A_PLUS = "1.0.1.8.0.255"
 PROFILE = "1.0.1.29.0.255"
 
 
-def reg(v: float, t: datetime, *, meter: str = "m1", new: bool = True, rx: datetime | None = None) -> Value:
-    return Value(meter, A_PLUS, "register", t, v, received_at=rx or t, new=new)
+def reg(v: float, t: datetime, *, meter: str = "m1", new: bool = True, rx: datetime | None = None) -> MeterValue:
+    return MeterValue(meter, A_PLUS, "register", t, v, received_at=rx or t, new=new)
 
 
-def iv(v: float, t: datetime, period: int = 1800, meter: str = "m1", obis: str = PROFILE) -> Value:
-    return Value(meter, obis, "interval", t, v, received_at=t + timedelta(minutes=5), period_s=period)
+def iv(v: float, t: datetime, period: int = 1800, meter: str = "m1", obis: str = PROFILE) -> MeterValue:
+    return MeterValue(meter, obis, "interval", t, v, received_at=t + timedelta(minutes=5), period_s=period)
 
 
 def ctx(now: datetime = T0 + timedelta(days=40), **th) -> Ctx:

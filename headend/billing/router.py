@@ -13,18 +13,20 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, File, HTTPException, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from askue.headend.api.auth import Principal, require_principal
+from askue.headend.api.auth import require_principal
 from askue.headend.api.deps import db
+from askue.headend.auth.permissions import Action, Principal
+from askue.headend.readings import service as reading_service
+from askue.headend.readings.window import Window, load_window, set_window
+from askue.headend.storage import meta
 
-from . import exporters, feed, hourly_xlsx, importers, manual, snapshots
-from .csv_out import CONSUMPTION_COLUMNS, CsvWriter
-from .errors import ExportFormatError, IncompleteDataError
+from . import exporters, feed, importers, snapshots
+from .formats import hourly_xlsx
+from .formats.csv_out import CONSUMPTION_COLUMNS, CsvWriter
+from .formats.errors import ExportFormatError, IncompleteDataError
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 
-WRITE_ROLES = {"admin", "billing", "org_admin"}
-CLOSE_ROLES = {"admin", "billing"}
-MANUAL_ROLES = {"admin", "billing", "org_admin", "dispatcher"}
 MAX_UPLOAD = 20 * 1024 * 1024
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -44,11 +46,6 @@ def _day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise HTTPException(422, f"day {text!r} must be YYYY-MM-DD") from None
-
-
-def _need(p: Principal, roles: set[str]) -> None:
-    if p.role not in roles:
-        raise HTTPException(403, f"role {p.role} may not do this (needs one of {', '.join(sorted(roles))})")
 
 
 async def _org(conn: psycopg.AsyncConnection, p: Principal, code: str | None) -> exporters.Org:
@@ -102,7 +99,7 @@ async def period_snapshot(month: str, p: Auth, conn: Conn, org: str | None = Non
     computed live; closed months return the frozen figures plus recalculations."""
     m = _month(month)
     o = await _org(conn, p, org)
-    tz = await snapshots.db_timezone(conn)
+    tz = await meta.timezone(conn)
     period = await snapshots.get_period(conn, o.id, m)
     recalcs: list[dict] = []
     if period and period["state"] == "closed":
@@ -124,7 +121,7 @@ async def period_snapshot(month: str, p: Auth, conn: Conn, org: str | None = Non
 
 @router.post("/periods/{month}/close")
 async def close(month: str, p: Auth, conn: Conn, org: str | None = None) -> dict:
-    _need(p, CLOSE_ROLES)
+    p.require(Action.BILLING_CLOSE)
     o = await _org(conn, p, org)
     try:
         snaps = await snapshots.close_period(conn, o.id, _month(month), p.name)
@@ -140,7 +137,7 @@ class RecalcIn(BaseModel):
 @router.post("/periods/{month}/recalculate")
 async def recalculate(month: str, p: Auth, conn: Conn, org: str | None = None,
                       body: RecalcIn = Body(default_factory=RecalcIn)) -> dict:
-    _need(p, CLOSE_ROLES)
+    p.require(Action.BILLING_CLOSE)
     o = await _org(conn, p, org)
     try:
         made = await snapshots.recalculate(conn, o.id, _month(month), p.name, body.reason)
@@ -168,7 +165,7 @@ async def get_80020(day: str, p: Auth, conn: Conn, org: str | None = None, allow
 
 @router.post("/80020")
 async def post_80020(p: Auth, conn: Conn, file: Annotated[UploadFile, File()]) -> dict:
-    _need(p, WRITE_ROLES)
+    p.require(Action.BILLING_IMPORT)
     data = await _upload(file)
     try:
         rep = await importers.import_80020(conn, data, org_ids=p.org_ids, author=p.name,
@@ -193,7 +190,7 @@ async def get_hourly(meter: str, month: str, p: Auth, conn: Conn) -> Response:
 @router.post("/hourly/{meter}")
 async def post_hourly(meter: str, p: Auth, conn: Conn, file: Annotated[UploadFile, File()]) -> dict:
     """Load a filled-in hourly profile (cabinet layout) as hourly intervals of the meter."""
-    _need(p, WRITE_ROLES)
+    p.require(Action.BILLING_IMPORT)
     ids = None if p.org_ids is None else sorted(p.org_ids)
     seen = await (await conn.execute(
         "SELECT 1 FROM meters WHERE code = %s AND (%s::bigint[] IS NULL OR org_id = ANY(%s::bigint[]))",
@@ -219,7 +216,7 @@ async def get_integral_template(month: str, p: Auth, conn: Conn, org: str | None
 @router.post("/integral")
 async def post_integral(p: Auth, conn: Conn, file: Annotated[UploadFile, File()], partial: bool = False,
                         confirm: bool = False, dry_run: bool = False) -> dict:
-    _need(p, MANUAL_ROLES)
+    p.require(Action.READINGS_ENTER)
     data = await _upload(file)
     try:
         results = await importers.import_integral(conn, data, org_ids=p.org_ids, author=p.name, confirm=confirm,
@@ -246,9 +243,9 @@ async def post_manual(p: Auth, conn: Conn, readings: list[ManualIn], confirm: bo
                       dry_run: bool = False) -> dict:
     """Manual or consumer-reported readings, each checked against the acceptance
     window and the expected value (shown back when confirmation is needed)."""
-    _need(p, MANUAL_ROLES)
     from datetime import datetime
 
+    p.require(Action.READINGS_ENTER)
     items = []
     for r in readings:
         ts = None
@@ -259,8 +256,8 @@ async def post_manual(p: Auth, conn: Conn, readings: list[ManualIn], confirm: bo
                 raise HTTPException(422, f"ts {r.ts!r} is not ISO 8601 with offset") from None
             if ts.tzinfo is None:
                 raise HTTPException(422, f"ts {r.ts!r} needs a UTC offset, e.g. 2024-03-25T10:00:00+03:00")
-        items.append(manual.ManualReading(r.meter, r.obis, r.value, ts, r.consumer, r.comment))
-    res = await manual.submit(conn, items, author=p.name, org_ids=p.org_ids, confirm=confirm, dry_run=dry_run)
+        items.append(reading_service.ReadingInput(r.meter, r.obis, r.value, ts, r.consumer, r.comment))
+    res = await reading_service.submit(conn, p, items, confirm=confirm, dry_run=dry_run)
     return {"results": [r.as_dict() for r in res]}
 
 
@@ -274,14 +271,13 @@ class WindowIn(BaseModel):
 @router.get("/reading-window")
 async def get_window(p: Auth, conn: Conn, org: str | None = None) -> dict:
     o = await _org(conn, p, org)
-    w = await manual.load_window(conn, o.id)
+    w = await load_window(conn, o.id)
     return {"organisation": o.code, **w.__dict__}
 
 
 @router.put("/reading-window")
 async def put_window(p: Auth, conn: Conn, body: WindowIn, org: str | None = None) -> dict:
-    _need(p, WRITE_ROLES)
+    p.require(Action.BILLING_WINDOW)
     o = await _org(conn, p, org)
-    await manual.set_window(conn, o.id, manual.Window(body.open_day, body.close_day, body.max_age_days,
-                                                      body.tolerance))
+    await set_window(conn, o.id, Window(body.open_day, body.close_day, body.max_age_days, body.tolerance))
     return {"organisation": o.code, **body.model_dump()}

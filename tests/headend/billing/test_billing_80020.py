@@ -1,6 +1,6 @@
 """80020 XML codec: round trip, golden file element by element, broken files, fuzz.
 
-The golden file `tests/headend/exports_golden/80020_7707083893_20240305_12.xml` follows
+The golden file `tests/headend/billing_golden/80020_7707083893_20240305_12.xml` follows
 the element layout of public 80020 v2 samples: the sample quoted in the comments of a
 public Delphi loader (message/datetime{timestamp,daylightsavingtime,day}/sender{name,
 inn}/area[timezone]{name,inn,measuringpoint[code,name]/measuringchannel[code,desc]/
@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from askue.headend.exports import xml80020 as x
-from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
+from askue.headend.billing.formats import xml80020 as x
+from askue.headend.billing.formats.errors import ExportFormatError, IncompleteDataError
 
-GOLDEN = Path(__file__).parents[1] / "exports_golden" / "80020_7707083893_20240305_12.xml"
+GOLDEN = Path(__file__).parents[1] / "billing_golden" / "80020_7707083893_20240305_12.xml"
 MSK = ZoneInfo("Europe/Moscow")
 DAY = date(2024, 3, 5)
 

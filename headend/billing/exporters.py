@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-from . import hourly_xlsx, integral_xlsx, xml80020
-from .csv_out import READING_COLUMNS, CsvWriter, ReadingRow, reading_values
-from .snapshots import db_timezone, month_bounds
+from askue.headend.storage import meta
+from askue.headend.vee.store import BLOCKING_REASONS
+
+from .formats import hourly_xlsx, integral_xlsx, xml80020
+from .formats.csv_out import READING_COLUMNS, CsvWriter, ReadingRow, reading_values
+from .snapshots import month_bounds
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -26,10 +29,7 @@ class ExportError(ValueError):
 
 
 def blocking_reasons() -> list[str]:
-    try:
-        from askue.headend.vee.store import BLOCKING_REASONS
-    except ImportError:
-        return []
+    """VEE's reasons that keep a value out of billing until someone resolves it."""
     return sorted(BLOCKING_REASONS)
 
 
@@ -71,7 +71,7 @@ async def export_80020(conn: psycopg.AsyncConnection, org: Org, day: date, *, tz
     meter of the organisation under its own code). Values are the meter's
     half-hour intervals (period 1800 s) × the meter's multiplier.
     """
-    tz = tz or await db_timezone(conn)
+    tz = tz or await meta.timezone(conn)
     inn = sender_inn or org.inn
     if not inn:
         raise ExportError(f"organisation {org.code} has no INN: set organisations.inn or pass --sender-inn")
@@ -123,7 +123,7 @@ async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: 
     An hour is filled only when its intervals cover it completely; otherwise its
     cell stays empty rather than showing a partial sum.
     """
-    tz = tz or await db_timezone(conn)
+    tz = tz or await meta.timezone(conn)
     cur = await conn.execute("SELECT id, multiplier, serial, org_id FROM meters WHERE code = %s", (meter_code,))
     row = await cur.fetchone()
     if row is None or (org_ids is not None and row[3] not in org_ids):
@@ -159,7 +159,7 @@ async def integral_template(conn: psycopg.AsyncConnection, org: Org, month: date
     """The template for a month: one row per meter, quantity and zone, with the
     previous reading (end of the last closed period, else the last billable reading
     before the month) and an empty current reading."""
-    tz = tz or await db_timezone(conn)
+    tz = tz or await meta.timezone(conn)
     start, _ = month_bounds(month, tz)
     cur = await conn.execute(
         """SELECT m.id, m.code, coalesce(m.serial, m.code), m.tariff_zones, coalesce(s.code, ''),
@@ -222,8 +222,3 @@ async def readings_csv_chunks(conn: psycopg.AsyncConnection, org: Org, start: da
     tail = w.drain()
     if tail:
         yield tail
-
-
-def utc_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    s = datetime.combine(day, datetime.min.time(), tz)
-    return s.astimezone(UTC), (s + timedelta(days=1)).astimezone(UTC)

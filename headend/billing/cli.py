@@ -133,9 +133,9 @@ def run(args) -> int:
     try:
         return asyncio.run(_main(settings, args, show))
     except Exception as e:  # typed errors from the exports package, DB errors: one clear line
-        from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
-        from askue.headend.exports.exporters import ExportError
-        from askue.headend.exports.snapshots import PeriodError
+        from askue.headend.billing.exporters import ExportError
+        from askue.headend.billing.formats.errors import ExportFormatError, IncompleteDataError
+        from askue.headend.billing.snapshots import PeriodError
 
         if isinstance(e, ExportFormatError):
             print(f"askue export: {e.fmt}: file not accepted, nothing stored:", file=sys.stderr)
@@ -156,12 +156,15 @@ def run(args) -> int:
 async def _main(settings, args, show: bool) -> int:
     import psycopg
 
-    from askue.headend.exports import exporters, hourly_xlsx, importers, snapshots
-    from askue.headend.exports.csv_out import CONSUMPTION_COLUMNS, CsvWriter
+    from askue.headend.billing import exporters, importers, snapshots
+    from askue.headend.billing.formats import hourly_xlsx
+    from askue.headend.billing.formats.csv_out import CONSUMPTION_COLUMNS, CsvWriter
+    from askue.headend.billing.formats.errors import IncompleteDataError
+    from askue.headend.storage import meta
 
     cmd = args.export_command
     async with await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True) as conn:
-        tz = await snapshots.db_timezone(conn, settings.timezone)
+        tz = await meta.timezone(conn)
         if cmd == "import-80020":
             bar = Progress("80020", show)
             for n, f in enumerate(args.files, 1):
@@ -200,7 +203,7 @@ async def _main(settings, args, show: bool) -> int:
                     name, body = await exporters.export_80020(conn, org, day, tz=tz, sender_inn=args.sender_inn,
                                                               allow_incomplete=args.allow_incomplete)
                     (args.out / name).write_bytes(body)
-                except (exporters.ExportError, exporters.xml80020.IncompleteDataError) as e:
+                except (exporters.ExportError, IncompleteDataError) as e:
                     failed += 1
                     print(f"\n{day}: {e}", file=sys.stderr)
                 bar(n, len(days))

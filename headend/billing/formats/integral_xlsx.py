@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from .errors import Issue
 from .hourly_xlsx import column_letter, open_workbook, read_rows
-from .values import parse_decimal
+from .numbers import parse_decimal
 
 FORMAT = "integral readings xlsx"
 

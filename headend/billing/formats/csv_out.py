@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from .values import format_decimal
+from .numbers import format_decimal
 
 READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at"]
 CONSUMPTION_COLUMNS = ["meter", "obis", "zone", "period_start", "period_end", "start_value", "start_ts",
@@ -66,10 +66,3 @@ class CsvWriter:
 def reading_values(r: ReadingRow) -> list[str]:
     return [r.meter, r.obis, r.kind, _iso(r.ts), _num(r.value), r.quality, "|".join(r.reasons), r.source,
             _iso(r.received_at)]
-
-
-def readings_csv(rows: Iterable[ReadingRow]) -> str:
-    w = CsvWriter(READING_COLUMNS)
-    for r in rows:
-        w.row(reading_values(r))
-    return w.drain()

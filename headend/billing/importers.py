@@ -12,10 +12,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from . import integral_xlsx, storage_sync, xml80020
-from .errors import ExportFormatError, Issue
-from .manual import ManualReading, submit
-from .snapshots import db_timezone
+from askue.headend.auth import audit
+from askue.headend.auth.permissions import Principal
+from askue.headend.readings import service as readings
+from askue.headend.storage import meta, values
+
+from .formats import integral_xlsx, xml80020
+from .formats.errors import ExportFormatError, Issue
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: f
                        now: datetime | None = None) -> Import80020Report:
     """Validate and store. Raises ExportFormatError (nothing stored) when the file or
     any of its measuring points cannot be taken."""
-    tz = tz or await db_timezone(conn)
+    tz = tz or await meta.timezone(conn)
     msg = xml80020.parse(data, tz=tz)
     if file_name:
         inn, day, number = xml80020.parse_file_name(file_name)
@@ -82,42 +85,19 @@ async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: f
                                  float(p.value)))
     if issues:
         raise ExportFormatError(xml80020.FORMAT, issues)
-    inserted = []
     async with conn.transaction():
-        await storage_sync.ensure_partitions(conn, "intervals", [r[2] for r in rows])
-        for mid, obis, ts, value, quality, _ in rows:
-            cur = await conn.execute(
-                """INSERT INTO intervals (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source,
-                       period_s) VALUES (%s, %s, %s, 'meter', %s, %s, %s, %s, 'file', 1800)
-                   ON CONFLICT (meter_id, obis, ts) DO NOTHING RETURNING meter_id""",
-                (mid, obis, ts, now, value, quality, ["imported_80020"]))
-            if await cur.fetchone():
-                inserted.append((mid, obis, ts, value))
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, object_type, object_id, new) VALUES (%s, 'billing.import_80020', "
-            "'file', %s, jsonb_build_object('inserted', %s::int, 'rows', %s::int))",
-            (author, file_name or f"80020_{msg.sender_inn}_{msg.day:%Y%m%d}_{msg.number}", len(inserted), len(rows)))
-        await storage_sync.refresh_rollups(conn, [(m, o, t) for m, o, t, _ in inserted])
-        await _vee_intervals(conn, inserted, now)
-    report.inserted = len(inserted)
-    report.kept_existing = len(rows) - len(inserted)
+        # values already stored for a slot (e.g. from a gateway) are kept, not overwritten
+        stored = await values.insert(conn, [
+            values.ValueRow("interval", mid, obis, ts, "meter", now, value, quality, ["imported_80020"], "file",
+                            period_s=1800) for mid, obis, ts, value, quality, _ in rows])
+        await audit.record(conn, author, "billing.import_80020", "file",
+                           file_name or f"80020_{msg.sender_inn}_{msg.day:%Y%m%d}_{msg.number}",
+                           new={"inserted": stored.count, "rows": len(rows)})
+        # a file states a whole day: its buckets are rebuilt from what is stored now
+        await values.refresh_rollups(conn, [(mid, obis, ts) for mid, obis, ts, *_ in rows])
+    report.inserted = stored.count
+    report.kept_existing = len(rows) - stored.count
     return report
-
-
-async def _vee_intervals(conn: psycopg.AsyncConnection, rows: list[tuple[int, str, datetime, float]],
-                         now: datetime, period_s: int = 1800) -> None:
-    try:
-        from askue.headend.ingest.batch import InsertedBatch, InsertedRow
-        from askue.headend.vee.live import batch_hook
-    except ImportError:
-        log.warning("VEE is not installed: imported intervals are stored without validation rules")
-        return
-    batch = InsertedBatch()
-    for mid, obis, ts, value in rows:
-        batch.rows.append(InsertedRow(mid, obis, "interval", ts, now, value, period_s))
-        batch.meter_ids.add(mid)
-    if batch.rows:
-        await batch_hook(conn, batch)
 
 
 async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: frozenset[int] | None,
@@ -135,11 +115,12 @@ async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids
         for r in bad:
             r.message = "ошибка / error: " + "; ".join(str(i) for i in r.issues)
         return results
-    readings = [ManualReading(meter=r.reading.meter_number, obis=r.reading.obis, value=float(r.reading.current),
-                              ts=now, consumer=True, comment=f"integral xlsx row {r.row}")
-                for r in ok if r.reading is not None and r.reading.current is not None]
-    outcome = await submit(conn, readings, author=author, org_ids=org_ids, now=now, confirm=confirm, source="file",
-                           dry_run=dry_run, all_or_nothing=not partial)
+    inputs = [readings.ReadingInput(r.reading.meter_number, r.reading.obis, float(r.reading.current), now,
+                                    consumer=True, comment=f"integral xlsx row {r.row}")
+              for r in ok if r.reading is not None and r.reading.current is not None]
+    # the caller checked the role; the file's readings go in on behalf of `author` within `org_ids`
+    outcome = await readings.submit(conn, Principal(author, "billing", org_ids), inputs, now=now, confirm=confirm,
+                                    source="file", dry_run=dry_run, all_or_nothing=not partial)
     for r, o in zip(ok, outcome, strict=True):
         r.message = f"{o.message_ru} / {o.message_en}"
         if o.status != "accepted" and o.status != "not_stored":
@@ -173,9 +154,9 @@ async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: 
     from datetime import time as dtime
     from datetime import timedelta
 
-    from . import hourly_xlsx
+    from .formats import hourly_xlsx
 
-    tz = tz or await db_timezone(conn)
+    tz = tz or await meta.timezone(conn)
     prof = hourly_xlsx.read_hourly_xlsx(data)
     cur = await conn.execute("SELECT id, multiplier, org_id FROM meters WHERE code = %s OR serial = %s "
                              "ORDER BY (code = %s) DESC LIMIT 1", (meter_code, meter_code, meter_code))
@@ -190,23 +171,14 @@ async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: 
         start = datetime.combine(day, dtime(hour), tz).astimezone(UTC)
         rows.append((start + timedelta(hours=1), float(value) / mult))
     report = ImportHourlyReport(meter_code, f"{prof.month:%Y-%m}", hours=len(rows))
-    inserted = []
     async with conn.transaction():
-        await storage_sync.ensure_partitions(conn, "intervals", [r[0] for r in rows])
-        for ts, value in rows:
-            cur = await conn.execute(
-                """INSERT INTO intervals (meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source,
-                       period_s) VALUES (%s, %s, %s, 'meter', %s, %s, 'A', %s, 'file', 3600)
-                   ON CONFLICT (meter_id, obis, ts) DO NOTHING RETURNING meter_id""",
-                (mid, obis, ts, now, value, ["imported_hourly_xlsx"]))
-            if await cur.fetchone():
-                inserted.append((mid, obis, ts, value))
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, object_type, object_id, new) VALUES (%s, 'billing.import_hourly', "
-            "'meter', %s, jsonb_build_object('month', %s::text, 'inserted', %s::int))",
-            (author, meter_code, report.month, len(inserted)))
-        await storage_sync.refresh_rollups(conn, [(m, o, t) for m, o, t, _ in inserted])
-        await _vee_intervals(conn, inserted, now, period_s=3600)
-    report.inserted = len(inserted)
-    report.kept_existing = len(rows) - len(inserted)
+        # hours already stored are kept, not overwritten
+        stored = await values.insert(conn, [
+            values.ValueRow("interval", mid, obis, ts, "meter", now, value, "A", ["imported_hourly_xlsx"], "file",
+                            period_s=3600) for ts, value in rows])
+        await audit.record(conn, author, "billing.import_hourly", "meter", meter_code,
+                           new={"month": report.month, "inserted": stored.count})
+        await values.refresh_rollups(conn, [(mid, obis, ts) for ts, _ in rows])
+    report.inserted = stored.count
+    report.kept_existing = len(rows) - stored.count
     return report

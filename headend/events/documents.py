@@ -1,12 +1,14 @@
-"""Export of the abnormal-event list: CSV, XLSX (openpyxl) and PDF (fpdf2 with an
-embedded DejaVu Sans, so Cyrillic prints on any viewer)."""
+"""The abnormal-event list as documents: CSV, XLSX (openpyxl) and PDF (fpdf2 with an
+embedded DejaVu Sans, so Cyrillic prints on any viewer). Input: event views
+(events/service.py `view`), already in the document's language."""
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
-from pathlib import Path
+
+from askue.headend.pdf import document
 
 COLUMNS_RU = ("№", "Вид", "Важность", "Счётчик", "Лицевой счёт", "Дом", "Время", "Зафиксировано", "Состояние",
               "Кто", "Комментарий", "Подробности")
@@ -14,14 +16,6 @@ COLUMNS_EN = ("ID", "Kind", "Severity", "Meter", "Account", "House", "Time", "Ra
               "Details")
 STATES_RU = {"open": "открыто", "acknowledged": "принято", "resolved": "закрыто"}
 SEVERITY_RU = {"info": "информация", "warning": "предупреждение", "critical": "критично"}
-FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"),
-             Path("/usr/local/share/fonts"), Path("/usr/share/fonts/TTF"))
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be produced here (e.g. no Unicode font for PDF)."""
-
-
 def _fmt_time(t: datetime | None, tz: tzinfo) -> str:
     return t.astimezone(tz).strftime("%d.%m.%Y %H:%M") if t else ""
 
@@ -30,14 +24,13 @@ def rows(events: Sequence[dict], lang: str, tz: tzinfo) -> list[list[str]]:
     out = []
     for e in events:
         by = e.get("resolved_by") or e.get("acknowledged_by") or ""
-        details = "; ".join(f"{k}={v}" for k, v in (e.get("evidence") or {}).items() if k != "meter")
         out.append([
-            str(e["id"]), e["title"] if lang == "ru" else (e.get("title_en") or e["kind"]),
+            str(e["id"]), e["title"],
             SEVERITY_RU.get(e["severity"], e["severity"]) if lang == "ru" else e["severity"],
             e.get("meter") or "", e.get("account") or "", e.get("site") or "",
             _fmt_time(e.get("ts"), tz), _fmt_time(e.get("raised_at"), tz),
             STATES_RU.get(e["state"], e["state"]) if lang == "ru" else e["state"], by, e.get("comment") or "",
-            details])
+            e.get("description") or ""])
     return out
 
 
@@ -69,23 +62,10 @@ def to_xlsx(events: Sequence[dict], lang: str, tz: tzinfo) -> bytes:
     return buf.getvalue()
 
 
-def _font() -> tuple[Path, Path]:
-    for d in FONT_DIRS:
-        regular, bold = d / "DejaVuSans.ttf", d / "DejaVuSans-Bold.ttf"
-        if regular.exists():
-            return regular, bold if bold.exists() else regular
-    raise ExportError("PDF export needs the DejaVu Sans font (Debian/Ubuntu: apt-get install fonts-dejavu-core)")
-
-
 def to_pdf(events: Sequence[dict], lang: str, tz: tzinfo, title: str | None = None,
            generated: datetime | None = None) -> bytes:
-    from fpdf import FPDF
-
-    regular, bold = _font()
-    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    pdf = document("L")
     pdf.set_auto_page_break(True, margin=12)
-    pdf.add_font("DejaVu", "", str(regular))
-    pdf.add_font("DejaVu", "B", str(bold))
     pdf.add_page()
     pdf.set_font("DejaVu", "B", 13)
     heading = title or ("Нештатные ситуации" if lang == "ru" else "Abnormal events")

@@ -15,8 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 from askue.cli import main as askue_main
 from askue.headend.api.app import create_app
 from askue.headend.api.auth import create_token
+from askue.headend.billing.formats import xml80020
 from askue.headend.config import Settings
-from askue.headend.exports import xml80020
 
 MSK = ZoneInfo("Europe/Moscow")
 

@@ -18,6 +18,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from askue.headend.auth import audit
+from askue.headend.storage import meta
+
 LOOKBACK = timedelta(days=3)  # how far from the boundary a reading may be to count as "at" it
 QUALITY_RANK = {"A": 0, "M": 1, "S": 2, "E": 3}
 _REGISTER_ZONE = re.compile(r"^1\.0\.[1-4]\.8\.(\d)\.255$")
@@ -198,12 +201,6 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
 # ---------------------------------------------------------------------------- database
 
 
-async def db_timezone(conn: psycopg.AsyncConnection, default: str = "Europe/Moscow") -> ZoneInfo:
-    cur = await conn.execute("SELECT value FROM askue_meta WHERE key = 'timezone'")
-    row = await cur.fetchone()
-    return ZoneInfo(row[0] if row else default)
-
-
 _METER_SQL = """
 SELECT m.id, m.code, m.multiplier, m.digits, m.serial, m.org_id, m.installed_at, m.decommissioned_at,
        m.replaces_id, m.replaced_by_id, o.code AS replaces_code, n.code AS replaced_by_code
@@ -229,7 +226,7 @@ async def period_snapshots(conn: psycopg.AsyncConnection, org_id: int, month: da
                            lookback: timedelta = LOOKBACK) -> list[Snapshot]:
     """Snapshots of every meter of the organisation for the month, computed from the
     register readings as they are now."""
-    tz = tz or await db_timezone(conn)
+    tz = tz or await meta.timezone(conn)
     start_at, end_at = month_bounds(month, tz)
     infos = await load_meters(conn, org_id, start_at.date() - timedelta(days=1), meters)
     if not infos:
@@ -295,10 +292,8 @@ async def close_period(conn: psycopg.AsyncConnection, org_id: int, month: date, 
                 [_row_values(period["id"], s) for s in snaps])
         await conn.execute("UPDATE billing_periods SET state = 'closed', closed_at = now(), closed_by = %s "
                            "WHERE id = %s", (actor, period["id"]))
-        await conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, new) "
-                           "VALUES (%s, 'billing.close_period', 'billing_period', %s, %s)",
-                           (actor, str(period["id"]), json.dumps({"org_id": org_id, "month": str(month),
-                                                                   "rows": len(snaps)})))
+        await audit.record(conn, actor, "billing.close_period", "billing_period", str(period["id"]),
+                           new={"org_id": org_id, "month": str(month), "rows": len(snaps)})
     return snaps
 
 
@@ -376,9 +371,8 @@ async def recalculate(conn: psycopg.AsyncConnection, org_id: int, month: date, a
             made.append({"id": rid, "meter_id": key[0], "obis": key[1], "old_consumption": old_c,
                          "new_consumption": new_c, "delta": delta})
         if made:
-            await conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, new, comment) "
-                               "VALUES (%s, 'billing.recalculate', 'billing_period', %s, %s, %s)",
-                               (actor, str(period["id"]), json.dumps({"records": len(made)}), reason))
+            await audit.record(conn, actor, "billing.recalculate", "billing_period", str(period["id"]),
+                               new={"records": len(made)}, comment=reason)
     return made
 
 
@@ -396,7 +390,7 @@ def _same(a: dict | None, b: dict | None) -> bool:
 
 def consumption_rows(snaps: Iterable[Snapshot], month: date, tz: ZoneInfo) -> Iterable[list[str]]:
     """Rows for csv_out.CONSUMPTION_COLUMNS."""
-    from .values import format_decimal
+    from .formats.numbers import format_decimal
 
     ps, pe = month_bounds(month, tz)
 

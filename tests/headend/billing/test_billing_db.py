@@ -14,17 +14,12 @@ import psycopg
 import pytest
 from openpyxl import load_workbook
 
-from askue.headend.exports import (
-    exporters,
-    feed,
-    importers,
-    integral_xlsx,
-    manual,
-    snapshots,
-    tasks,
-    xml80020,
-)
-from askue.headend.exports.errors import ExportFormatError, IncompleteDataError
+from askue.headend.auth.permissions import Principal
+from askue.headend.billing import exporters, feed, importers, snapshots, tasks
+from askue.headend.billing.formats import integral_xlsx, xml80020
+from askue.headend.billing.formats.errors import ExportFormatError, IncompleteDataError
+from askue.headend.readings import service as readings
+from askue.headend.readings import window
 
 MSK = ZoneInfo("Europe/Moscow")
 A_PLUS = "1.0.1.8.0.255"
@@ -336,7 +331,7 @@ async def test_80020_import_unknown_point_or_other_org_stores_nothing(pg_dsn):
     await _meter(conn, "520000000101101", other)
     from pathlib import Path
 
-    golden = (Path(__file__).parents[1] / "exports_golden" / "80020_7707083893_20240305_12.xml").read_bytes()
+    golden = (Path(__file__).parents[1] / "billing_golden" / "80020_7707083893_20240305_12.xml").read_bytes()
     with pytest.raises(ExportFormatError) as e:
         await importers.import_80020(conn, golden, org_ids=frozenset({org_id}), author="t", tz=MSK)
     assert "no metering point" in e.value.issues[0].what
@@ -361,7 +356,7 @@ async def test_hourly_profile_export_cell_by_cell(pg_dsn):
         await conn.execute("INSERT INTO intervals (meter_id, obis, ts, received_at, value, period_s) "
                            "VALUES (%s, '1.0.1.29.0.255', %s, %s, %s, 1800)", (mid, end, end, 0.5 + i % 2))
     prof = await exporters.hourly_profile(conn, "m1", date(2024, 2, 1), tz=MSK)
-    from askue.headend.exports import hourly_xlsx
+    from askue.headend.billing.formats import hourly_xlsx
 
     ws = load_workbook(io.BytesIO(hourly_xlsx.write_hourly_xlsx([prof])))["01284918"]
     assert ws["A2"].value == "00-01" and ws["B1"].value == datetime(2024, 2, 1)
@@ -375,7 +370,7 @@ async def test_hourly_profile_export_cell_by_cell(pg_dsn):
 
 
 async def _window_everywhere(conn) -> None:
-    await manual.set_window(conn, None, manual.Window(open_day=1, close_day=28, max_age_days=10))
+    await window.set_window(conn, None, window.Window(open_day=1, close_day=28, max_age_days=10))
 
 
 async def test_integral_template_and_import(pg_dsn):
@@ -447,8 +442,9 @@ async def test_manual_window_and_expected_value(pg_dsn):
     orgs = frozenset({org_id})
 
     async def one(value, at=now, confirm=False, ts=None):
-        (r,) = await manual.submit(conn, [manual.ManualReading("m1", A_PLUS, value, ts=ts)], author="op",
-                                   org_ids=orgs, now=at, confirm=confirm)
+        (r,) = await readings.submit(conn, Principal("op", "billing", orgs), [readings.ReadingInput("m1", A_PLUS, value,
+                                                                                                   ts=ts)],
+                                     now=at, confirm=confirm)
         return r
 
     r = await one(1800.0)  # 500 kWh in 10 days where 100 were expected
@@ -464,20 +460,20 @@ async def test_manual_window_and_expected_value(pg_dsn):
     assert (await one(100_000.0)).status == "rejected"  # beyond 5 digits
     await snapshots.close_period(conn, org_id, date(2024, 3, 1), "b")
     assert "closed" in (await one(1520.0, at=now + timedelta(hours=2))).message_en
-    foreign = await manual.submit(conn, [manual.ManualReading("m1", A_PLUS, 1.0)], author="x",
-                                  org_ids=frozenset({999}), now=now)
+    foreign = await readings.submit(conn, Principal("x", "billing", frozenset({999})),
+                                    [readings.ReadingInput("m1", A_PLUS, 1.0)], now=now)
     assert foreign[0].status == "rejected" and "not found" in foreign[0].message_en
     await conn.close()
 
 
 def test_window_month_for():
-    w = manual.Window(open_day=15, close_day=5)
+    w = window.Window(open_day=15, close_day=5)
     assert w.month_for(date(2024, 3, 14)) is None
     assert w.month_for(date(2024, 3, 15)) == date(2024, 3, 1)
     assert w.month_for(date(2024, 4, 5)) == date(2024, 3, 1)
     assert w.month_for(date(2024, 4, 6)) is None
     assert w.month_for(date(2025, 1, 3)) == date(2024, 12, 1)
-    wide = manual.Window(open_day=1, close_day=28)
+    wide = window.Window(open_day=1, close_day=28)
     assert wide.month_for(date(2024, 4, 10)) == date(2024, 3, 1)  # last month's window wins while open
 
 
@@ -487,7 +483,7 @@ def test_integral_obis_mapping():
 
 
 async def test_hourly_import_round_trip_and_broken_file(pg_dsn):
-    from askue.headend.exports import hourly_xlsx
+    from askue.headend.billing.formats import hourly_xlsx
 
     conn = await _conn(pg_dsn)
     org_id = await _org(conn)
@@ -533,11 +529,11 @@ async def test_silent_meter_still_listed_in_snapshot(pg_dsn):
 
 async def test_feed_sees_the_real_ingest_merge_path(pg_dsn):
     """Values merged by the storage ingest (COPY into staging, INSERT … ON CONFLICT in a
-    CTE, batch hooks as registered in app.py) reach the feed once; a replay adds nothing."""
+    CTE, the after-insert hooks the head-end registers) reach the feed once; a replay adds nothing."""
     from askue.contract import DataMessage, Value
-    from askue.headend.app import BATCH_HOOKS, load_entries
     from askue.headend.ingest import merge
     from askue.headend.ingest.batch import Pending
+    from askue.headend.storage import hooks
 
     conn = await _conn(pg_dsn)
     await merge.prepare_connection(conn)
@@ -556,7 +552,7 @@ async def test_feed_sees_the_real_ingest_merge_path(pg_dsn):
         p.n_values = len(values)
         return p
 
-    ctx = merge.MergeContext(hooks=load_entries(BATCH_HOOKS))
+    ctx = merge.MergeContext(hooks=hooks.composed())
     await merge.write(conn, ctx, pending())
     page = await feed.fetch_page(conn, feed.Cursor(), org_ids=frozenset({org}))
     assert [(i.meter, i.value, i.source) for i in page.items] == [("m1", 100.0 + i, "gateway") for i in range(5)]

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from .errors import Collector, ExportFormatError, Issue
-from .values import parse_decimal
+from .numbers import parse_decimal
 
 FORMAT = "hourly xlsx"
 HOURS = [f"{h:02d}-{h + 1:02d}" for h in range(24)]

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 
-from askue.headend.exports import hourly_xlsx as hx
-from askue.headend.exports import integral_xlsx as ix
-from askue.headend.exports.errors import ExportFormatError
+from askue.headend.billing.formats import hourly_xlsx as hx
+from askue.headend.billing.formats import integral_xlsx as ix
+from askue.headend.billing.formats.errors import ExportFormatError
 
 FEB = date(2024, 2, 1)
 

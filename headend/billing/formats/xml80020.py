@@ -3,7 +3,7 @@
 Pure codec: `render(message) -> bytes` (windows-1251) and `parse(data) -> Message`
 with validation that reports every problem by element path. `build_message` turns
 half-hour series keyed by UTC start time into a message for one local day.
-What was assumed about the format is written down in docs/exports.md.
+What was assumed about the format is written down in docs/billing.md.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from .errors import Collector, ExportFormatError, IncompleteDataError, Issue
-from .values import format_decimal, inn_problem, parse_decimal
+from .numbers import format_decimal, inn_problem, parse_decimal
 
 FORMAT = "80020"
 VERSION = "2"
@@ -125,13 +125,6 @@ def day_slots(day: date, tz: ZoneInfo) -> list[tuple[datetime, str, str, int | N
         slots.append((t, f"{a:%H%M}", f"{b:%H%M}", summer))
         t += HALF_HOUR
     return slots
-
-
-def expected_periods(day: date, tz: ZoneInfo) -> list[tuple[str, str]]:
-    return [(s, e) for _, s, e, _ in day_slots(day, tz)]
-
-
-# ---------------------------------------------------------------------------- build
 
 
 @dataclass
