@@ -171,10 +171,6 @@ def _gateway_meter(plan: LinePlan, i: int, bus_id: str) -> dict[str, Any]:
         entry["model"] = plan.model
     if plan.password:
         entry["password"] = plan.password
-    if plan.protocol == "mercury":
-        # Until the head-end understands Value.archive, its clock_drift rule would take the
-        # day/month-start registers (meter time 00:00) for a drifting clock.
-        entry["options"] = {"archives": False}
     return entry
 
 

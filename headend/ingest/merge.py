@@ -79,7 +79,7 @@ def _rows(ctx: MergeContext, pending: Pending) -> list[tuple]:
             else:
                 ts, ts_source = v.meter_time, "meter"
             append((v.kind, ids[v.meter_id], v.obis, ts, ts_source, v.received_at, v.value, v.quality, v.reasons,
-                    "gateway", gw, seq, v.period_s))
+                    "gateway", gw, seq, v.period_s, v.archive))
     return rows
 
 

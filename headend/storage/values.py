@@ -60,18 +60,22 @@ class ValueRow(NamedTuple):
     gateway_id: str | None = None
     seq: int | None = None
     period_s: int | None = None  # intervals only
+    archive: str | None = None  # registers only: day_start | month_start, read from the meter's memory
 
 
 COLUMNS = ValueRow._fields
 _TYPES = ("text", "int8", "text", "timestamptz", "text", "timestamptz", "float8", "text", "text[]",
-          "text", "text", "int8", "int4")
+          "text", "text", "int8", "int4", "text")
+# Columns only one kind's table has.
+_ONLY = {"period_s": "interval", "archive": "register"}
 _STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS _stage (
     kind text, meter_id bigint, obis text, ts timestamptz, ts_source text, received_at timestamptz,
     value double precision, quality text, reasons text[], source text, gateway_id text, seq bigint,
-    period_s integer) ON COMMIT DELETE ROWS;
+    period_s integer, archive text) ON COMMIT DELETE ROWS;
 """
 _VALUE_COLS = "meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source, gateway_id, seq"
+_ARCHIVE = COLUMNS.index("archive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +201,11 @@ async def _write(conn: psycopg.AsyncConnection, rows: Sequence[tuple], state: In
     staged = Counter(r[0] for r in rows)
     batch.meter_ids = {r[1] for r in rows}
     reasons = any(r[8] for r in rows)
+    archives = "register" in staged and any(r[_ARCHIVE] for r in rows if r[0] == "register")
     if state.merge_only <= 0:
         try:
             async with conn.transaction():
-                await _copy_direct(conn, rows, set(staged), reasons)
+                await _copy_direct(conn, rows, set(staged), reasons, archives)
         except psycopg.errors.UniqueViolation:
             state.merge_only = MERGE_ONLY_AFTER_CONFLICT
         else:
@@ -225,15 +230,16 @@ async def _copy(conn: psycopg.AsyncConnection, statement: str, types: tuple[str,
 
 
 async def _copy_direct(conn: psycopg.AsyncConnection, rows: Sequence[tuple], kinds: set[str],
-                       reasons: bool) -> None:
+                       reasons: bool, archives: bool) -> None:
     """COPY each kind's rows into its value table; UniqueViolation if any is already stored.
 
-    Without quality reasons in the batch (the usual case) the column is left to its
-    default, '{}': dumping an empty array per row costs more than the rest of the row.
+    Without quality reasons (or archive marks) in the batch, the usual case, the column is
+    left to its default: dumping an empty array per row costs more than the rest of the row.
     """
     for kind in sorted(kinds):
         keep = [i for i, c in enumerate(COLUMNS)
-                if c != "kind" and (c != "period_s" or kind == "interval") and (c != "reasons" or reasons)]
+                if c != "kind" and _ONLY.get(c, kind) == kind and (c != "reasons" or reasons)
+                and (c != "archive" or archives)]
         cols = ", ".join(COLUMNS[i] for i in keep)
         get = itemgetter(*keep)
         await _copy(conn, f"COPY {TABLES[kind]} ({cols}) FROM STDIN (FORMAT BINARY)",
@@ -258,13 +264,14 @@ async def merge_stage(conn: psycopg.AsyncConnection, staged: Mapping[str, int], 
     INSERT … SELECT … ON CONFLICT DO NOTHING per kind, adding the new rows to `batch`."""
     for kind in sorted(staged):
         table = TABLES[kind]
-        period = "period_s" if kind == "interval" else "NULL::int AS period_s"
-        extra = ", period_s" if kind == "interval" else ""
+        own = [c for c, k in _ONLY.items() if k == kind]
+        extra = "".join(", " + c for c in own)
+        tail = ", ".join(c if c in own else f"NULL::{_TYPES[COLUMNS.index(c)]} AS {c}" for c in _ONLY)
         cur = await conn.execute(sql.SQL(
             "INSERT INTO {t} (" + _VALUE_COLS + extra + ") "
             "SELECT " + _VALUE_COLS + extra + " FROM _stage WHERE kind = %(kind)s "
             "ON CONFLICT (meter_id, obis, ts) DO NOTHING "
-            + ("RETURNING %(kind)s::text AS kind, " + _VALUE_COLS + ", " + period if want_rows else "")
+            + ("RETURNING %(kind)s::text AS kind, " + _VALUE_COLS + ", " + tail if want_rows else "")
         ).format(t=sql.Identifier(table)), {"kind": kind})
         new = cur.rowcount
         batch.count += new

@@ -73,7 +73,8 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             continue
         if r.source != "gateway":
             entered.add(r.meter_id)
-        v = MeterValue(codes[r.meter_id], r.obis, r.kind, r.ts, r.value, received_at=r.received_at, period_s=r.period_s)
+        v = MeterValue(codes[r.meter_id], r.obis, r.kind, r.ts, r.value, received_at=r.received_at, period_s=r.period_s,
+                       live_clock=r.archive is None and r.ts_source == "meter")
         new_by_meter.setdefault(r.meter_id, []).append(v)
         kinds_by_obis[(v.meter, r.obis)] = r.kind
         if r.kind in firsts:

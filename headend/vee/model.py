@@ -63,6 +63,10 @@ class MeterValue:
     quality: str = "A"
     new: bool = True
     row: int | None = None  # line number in an input file, for reports
+    # ts is the meter's clock at the read: not for a value from its archive (stamped with a
+    # past day/month boundary) nor for one the gateway stamped (the meter's time was missing
+    # or invalid). Only such reads say anything about the meter's clock.
+    live_clock: bool = True
 
 
 @dataclass(frozen=True)

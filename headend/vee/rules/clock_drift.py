@@ -1,6 +1,7 @@
 """clock_drift: meter time and receive time of a value read live (register, instant)
-differ by more than `clock_drift_s`. Intervals and journal entries carry past meter
-times by nature and are not judged. One event per episode; a read within the limit
+differ by more than `clock_drift_s`. Intervals, journal entries and archive registers
+(day/month starts) carry past meter times by nature, and a value the gateway stamped has
+no meter time: none of them is judged, nor clears an episode. One event per episode; a read within the limit
 clears it."""
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from askue.headend.vee.rules.common import Ctx, finding
 def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     limit = ctx.thresholds.clock_drift_s
-    live = sorted((v for v in values if v.new and v.kind in ("register", "instant") and v.received_at),
+    live = sorted((v for v in values if v.new and v.kind in ("register", "instant") and v.received_at
+                   and v.live_clock),
                   key=lambda v: v.received_at)  # type: ignore[arg-type,return-value]
     key = f"clock_drift:{meter.code}"
     in_episode = False
