@@ -1,7 +1,7 @@
 """Keep the storage engineer's derived structures right when billing writes values
-itself (manual readings, imported files): month partitions exist before the insert,
-consumption rollups are rebuilt for what was touched (plain PostgreSQL mode; on
-TimescaleDB continuous aggregates follow by themselves)."""
+itself (manual readings, imported files): month partitions exist before the insert
+(plain PostgreSQL mode), consumption rollups are rebuilt for what was touched (both
+modes: register rollups are kept by triggers there too)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -26,9 +26,6 @@ async def ensure_partitions(conn: psycopg.AsyncConnection, table: str, stamps: I
 
 async def refresh_rollups(conn: psycopg.AsyncConnection, rows: Iterable[tuple[int, str, datetime]]) -> None:
     """Rebuild the rollup buckets of every (meter, channel) in `rows` over the range touched."""
-    mode, _ = await _mode_tz(conn)
-    if mode != "plain":
-        return
     try:
         from askue.headend.storage import rollups
     except ImportError:  # storage without rollups: nothing to keep current

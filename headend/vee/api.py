@@ -354,11 +354,9 @@ async def _ensure_partition(conn, table: str, ts: datetime) -> None:
 
 
 async def _recompute(conn, meter_id: int, obis: str, ts: datetime) -> None:
-    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-    if mode and mode[0] == "plain":
-        from askue.headend.storage import rollups
+    from askue.headend.storage import rollups
 
-        await rollups.recompute(conn, meter_id, obis, ts, ts)
+    await rollups.recompute(conn, meter_id, obis, ts, ts)
 
 
 @router.post("/meters/{code}/readings", status_code=201)
@@ -413,17 +411,18 @@ async def correct_value(code: str, body: Correction, request: Request,
     m = await _meter(conn, code, principal)
     table = store.TABLES[body.kind]
     async with conn.transaction():
+        # One statement reads the old state and changes it (the UPDATE locks the row): TimescaleDB
+        # cannot SELECT … FOR UPDATE a row still in a compressed chunk, but it can update one.
         cur = await conn.execute(
-            f"SELECT value, quality, reasons, source FROM {table} WHERE meter_id = %s AND obis = %s AND ts = %s "
-            "FOR UPDATE", (m.id, body.obis, body.ts))
+            f"UPDATE {table} n SET value = %s, quality = 'M', source = 'manual', "
+            "reasons = ARRAY(SELECT DISTINCT x FROM unnest(n.reasons || ARRAY['corrected']) x ORDER BY x) "
+            f"FROM {table} o WHERE o.meter_id = n.meter_id AND o.obis = n.obis AND o.ts = n.ts "
+            "AND n.meter_id = %s AND n.obis = %s AND n.ts = %s RETURNING o.value, o.quality, o.reasons, o.source",
+            (body.value, m.id, body.obis, body.ts))
         old = await cur.fetchone()
         if old is None:
             raise HTTPException(404, f"meter {code!r} has no {body.kind} {body.obis} at {body.ts.isoformat()}; "
                                      "enter a new reading with POST /meters/{code}/readings")
-        await conn.execute(
-            f"UPDATE {table} SET value = %s, quality = 'M', source = 'manual', "
-            "reasons = ARRAY(SELECT DISTINCT x FROM unnest(reasons || ARRAY['corrected']) x ORDER BY x) "
-            "WHERE meter_id = %s AND obis = %s AND ts = %s", (body.value, m.id, body.obis, body.ts))
         await conn.execute(
             "INSERT INTO audit_log (actor, ip, action, object_type, object_id, old, new, comment) "
             "VALUES (%s, %s, 'correction', %s, %s, %s, %s, %s)",

@@ -106,7 +106,6 @@ async def _note_replaced(conn: psycopg.AsyncConnection, meter_ids: set[int]) -> 
         return
     from askue.headend.storage import rollups
 
-    mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
     spans: dict[tuple[int, str], list] = {}
     for kind, mid, obis, ts, old, new in rows:
         await conn.execute(
@@ -116,6 +115,5 @@ async def _note_replaced(conn: psycopg.AsyncConnection, meter_ids: set[int]) -> 
              json.dumps({"value": new, "quality": "A"}), "real value arrived / получено фактическое значение"))
         s = spans.setdefault((mid, obis), [ts, ts])
         s[0], s[1] = min(s[0], ts), max(s[1], ts)
-    if mode and mode[0] == "plain":
-        for (mid, obis), (a, b) in spans.items():
-            await rollups.recompute(conn, mid, obis, a, b)
+    for (mid, obis), (a, b) in spans.items():
+        await rollups.recompute(conn, mid, obis, a, b)

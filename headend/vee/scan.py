@@ -186,12 +186,10 @@ async def insert_estimates(conn: psycopg.AsyncConnection, ests: list[estimate.Es
                 (kind, f"{mid}/{obis}", json.dumps({"from": a.isoformat(), "to": b.isoformat(), "count": count,
                                                       "method": methods.get((mid, obis))}),
                  "оценка пропущенных значений / missing values estimated"))
-        mode = await (await conn.execute("SELECT value FROM askue_meta WHERE key = 'storage_mode'")).fetchone()
-        if mode and mode[0] == "plain":
-            from askue.headend.storage import rollups
+        from askue.headend.storage import rollups
 
-            for (mid, obis), (a, b, _) in spans.items():
-                await rollups.recompute(conn, mid, obis, a, b)
+        for (mid, obis), (a, b, _) in spans.items():
+            await rollups.recompute(conn, mid, obis, a, b)
     return n
 
 
