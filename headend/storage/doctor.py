@@ -19,7 +19,10 @@ def diagnose(settings) -> tuple[bool, list[str]]:
     with conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
         out.append(f"database: ok, PostgreSQL {version}")
-        probe = migrations.probe_timescale(conn)
+        # a session of its own: where TimescaleDB is packaged but not preloaded, trying
+        # CREATE EXTENSION ends the session (FATAL "must be preloaded")
+        with psycopg.connect(settings.dsn, connect_timeout=10, autocommit=True) as probe_conn:
+            probe = migrations.probe_timescale(probe_conn)
         mode = migrations.storage_mode(conn)
         if mode is None:
             ok = False
