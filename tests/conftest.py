@@ -40,8 +40,8 @@ def _suite_mode() -> tuple[str, str]:
         return "plain", "ASKUE_TEST_STORAGE_MODE=plain"
     if installed:
         return "timescale", "TimescaleDB is installed"
-    return "plain", ("TimescaleDB is not installed in this PostgreSQL (make deps TIMESCALEDB_SOURCE=<tarball> "
-                     "builds it): the TimescaleDB tier is skipped, the suite runs on plain PostgreSQL")
+    return "plain", ("TimescaleDB is not installed in this PostgreSQL; `make deps TIMESCALEDB_SOURCE=<tarball>` "
+                     "builds it")
 
 
 SUITE_MODE, SUITE_MODE_REASON = _suite_mode()
@@ -56,8 +56,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "timescale: needs TimescaleDB (skipped where it is not installed)")
 
 
+def _mode_line() -> str:
+    tier = "" if SUITE_MODE == "timescale" else "; the TimescaleDB tier is skipped"
+    return f"askue storage mode: {SUITE_MODE} ({SUITE_MODE_REASON}{tier})"
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"askue storage mode: {SUITE_MODE} ({SUITE_MODE_REASON})"
+    return _mode_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    terminalreporter.write_line(_mode_line())  # also under -q, which hides the header
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
