@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     results = []
     for p in files:
         print(f">> {p.stem}", flush=True)
-        res = run_one(p, timeout=float(os.environ.get("ASKUE_BENCH_TIMEOUT", "900")))
+        res = run_one(p, timeout=float(os.environ.get("ASKUE_BENCH_TIMEOUT", "1800")))
         print(json.dumps(res, ensure_ascii=False)[:400], flush=True)
         results.append(res)
     info = machine()
