@@ -24,27 +24,24 @@ major=$("$pg_config" --version | sed -E 's/[^0-9]*([0-9]+).*/\1/')
 libdir=$("$pg_config" --pkglibdir)
 extdir=$("$pg_config" --sharedir)/extension
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 if [ -d "$src" ]; then
-  cp -a "$src" "$work/src"
+  config=$(cat "$src/version.config" 2>/dev/null || true)
 else
-  mkdir "$work/src"
-  tar -xzf "$src" -C "$work/src" --strip-components=1
+  config=$(tar -xzOf "$src" --wildcards '*/version.config' 2>/dev/null || true)
 fi
-cd "$work/src"
-version=$(sed -nE 's/^version *= *([^ ]+)$/\1/p' version.config)
+version=$(sed -nE 's/^version *= *([^ ]+)$/\1/p' <<<"$config")
 [ -n "$version" ] || { echo "$src: no version in version.config; is this a TimescaleDB source release?" >&2; exit 1; }
 
 # What this script changes in the upstream source (see below); part of the build's identity.
 build_id="askue-1"
 marker="$extdir/timescaledb.askue-build"
+if dpkg -S "$libdir/timescaledb.so" >/dev/null 2>&1; then
+  # Timescale's package owns the loader: never overwrite a packaged installation
+  echo "TimescaleDB: installed from a Debian package in $libdir (left as it is)"; exit 0
+fi
 if [ -f "$libdir/timescaledb-$version.so" ]; then
   if [ "$(cat "$marker" 2>/dev/null)" = "$version $build_id" ]; then
     echo "TimescaleDB $version: installed (askue build) in $libdir"; exit 0
-  fi
-  if dpkg -S "$libdir/timescaledb-$version.so" >/dev/null 2>&1; then
-    echo "TimescaleDB $version: installed from a Debian package in $libdir"; exit 0
   fi
   echo ">> TimescaleDB $version in $libdir is not this script's build: rebuilding it"
 fi
@@ -74,6 +71,16 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ -d "$src" ]; then
+  cp -a "$src" "$work/src"
+else
+  mkdir "$work/src"
+  tar -xzf "$src" -C "$work/src" --strip-components=1
+fi
+cd "$work/src"
 
 # Background jobs (policies) run in a portal TimescaleDB creates and never defines; PostgreSQL
 # 15.20 refuses to drop a portal still in that state ("cannot drop portal "" while it is being
