@@ -67,13 +67,17 @@ WITH per_meter AS (
            sum(askue_bucket_consumption(d.last_value, d.prev, m.digits, m.multiplier)) AS value
     FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
     -- LATERAL: one primary-key range scan per selected meter, never a scan of every meter's rows.
+    -- OFFSET 0 keeps it so: the organisation is known only at run time, and the planner, left to
+    -- flatten the join, scanned every organisation's monthly rows (a month total 23 ms → 3 ms
+    -- for 1,000 of 10,000 meters).
     -- prev_value: last reading of the previous bucket with data, kept by the rollup triggers;
     -- the very first bucket counts from its own first reading.
     CROSS JOIN LATERAL (
         SELECT r.obis, r.{b} AS b, r.last_value, coalesce(r.prev_value, r.first_value) AS prev
         FROM {rollup} r
         WHERE r.meter_id = m.id AND r.{b} >= %(start)s AND r.{b} < %(end)s
-          AND askue_is_consumption_channel(r.obis)) d
+          AND askue_is_consumption_channel(r.obis)
+        OFFSET 0) d
     WHERE {' AND '.join(conds)}
     GROUP BY 1, 2, 3, 4, 5, m.id
 )
