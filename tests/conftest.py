@@ -47,7 +47,7 @@ def _suite_mode() -> tuple[str, str]:
 SUITE_MODE, SUITE_MODE_REASON = _suite_mode()
 # The mode follows the suite into everything that migrates a database without choosing one
 # (head-end processes, the demo) and into the clusters tests start themselves.
-os.environ.setdefault("ASKUE_STORAGE_MODE", SUITE_MODE)
+os.environ["ASKUE_STORAGE_MODE"] = SUITE_MODE
 MODES = ("timescale", "plain") if SUITE_MODE == "timescale" else ("plain",)
 
 
