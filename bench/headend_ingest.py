@@ -104,7 +104,7 @@ async def end_to_end(cluster: PgCluster, broker: Mosquitto, msgs, tmp: Path, mod
     s = Settings(dsn=dsn, mqtt_host=broker.host, mqtt_port=broker.port, mqtt_group=f"bench-{mode}",
                  mqtt_client_id=f"bench-consumer-{mode}", pool_max=2)
     pool = await open_pool(s, configure=merge.prepare_connection)
-    c = Consumer(s, pool, merge.MergeContext(mode=mode))
+    c = Consumer(s, pool, merge.MergeContext())
     task = asyncio.create_task(c.run())
     await asyncio.wait_for(c.stats.connected.wait(), 10)
     data = tmp / "msgs.bin"

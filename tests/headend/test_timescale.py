@@ -207,10 +207,10 @@ def _month_values() -> list:
     return out
 
 
-async def _load(dsn: str, mode: str) -> None:
+async def _load(dsn: str) -> None:
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     await merge.prepare_connection(conn)
-    ctx = merge.MergeContext(mode=mode, hooks=[live.batch_hook])
+    ctx = merge.MergeContext(hooks=[live.batch_hook])
     values = _month_values()
     for i in range(0, len(values), 2000):
         await merge.write(conn, ctx, pending(data_msg(values[i:i + 2000], seq=i)))
@@ -327,7 +327,7 @@ def twin(pg_dsn: str, pg_cluster, pg_templates, tmp_path: Path):
     try:
         for mode, dsn in (("timescale", pg_dsn), ("plain", plain_dsn)):
             assert import_file(dsn, tmp_path / "reg.csv").errors == []
-            asyncio.run(_load(dsn, mode))
+            asyncio.run(_load(dsn))
             with psycopg.connect(dsn) as conn:
                 token = create_token(conn, f"t-{mode}", "admin")
             sides[mode] = (dsn, token)
@@ -369,11 +369,11 @@ def test_compressed_chunks_answer_every_query_as_plain_postgresql(twin) -> None:
             reg("w1", by_key[("w1", COLD, START + timedelta(hours=5))], START + timedelta(hours=5), obis=COLD)]  # replay
     evening = START + timedelta(days=20, hours=23)  # e1's last reading of that day
     corrected = by_key[("e1", A_PLUS, evening)] + 10
-    for mode, (client, dsn, token) in twin.items():
-        async def write(dsn: str = dsn, mode: str = mode) -> None:
+    for client, dsn, token in twin.values():
+        async def write(dsn: str = dsn) -> None:
             conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
             await merge.prepare_connection(conn)
-            await merge.write(conn, merge.MergeContext(mode=mode, hooks=[live.batch_hook]),
+            await merge.write(conn, merge.MergeContext(hooks=[live.batch_hook]),
                               pending(data_msg(late, seq=99)))
             await conn.close()
 
