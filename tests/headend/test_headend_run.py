@@ -12,7 +12,6 @@ from headend_helpers import T0, payload, reg
 
 from askue.cli import main as askue_main
 from askue.devservices.ports import free_port
-from askue.devservices.postgres import timescaledb_installed
 from askue.headend.app import run_headend
 from askue.headend.config import Settings
 
@@ -28,7 +27,7 @@ def _wait_for_scheduler(dsn: str) -> None:
 
 
 @pytest.mark.storage_modes
-def test_migrate_token_doctor(pg_dsn: str, storage_mode: str, mqtt_broker, capsys, monkeypatch) -> None:
+def test_migrate_token_doctor(pg_dsn: str, storage_mode: str, pg_cluster, mqtt_broker, capsys, monkeypatch) -> None:
     assert askue_main(["headend", "--dsn", pg_dsn, "migrate"]) == 0
     assert f"applied 0 migration(s); storage mode: {storage_mode}" in capsys.readouterr().out
     assert askue_main(["headend", "--dsn", pg_dsn, "token", "create", "--name", "x", "--role", "org_admin"]) == 2
@@ -40,7 +39,7 @@ def test_migrate_token_doctor(pg_dsn: str, storage_mode: str, mqtt_broker, capsy
         _wait_for_scheduler(pg_dsn)
     assert askue_main(["headend", "--dsn", pg_dsn, "doctor"]) == 0
     out = capsys.readouterr().out
-    if storage_mode == "plain" and not timescaledb_installed():
+    if storage_mode == "plain" and not pg_cluster.timescaledb:  # the server has no TimescaleDB loaded
         assert "storage mode: plain PostgreSQL" in out and "TimescaleDB was not available" in out
     elif storage_mode == "plain":  # a plain database on a server that has TimescaleDB
         assert "storage mode: plain PostgreSQL" in out and "chosen explicitly when this database was set up" in out
