@@ -12,9 +12,11 @@ help:
 	@echo "make test   - run every test (real PostgreSQL, mosquitto and meter simulators)"
 	@echo "make bench  - run the benchmarks and write BENCHMARKS.md and bench-results/results.json"
 	@echo "make lint   - ruff"
+	@echo "TimescaleDB: used wherever it is installed; TIMESCALEDB_SOURCE=<timescaledb-X.Y.Z.tar.gz> builds it"
 
+# TIMESCALEDB_SOURCE (a TimescaleDB source release) builds and installs the extension when missing.
 deps:
-	@bash scripts/bootstrap-system.sh $(SYSTEM_EXTRAS)
+	@TIMESCALEDB_SOURCE="$(TIMESCALEDB_SOURCE)" bash scripts/bootstrap-system.sh $(SYSTEM_EXTRAS)
 
 $(STAMP): pyproject.toml setup.py requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -76,7 +76,8 @@ def main() -> None:
     try:
         dsns = {n: cluster.create_database(n) for n in ("base", "vee", "old_off", "old_on")}
         for d in dsns.values():
-            migrations.apply(d)
+            migrations.apply(d)  # the default: TimescaleDB where it is installed
+        mode = cluster.psql("SELECT value FROM askue_meta WHERE key = 'storage_mode'", dbname="base").strip()
         base = asyncio.run(run(dsns["base"], []))
         with_vee = asyncio.run(run(dsns["vee"], [live.batch_hook]))
         old = T0 - timedelta(days=3)  # backfill: rows older than an hour fire the replace-estimate trigger
@@ -91,7 +92,8 @@ def main() -> None:
         {"name": "merge of 3-day-old rows with the replace-estimate trigger", "value": round(old_on),
          "unit": "values/s", "baseline": round(old_off), "baseline_name": "same rows, trigger disabled",
          "ratio": round(old_on / old_off, 3)}],
-        "notes": f"{BATCHES} batches of {METERS * 20} values, {METERS} meters; same cluster, same run"}))
+        "notes": f"{BATCHES} batches of {METERS * 20} values, {METERS} meters; same cluster, same run; "
+                 f"storage mode {mode}"}))
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def _rows(result: dict) -> list[tuple]:
                          {True: "yes", False: "NO"}.get(f.get("ok"), "")))
     else:
         for k, v in result.items():
-            if k not in ("name", "wall_s"):
+            if k not in ("name", "wall_s", "run_at"):
                 rows.append((result["name"], k, _fmt(v, None), "", "", "", ""))
     return rows
 
@@ -88,16 +88,22 @@ def main(argv: list[str]) -> int:
     files = sorted(p for p in (ROOT / "bench").glob("*_*.py") if not p.name.startswith("_"))
     if only:
         files = [p for p in files if p.stem in only]
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results = []
     for p in files:
         print(f">> {p.stem}", flush=True)
-        res = run_one(p, timeout=float(os.environ.get("ASKUE_BENCH_TIMEOUT", "900")))
+        res = run_one(p, timeout=float(os.environ.get("ASKUE_BENCH_TIMEOUT", "1800")))
+        res["run_at"] = when
         print(json.dumps(res, ensure_ascii=False)[:400], flush=True)
         results.append(res)
     info = machine()
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if only and (out_dir / "results.json").exists():
+        # `make bench BENCH=name`: the other benchmarks keep their last results (and their date)
+        fresh = {r["name"] for r in results}
+        kept = [r for r in json.loads((out_dir / "results.json").read_text())["results"] if r["name"] not in fresh]
+        results = sorted(kept + results, key=lambda r: r["name"])
     (out_dir / "results.json").write_text(json.dumps({"when": when, "machine": info, "results": results},
                                                      ensure_ascii=False, indent=2))
     lines = ["# Benchmarks", "", f"Run {when} by `make bench` on: {info['cpu']}, {info['cores']} cores, "
@@ -108,7 +114,8 @@ def main(argv: list[str]) -> int:
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in _rows(res)]
     for res in results:
         if res.get("notes"):
-            lines += ["", f"**{res['name']}**: {res['notes']}"]
+            earlier = f" (run {res['run_at']})" if res.get("run_at", when) != when else ""
+            lines += ["", f"**{res['name']}**{earlier}: {res['notes']}"]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote BENCHMARKS.md and {out_dir / 'results.json'}")
     return 1 if any("error" in r for r in results) else 0

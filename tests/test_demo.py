@@ -3,12 +3,14 @@ meter (all five protocols) has readings from this run in the API, and a second r
 reuses the data."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from askue.devservices.ports import free_port
+from askue.devservices.postgres import timescaledb_installed
 
 
 def _demo(base: Path, ports: list[int]) -> subprocess.CompletedProcess:
@@ -38,6 +40,10 @@ def _check_two_runs(base: Path, ports: list[int]) -> None:
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{logs}"
     assert "CHECK OK: all 64 answering meters" in r.stdout
     assert "first run: registry loaded" in r.stdout
+    # TimescaleDB wherever it is installed (and the suite is not told to run plain), else plain PostgreSQL
+    timescale = timescaledb_installed() and os.environ.get("ASKUE_STORAGE_MODE") != "plain"
+    storage = "TimescaleDB" if timescale else "plain PostgreSQL ("
+    assert f"Storage           {storage}" in r.stdout
     assert "Stopped." in r.stdout
     # the second run keeps the data, the accounts and the token
     token = (base / "demo-token").read_text()

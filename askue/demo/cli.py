@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if r.returncode:
             _say(f"askue demo: migrations failed:\n{r.stdout}{r.stderr}")
             return 1
+        storage = _storage(r.stdout, pg.timescaledb)
         r = _headend(headend_cfg, "import", str(paths["registry"]))
         if r.returncode:
             _say(f"askue demo: registry import failed:\n{r.stdout}{r.stderr}")
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             _say(f"Starting gateway {gw}")
             sup.spawn(gw, askue_argv("gateway", "--config", str(paths[gw])), logs / f"{gw}.log")
 
-        _summary(ports, token, logins, base, logs, first_run)
+        _summary(ports, token, logins, base, logs, first_run, storage)
         if args.check:
             return _check(ports, token, args.timeout, sup)
         while not stopping:
@@ -156,6 +157,17 @@ def run(args: argparse.Namespace) -> int:
         broker.stop()
         pg.stop()
         _say("Stopped. Data is kept in " + str(base) + " for the next run.")
+
+
+def _storage(migrate_out: str, timescaledb_loaded: bool) -> str:
+    """What the demo's database runs on, in the words of the summary."""
+    if "storage mode: timescale" in migrate_out:
+        return "TimescaleDB (hypertables, compression, continuous aggregates, policies)"
+    if timescaledb_loaded:
+        return ("plain PostgreSQL: this demo database was made before TimescaleDB was installed "
+                "(remove the demo's data folder to start over on TimescaleDB)")
+    return ("plain PostgreSQL (TimescaleDB is not installed; `make deps TIMESCALEDB_SOURCE=<tarball>` "
+            "builds it, docs/storage.md)")
 
 
 def _demo_token(base: Path, headend_cfg: Path) -> str:
@@ -227,7 +239,7 @@ def _wait_log(child, text: str, sup: Supervisor, timeout: float = 60.0) -> None:
 
 
 def _summary(ports: DemoPorts, token: str, logins: list[tuple[str, str, str]], base: Path, logs: Path,
-             first_run: bool) -> None:
+             first_run: bool, storage: str) -> None:
     api = f"http://127.0.0.1:{ports.api}"
     _say("")
     _say("askue demo is running" + (" (first run: registry loaded)" if first_run else " (data from earlier runs kept)"))
@@ -238,6 +250,7 @@ def _summary(ports: DemoPorts, token: str, logins: list[tuple[str, str, str]], b
     _say(f"  API token         {token}")
     _say(f"                    curl -H 'Authorization: Bearer {token}' {api}/api/v1/meters")
     _say(f"  PostgreSQL        postgresql://postgres@127.0.0.1:{ports.postgres}/askue")
+    _say(f"  Storage           {storage}")
     _say(f"  MQTT              127.0.0.1:{ports.mqtt}   mosquitto_sub -p {ports.mqtt} -t 'askue/v1/#' -v")
     _say(f"  Simulated meters  {sum(p.count for p in PLAN)}: "
          + ", ".join(f"{p.count} {p.protocol}/{p.resource}" for p in PLAN))

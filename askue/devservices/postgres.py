@@ -2,6 +2,11 @@
 
 PostgreSQL refuses to run as root, so as root the server runs as the
 `postgres` system user (created by Debian's postgresql package).
+
+Where the TimescaleDB extension is installed in that PostgreSQL, the server
+starts with it preloaded (telemetry off), so a database migrated there takes
+the timescale storage mode, as in production; `timescaledb=False` (or
+ASKUE_STORAGE_MODE=plain in the environment) keeps it out.
 """
 from __future__ import annotations
 
@@ -68,11 +73,40 @@ def _reachable_root(root: Path) -> Path:
     return root.resolve()
 
 
+def _pkglibdir(bindir: Path) -> Path:
+    pg_config = bindir / "pg_config"
+    if pg_config.exists():
+        r = subprocess.run([str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=False)
+        if r.returncode == 0 and r.stdout.strip():
+            return Path(r.stdout.strip())
+    return bindir.parent / "lib"  # Debian's layout: /usr/lib/postgresql/N/{bin,lib}
+
+
+def timescaledb_installed(bindir: Path | None = None) -> bool:
+    """Whether this PostgreSQL can preload TimescaleDB (its loader library is installed)."""
+    return (_pkglibdir(bindir or pg_bindir()) / "timescaledb.so").exists()
+
+
+# Server settings for TimescaleDB: loaded at start (CREATE EXTENSION needs it), no
+# telemetry from test and demo servers, background workers enough for the launcher,
+# one scheduler per database with the extension and the policies they run, and a new
+# database's scheduler started within a second (the launcher polls every minute by
+# default; test databases come and go in seconds).
+TIMESCALEDB_SETTINGS = {
+    "shared_preload_libraries": "timescaledb",
+    "timescaledb.telemetry_level": "off",
+    "timescaledb.max_background_workers": "16",
+    "timescaledb.bgw_launcher_poll_time": "1000",
+    "max_worker_processes": "24",
+}
+
+
 @dataclass
 class PgCluster:
     root: Path
     port: int = 0
     host: str = "127.0.0.1"
+    timescaledb: bool | None = None  # None: preload TimescaleDB where it is installed
 
     def __post_init__(self) -> None:
         self.root = _reachable_root(Path(self.root))
@@ -81,6 +115,9 @@ class PgCluster:
         self.bindir = pg_bindir()
         if not self.port:
             self.port = free_port()
+        if self.timescaledb is None:
+            self.timescaledb = (os.environ.get("ASKUE_STORAGE_MODE") != "plain"
+                                and timescaledb_installed(self.bindir))
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         kw: dict = {}
@@ -113,6 +150,8 @@ class PgCluster:
         opts = f"-k {self.root} -p {self.port} -c listen_addresses={self.host}"
         if not fsync:
             opts += " -F"  # throwaway clusters: speed over durability
+        if self.timescaledb:
+            opts += "".join(f" -c {k}={v}" for k, v in TIMESCALEDB_SETTINGS.items())
         try:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile), "-w",
                       "-t", "60", "-o", opts, "start")
@@ -153,6 +192,13 @@ class PgCluster:
         tpl = f' TEMPLATE "{template}"' if template else ""
         self.psql(f'CREATE DATABASE "{name}"{tpl}')
         return self.dsn(name)
+
+    def freeze_template(self, name: str) -> None:
+        """Make `name` a template nobody connects to any more, so CREATE DATABASE … TEMPLATE
+        never finds it busy (TimescaleDB's scheduler keeps a session in every database with
+        the extension, except templates)."""
+        self.psql(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        self.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
 
     def drop_database(self, name: str) -> None:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

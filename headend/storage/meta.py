@@ -53,7 +53,10 @@ async def load(conn: psycopg.AsyncConnection) -> Meta:
     key = db_key(conn)
     meta = _CACHE.get(key)
     if meta is None:
-        cur = await conn.execute(_SQL)
+        try:
+            cur = await conn.execute(_SQL)
+        except psycopg.errors.UndefinedTable:
+            raise NotMigrated("the database has no askue schema yet; run `askue headend migrate`") from None
         meta = _CACHE[key] = _meta(await cur.fetchall())
     return meta
 
@@ -62,7 +65,11 @@ def load_sync(conn: psycopg.Connection) -> Meta:
     key = db_key(conn)
     meta = _CACHE.get(key)
     if meta is None:
-        meta = _CACHE[key] = _meta(conn.execute(_SQL).fetchall())
+        try:
+            rows = conn.execute(_SQL).fetchall()
+        except psycopg.errors.UndefinedTable:
+            raise NotMigrated("the database has no askue schema yet; run `askue headend migrate`") from None
+        meta = _CACHE[key] = _meta(rows)
     return meta
 
 

@@ -9,7 +9,10 @@ own bucket; each register bucket keeps the previous bucket's last reading
 (prev_value) beside it, and the daily consumption per organisation and house
 (rollup_consumption_daily) follows the daily register rollup by its own triggers.
 
-TimescaleDB: the same relation names are views over continuous aggregates.
+TimescaleDB: the register rollups and the daily consumption are the same tables
+kept by the same triggers (migration 0020; hypertables take statement triggers with
+transition tables); the interval rollups are views over continuous aggregates, which
+their refresh policy keeps current (real-time aggregation above the watermark).
 
 Whoever changes or deletes stored values in place (VEE edits, an estimate replaced
 by a real value) calls `recompute()` for the range.

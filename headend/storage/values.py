@@ -292,11 +292,10 @@ class Stored:
     source: str
 
 
-async def get(conn: psycopg.AsyncConnection, kind: str, meter_id: int, obis: str, ts: datetime, *,
-              for_update: bool = False) -> Stored | None:
+async def get(conn: psycopg.AsyncConnection, kind: str, meter_id: int, obis: str, ts: datetime) -> Stored | None:
     cur = await conn.execute(sql.SQL(
         "SELECT value, quality, reasons, source FROM {t} WHERE meter_id = %s AND obis = %s AND ts = %s"
-        + (" FOR UPDATE" if for_update else "")).format(t=sql.Identifier(TABLES[kind])), (meter_id, obis, ts))
+    ).format(t=sql.Identifier(TABLES[kind])), (meter_id, obis, ts))
     row = await cur.fetchone()
     return Stored(*row) if row else None
 
@@ -306,23 +305,27 @@ async def correct(conn: psycopg.AsyncConnection, kind: str, meter_id: int, obis:
     """Change one stored value by hand: quality M, source manual, reason `corrected`.
     Returns what it was (None when there is no such value); the rollups follow."""
     async with conn.transaction():
-        old = await get(conn, kind, meter_id, obis, ts, for_update=True)
-        if old is None:
-            return None
-        await conn.execute(sql.SQL(
-            "UPDATE {t} SET value = %s, quality = 'M', source = 'manual', "
-            "reasons = ARRAY(SELECT DISTINCT x FROM unnest(reasons || ARRAY['corrected']) x ORDER BY x) "
-            "WHERE meter_id = %s AND obis = %s AND ts = %s").format(t=sql.Identifier(TABLES[kind])),
+        # One statement reads the old state and changes it (the UPDATE locks the row):
+        # TimescaleDB cannot SELECT … FOR UPDATE a row still in a compressed chunk, but it
+        # can update one.
+        cur = await conn.execute(sql.SQL(
+            "UPDATE {t} n SET value = %s, quality = 'M', source = 'manual', "
+            "reasons = ARRAY(SELECT DISTINCT x FROM unnest(n.reasons || ARRAY['corrected']) x ORDER BY x) "
+            "FROM {t} o WHERE o.meter_id = n.meter_id AND o.obis = n.obis AND o.ts = n.ts "
+            "AND n.meter_id = %s AND n.obis = %s AND n.ts = %s "
+            "RETURNING o.value, o.quality, o.reasons, o.source").format(t=sql.Identifier(TABLES[kind])),
             (value, meter_id, obis, ts))
+        row = await cur.fetchone()
+        if row is None:
+            return None
         await refresh_rollups(conn, [(meter_id, obis, ts)])
-    return old
+    return Stored(*row)
 
 
 async def refresh_rollups(conn: psycopg.AsyncConnection, changed: Iterable[tuple[int, str, datetime]]) -> None:
     """Rebuild the rollups of values changed or removed in place (inserts need nothing:
-    the tables' triggers add them). TimescaleDB's aggregates follow by themselves."""
-    if not (await meta.load(conn)).plain:
-        return
+    the tables' triggers add them). Both storage modes keep register rollups in trigger
+    tables; TimescaleDB's interval aggregates follow by their refresh policy."""
     spans: dict[tuple[int, str], tuple[datetime, datetime]] = {}
     for mid, obis, ts in changed:
         lo, hi = spans.get((mid, obis), (ts, ts))

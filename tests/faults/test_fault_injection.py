@@ -1,6 +1,6 @@
 """Fault injection: 212 simulated meters (Modbus TCP, DLMS on a pty bus, IEC 62056-21,
 Mercury and M-Bus on pty buses) → two `askue gateway` processes → mosquitto → `askue headend`
-→ PostgreSQL, while the suite SIGKILLs a gateway, restarts mosquitto, the head-end (SIGTERM
+→ PostgreSQL (TimescaleDB wherever it is installed, the suite's storage mode), while the suite SIGKILLs a gateway, restarts mosquitto, the head-end (SIGTERM
 and SIGKILL) and PostgreSQL (immediate stop and SIGKILL), and cuts the gateways' uplink for
 30 s. At the end every value the simulators served is in the database exactly once with the
 served value, the database holds nothing they did not serve, and no abnormal event other
@@ -22,7 +22,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from conftest import SUITE_MODE
 from faultkit import (
     GATEWAYS,
     PLAN,
@@ -48,6 +50,7 @@ from askue.devservices.mosquitto import Mosquitto
 from askue.devservices.ports import free_port
 from askue.devservices.postgres import PgCluster
 from askue.drivers.sim.fleet import Fleet, FleetSpec
+from askue.headend.storage import migrations
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -303,6 +306,11 @@ async def _stop_polling_and_drain(w: World) -> float:
     return time.monotonic() - t
 
 
+def _storage_mode(dsn: str) -> str | None:
+    with psycopg.connect(dsn) as conn:
+        return migrations.storage_mode(conn)
+
+
 async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path) -> None:
     w = World(tmp_path)
     tty_dir, store_dir = tmp_path / "tty", tmp_path / "stores"
@@ -323,6 +331,9 @@ async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path) -> N
             str(w.broker.port)), tmp_path / "headend.log")
         # The head-end subscribes first: the broker keeps messages only for subscriptions that exist.
         await w.start_headend()
+        mode = await asyncio.to_thread(_storage_mode, w.dsn)
+        w.note(f"storage mode: {mode}")
+        assert mode == SUITE_MODE  # TimescaleDB wherever it is installed
         w.observer = await asyncio.to_thread(Observer("127.0.0.1", w.broker.port).start)
         for gw, cfg in w.configs.items():
             w.gateways[gw] = Child(gw, askue_argv("gateway", "--config", str(write_yaml(tmp_path / f"{gw}.yaml",

@@ -116,6 +116,7 @@ def test_meter_list_search_filters_and_card(api) -> None:
     assert _get(client, tokens["admin"], "/api/v1/meters/nope").status_code == 404
 
 
+@pytest.mark.storage_modes
 def test_consumption_by_day_zone_and_class(api) -> None:
     client, tokens = api
     r = _get(client, tokens["admin"], "/api/v1/consumption/house/h1", **{"from": "2026-03-02", "to": "2026-03-04"})

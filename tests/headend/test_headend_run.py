@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiomqtt
 import httpx
 import psycopg
+import pytest
 from headend_helpers import T0, payload, reg, wait_healthy
 
 from askue.cli import main as askue_main
@@ -14,17 +16,41 @@ from askue.headend.app import run_headend
 from askue.headend.config import Settings
 
 
-def test_migrate_token_doctor(pg_dsn: str, mqtt_broker, capsys, monkeypatch) -> None:
+def _wait_for_scheduler(dsn: str) -> None:
+    """TimescaleDB's launcher starts a new database's scheduler within a second or so."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(100):
+            if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                            "backend_type = 'TimescaleDB Background Worker Scheduler'").fetchone()[0]:
+                return
+            time.sleep(0.1)
+
+
+@pytest.mark.storage_modes
+def test_migrate_token_doctor(pg_dsn: str, storage_mode: str, pg_cluster, mqtt_broker, capsys, monkeypatch) -> None:
     assert askue_main(["headend", "--dsn", pg_dsn, "migrate"]) == 0
-    assert "applied 0 migration(s); storage mode: plain" in capsys.readouterr().out
+    assert f"applied 0 migration(s); storage mode: {storage_mode}" in capsys.readouterr().out
     assert askue_main(["headend", "--dsn", pg_dsn, "token", "create", "--name", "x", "--role", "org_admin"]) == 2
     assert "needs --org" in capsys.readouterr().err
     assert askue_main(["headend", "--dsn", pg_dsn, "token", "create", "--name", "x", "--role", "viewer"]) == 0
     assert capsys.readouterr().out.startswith("askue_")
     monkeypatch.setenv("ASKUE_MQTT_PORT", str(mqtt_broker.port))
+    if storage_mode == "timescale":
+        _wait_for_scheduler(pg_dsn)
     assert askue_main(["headend", "--dsn", pg_dsn, "doctor"]) == 0
     out = capsys.readouterr().out
-    assert "storage mode: plain PostgreSQL" in out and "timescaledb extension is not installed" in out
+    if storage_mode == "plain" and not pg_cluster.timescaledb:  # the server has no TimescaleDB loaded
+        assert "storage mode: plain PostgreSQL" in out and "TimescaleDB was not available" in out
+    elif storage_mode == "plain":  # a plain database on a server that has TimescaleDB
+        assert "storage mode: plain PostgreSQL" in out and "chosen explicitly when this database was set up" in out
+    else:
+        assert "storage mode: TimescaleDB" in out and "timescaledb 2." in out
+        # every policy with what it does and its last run (the test template has them paused)
+        assert "policies: 7 (TimescaleDB's scheduler for this database: running)" in out
+        assert "compression of register_readings (chunks older than 60 days), every 12 h" in out, out
+        assert "retention of instant_values (chunks older than 400 days dropped), every 1 day" in out
+        assert "refresh of cagg_interval_hourly (every invalidated range, up to 1 h ago), every 15 min" in out
+        assert out.count("PAUSED") == 7 and out.count("last run ") + out.count("never run yet") == 7
     assert "migrations: up to date" in out and "mqtt broker: reachable" in out
     assert askue_main(["headend", "--dsn", "postgresql://postgres@127.0.0.1:1/x", "doctor"]) == 1
     assert "UNREACHABLE" in capsys.readouterr().out

@@ -12,6 +12,9 @@ from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
 from askue.headend.ingest.consumer import _classify
 
+# storage semantics: once on TimescaleDB, once on plain PostgreSQL
+pytestmark = pytest.mark.storage_modes
+
 
 async def _dump(conn: psycopg.AsyncConnection, table: str) -> list[tuple]:
     cur = await conn.execute(f"SELECT m.code, t.obis, t.ts, t.received_at, t.value, t.quality, t.source, t.gateway_id, "
@@ -178,6 +181,7 @@ async def test_meter_without_clock_keyed_by_receive_time(pg_dsn: str) -> None:
     await conn.close()
 
 
+@pytest.mark.parametrize("storage_mode", ["plain"], indirect=True)  # hypertables make their own chunks
 async def test_values_in_a_new_month_get_their_partition(pg_dsn: str) -> None:
     conn = await merge_conn(pg_dsn)
     ctx = merge.MergeContext()
@@ -212,6 +216,7 @@ async def test_payload_the_database_refuses_goes_to_dead_letters_alone(pg_dsn: s
         await pool.close()
 
 
+@pytest.mark.parametrize("storage_mode", ["plain"], indirect=True)  # TimescaleDB: interval rollups are caggs
 async def test_recompute_rebuilds_buckets_after_an_edit(pg_dsn: str) -> None:
     from askue.headend.storage import rollups
 
@@ -229,4 +234,27 @@ async def test_recompute_rebuilds_buckets_after_an_edit(pg_dsn: str) -> None:
     await rollups.recompute(conn, mid, "1.0.1.29.0.255", day_start, day_start + timedelta(hours=2))
     assert await (await conn.execute(q)).fetchall() == [(6.0, 3)]
     assert await (await conn.execute("SELECT value FROM rollup_interval_monthly")).fetchall() == [(6.0,)]
+    await conn.close()
+
+
+async def test_recompute_rebuilds_register_buckets_after_an_edit(pg_dsn: str) -> None:
+    """Register rollups are tables kept by triggers in both modes: an in-place edit shows only
+    once the channel is recomputed, and then in the day, the month and the next day's prev."""
+    from askue.headend.storage import rollups
+
+    conn = await merge_conn(pg_dsn)
+    day = T0 + timedelta(hours=21)  # local midnight, 2 March
+    await merge.write(conn, merge.MergeContext(), pending(data_msg(
+        [reg("m6", v, day + timedelta(hours=h)) for h, v in ((1, 10.0), (12, 14.0), (23, 15.0), (25, 16.0))])))
+    await conn.execute("UPDATE register_readings SET value = 14.5 WHERE ts = %s", (day + timedelta(hours=23),))
+    q = ("SELECT day, first_value, last_value, prev_value FROM rollup_register_daily r JOIN meters m "
+         "ON m.id = r.meter_id WHERE m.code = 'm6' ORDER BY day")
+    assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 2), 10.0, 15.0, None),
+                                                        (date(2026, 3, 3), 16.0, 16.0, 15.0)]
+    mid = (await (await conn.execute("SELECT id FROM meters WHERE code = 'm6'")).fetchone())[0]
+    await rollups.recompute(conn, mid, "1.0.1.8.0.255", day, day + timedelta(hours=23))
+    assert await (await conn.execute(q)).fetchall() == [(date(2026, 3, 2), 10.0, 14.5, None),
+                                                        (date(2026, 3, 3), 16.0, 16.0, 14.5)]
+    month = await (await conn.execute("SELECT last_value FROM rollup_register_monthly")).fetchall()
+    assert month == [(16.0,)]
     await conn.close()

@@ -11,6 +11,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
+import pytest
 from headend_helpers import data_msg, interval, merge_conn, pending, reg
 from psycopg.rows import dict_row
 
@@ -18,6 +19,8 @@ from askue.headend.auth.permissions import Scope
 from askue.headend.ingest import merge
 from askue.headend.storage import rollups
 from askue.headend.storage.queries import consumption as cq
+
+pytestmark = pytest.mark.storage_modes
 
 START = datetime(2026, 2, 26, 20, 0, tzinfo=UTC)  # late evening in Moscow: days and a month turn inside the data
 ROLLUP_TABLES = ("rollup_register_daily", "rollup_register_monthly", "rollup_interval_hourly",

@@ -10,9 +10,8 @@ data; the very first bucket counts from its own first reading), times the meter'
 register's digit capacity to its bottom counts as a rollover, not as negative
 use. Channels: A+ per tariff zone (1.0.1.8.Z.255, zone 0 = total or
 single-rate), cold/hot water volume, heat energy, gas volume. Individual and
-balance (ОДПУ) meters are reported apart. The same SQL runs on plain
-PostgreSQL (rollup tables) and TimescaleDB (views of the same names over
-continuous aggregates).
+balance (ОДПУ) meters are reported apart. The same SQL and the same rollup
+tables serve plain PostgreSQL and TimescaleDB (migrations 0007 and 0020).
 """
 from __future__ import annotations
 
@@ -70,13 +69,17 @@ WITH per_meter AS (
            sum(askue_bucket_consumption(d.last_value, d.prev, m.digits, m.multiplier)) AS value
     FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
     -- LATERAL: one primary-key range scan per selected meter, never a scan of every meter's rows.
-    -- prev_value: last reading of the previous bucket with data, kept by ingest (plain) or the
-    -- view (TimescaleDB); the very first bucket counts from its own first reading.
+    -- OFFSET 0 keeps it so: the organisation is known only at run time, and the planner, left to
+    -- flatten the join, scanned every organisation's monthly rows (a month total 23 ms → 3 ms
+    -- for 1,000 of 10,000 meters).
+    -- prev_value: last reading of the previous bucket with data, kept by the rollup triggers;
+    -- the very first bucket counts from its own first reading.
     CROSS JOIN LATERAL (
         SELECT r.obis, r.{b} AS b, r.last_value, coalesce(r.prev_value, r.first_value) AS prev
         FROM {rollup} r
         WHERE r.meter_id = m.id AND r.{b} >= %(start)s AND r.{b} < %(end)s
-          AND askue_is_consumption_channel(r.obis)) d
+          AND askue_is_consumption_channel(r.obis)
+        OFFSET 0) d
     WHERE {' AND '.join(conds)}
     GROUP BY 1, 2, 3, 4, 5, m.id
 )

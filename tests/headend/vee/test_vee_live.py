@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import psycopg
+import pytest
 from vee_helpers import T0, c_reg, c_val, pending
 
 from askue.headend.ingest import merge
@@ -87,6 +88,7 @@ async def test_tamper_and_clock_drift_and_gap(pg_dsn: str) -> None:
     await conn.close()
 
 
+@pytest.mark.storage_modes
 async def test_real_value_replaces_an_estimate(pg_dsn: str) -> None:
     conn, ctx = await _setup(pg_dsn)
     prof = "1.0.1.29.0.255"

@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 from vee_helpers import c_val, pending
 
 from askue.headend.ingest import merge
 from askue.headend.vee import live, scan
+
+# storage semantics: once on TimescaleDB, once on plain PostgreSQL
+pytestmark = pytest.mark.storage_modes
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PROF = "1.0.1.29.0.255"
