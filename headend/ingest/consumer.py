@@ -1,6 +1,6 @@
-"""aiomqtt consumer: MQTT 5 shared subscriptions → batches → one DB transaction → PUBACK.
+"""MQTT consumer: MQTT 5 (shared) subscriptions → batches → one DB transaction → PUBACK.
 
-Messages are acknowledged by hand (paho's manual ack under aiomqtt) only after
+Messages are acknowledged by hand (paho's manual ack, `mqtt_link`) only after
 the transaction holding them committed, so a crash between receipt and commit
 makes the broker deliver them again; the idempotent merge makes that harmless.
 A payload that fails validation is stored whole in `dead_letters` (in the same
@@ -15,11 +15,8 @@ import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import aiomqtt
 import msgspec
 import psycopg
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from psycopg_pool import AsyncConnectionPool
 
 from askue.contract import PayloadError, Topics, decode_data_fast, decode_health, decode_state
@@ -27,6 +24,7 @@ from askue.headend import metrics
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
+from askue.headend.ingest.mqtt_link import LinkLost, MqttLink
 from askue.headend.storage.values import InsertedBatch
 
 log = logging.getLogger(__name__)
@@ -102,40 +100,36 @@ class Consumer:
         # one host in one group need their own mqtt_client_id.
         self.client_id = settings.mqtt_client_id or "-".join(
             x for x in ("askue-headend", socket.gethostname(), settings.mqtt_group) if x)
-
-    def _client(self) -> aiomqtt.Client:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 86400  # keep unacked messages for us across a restart
-        props.ReceiveMaximum = self.s.receive_maximum  # in-flight QoS 1 messages the broker may send us
-        client = aiomqtt.Client(
-            self.s.mqtt_host, self.s.mqtt_port, identifier=self.client_id,
-            username=self.s.mqtt_username, password=self.s.mqtt_password,
-            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-            tls_context=_tls_context(self.s), max_queued_incoming_messages=0,
-        )
-        # aiomqtt 2.5 has no manual-ack switch of its own; paho's is on the wrapped client
-        client._client.manual_ack_set(True)
-        return client
+        self._link: MqttLink | None = None
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._unacked = 0  # values received and not yet acknowledged (decoded, batched or being written)
 
     async def run(self) -> None:
         """Consume until cancelled; reconnects to the broker and retries the database."""
         delay = 0.5
         while True:
+            self._queue = asyncio.Queue()
+            self._unacked = 0
+            link = self._link = MqttLink(
+                self.s.mqtt_host, self.s.mqtt_port, self.client_id, self._on_message,
+                username=self.s.mqtt_username, password=self.s.mqtt_password, tls=_tls_context(self.s),
+                receive_maximum=self.s.receive_maximum)
             try:
-                async with self._client() as client:
-                    for kind in ("data", "state", "health"):
-                        await client.subscribe(self._topic(kind), qos=1)
-                    log.info("ingest %s subscribed to %s", self.client_id,
-                             self._topic("data").replace("/data", "/{data,state,health}"))
-                    self.stats.connected.set()
-                    delay = 0.5
-                    await self._consume(client)
-            except aiomqtt.MqttError as e:
+                await link.connect()
+                await link.subscribe([self._topic(kind) for kind in ("data", "state", "health")])
+                log.info("ingest %s subscribed to %s", self.client_id,
+                         self._topic("data").replace("/data", "/{data,state,health}"))
+                self.stats.connected.set()
+                delay = 0.5
+                await self._consume(link)
+            except LinkLost as e:
                 self.stats.connected.clear()
                 log.warning("MQTT connection to %s:%s lost (%s); retrying in %.1fs",
                             self.s.mqtt_host, self.s.mqtt_port, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+            finally:
+                await link.close()
 
     def _topic(self, kind: str) -> str:
         """A shared subscription when a group is set, else a plain one (restored by the broker
@@ -143,31 +137,39 @@ class Consumer:
         g = self.s.mqtt_group
         return self.topics.shared(g, kind) if g else self.topics.all_of(kind)
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        # The reader decodes while writers wait on the database; up to `ingest_writers`
-        # batches are written at once (acks stay per message, so their order does not matter).
-        queue: asyncio.Queue[tuple[Pending, int]] = asyncio.Queue()
+    def _on_message(self, m) -> None:
+        """Decode one message as it is read; stop reading while too many values wait."""
+        one = Pending()
+        self._add(m, one)
+        self._queue.put_nowait(one)
+        self._unacked += one.n_values
+        metrics.QUEUE_DEPTH.set(self._queue.qsize())
+        if self._unacked >= self.s.ingest_max_pending_values and self._link is not None:
+            self._link.pause()
 
-        async def reader() -> None:
-            async for m in client.messages:
-                one = Pending()
-                self._add(client, m, one)
-                queue.put_nowait((one, one.n_values))
-                metrics.QUEUE_DEPTH.set(queue.qsize())
+    def _acked(self, n_values: int) -> None:
+        self._unacked -= n_values
+        link = self._link
+        if link is not None and link.paused and self._unacked < self.s.ingest_max_pending_values // 2:
+            link.resume()
 
-        reader_task = asyncio.create_task(reader())
+    async def _consume(self, link: MqttLink) -> None:
+        # Messages are decoded as they are read while writers wait on the database; up to
+        # `ingest_writers` batches are written at once (acks stay per message, so their order
+        # does not matter).
+        queue = self._queue
         writers = asyncio.Semaphore(self.s.ingest_writers)
         inflight: set[asyncio.Task] = set()
         try:
             while True:
                 first = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({first, reader_task}, return_when=asyncio.FIRST_COMPLETED)
-                if reader_task in done:
+                done, _ = await asyncio.wait({first, link.lost}, return_when=asyncio.FIRST_COMPLETED)
+                if link.lost in done:
                     first.cancel()
-                    reader_task.result()  # re-raises the MqttError that ended the reader
+                    link.lost.result()  # raises the LinkLost that ended the session
                     return
                 pending = Pending()
-                pending.extend(first.result()[0])
+                pending.extend(first.result())
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + self.s.batch_linger_s
                 while pending.n_values < self.s.batch_values:
@@ -178,26 +180,25 @@ class Consumer:
                         item = queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), timeout)
                     except TimeoutError:
                         break
-                    pending.extend(item[0])
+                    pending.extend(item)
                 metrics.QUEUE_DEPTH.set(queue.qsize())
                 await writers.acquire()
                 task = asyncio.create_task(self._commit(pending))
                 inflight.add(task)
                 task.add_done_callback(lambda t: (inflight.discard(t), writers.release()))
         finally:
-            reader_task.cancel()
             for t in inflight:
                 t.cancel()
 
-    def _add(self, client: aiomqtt.Client, m: aiomqtt.Message, pending: Pending) -> None:
+    def _add(self, m, pending: Pending) -> None:
         payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
-        _classify(self.topics, m.topic.value, bytes(payload), pending)
+        _classify(self.topics, m.topic, bytes(payload), pending)
         self.stats.messages += 1
         metrics.MESSAGES.labels("data" if pending.data else "state" if pending.states else
                                 "health" if pending.healths else "invalid").inc()
         if m.qos > 0:
-            paho, mid, qos = client._client, m.mid, m.qos
-            pending.acks.append(lambda: paho.ack(mid, qos))
+            link, mid, qos = self._link, m.mid, m.qos
+            pending.acks.append(lambda: link.ack(mid, qos))
 
     async def _commit(self, pending: Pending) -> None:
         metrics.IN_FLIGHT.inc()
@@ -208,11 +209,13 @@ class Consumer:
             metrics.IN_FLIGHT.dec()
         for ack in pending.acks:
             ack()
+        self._acked(pending.n_values)
         self.stats.batches += 1
         self.stats.values += pending.n_values
         self.stats.dead_letters += len(pending.dead)
         self.stats.inserted += batch.count if batch else 0
         self.stats.last_commit = datetime.now(UTC)
+        metrics.LAST_COMMIT.set(self.stats.last_commit.timestamp())  # before the count a reader waits on
         metrics.BATCHES.inc()
         metrics.VALUES.inc(pending.n_values)
         metrics.DEAD_LETTERS.inc(len(pending.dead))
