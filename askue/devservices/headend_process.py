@@ -86,6 +86,10 @@ class HeadendProcess:
                 peak = int(line.split()[1]) / 1024
         return cur, peak
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used so far."""
+        return process_cpu_s(self.pid)
+
     def kill9(self) -> None:
         if self.alive():
             self.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
@@ -103,3 +107,35 @@ class HeadendProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of one process, from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_s(datadir: Path) -> float:
+    """CPU seconds of a PostgreSQL cluster: the postmaster and its children alive now."""
+    try:
+        master = int((datadir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError):
+        return 0.0
+    total = process_cpu_s(master)
+    try:  # backends that ended meanwhile: counted in the postmaster's children's time
+        fields = Path(f"/proc/{master}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == master:
+                total += process_cpu_s(int(d.name))
+    return total

@@ -101,14 +101,21 @@ class Consumer:
         self.client_id = settings.mqtt_client_id or "-".join(
             x for x in ("askue-headend", socket.gethostname(), settings.mqtt_group) if x)
         self._link: MqttLink | None = None
-        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        # Messages are decoded straight into the batch being built (no object per message);
+        # the batcher takes it when it is full or has lingered long enough.
+        self._building = Pending()
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
         self._unacked = 0  # values received and not yet acknowledged (decoded, batched or being written)
+        self._kinds = {k: metrics.MESSAGES.labels(k) for k in ("data", "state", "health", "invalid")}
 
     async def run(self) -> None:
         """Consume until cancelled; reconnects to the broker and retries the database."""
         delay = 0.5
         while True:
-            self._queue = asyncio.Queue()
+            self._building = Pending()
+            self._arrived.clear()
+            self._full.clear()
             self._unacked = 0
             link = self._link = MqttLink(
                 self.s.mqtt_host, self.s.mqtt_port, self.client_id, self._on_message,
@@ -138,12 +145,14 @@ class Consumer:
         return self.topics.shared(g, kind) if g else self.topics.all_of(kind)
 
     def _on_message(self, m) -> None:
-        """Decode one message as it is read; stop reading while too many values wait."""
-        one = Pending()
-        self._add(m, one)
-        self._queue.put_nowait(one)
-        self._unacked += one.n_values
-        metrics.QUEUE_DEPTH.set(self._queue.qsize())
+        """Decode one message into the batch being built; stop reading while too many values wait."""
+        b = self._building
+        before = b.n_values
+        self._add(m, b)
+        self._unacked += b.n_values - before
+        self._arrived.set()
+        if b.n_values >= self.s.batch_values:
+            self._full.set()
         if self._unacked >= self.s.ingest_max_pending_values and self._link is not None:
             self._link.pause()
 
@@ -154,34 +163,31 @@ class Consumer:
             link.resume()
 
     async def _consume(self, link: MqttLink) -> None:
-        # Messages are decoded as they are read while writers wait on the database; up to
-        # `ingest_writers` batches are written at once (acks stay per message, so their order
-        # does not matter).
-        queue = self._queue
+        # Up to `ingest_writers` batches are written at once while the next one is built (acks
+        # stay per message, so their order does not matter).
         writers = asyncio.Semaphore(self.s.ingest_writers)
         inflight: set[asyncio.Task] = set()
+        loop = asyncio.get_running_loop()
+
+        async def until(event: asyncio.Event, timeout: float | None) -> None:
+            waiter = asyncio.ensure_future(event.wait())
+            done, _ = await asyncio.wait({waiter, link.lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if link.lost in done:
+                link.lost.result()  # raises the LinkLost that ended the session
+
         try:
             while True:
-                first = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({first, link.lost}, return_when=asyncio.FIRST_COMPLETED)
-                if link.lost in done:
-                    first.cancel()
-                    link.lost.result()  # raises the LinkLost that ended the session
-                    return
-                pending = Pending()
-                pending.extend(first.result())
-                loop = asyncio.get_running_loop()
+                await until(self._arrived, None)
                 deadline = loop.time() + self.s.batch_linger_s
-                while pending.n_values < self.s.batch_values:
-                    timeout = deadline - loop.time()
-                    if queue.empty() and timeout <= 0:
-                        break
-                    try:
-                        item = queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), timeout)
-                    except TimeoutError:
-                        break
-                    pending.extend(item)
-                metrics.QUEUE_DEPTH.set(queue.qsize())
+                while self._building.n_values < self.s.batch_values and loop.time() < deadline:
+                    await until(self._full, deadline - loop.time())
+                pending, self._building = self._building, Pending()
+                self._arrived.clear()
+                self._full.clear()
+                metrics.QUEUE_DEPTH.set(len(pending))
+                if not len(pending):
+                    continue
                 await writers.acquire()
                 task = asyncio.create_task(self._commit(pending))
                 inflight.add(task)
@@ -192,10 +198,11 @@ class Consumer:
 
     def _add(self, m, pending: Pending) -> None:
         payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
-        _classify(self.topics, m.topic, bytes(payload), pending)
         self.stats.messages += 1
-        metrics.MESSAGES.labels("data" if pending.data else "state" if pending.states else
-                                "health" if pending.healths else "invalid").inc()
+        n = (len(pending.data), len(pending.states), len(pending.healths))
+        _classify(self.topics, m.topic, bytes(payload), pending)
+        self._kinds["data" if len(pending.data) > n[0] else "state" if len(pending.states) > n[1] else
+                    "health" if len(pending.healths) > n[2] else "invalid"].inc()
         if m.qos > 0:
             link, mid, qos = self._link, m.mid, m.qos
             pending.acks.append(lambda: link.ack(mid, qos))

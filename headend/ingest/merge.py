@@ -8,6 +8,7 @@ hooks), inside the same transaction.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -32,6 +33,8 @@ class MergeContext(values.InsertState):
 
     meter_ids: dict[str, int] = field(default_factory=dict)
     hooks: hook_registry.Hooks | list = field(default_factory=list)
+    # the previous batch's lock point (its meters' rows updated): see _write_tx
+    last_locked: asyncio.Future | None = None
 
 
 def _months(pending: Pending) -> set[tuple[str, date]]:
@@ -160,12 +163,34 @@ async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pendi
 
 
 async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> InsertedBatch:
+    # Batches written at once take their meters' rows in the order they were made: a batch
+    # starts writing once the one before has stored its values and locked its meters' rows, so
+    # it waits for that one's commit wherever they share a meter, and VEE judges a meter's
+    # values in arrival order (a later poll committed first would make the earlier one look
+    # missing: a false interval gap). Never later than that: a batch holding rollup rows while
+    # waiting here for a batch that needs them would wait forever.
+    loop = asyncio.get_running_loop()
+    earlier = ctx.last_locked
+    locked = ctx.last_locked = loop.create_future()
+
     async def state() -> None:
         # after the values: concurrent writers of the same meters then wait for each other only
         # at the end of their COPY (on the rollup rows), not before it; before the hooks: they
         # judge the values knowing, e.g., a new serial the gateway reported
         await _meter_status(conn, ctx, pending)
+        if not locked.done():
+            locked.set_result(None)
 
+    try:
+        if earlier is not None and earlier.get_loop() is loop:
+            await asyncio.wait({earlier})  # its outcome is its own business
+        return await _write_locked(conn, ctx, pending, state)
+    finally:
+        if not locked.done():
+            locked.set_result(None)
+
+
+async def _write_locked(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending, state) -> InsertedBatch:
     async with conn.transaction():
         await resolve_meters(conn, ctx, pending)
         hooks = ctx.hooks if isinstance(ctx.hooks, hook_registry.Hooks) else hook_registry.Hooks(ctx.hooks)
