@@ -18,6 +18,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dsn: str = "postgresql://postgres@127.0.0.1:5432/askue"
+    # A streaming replica of `dsn` for what only reads: API and page reads, exports, Grafana.
+    # Writes and the reads that must see them go to `dsn` (see docs/scaling.md).
+    read_dsn: str | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(1883, ge=1, le=65535)
     mqtt_root: str = "askue"

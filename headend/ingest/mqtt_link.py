@@ -48,14 +48,16 @@ class MqttLink:
         c.on_message = lambda _c, _u, m: self.on_message(m)
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = lambda _c, _u, sock: self._soon(self._loop.add_writer, sock, self._write)
-        c.on_socket_unregister_write = lambda _c, _u, sock: self._soon(self._loop.remove_writer, sock)
+        c.on_socket_register_write = lambda _c, _u, sock: self._soon(self._watch_write, True)
+        c.on_socket_unregister_write = lambda _c, _u, sock: self._soon(self._watch_write, False)
         self.client = c
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry_s  # keep unacked messages for us across a restart
         props.ReceiveMaximum = receive_maximum  # in-flight QoS 1 messages the broker may send us
         self._props = props
         self._sock: socket.socket | None = None
+        self._fd = -1  # the socket's descriptor as registered with the loop (a closed socket says -1)
+        self._writing = False
         self._paused = False
         self._connected: asyncio.Future[bool] = self._loop.create_future()
         self.lost: asyncio.Future[None] = self._loop.create_future()
@@ -67,20 +69,34 @@ class MqttLink:
         self._loop.call_soon_threadsafe(fn, *args)
 
     def _on_socket_open(self, _c, _u, sock) -> None:
+        fd = sock.fileno()  # now, while it is open
+
         def opened() -> None:
-            self._sock = sock
+            self._forget_socket()
+            self._sock, self._fd = sock, fd
             if isinstance(sock, socket.socket):
                 _tcp_keepalive(sock)
             if not self._paused:
-                self._loop.add_reader(sock, self._read)
+                self._loop.add_reader(fd, self._read)
         self._soon(opened)
 
     def _on_socket_close(self, _c, _u, sock) -> None:
-        def closed() -> None:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-            self._sock = None
-        self._soon(closed)
+        self._soon(self._forget_socket)
+
+    def _forget_socket(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        self._sock, self._fd, self._writing = None, -1, False
+
+    def _watch_write(self, on: bool) -> None:
+        if self._fd < 0 or on == self._writing:
+            return
+        self._writing = on
+        if on:
+            self._loop.add_writer(self._fd, self._write)
+        else:
+            self._loop.remove_writer(self._fd)
 
     def _on_connect(self, _c, _u, flags, reason_code, _props) -> None:
         def done() -> None:
@@ -161,14 +177,14 @@ class MqttLink:
         """Read nothing more from the broker until `resume()`."""
         if not self._paused:
             self._paused = True
-            if self._sock is not None:
-                self._loop.remove_reader(self._sock)
+            if self._fd >= 0:
+                self._loop.remove_reader(self._fd)
 
     def resume(self) -> None:
         if self._paused:
             self._paused = False
-            if self._sock is not None:
-                self._loop.add_reader(self._sock, self._read)
+            if self._fd >= 0:
+                self._loop.add_reader(self._fd, self._read)
                 self._loop.call_soon(self._read)  # paho may hold bytes it read already (TLS)
 
     @property
@@ -178,17 +194,13 @@ class MqttLink:
     async def close(self) -> None:
         if self._misc is not None:
             self._misc.cancel()
-        sock = self._sock
         try:
             self.client.disconnect()
-            if sock is not None and self.client.want_write():
+            if self._sock is not None and self.client.want_write():
                 self.client.loop_write()
         except Exception:  # closing a link that is already gone
             pass
-        if sock is not None:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-        self._sock = None
+        self._forget_socket()
 
 
 def _tcp_keepalive(sock: socket.socket) -> None:
