@@ -285,6 +285,14 @@ def main() -> None:
             {"name": f"{label[s]}: head-end peak RSS", "value": round(max(r["rss_mb"] for r in runs[s]["e2e"])),
              "unit": "MB", "target": "<= 500 MB", "ok": max(r["rss_mb"] for r in runs[s]["e2e"]) <= 500},
         ]
+        cpu_h = med([r["headend_us"] for r in runs[s]["e2e"]])
+        cpu_p = med([r["postgres_us"] for r in runs[s]["e2e"]])
+        figures.append({"name": f"{label[s]}: CPU per value, head-end process + PostgreSQL", "value": round(cpu_h + cpu_p, 1),
+                        "unit": "µs", "baseline": round(1e6 / med(raw), 1),
+                        "baseline_name": "wall time per row of the raw COPY into the real tables (one backend)",
+                        "ratio": round((cpu_h + cpu_p) * med(raw) / 1e6, 2)})
+        notes.append(f"{s}: CPU per value head-end {cpu_h:.1f} µs, PostgreSQL {cpu_p:.1f} µs (the publisher and "
+                     "mosquitto not counted)")
         notes.append(f"{s}: {all_shapes[s].values} values, e2e {spread(e2e)} readings/s over {len(e2e)} runs "
                      f"(ratios to raw COPY {', '.join(f'{x:.2f}' for x in ratios_raw)}), raw COPY {spread(raw)}, "
                      f"bare {spread(bare)}; batches per run {med([r['batches'] for r in runs[s]['e2e']]):.0f}; "

@@ -121,14 +121,24 @@ class Consumer:
                 self.s.mqtt_host, self.s.mqtt_port, self.client_id, self._on_message,
                 username=self.s.mqtt_username, password=self.s.mqtt_password, tls=_tls_context(self.s),
                 receive_maximum=self.s.receive_maximum)
+            consume: asyncio.Task | None = None
             try:
                 await link.connect()
-                await link.subscribe([self._topic(kind) for kind in ("data", "state", "health")])
+                # A resumed session's queued messages arrive before the SUBACK: batches must be
+                # written (and reading resumed) meanwhile, or a full budget would hide the SUBACK.
+                consume = asyncio.create_task(self._consume(link))
+                subscribed = asyncio.ensure_future(
+                    link.subscribe([self._topic(kind) for kind in ("data", "state", "health")]))
+                await asyncio.wait({subscribed, consume}, return_when=asyncio.FIRST_COMPLETED)
+                if not subscribed.done():
+                    subscribed.cancel()
+                    await consume  # ended first: raises why
+                await subscribed
                 log.info("ingest %s subscribed to %s", self.client_id,
                          self._topic("data").replace("/data", "/{data,state,health}"))
                 self.stats.connected.set()
                 delay = 0.5
-                await self._consume(link)
+                await consume
             except LinkLost as e:
                 self.stats.connected.clear()
                 log.warning("MQTT connection to %s:%s lost (%s); retrying in %.1fs",
@@ -136,6 +146,9 @@ class Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
             finally:
+                if consume is not None and not consume.done():
+                    consume.cancel()
+                    await asyncio.gather(consume, return_exceptions=True)
                 await link.close()
 
     def _topic(self, kind: str) -> str:

@@ -122,6 +122,7 @@ class MqttLink:
         for fut in (self._connected, self.lost, *self._subs.values()):
             if not fut.done():
                 fut.set_exception(err)
+                fut.exception()  # whoever waits sees it; nobody waiting is no error of its own
 
     def _read(self) -> None:
         try:
@@ -160,7 +161,7 @@ class MqttLink:
         except TimeoutError:
             raise LinkLost(f"no CONNACK from {self.host}:{self.port} in {timeout:.0f} s") from None
 
-    async def subscribe(self, topics: list[str], timeout: float = 30.0) -> None:
+    async def subscribe(self, topics: list[str], timeout: float = 120.0) -> None:
         rc, mid = self.client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
         if rc != mqtt.MQTT_ERR_SUCCESS:
             raise LinkLost(f"subscribe failed: {mqtt.error_string(rc)}")
