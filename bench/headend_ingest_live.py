@@ -239,6 +239,7 @@ def spread(xs: list[float]) -> str:
 
 def main() -> None:
     all_shapes = traffic.shapes(POLLS)
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="askue-bench-live-") as d:
         tmp = Path(d)
         os.chmod(tmp, 0o755)
@@ -319,7 +320,8 @@ def main() -> None:
         "name": "headend_ingest_live",
         "figures": figures,
         "notes": (f"storage {b.mode}; {REPS} interleaved repetitions (head-end run, raw COPY, bare COPY), medians; "
-                  f"the publisher, mosquitto, PostgreSQL and the head-end share {os.cpu_count()} cores; "
+                  f"the publisher, mosquitto, PostgreSQL and the head-end share {os.cpu_count()} cores (load "
+                  f"average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); "
                   + "; ".join(notes)),
     }, ensure_ascii=False))
 
