@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import psycopg
 
 from askue.devservices.headend_process import HeadendProcess, postgres_cpu_s
@@ -48,6 +51,7 @@ BACKLOG = int(os.environ.get("ASKUE_BENCH_BACKLOG_VALUES", "10000000"))
 SCALEOUT = os.environ.get("ASKUE_BENCH_SCALEOUT", "1") == "1"
 TEMPLATE = "live_template"
 KINDS = {"register": "register_readings", "interval": "intervals"}
+DEFAULT_CLIENT_ID = f"askue-headend-{socket.gethostname()}"  # the head-end's own, with no group set
 
 
 class Bench:
@@ -135,6 +139,22 @@ class Bench:
         h.start()
         return h
 
+    def forget_session(self, client_id: str) -> None:
+        """End a head-end's persistent session in the broker. The runs share one broker, and a
+        session left behind goes on collecting the next runs' messages (its subscriptions stay)
+        and hands them to the next head-end under its id, writing into another run's database."""
+        connected = threading.Event()
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        c.on_connect = lambda *_: connected.set()
+        c.connect(self.broker.host, self.broker.port, clean_start=True)  # session expiry 0: gone on disconnect
+        c.loop_start()
+        try:
+            if not connected.wait(30):
+                raise RuntimeError(f"broker did not accept {client_id} to end its session")
+        finally:
+            c.disconnect()
+            c.loop_stop()
+
     def publish(self, shape: traffic.Shape, t0: datetime, repeat: int = 1) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "bench.lib.live_traffic", self.broker.host, str(self.broker.port), shape.name,
@@ -191,6 +211,8 @@ class Bench:
                       + "\n".join(h.text()[-2000:] for h in procs), file=sys.stderr, flush=True)
         finally:
             codes = [h.stop() for h in procs]
+            for env in envs:
+                self.forget_session(env.get("ASKUE_MQTT_CLIENT_ID", DEFAULT_CLIENT_ID))
         stored = self._stored(dsn, t0)
         with psycopg.connect(dsn) as conn:
             events = conn.execute("SELECT count(*) FROM abnormal_events").fetchone()[0]
@@ -243,6 +265,7 @@ class Bench:
             peak = h.rss_mb()[1]
         finally:
             h.stop()
+            self.forget_session(DEFAULT_CLIENT_ID)
         self.pg.drop_database(f"run{self.n}")
         quarter = [r for d, r in samples if d <= total / 4] or [samples[0][1]]
         last = [r for d, r in samples if d >= total * 3 / 4] or [samples[-1][1]]
