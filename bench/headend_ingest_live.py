@@ -51,6 +51,7 @@ BACKLOG = int(os.environ.get("ASKUE_BENCH_BACKLOG_VALUES", "10000000"))
 SCALEOUT = os.environ.get("ASKUE_BENCH_SCALEOUT", "1") == "1"
 TEMPLATE = "live_template"
 KINDS = {"register": "register_readings", "interval": "intervals"}
+STARTUP_S = 300  # to the SUBACK: the head-end's start-up work competes for 2 shared cores
 DEFAULT_CLIENT_ID = f"askue-headend-{socket.gethostname()}"  # the head-end's own, with no group set
 
 
@@ -170,7 +171,7 @@ class Bench:
         procs = [self.headend(dsn, f"headend-{self.n}-{k}", env) for k, env in enumerate(envs)]
         try:
             for h in procs:
-                h.wait_subscribed()
+                h.wait_subscribed(STARTUP_S)
             cpu0 = sum(h.cpu_s() for h in procs), postgres_cpu_s(self.pg.datadir)
             pub = self.publish(shape, t0)
             t_start = float(pub.stdout.readline())
@@ -239,7 +240,7 @@ class Bench:
         t0 = traffic.start_time(shape, datetime.now(UTC)) - timedelta(seconds=traffic.PERIOD_S * rounds)
         dsn = self.database(shape, t0)
         h = self.headend(dsn, "backlog")
-        h.wait_subscribed()  # the persistent session the broker queues for
+        h.wait_subscribed(STARTUP_S)  # the persistent session the broker queues for
         assert h.stop() == 0
         t = time.monotonic()
         pub = self.publish(shape, t0, repeat=rounds)
@@ -250,7 +251,7 @@ class Bench:
         samples: list[tuple[float, float]] = []  # (values committed, RSS MB)
         t = time.monotonic()
         try:
-            h.wait_subscribed()
+            h.wait_subscribed(STARTUP_S)
             while True:
                 m = h.metrics()
                 done = m.get("askue_headend_ingest_values_total", 0)
@@ -309,6 +310,11 @@ def main() -> None:
                 print("backlog", backlog, file=sys.stderr, flush=True)
         finally:
             b.stop()
+    print(json.dumps(report(runs, scale, backlog, b.mode, load0, all_shapes), ensure_ascii=False))
+
+
+def report(runs: dict[str, dict[str, list]], scale: dict[int, list[float]], backlog: dict | None, mode: str,
+           load0: float, all_shapes: dict[str, traffic.Shape]) -> dict:
     label = {"live": "live: 2,000 meters, one poll (20 registers + 4 intervals) per message",
              "batched": "batched: the same values in messages of 500",
              "burst": "midnight burst: 10,000 meters × 20 registers at once, one message per meter"}
@@ -361,14 +367,14 @@ def main() -> None:
                      f"while the head-end was stopped, drained at {backlog['drain_rate']:,.0f} values/s; RSS "
                      f"{backlog['first_quarter_mb']:.0f} MB over the first quarter, {backlog['last_quarter_mb']:.0f} "
                      f"MB over the last")
-    print(json.dumps({
+    return {
         "name": "headend_ingest_live",
         "figures": figures,
-        "notes": (f"storage {b.mode}; {REPS} interleaved repetitions (head-end run, raw COPY, bare COPY), medians; "
+        "notes": (f"storage {mode}; {REPS} interleaved repetitions (head-end run, raw COPY, bare COPY), medians; "
                   f"the publisher, mosquitto, PostgreSQL and the head-end share {os.cpu_count()} cores (load "
                   f"average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end); "
                   + "; ".join(notes)),
-    }, ensure_ascii=False))
+    }
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class MqttLink:
         self._fd = -1  # the socket's descriptor as registered with the loop (a closed socket says -1)
         self._writing = False
         self._paused = False
+        self._last_read = 0.0  # loop time of the last read from the socket
         self._connected: asyncio.Future[bool] = self._loop.create_future()
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self._subs: dict[int, asyncio.Future[None]] = {}
@@ -125,6 +126,7 @@ class MqttLink:
                 fut.exception()  # whoever waits sees it; nobody waiting is no error of its own
 
     def _read(self) -> None:
+        self._last_read = self._loop.time()
         try:
             rc = self.client.loop_read()
         except Exception as e:  # a broken socket surfaces here
@@ -166,10 +168,18 @@ class MqttLink:
         if rc != mqtt.MQTT_ERR_SUCCESS:
             raise LinkLost(f"subscribe failed: {mqtt.error_string(rc)}")
         fut = self._subs[mid] = self._loop.create_future()
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise LinkLost(f"no SUBACK in {timeout:.0f} s") from None
+        # A resumed session's queued messages come before the SUBACK (up to Receive Maximum of
+        # them: millions of values behind a broker backlog), and while paused nothing is read at
+        # all; so the SUBACK is missing only when the link reads and nothing came for `timeout` s.
+        while True:
+            since = self._loop.time()
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+                return
+            except TimeoutError:
+                if not self._paused and self._last_read < since:
+                    self._subs.pop(mid, None)
+                    raise LinkLost(f"no SUBACK in {timeout:.0f} s") from None
 
     def ack(self, mid: int, qos: int) -> None:
         self.client.ack(mid, qos)
