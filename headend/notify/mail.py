@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from askue.headend.errors import ServiceError
 
-class MailError(Exception):
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
+
+class MailError(ServiceError):
+    """Why an e-mail did not go (English and Russian); `permanent`: trying again will not help."""
+
+    def __init__(self, message: str, message_ru: str, *, permanent: bool = False) -> None:
+        super().__init__(message, message_ru)
         self.permanent = permanent
 
 
@@ -62,7 +66,8 @@ def _tls_context(cfg: MailSettings) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=cfg.ca_file)
     except (OSError, ssl.SSLError) as e:
-        raise MailError(f"smtp_ca_file {cfg.ca_file!r} cannot be used: {e}", permanent=True) from None
+        raise MailError(f"smtp_ca_file {cfg.ca_file!r} cannot be used: {e}",
+                        f"файл smtp_ca_file {cfg.ca_file!r} не подходит: {e}", permanent=True) from None
 
 
 def send_message_sync(cfg: MailSettings, msg: EmailMessage) -> None:
@@ -79,35 +84,48 @@ def send_message_sync(cfg: MailSettings, msg: EmailMessage) -> None:
             if cfg.security == "starttls":
                 if not client.has_extn("starttls"):
                     raise MailError(f"SMTP server {where} does not offer STARTTLS; set smtp_security "
-                                    "(tls for port 465, none only on a trusted network)", permanent=True)
+                                    "(tls for port 465, none only on a trusted network)",
+                                    f"почтовый сервер {where} не предлагает STARTTLS; настройте smtp_security "
+                                    "(tls для порта 465, none — только в доверенной сети)", permanent=True)
                 client.starttls(context=_tls_context(cfg))
                 client.ehlo()
             if cfg.username:
                 client.login(cfg.username, cfg.password or "")
             refused = client.send_message(msg)
             if refused:
-                raise MailError(f"SMTP server {where} refused {', '.join(sorted(refused))}", permanent=True)
+                who = ", ".join(sorted(refused))
+                raise MailError(f"SMTP server {where} refused {who}", f"почтовый сервер {where} не принял {who}",
+                                permanent=True)
     except MailError:
         raise
     except smtplib.SMTPAuthenticationError as e:
-        raise MailError(f"SMTP server {where} refused the login {cfg.username!r}: {e.smtp_code} "
-                        f"{_text(e.smtp_error)}", permanent=False) from None
+        answer = f"{e.smtp_code} {_text(e.smtp_error)}"
+        raise MailError(f"SMTP server {where} refused the login {cfg.username!r}: {answer}",
+                        f"почтовый сервер {where} не принял логин {cfg.username!r}: {answer}") from None
     except smtplib.SMTPRecipientsRefused as e:
         codes = "; ".join(f"{r}: {c} {_text(m)}" for r, (c, m) in e.recipients.items())
         raise MailError(f"SMTP server {where} refused the recipient(s): {codes}",
+                        f"почтовый сервер {where} не принял получателя: {codes}",
                         permanent=all(c >= 500 for c, _ in e.recipients.values())) from None
     except smtplib.SMTPResponseException as e:
-        raise MailError(f"SMTP server {where} answered {e.smtp_code} {_text(e.smtp_error)}",
+        answer = f"{e.smtp_code} {_text(e.smtp_error)}"
+        raise MailError(f"SMTP server {where} answered {answer}", f"почтовый сервер {where} ответил {answer}",
                         permanent=e.smtp_code >= 500) from None
     except smtplib.SMTPNotSupportedError as e:
         raise MailError(f"SMTP server {where}: {e} (a server that offers AUTH only after STARTTLS needs "
-                        "smtp_security: starttls)", permanent=True) from None
+                        "smtp_security: starttls)",
+                        f"почтовый сервер {where} не предлагает вход (AUTH); если он принимает логин только после "
+                        "STARTTLS, нужен smtp_security: starttls", permanent=True) from None
     except UnicodeEncodeError:
-        raise MailError("smtp_username and smtp_password must be ASCII for SMTP AUTH LOGIN", permanent=True) from None
+        raise MailError("smtp_username and smtp_password must be ASCII for SMTP AUTH LOGIN",
+                        "smtp_username и smtp_password должны быть латиницей (ASCII)", permanent=True) from None
     except ssl.SSLError as e:
-        raise MailError(f"TLS with SMTP server {where} failed: {e.reason or e}") from None
+        reason = e.reason or str(e)
+        raise MailError(f"TLS with SMTP server {where} failed: {reason}",
+                        f"не удалось установить TLS с почтовым сервером {where}: {reason}") from None
     except (smtplib.SMTPException, OSError) as e:
-        raise MailError(f"SMTP server {where}: {e.__class__.__name__}: {e}") from None
+        raise MailError(f"SMTP server {where}: {e.__class__.__name__}: {e}",
+                        f"почтовый сервер {where} недоступен: {e.__class__.__name__}: {e}") from None
 
 
 def _text(b: bytes | str) -> str:

@@ -124,16 +124,18 @@ async def expand(conn: psycopg.AsyncConnection, limit: int = 500) -> int:
     return len(rows)
 
 
-async def claim(conn: psycopg.AsyncConnection) -> list[dict]:
-    """The next due deliveries to send as one message, locked until the caller's
-    transaction ends: one delivery, and for e-mail up to GROUP_MAX − 1 more that are due
-    for the same subscription."""
+async def claim(conn: psycopg.AsyncConnection, due_by: datetime | None = None) -> list[dict]:
+    """The next deliveries due (by `due_by`, else now) to send as one message, locked until
+    the caller's transaction ends: one delivery, and for e-mail up to GROUP_MAX − 1 more that
+    are due for the same subscription."""
+    due = "%(due)s" if due_by is not None else "now()"
+    args = {"due": due_by}
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT d.id, d.outbox_id, d.subscription_id, d.user_id, d.channel, d.target, d.attempts, "
             "o.event_id, o.transition FROM notify_deliveries d JOIN notify_outbox o ON o.id = d.outbox_id "
-            "WHERE d.state = 'pending' AND d.next_attempt_at <= now() ORDER BY d.next_attempt_at, d.id "
-            "LIMIT 1 FOR UPDATE OF d SKIP LOCKED")
+            f"WHERE d.state = 'pending' AND d.next_attempt_at <= {due} ORDER BY d.next_attempt_at, d.id "
+            "LIMIT 1 FOR UPDATE OF d SKIP LOCKED", args)
         first = await cur.fetchone()
         if first is None:
             return []
@@ -142,9 +144,9 @@ async def claim(conn: psycopg.AsyncConnection) -> list[dict]:
         await cur.execute(
             "SELECT d.id, d.outbox_id, d.subscription_id, d.user_id, d.channel, d.target, d.attempts, "
             "o.event_id, o.transition FROM notify_deliveries d JOIN notify_outbox o ON o.id = d.outbox_id "
-            "WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND d.subscription_id = %s AND d.id <> %s "
-            "ORDER BY d.id LIMIT %s FOR UPDATE OF d SKIP LOCKED", (first["subscription_id"], first["id"],
-                                                                  GROUP_MAX - 1))
+            f"WHERE d.state = 'pending' AND d.next_attempt_at <= {due} AND d.subscription_id = %(sub)s "
+            "AND d.id <> %(first)s ORDER BY d.id LIMIT %(n)s FOR UPDATE OF d SKIP LOCKED",
+            args | {"sub": first["subscription_id"], "first": first["id"], "n": GROUP_MAX - 1})
         return sorted([first, *await cur.fetchall()], key=lambda d: d["id"])
 
 

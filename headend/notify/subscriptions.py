@@ -120,8 +120,9 @@ async def list_own(conn: psycopg.AsyncConnection, user: User) -> list[dict]:
     """The user's subscriptions with organisation codes, oldest first."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {_COLS}, (SELECT array_agg(o.code ORDER BY o.code) FROM organisations o "
-            "WHERE o.id = ANY(s.org_ids)) AS orgs FROM notify_subscriptions s WHERE user_id = %s ORDER BY id",
+            f"SELECT {_COLS}, (SELECT array_agg(o.code ORDER BY o.name) FROM organisations o "
+            "WHERE o.id = ANY(s.org_ids)) AS orgs, (SELECT array_agg(o.name ORDER BY o.name) FROM organisations o "
+            "WHERE o.id = ANY(s.org_ids)) AS org_names FROM notify_subscriptions s WHERE user_id = %s ORDER BY id",
             (user.id,))
         return await cur.fetchall()
 
@@ -201,8 +202,9 @@ async def remove(conn: psycopg.AsyncConnection, user: User, sub_id: int, *, ip: 
     principal.require(Action.ALERTS_SUBSCRIBE)
     async with conn.transaction():
         old = await get_own(conn, user, sub_id)
-        await conn.execute("UPDATE notify_deliveries SET state = 'cancelled', last_error = 'подписка удалена / "
-                           "subscription removed' WHERE subscription_id = %s AND state = 'pending'", (sub_id,))
+        await conn.execute("UPDATE notify_deliveries SET state = 'cancelled', last_error = %s "
+                           "WHERE subscription_id = %s AND state = 'pending'",
+                           ("подписка удалена\nsubscription removed", sub_id))
         await conn.execute("DELETE FROM notify_subscriptions WHERE id = %s", (sub_id,))
         await audit.record(conn, principal, "alert_subscription_delete", "alert_subscription", str(sub_id),
                            old={k: old[k] for k in ("channel", "target", "kinds", "min_severity", "org_ids")})

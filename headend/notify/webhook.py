@@ -16,13 +16,16 @@ from typing import Any
 import httpx
 
 from askue import __version__
+from askue.headend.errors import ServiceError
 
 RETRY_STATUSES = frozenset({408, 425, 429})
 
 
-class WebhookError(Exception):
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
+class WebhookError(ServiceError):
+    """Why a webhook call failed (English and Russian); `permanent`: trying again will not help."""
+
+    def __init__(self, message: str, message_ru: str, *, permanent: bool = False) -> None:
+        super().__init__(message, message_ru)
         self.permanent = permanent
 
 
@@ -49,12 +52,13 @@ async def post(url: str, payload: dict[str, Any], *, delivery: str, secret: str 
         else:
             r = await client.post(url, content=body, headers=headers, timeout=timeout_s)
     except httpx.TimeoutException:
-        raise WebhookError(f"{url}: no answer within {timeout_s:g} s") from None
+        raise WebhookError(f"{url}: no answer within {timeout_s:g} s", f"{url}: нет ответа за {timeout_s:g} с") from None
     except httpx.HTTPError as e:
-        raise WebhookError(f"{url}: {e.__class__.__name__}: {e}") from None
+        raise WebhookError(f"{url}: {e.__class__.__name__}: {e}",
+                           f"{url} недоступен: {e.__class__.__name__}: {e}") from None
     if 200 <= r.status_code < 300:
         return r.status_code
     text = r.text[:200].replace("\n", " ")
     retry = r.status_code in RETRY_STATUSES or r.status_code >= 500
-    raise WebhookError(f"{url} answered {r.status_code} {r.reason_phrase}" + (f": {text}" if text else ""),
-                       permanent=not retry)
+    answer = f"{r.status_code} {r.reason_phrase}" + (f": {text}" if text else "")
+    raise WebhookError(f"{url} answered {answer}", f"{url} ответил {answer}", permanent=not retry)

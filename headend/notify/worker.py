@@ -12,6 +12,7 @@ from datetime import datetime, tzinfo
 
 import psycopg
 
+from askue.headend.errors import ServiceError
 from askue.headend.notify import outbox
 from askue.headend.notify import webhook as webhooks
 from askue.headend.notify.mail import MailError, MailSettings, send_mail
@@ -38,17 +39,25 @@ class Channels:
                    settings.notify_retry_base_s, settings.notify_max_attempts)
 
 
-class SendError(Exception):
-    def __init__(self, message: str, permanent: bool = False) -> None:
-        super().__init__(message)
+class SendError(ServiceError):
+    """A notice that did not go: why (English and Russian), and whether retrying may help."""
+
+    def __init__(self, message: str, message_ru: str, permanent: bool = False) -> None:
+        super().__init__(message, message_ru)
         self.permanent = permanent
+
+    @property
+    def stored(self) -> str:
+        """As kept in notify_deliveries.last_error: the Russian line, then the English one."""
+        return f"{self.message_ru}\n{self.message}"
 
 
 async def send(ch: Channels, sub: outbox.Subscription, notices: list[Notice], tz: tzinfo, now: datetime) -> None:
     """One message with the notices to the subscription's target. Raises SendError."""
     if sub.channel == "email":
         if ch.mail is None:
-            raise SendError("e-mail is not configured: set smtp_host and smtp_from in the head-end settings")
+            raise SendError("e-mail is not configured: set smtp_host and smtp_from in the head-end settings",
+                            "отправка e-mail не настроена: укажите smtp_host и smtp_from в настройках головной системы")
         domain = ch.mail.sender.rpartition("@")[2] or "askue"
         try:
             await send_mail(ch.mail, sub.target, subject(notices, sub.lang),
@@ -56,34 +65,37 @@ async def send(ch: Channels, sub: outbox.Subscription, notices: list[Notice], tz
                             message_id=f"<{notices[0].delivery}.{len(notices)}@{domain}>",
                             headers={"X-Askue-Delivery": ", ".join(n.delivery for n in notices)})
         except MailError as e:
-            raise SendError(str(e), e.permanent) from None
+            raise SendError(e.message, e.message_ru, e.permanent) from None
         return
     for n in notices:  # webhooks get one POST per notice
         try:
             await webhooks.post(sub.target, payload(n, tz, now), delivery=n.delivery, secret=sub.secret,
                                 timeout_s=ch.webhook_timeout_s)
         except webhooks.WebhookError as e:
-            raise SendError(str(e), e.permanent) from None
+            raise SendError(e.message, e.message_ru, e.permanent) from None
 
 
-async def deliver_one(conn: psycopg.AsyncConnection, ch: Channels, tz: tzinfo) -> int:
-    """Send the next due message; returns the deliveries it settled (0: nothing was due)."""
+async def deliver_one(conn: psycopg.AsyncConnection, ch: Channels, tz: tzinfo, due_by: datetime | None = None) -> int:
+    """Send the next message due (by `due_by`, else now); returns the deliveries it settled
+    (0: nothing was due). Commits on its own: the connection must have no transaction open."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("deliver_one needs a connection without an open transaction")
     async with conn.transaction():
-        batch = await outbox.claim(conn)
+        batch = await outbox.claim(conn, due_by)
         if not batch:
             return 0
         ids = [d["id"] for d in batch]
         sub_id = batch[0]["subscription_id"]
         sub = (await outbox.subscriptions(conn, [sub_id])).get(sub_id) if sub_id is not None else None
         if sub is None or not (sub.active and sub.user_active):
-            await outbox.cancel(conn, ids, "подписка удалена или отключена / subscription removed or switched off")
+            await outbox.cancel(conn, ids, "подписка удалена или отключена\nsubscription removed or switched off")
             return len(ids)
         now = datetime.now(tz)
         notices = await outbox.notices(conn, batch, lang=sub.lang, tz=tz, base_url=ch.base_url, now=now)
         hidden = [d["id"] for d, n in zip(batch, notices, strict=True)
                   if not sub.may_hear(_org_id(n))]
         if hidden:  # the user lost sight of that organisation since
-            await outbox.cancel(conn, hidden, "нет доступа к организации / no access to the organisation")
+            await outbox.cancel(conn, hidden, "нет доступа к организации\nno access to the organisation")
             notices = [n for d, n in zip(batch, notices, strict=True) if d["id"] not in hidden]
             ids = [i for i in ids if i not in hidden]
             if not ids:
@@ -92,7 +104,7 @@ async def deliver_one(conn: psycopg.AsyncConnection, ch: Channels, tz: tzinfo) -
             await send(ch, sub, notices, tz, now)
         except SendError as e:
             log.warning("alert %s to %s failed: %s", ", ".join(n.delivery for n in notices), sub.target, e)
-            await outbox.mark_failed(conn, ids, str(e), permanent=e.permanent, max_attempts=ch.max_attempts,
+            await outbox.mark_failed(conn, ids, e.stored, permanent=e.permanent, max_attempts=ch.max_attempts,
                                      retry_base_s=ch.retry_base_s)
         else:
             await outbox.mark_sent(conn, ids)
@@ -104,15 +116,21 @@ def _org_id(n: Notice) -> int | None:
 
 
 async def run_once(pool, ch: Channels, max_messages: int = 200) -> tuple[int, int]:
-    """Expand the outbox and send what is due; (outbox rows handled, deliveries settled)."""
+    """Expand the outbox and send what is due; (outbox rows handled, deliveries settled).
+
+    Each expansion and each message is its own committed transaction (so nothing is left
+    open around them); a retry that falls due during the round waits for the next one."""
     async with pool.connection() as conn:
         tz = await meta.timezone(conn)
+        await conn.commit()
         expanded = 0
         while n := await outbox.expand(conn):
             expanded += n
+        started = (await (await conn.execute("SELECT now()")).fetchone())[0]
+        await conn.commit()
         settled = 0
         for _ in range(max_messages):
-            n = await deliver_one(conn, ch, tz)
+            n = await deliver_one(conn, ch, tz, due_by=started)
             if not n:
                 break
             settled += n

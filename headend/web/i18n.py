@@ -91,7 +91,7 @@ TEXTS: dict[str, tuple[str, str]] = {
                      "и ещё раз — когда его устранят.",
                      "E-mails and webhooks about abnormal events by your subscriptions: each event arrives once, "
                      "and once more when it is resolved."),
-    "times_in": ("Время указано как {zone}", "Times are shown in {zone}"),
+    "times_in": ("Часовой пояс: {zone}", "Time zone: {zone}"),
     "mail_off": ("Отправка e-mail не настроена: администратору нужно указать smtp_host и smtp_from в настройках "
                  "головной системы. Письма подождут и уйдут, когда почта заработает.",
                  "E-mail is not configured: an administrator sets smtp_host and smtp_from in the head-end settings. "
@@ -122,9 +122,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "d_pending": ("ожидает отправки", "waiting"), "d_sent": ("отправлено", "sent"),
     "d_failed": ("не доставлено", "not delivered"), "d_cancelled": ("отменено", "cancelled"),
     "next_try": ("попытка {n}, следующая {at}", "attempt {n}, next at {at}"),
-    "event_n": ("Нештатная ситуация № {id}", "Abnormal event {id}"), "observed": ("Зафиксировано", "Observed"),
+    "event_n": ("Нештатная ситуация № {id}", "Abnormal event {id}"), "observed": ("Время события", "Observed at"),
     "resolved_at": ("Устранено", "Resolved"), "to_events": ("← Все нештатные ситуации", "← All abnormal events"),
     "auto_resolved": ("автоматически: условие устранено", "automatically: the condition cleared"),
+    # ---- map base layer ----
+    "tiles_problem": ("Подложка карты недоступна: {why}. Приборы показаны без неё.",
+                      "The base map is unavailable: {why}. Meters are shown without it."),
 }
 
 

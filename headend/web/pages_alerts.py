@@ -44,7 +44,7 @@ async def _page(request: Request, w: WebUser, c: psycopg.AsyncConnection, *, for
         "kinds": kinds, "kind_title": {k: v for k, v in kinds}, "orgs": await visible_orgs(c, w.principal),
         "deliveries": await outbox.deliveries_for(c, w.principal, w.user.id),
         "mail_ready": request.app.state.settings.smtp_host is not None, "has_secret": has_secret,
-        "zone": zone_label(w.tz, lang=w.lang), "now": datetime.now(w.tz)}, w, status_code=status_code)
+        "zone": zone_label(w.tz, lang=w.lang, word=False), "now": datetime.now(w.tz)}, w, status_code=status_code)
 
 
 @router.get("/alerts")
@@ -105,5 +105,5 @@ async def alerts_test(request: Request, sub_id: int, w: WebUser = Depends(web_us
     try:
         await subs.send_test(c, w.user, sub_id, _channels(request), ip=w.ip)
     except SendError as e:
-        return await _page(request, w, c, flash_error=t("test_failed", w.lang, target=target, why=str(e)))
+        return await _page(request, w, c, flash_error=t("test_failed", w.lang, target=target, why=e.text(w.lang)))
     return await _page(request, w, c, flash=t("test_sent", w.lang, target=target))

@@ -256,8 +256,11 @@ def test_a_restart_neither_loses_nor_repeats(site, smtp: SmtpServer, pg_dsn: str
             pool = await open_pool(settings)
             try:
                 task = asyncio.create_task(worker.run_once(pool, worker.Channels.from_settings(settings)))
-                while not hook.requests:
+                for _ in range(200):  # at most 10 s
+                    if hook.requests:
+                        break
                     await asyncio.sleep(0.05)
+                assert hook.requests, "the webhook was never called"
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             finally:
