@@ -29,6 +29,8 @@ class Action(StrEnum):
     BILLING_WINDOW = "billing.window"  # the reading acceptance window
     USERS_MANAGE = "users.manage"
     TOKENS_CREATE = "tokens.create"
+    ALERTS_SUBSCRIBE = "alerts.subscribe"  # one's own alert subscriptions by e-mail
+    ALERTS_WEBHOOK = "alerts.webhook"  # alert subscriptions that POST to a URL (the head-end calls out)
 
 
 # Roles a user manager may give: an organisation's admin manages its own people only.
@@ -44,6 +46,8 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.BILLING_WINDOW: frozenset({"admin", "billing", "org_admin"}),
     Action.USERS_MANAGE: frozenset({"admin", "org_admin"}),
     Action.TOKENS_CREATE: frozenset({"admin"}),
+    Action.ALERTS_SUBSCRIBE: frozenset({"admin", "dispatcher", "org_admin", "viewer"}),
+    Action.ALERTS_WEBHOOK: frozenset({"admin", "dispatcher", "org_admin"}),
 }
 
 

@@ -59,6 +59,16 @@ def when(v: Any, tz: tzinfo) -> str:
     return t.astimezone(tz).strftime("%d.%m.%Y %H:%M")
 
 
+def zone_label(tz: tzinfo, at: datetime | None = None, lang: str = "ru", word: bool = True) -> str:
+    """Which clock times are shown on: «время Europe/Moscow (UTC+03:00)» (without `word`:
+    «Europe/Moscow (UTC+03:00)»)."""
+    at = at or datetime.now(tz)
+    off = at.astimezone(tz).strftime("%z")
+    name = getattr(tz, "key", None) or str(tz)
+    label = f"{name} (UTC{off[:3]}:{off[3:]})"
+    return f"{'время' if lang == 'ru' else 'time zone'} {label}" if word else label
+
+
 def duration(seconds: float, lang: str) -> str:
     """Silence or drift for a sentence: «10 дн.», «5 ч», «3 мин 20 с»."""
     s = abs(seconds)

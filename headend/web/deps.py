@@ -121,7 +121,8 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
 
 
 def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None = None,
-           status_code: int = 200, lang: str | None = None) -> HTMLResponse:
+           status_code: int = 200, lang: str | None = None, img_src: tuple[str, ...] = ()) -> HTMLResponse:
+    """A page; `img_src` adds origins its images may come from (the map's tile server)."""
     lang = lang or (w.lang if w else pick_lang(request))
     tz = w.tz if w else None
     page = _env.get_template(name).render(
@@ -130,7 +131,11 @@ def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None =
         dt=lambda v, seconds=False: fmt_dt(v, tz, seconds) if tz else (v.isoformat() if v else ""),
         d=fmt_d, num=fmt_num, path=request.url.path, query=request.url.query,
         may=w.may if w else (lambda action: False), **ctx)
-    resp = HTMLResponse(page, status_code=status_code, headers=SECURITY_HEADERS)
+    headers = SECURITY_HEADERS
+    if img_src:
+        csp = headers["Content-Security-Policy"].replace("img-src 'self' data:", "img-src 'self' data: " + " ".join(img_src))
+        headers = headers | {"Content-Security-Policy": csp}
+    resp = HTMLResponse(page, status_code=status_code, headers=headers)
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)
     return resp

@@ -85,6 +85,49 @@ TEXTS: dict[str, tuple[str, str]] = {
     "count": ("Всего", "Count"), "change_password": ("Смена пароля", "Change password"),
     "old_password": ("Текущий пароль", "Current password"), "new_password": ("Новый пароль", "New password"),
     "password_changed": ("Пароль изменён", "Password changed"), "meter_class": ("Учёт", "Metering"),
+    # ---- alerts (notify) ----
+    "alerts": ("Оповещения", "Alerts"),
+    "alerts_intro": ("Письма и вебхуки о нештатных ситуациях по вашим подпискам: каждое событие приходит один раз, "
+                     "и ещё раз — когда его устранят.",
+                     "E-mails and webhooks about abnormal events by your subscriptions: each event arrives once, "
+                     "and once more when it is resolved."),
+    "times_in": ("Часовой пояс: {zone}", "Time zone: {zone}"),
+    "mail_off": ("Отправка e-mail не настроена: администратору нужно указать smtp_host и smtp_from в настройках "
+                 "головной системы. Письма подождут и уйдут, когда почта заработает.",
+                 "E-mail is not configured: an administrator sets smtp_host and smtp_from in the head-end settings. "
+                 "E-mails wait and go out once it works."),
+    "my_subscriptions": ("Мои подписки", "My subscriptions"), "no_subscriptions": ("Подписок пока нет", "No subscriptions yet"),
+    "new_subscription": ("Новая подписка", "New subscription"), "edit_subscription": ("Подписка № {id}", "Subscription {id}"),
+    "channel": ("Канал", "Channel"), "ch_email": ("Электронная почта", "E-mail"), "ch_webhook": ("Вебхук (HTTP POST)", "Webhook (HTTP POST)"),
+    "target": ("Адрес", "Address"), "target_hint": ("e-mail, например dispatcher@uk.ru, или URL вебхука https://…",
+                                                    "an e-mail such as dispatcher@uk.ru, or a webhook URL https://…"),
+    "secret": ("Секрет для подписи (только вебхук)", "Signing secret (webhook only)"),
+    "secret_kept": ("секрет задан; пустое поле его сохраняет", "a secret is set; leave empty to keep it"),
+    "kinds": ("Виды ситуаций", "Event kinds"), "kinds_all": ("все виды", "every kind"),
+    "kinds_hint": ("ничего не отмечено — все виды", "none ticked: every kind"),
+    "min_severity": ("Важность не ниже", "Severity at least"),
+    "orgs_hint": ("ничего не отмечено — все ваши организации", "none ticked: all your organisations"),
+    "orgs_all": ("все мои", "all mine"),
+    "send_resolved": ("Сообщать об устранении", "Also when resolved"), "sub_active": ("Включена", "On"),
+    "on": ("включена", "on"), "off": ("выключена", "off"), "switch_on": ("Включить", "Switch on"),
+    "switch_off": ("Выключить", "Switch off"), "edit": ("Изменить", "Edit"), "delete": ("Удалить", "Delete"),
+    "cancel": ("Отмена", "Cancel"), "send_test": ("Проверить", "Send a test"),
+    "test_sent": ("Проверочное оповещение отправлено на {target}", "A test notice went to {target}"),
+    "test_failed": ("Проверочное оповещение на {target} не отправлено: {why}", "The test notice to {target} failed: {why}"),
+    "saved_sub": ("Подписка № {id} сохранена", "Subscription {id} saved"),
+    "deleted_sub": ("Подписка № {id} удалена", "Subscription {id} deleted"),
+    "fix_fields": ("Проверьте отмеченные поля — ничего не сохранено.", "Check the marked fields — nothing was saved."),
+    "recent_notices": ("Последние оповещения", "Recent notices"), "no_notices": ("Оповещений ещё не было", "No notices yet"),
+    "notice": ("Оповещение", "Notice"), "tr_raised": ("возникла", "raised"), "tr_resolved": ("устранена", "resolved"),
+    "d_pending": ("ожидает отправки", "waiting"), "d_sent": ("отправлено", "sent"),
+    "d_failed": ("не доставлено", "not delivered"), "d_cancelled": ("отменено", "cancelled"),
+    "next_try": ("попытка {n}, следующая {at}", "attempt {n}, next at {at}"),
+    "event_n": ("Нештатная ситуация № {id}", "Abnormal event {id}"), "observed": ("Время события", "Observed at"),
+    "resolved_at": ("Устранено", "Resolved"), "to_events": ("← Все нештатные ситуации", "← All abnormal events"),
+    "auto_resolved": ("автоматически: условие устранено", "automatically: the condition cleared"),
+    # ---- map base layer ----
+    "tiles_problem": ("Подложка карты недоступна: {why}. Приборы показаны без неё.",
+                      "The base map is unavailable: {why}. Meters are shown without it."),
 }
 
 
