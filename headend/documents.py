@@ -165,6 +165,7 @@ def _pdf_chart(pdf, ch: Chart, lang: str) -> None:
             pdf.rect(pdf.get_x(), y0 + 1.5, 2.5, 2.5, style="F")
             pdf.set_x(pdf.get_x() + 3.5)
             pdf.cell(pdf.get_string_width(name) + 5, 4, name)
+    pdf.set_fill_color(255, 255, 255)
     pdf.set_xy(x0, y0 + h + 2)
 
 
@@ -181,8 +182,8 @@ def _pdf_table(pdf, t: Table) -> None:
         return
     aligns = tuple("RIGHT" if i in t.numeric else "LEFT" for i in range(cols))
     with pdf.table(col_widths=tuple(_widths(t, pdf.epw)), text_align=aligns, first_row_as_headings=True,
-                   line_height=size * 0.5, padding=0.8, repeat_headings=1,
-                   headings_style=_heading_style()) as table:
+                   line_height=size * 0.5, padding=0.8, repeat_headings=1, cell_fill_mode="ROWS",
+                   cell_fill_color=(247, 249, 251), headings_style=_heading_style()) as table:
         head = table.row()
         for h in t.head:
             head.cell(h)

@@ -123,6 +123,16 @@ FIELDS: dict[str, Pair] = {
 }
 
 
+# Who did something when it was not a person: the audit log's system actors.
+ACTORS: dict[str, Pair] = {"registry import": ("загрузка реестра", "registry import"),
+                           "vee": ("проверка показаний (VEE)", "validation (VEE)"), "cli": ("командная строка", "CLI"),
+                           "system": ("система", "system")}
+
+
+def actor(name: str | None, lang: str = "ru") -> str:
+    return pick(ACTORS[name], lang) if name in ACTORS else (name or "")
+
+
 def resource(code: str | None, lang: str = "ru") -> str:
     return pick(RESOURCES.get(code or "unknown", RESOURCES["unknown"]), lang)
 

@@ -65,8 +65,10 @@ class Period:
             return self.start.strftime("%d.%m.%Y")
         return f"{self.start:%d.%m.%Y} — {self.last:%d.%m.%Y}"
 
-    def bucket_label(self, b: date) -> str:
-        return f"{b:%m.%Y}" if self.granularity == "month" else f"{b:%d.%m.%Y}"
+    def bucket_label(self, b: date, lang: str = "ru") -> str:
+        if self.granularity == "month":
+            return f"{(MONTHS_EN if lang == 'en' else MONTHS_RU)[b.month - 1]} {b.year}"
+        return f"{b:%d.%m.%Y}"
 
     def shift(self, step: int) -> Period:
         """The period `step` lengths before (−1) or after (+1) this one."""
@@ -97,12 +99,12 @@ def _day(text: str, name: str) -> date:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise Invalid(name, f"{name}: a date as YYYY-MM-DD, got {text[:20]!r}",
-                      f"дата в виде ГГГГ-ММ-ДД, например 2026-11-15 (введено «{text[:20]}»)") from None
+                      f"Дата в виде ГГГГ-ММ-ДД, например 2026-11-15 (введено «{text[:20]}»)") from None
 
 
 def _year(y: int, name: str) -> None:
     if not 2000 <= y <= 2100:
-        raise Invalid(name, "year between 2000 and 2100", "год от 2000 до 2100")
+        raise Invalid(name, "year between 2000 and 2100", "Год от 2000 до 2100")
 
 
 def parse(kind: str | None, value: str | None, today: date, start: str | None = None,
@@ -121,7 +123,7 @@ def parse(kind: str | None, value: str | None, today: date, start: str | None = 
                 s = date(y, m, 1)
             except ValueError:
                 raise Invalid("value", f"month as YYYY-MM, got {value[:20]!r}",
-                              f"месяц в виде ГГГГ-ММ, например 2026-11 (введено «{value[:20]}»)") from None
+                              f"Месяц в виде ГГГГ-ММ, например 2026-11 (введено «{value[:20]}»)") from None
             _year(y, "value")
         return Period("month", s, next_month(s))
     if kind == "year":
@@ -129,7 +131,7 @@ def parse(kind: str | None, value: str | None, today: date, start: str | None = 
             y = int(value) if value else today.year
         except ValueError:
             raise Invalid("value", f"year as YYYY, got {value[:20]!r}",
-                          f"год в виде ГГГГ, например 2026 (введено «{value[:20]}»)") from None
+                          f"Год в виде ГГГГ, например 2026 (введено «{value[:20]}»)") from None
         _year(y, "value")
         return Period("year", date(y, 1, 1), date(y + 1, 1, 1))
     if kind == "day":
@@ -142,9 +144,9 @@ def parse(kind: str | None, value: str | None, today: date, start: str | None = 
         _year(s.year, "from")
         _year(e.year, "to")
         if e < s:
-            raise Invalid("to", "`to` is before `from`", "дата «по» раньше даты «с»")
+            raise Invalid("to", "`to` is before `from`", "Дата «по» раньше даты «с»")
         if (e - s).days + 1 > MAX_RANGE_DAYS:
             raise Invalid("to", f"a range is at most {MAX_RANGE_DAYS} days; choose a year instead",
-                          f"период не длиннее {MAX_RANGE_DAYS} дней; для большего выберите год")
+                          f"Период не длиннее {MAX_RANGE_DAYS} дней; для большего выберите год")
         return Period("range", s, e + timedelta(days=1))
-    raise Invalid("period", f"period must be one of {', '.join(KINDS)}", "период: месяц, год, дата или интервал")
+    raise Invalid("period", f"period must be one of {', '.join(KINDS)}", "Период: месяц, год, дата или интервал")

@@ -28,7 +28,7 @@ def _frame(out: list[str], top_v: float, unit: str, width: int, height: int, lef
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" class="axis">{number(v, lang)}</text>')
     if unit:
-        out.append(f'<text x="4" y="{top + 8}" class="axis">{escape(unit)}</text>')
+        out.append(f'<text x="4" y="12" class="axis">{escape(unit)}</text>')
 
 
 def _legend(out: list[str], series: Sequence[Series], width: int, y: int) -> None:
@@ -43,7 +43,7 @@ def _legend(out: list[str], series: Sequence[Series], width: int, y: int) -> Non
 def bar_chart(labels: Sequence[str], series: Sequence[Series], *, unit: str = "", width: int = 760,
               height: int = 240, css_id: str = "chart", lang: str = "ru") -> str:
     """Grouped bars, one group per label; an empty label list gives an empty frame."""
-    left, bottom, top, right = 64, 28, 22 if len(series) > 1 else 10, 8
+    left, bottom, top, right = 64, 28, 24, 8
     pw, ph = width - left - right, height - top - bottom
     top_v = nice_max(max((v or 0.0 for s in series for v in s.values), default=0.0))
     out = [f'<svg class="chart" id="{escape(css_id)}" data-bars="{len(labels)}" viewBox="0 0 {width} {height}" '
@@ -76,7 +76,7 @@ def bar_chart(labels: Sequence[str], series: Sequence[Series], *, unit: str = ""
 def line_chart(labels: Sequence[str], series: Sequence[Series], *, unit: str = "", width: int = 760,
                height: int = 240, css_id: str = "chart", lang: str = "ru", label_every: int = 24) -> str:
     """Lines for long series (a month of hours); gaps where a value is missing."""
-    left, bottom, top, right = 64, 28, 22 if len(series) > 1 else 10, 8
+    left, bottom, top, right = 64, 28, 24, 8
     pw, ph = width - left - right, height - top - bottom
     top_v = nice_max(max((v or 0.0 for s in series for v in s.values), default=0.0))
     out = [f'<svg class="chart line" id="{escape(css_id)}" data-points="{len(labels)}" '

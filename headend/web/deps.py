@@ -148,6 +148,19 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
     return s.rstrip("0").rstrip(".") if "." in s else s
 
 
+def name_helpers(lang: str) -> dict[str, Any]:
+    """What templates call to name things (askue.headend.names) and to write numbers with units;
+    a page's own context keys of the same name win."""
+    return {"ch": lambda obis, zones=None: names.channel(obis, lang, zones=zones),
+            "zone": lambda z: names.zone(z, lang), "res": lambda r: names.resource(r, lang),
+            "quality": lambda q: names.quality(q, lang), "source": lambda v: names.source(v, lang),
+            "reasons": lambda rs: names.reasons(rs, lang), "meter_status": lambda v: names.meter_status(v, lang),
+            "actor_name": lambda v: names.actor(v, lang), "contact": lambda b: names.contact(b, lang),
+            "n": lambda v, places=3: units.number(v, lang, places),
+            "unit": lambda r, obis=None: units.unit(r, obis, lang),
+            "amount": lambda v, r, obis=None: units.amount(v, r, obis, lang)}
+
+
 def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None = None,
            status_code: int = 200, lang: str | None = None) -> HTMLResponse:
     lang = lang or (w.lang if w else pick_lang(request))
@@ -159,13 +172,7 @@ def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None =
         d=fmt_d, num=fmt_num, path=request.url.path, query=request.url.query,
         may=w.may if w else (lambda action: False), head=w.header if w else None,
         tz_label=names.tz_label(tz, lang) if tz else "", tz_short=names.tz_short(tz, lang=lang) if tz else "",
-        ch=lambda obis, zones=None: names.channel(obis, lang, zones=zones), zone=lambda z: names.zone(z, lang),
-        res=lambda r: names.resource(r, lang), quality=lambda q: names.quality(q, lang),
-        source=lambda v: names.source(v, lang), reasons=lambda rs: names.reasons(rs, lang),
-        meter_status=lambda v: names.meter_status(v, lang), contact=lambda b: names.contact(b, lang),
-        n=lambda v, places=3: units.number(v, lang, places),
-        unit=lambda r, obis=None: units.unit(r, obis, lang), amount=lambda v, r, obis=None: units.amount(v, r, obis, lang),
-        **ctx)
+        **(name_helpers(lang) | ctx))
     resp = HTMLResponse(page, status_code=status_code, headers=SECURITY_HEADERS)
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)

@@ -56,7 +56,7 @@ def resource_cells(rr: ResourceReport, row: Row, lang: str) -> list[str]:
 
 def resource_table(rr: ResourceReport, per: Period, lang: str) -> Table:
     head = [t("month" if per.granularity == "month" else "date", lang)] + resource_columns(rr, lang)
-    rows = [[per.bucket_label(r.bucket)] + resource_cells(rr, r, lang) for r in rr.rows]
+    rows = [[per.bucket_label(r.bucket, lang)] + resource_cells(rr, r, lang) for r in rr.rows]
     rows.append([t("period_total", lang)] + resource_cells(rr, rr.total, lang))
     return Table(f"{names.resource(rr.resource, lang)}, {unit_of(rr.resource, lang)}", head, rows,
                  numeric=set(range(1, len(head))))
@@ -108,8 +108,9 @@ def consumption_document(report: Report, statement: list[dict], lang: str, tz: t
                    COLORS.get(rr.resource, "#1f6fb2"))]
         if rr.balance_zones:
             series.append((t("balance_meters", lang), [v for _, v in rr.series("balance", 0)], "#f9a825"))
-        blocks.append(Chart(f"{names.resource(rr.resource, lang)}: {t('consumption', lang).lower()}", labels,
-                            series, unit_of(rr.resource, lang)))
+        if len(labels) > 1:
+            blocks.append(Chart(f"{names.resource(rr.resource, lang)}: {t('consumption', lang).lower()}", labels,
+                                series, unit_of(rr.resource, lang)))
         blocks.append(resource_table(rr, per, lang))
     blocks.append(summary_table(report, lang))
     blocks.append(statement_table(statement, per, tz, lang))
@@ -198,11 +199,11 @@ def meter_card_document(data: dict, lang: str, tz: tzinfo) -> Document:
                           names.quality(r["quality"], lang)] for r in data["current"]], numeric={1}))
     zones = data["zones"]
     unit = units.unit(m["resource"], None, lang)
-    labels = [per.bucket_label(b) for b, _ in data["table"]]
-    if zones:
+    labels = [per.bucket_label(b, lang) for b, _ in data["table"]]
+    if zones and len(labels) > 1:
         shown = [0] if 0 in zones and len(zones) > 1 else zones
-        blocks.append(Chart(f"{t('consumption', lang)}: {per.label(lang)}", [x[:5] if per.granularity == "day" else x
-                                                                             for x in labels],
+        blocks.append(Chart(f"{t('consumption', lang)}: {per.label(lang)}", [f"{b:%d.%m}" if per.granularity == "day" else f"{b:%m.%Y}"
+                                                                             for b, _ in data["table"]],
                             [(names.zone(z, lang), [vs[zones.index(z)] for _, vs in data["table"]],
                               COLORS.get(m["resource"], "#1f6fb2")) for z in shown], unit))
     head = [t("month" if per.granularity == "month" else "date", lang)] + [f"{names.zone(z, lang)}, {unit}"
@@ -238,7 +239,7 @@ def meter_card_document(data: dict, lang: str, tz: tzinfo) -> Document:
                           names.quality(r["quality"], lang), names.source(r["source"], lang),
                           names.reasons(r["reasons"], lang)] for r in data["readings"]], numeric={2}))
     hist = [[_dt(e.at, tz) if isinstance(e.at, datetime) else _d(e.at), *describe(e, m["resource"], lang, tz),
-             " ".join(x for x in (e.actor, e.ip) if x), e.comment or ""] for e in data["history"]]
+             " ".join(x for x in (names.actor(e.actor, lang), e.ip) if x), e.comment or ""] for e in data["history"]]
     blocks.append(Table(t("meter_history", lang), [t("time", lang), t("action", lang), t("details", lang),
                                                    t("who", lang), t("comment", lang)], hist,
                         weights=[10, 14, 36, 14, 16]))

@@ -141,7 +141,9 @@ TEXTS |= {
     "gateway_time": ("время получения шлюзом: часы счётчика недоступны", "gateway receive time: no meter clock"),
     "gateway_time_note": ("* — время получения шлюзом (у показания нет времени счётчика)",
                           "* — gateway receive time (the reading has no meter time)"),
-    "reported_serial": ("счётчик сообщает", "the meter reports"), "zones_n": ("Число тарифов", "Tariff zones"),
+    "reported_serial": ("счётчик сообщает", "the meter reports"), "date_time": ("Дата и время", "Date and time"),
+    "installed_short": ("Установлен", "Installed"), "verified_short": ("Поверка", "Verified"),
+    "due_short": ("Следующая", "Next"), "zones_n": ("Число тарифов", "Tariff zones"),
 }
 
 

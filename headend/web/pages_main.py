@@ -74,14 +74,16 @@ def charts_of(report: cr.Report, lang: str) -> dict[str, str]:
     """A grouped bar chart per resource: ИПУ (total register) and, when there are any, ОДПУ."""
     per = report.period
     labels = [b.strftime("%m.%Y") if per.granularity == "month" else b.strftime("%d.%m") for b in per.buckets()]
-    out = {}
+    out: dict[str, str] = {}
+    if len(labels) < 2:  # one bucket (a day) reads better as the table alone
+        return out
     for rr in report.resources:
         series = [Series(t("individual_meters", lang), [v for _, v in rr.series("individual", 0)],
                          RESOURCE_COLORS.get(rr.resource, "#1f6fb2"))]
         if rr.balance_zones:
             series.append(Series(t("balance_meters", lang), [v for _, v in rr.series("balance", 0)], BALANCE_COLOR))
         out[rr.resource] = bar_chart(labels, series, unit=wdoc.unit_of(rr.resource, lang),
-                                     css_id=f"chart-{rr.resource}", lang=lang)
+                                     css_id=f"chart-{rr.resource}", lang=lang, width=1200, height=260)
     return out
 
 

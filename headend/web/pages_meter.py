@@ -45,13 +45,14 @@ class Profile:
     def main(self) -> str | None:
         return self.channels[0] if self.channels else None
 
-    def day_matrix(self) -> list[tuple[date, list[float | None], float]]:
+    def day_matrix(self) -> list[tuple[date, list[float | None], float | None]]:
         """Rows of the month table: a day, its 24 hours of the main channel, their sum."""
         ch = self.main()
         out = []
         for d in self.days:
             vals = [self.values.get(ch, {}).get(h) for h in self.hours if h.date() == d]
-            out.append((d, vals, sum(v for v in vals if v is not None)))
+            known = [v for v in vals if v is not None]
+            out.append((d, vals, sum(known) if known else None))
         return out
 
 
@@ -117,15 +118,15 @@ async def _card(request: Request, code: str, w: WebUser, c) -> dict:
 def _charts(data: dict, lang: str) -> dict[str, str]:
     m, per = data["m"], data["per"]
     out = {}
-    if per:
-        labels = [per.bucket_label(b)[:5] if per.granularity == "day" else per.bucket_label(b) for b, _ in data["table"]]
+    if per and len(data["table"]) > 1:  # one bucket (a day) reads better as the table alone
+        labels = [f"{b:%d.%m}" if per.granularity == "day" else f"{b:%m.%Y}" for b, _ in data["table"]]
         zones = data["zones"]
         shown = [0] if 0 in zones and len(zones) > 1 else zones  # the total, or the zones when there is no total
         series = [Series(names.zone(z, lang), [vs[zones.index(z)] for _, vs in data["table"]],
                          RESOURCE_COLORS.get(m["resource"], "#1f6fb2") if z == 0 else ZONE_COLORS[z % 5])
                   for z in shown]
         out["consumption"] = bar_chart(labels, series, unit=units.unit(m["resource"], None, lang),
-                                       css_id="meter-chart", lang=lang)
+                                       css_id="meter-chart", lang=lang, width=1200, height=260)
     p: Profile = data["profile"]
     if p.channels:
         ch = p.main()
@@ -133,10 +134,11 @@ def _charts(data: dict, lang: str) -> dict[str, str]:
         unit = units.unit(m["resource"], ch, lang)
         if len(p.hours) <= 25:
             out["profile"] = bar_chart([f"{h:%H}" for h in p.hours], [Series(names.channel(ch, lang), vals)],
-                                       unit=unit, css_id="profile-chart", lang=lang)
+                                       unit=unit, css_id="profile-chart", lang=lang, width=1200, height=260)
         else:
             out["profile"] = line_chart([f"{h:%d.%m}" for h in p.hours], [Series(names.channel(ch, lang), vals)],
-                                        unit=unit, css_id="profile-chart", lang=lang, label_every=24 * 3)
+                                        unit=unit, css_id="profile-chart", lang=lang, label_every=24 * 3,
+                                        width=1200, height=260)
     return out
 
 

@@ -78,7 +78,7 @@ def _audit_entry(row: dict, code: str) -> HistoryEntry:
                             detail={"source": new.get("source"), "reasons": new.get("reasons") or []}, **common)
     if row["action"] == "billing.import_hourly":
         return HistoryEntry(row["at"], "profile_file", detail=dict(new), **common)
-    fields = sorted(set(old) | set(new))
+    fields = sorted(set(old) | set(new), key=lambda f: (list(names.FIELDS).index(f) if f in names.FIELDS else 99, f))
     return HistoryEntry(row["at"], "registry", tuple(Change(f, old.get(f), new.get(f)) for f in fields),
                         detail={"created": not old, "action": row["action"]}, **common)
 
@@ -114,14 +114,26 @@ TITLES: dict[str, tuple[str, str]] = {
 }
 
 
-def _val(v: Any, lang: str) -> str:
+def _val(name: str, v: Any, lang: str) -> str:
     if v is None or v == "":
         return "—"
     if isinstance(v, bool):
         return ("yes" if v else "no") if lang == "en" else ("да" if v else "нет")
     if isinstance(v, int | float):
-        return number(v, lang)
-    return str(v)
+        return number(v, lang, 6)
+    if name == "resource":
+        return names.resource(str(v), lang)
+    if name == "status":
+        return names.meter_status(str(v), lang)
+    if isinstance(v, date):
+        return v.strftime("%d.%m.%Y")
+    text = str(v)
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":  # a date as JSON keeps it
+        try:
+            return date.fromisoformat(text).strftime("%d.%m.%Y")
+        except ValueError:
+            pass
+    return text
 
 
 def describe(e: HistoryEntry, resource: str | None, lang: str = "ru", tz: tzinfo | None = None) -> tuple[str, str]:
@@ -137,9 +149,9 @@ def describe(e: HistoryEntry, resource: str | None, lang: str = "ru", tz: tzinfo
         title = "Entered into the registry" if en else "Внесён в реестр"
     for c in e.changes:
         if e.kind == "registry" and e.detail.get("created"):
-            parts.append(f"{names.field(c.field, lang)}: {_val(c.new, lang)}")
+            parts.append(f"{names.field(c.field, lang)}: {_val(c.field, c.new, lang)}")
         else:
-            parts.append(f"{names.field(c.field, lang)}: {_val(c.old, lang)} → {_val(c.new, lang)}")
+            parts.append(f"{names.field(c.field, lang)}: {_val(c.field, c.old, lang)} → {_val(c.field, c.new, lang)}")
     for obis, old, new in e.readings:
         name = names.channel(obis, lang) if obis else ""
         if e.kind == "correction":

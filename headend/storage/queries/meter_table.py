@@ -60,12 +60,12 @@ class MeterTableQuery:
         for name, val, allowed in checks:
             if val is not None and val not in allowed:
                 raise Invalid(name, f"{name}: {val!r} is not one of {', '.join(allowed)}",
-                              f"недопустимое значение «{str(val)[:40]}»")
+                              f"Недопустимое значение «{str(val)[:40]}»: выберите из списка")
         if self.limit is not None and self.limit not in PAGE_SIZES:
             raise Invalid("size", f"page size must be one of {', '.join(map(str, PAGE_SIZES))} or all",
-                          "по сколько строк показывать: 25, 50, 100 или все")
+                          "По сколько строк показывать: 25, 50, 100 или все")
         if self.offset < 0:
-            raise Invalid("page", "page must be 1 or more", "номер страницы — от 1")
+            raise Invalid("page", "page must be 1 or more", "Номер страницы — от 1")
 
 
 @dataclass
