@@ -3,7 +3,8 @@ against a real head-end (uvicorn) on real PostgreSQL, each item as the role that
 the УК admin (org_admin) works the meter table, consumption, accounts and the meter card
 and never sees another organisation's meters; the dispatcher follows the menu badges; the
 admin compares organisations over a year. Bad input gets a message next to its field.
-Screenshots at 1366×768 go to docs/screenshots/ (docs/operators.md shows them)."""
+Screenshots at 1366×768 go to test-artifacts/screenshots/, or with ASKUE_UPDATE_SCREENSHOTS=1
+to docs/screenshots/ (docs/operators.md shows them)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 from test_operator_browser import ARGS, CHROMIUM, log_in, site  # noqa: F401 (site: a fixture)
 
-DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# ASKUE_UPDATE_SCREENSHOTS=1 refreshes the committed ones in docs/screenshots/; else test-artifacts/
+ROOT = Path(__file__).resolve().parents[2]
+DOCS_SHOTS = ROOT / ("docs/screenshots" if os.environ.get("ASKUE_UPDATE_SCREENSHOTS") else "test-artifacts/screenshots")
 OBIS = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 
 
