@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from askue.headend import names
 from askue.headend.units import amount, number
 
 PHASES = {1: "L1", 2: "L2", 3: "L3"}
@@ -85,7 +86,7 @@ def duration(seconds: float, lang: str) -> str:
 
 
 def _reverse(c: _Ctx) -> str:
-    also = c.ev.get("also") or []
+    also = [names.channel(str(o), c.lang) for o in c.ev.get("also") or []]
     if c.ru:
         s = (f"Предыдущие показания {c.q('previous')} ({c.t('previous_ts')}), текущие {c.q('current')}: "
              f"уменьшение на {c.q('drop')}")

@@ -131,6 +131,65 @@ TEXTS: dict[str, tuple[str, str]] = {
 }
 
 
+# Operators' pages (#18): header, meter table, consumption periods and balance, meter card.
+TEXTS |= {
+    "subscribers_n": ("Абонентов: {n}", "Subscribers: {n}"), "last_login": ("Последний вход", "Last login"),
+    "from_ip": ("с адреса", "from"), "meter_table": ("Абоненты и приборы учёта", "Subscribers and meters"),
+    "silent_meters_n": ("Приборов учёта без связи: {n}", "Meters without contact: {n}"),
+    "open_events_n": ("Открытых нештатных ситуаций: {n}", "Open abnormal events: {n}"),
+    "meters_total_n": ("приборов учёта: {n}", "meters: {n}"), "open_events": ("Открытые НС", "Open events"),
+    "events_short": ("НС", "Events"), "contact": ("Связь", "Contact"),
+    "contact_online": ("на связи (до 1 суток)", "in contact (within a day)"),
+    "contact_silent": ("нет связи более суток или никогда", "silent over a day or never heard"),
+    "contact_never": ("ни разу не выходил на связь", "never heard"),
+    "any_event": ("есть открытые ситуации", "with open events"), "all_houses": ("Все дома", "All houses"),
+    "all_rows": ("все", "all"), "page_size": ("Показывать по", "Rows per page"),
+    "page_of": ("Показана страница {n} из {total}", "Page {n} of {total}"), "rows_n": ("записей: {n}", "rows: {n}"),
+    "prev_page": ("Назад", "Previous"), "next_page_short": ("Далее", "Next"),
+    "bad_size": ("По сколько строк показывать: 25, 50, 100 или все", "Rows per page: 25, 50, 100 or all"),
+    "bad_page": ("Номер страницы — целое число от 1", "The page number is a whole number from 1"),
+    "ph_meter_search": ("номер, ЛС, ФИО, адрес, модель", "number, account, name, address, model"),
+    "ph_account_search": ("ЛС, ФИО, адрес, номер прибора", "account, name, address, meter number"),
+    "ph_month": ("ГГГГ-ММ", "YYYY-MM"), "ph_year": ("ГГГГ", "YYYY"),
+    "no_meters_found": ("Приборы учёта по этим условиям не найдены", "No meters match these filters"),
+    "no_account": ("без лицевого счёта", "no account"), "balance_meter": ("ОДПУ (общедомовой)", "Balance meter (ОДПУ)"),
+    "account_short": ("ЛС", "Acc."), "serial_short": ("Сер. №", "Serial"),
+    "per_month": ("За месяц", "Month"), "per_year": ("За год", "Year"), "per_day": ("За дату", "Day"),
+    "per_range": ("За период", "Range"), "overview_for": ("Расход ресурсов за {p}", "Consumption: {p}"),
+    "individual_meters": ("Индивидуальные ПУ", "Individual meters"), "balance_meters": ("Балансовые ПУ (ОДПУ)",
+                                                                                    "Balance meters (ОДПУ)"),
+    "imbalance": ("Небаланс (ОДПУ − ΣИПУ)", "Imbalance (ОДПУ − ΣИПУ)"), "imbalance_pct": ("Небаланс, %", "Imbalance, %"),
+    "balance_note": ("Небаланс считается по домам с ОДПУ: показания ОДПУ минус сумма ИПУ того же дома, по общему "
+                     "тарифу; в % — от расхода по ОДПУ.",
+                     "The imbalance covers houses with a balance meter: the balance meter minus the sum of the "
+                     "house's individual meters, on the total register; in % of the balance meter."),
+    "period_total": ("Итого за период", "Period total"), "summary": ("Суммарный расход", "Total consumption"),
+    "show_meters": ("Показать приборы учёта", "Show meters"), "back_to_accounts": ("Вернуться к списку абонентов",
+                                                                                  "Back to the subscribers"),
+    "see_consumption": ("см. расход", "consumption"), "channel": ("Канал", "Channel"),
+    "reading_start": ("Показание на начало", "Start reading"), "reading_end": ("Показание на конец", "End reading"),
+    "generated": ("Сформировано", "Generated"), "field": ("Поле", "Field"), "marks": ("Отметки проверки", "Marks"),
+    "meter_facts": ("Сведения о приборе учёта", "Meter facts"), "meter_history": ("История прибора учёта",
+                                                                                 "Meter history"),
+    "no_history": ("Записей нет", "Nothing recorded"), "period_data": ("Данные за период", "Period data"),
+    "profile": ("Профиль мощности по часам", "Hourly load profile"),
+    "profile_note": ("энергия за каждый час с учётом коэффициента трансформации",
+                     "energy per hour, multiplier applied"),
+    "profile_none": ("Прибор учёта не передавал профиль мощности за этот период",
+                     "The meter sent no load profile for this period"),
+    "profile_pick_shorter": ("Профиль по часам показывается за дату или месяц: выберите «За дату» или «За месяц»",
+                             "The hourly profile is shown for a day or a month: choose one"),
+    "hour": ("Час", "Hour"), "day_total": ("За сутки", "Day total"),
+    "readings_first_n": ("показаны первые {n} из {total}; все — в Excel", "first {n} of {total} shown; all in Excel"),
+    "gateway_time": ("время получения шлюзом: часы счётчика недоступны", "gateway receive time: no meter clock"),
+    "gateway_time_note": ("* — время получения шлюзом (у показания нет времени счётчика)",
+                          "* — gateway receive time (the reading has no meter time)"),
+    "reported_serial": ("счётчик сообщает", "the meter reports"), "date_time": ("Дата и время", "Date and time"),
+    "installed_short": ("Установлен", "Installed"), "verified_short": ("Поверка", "Verified"),
+    "due_short": ("Следующая", "Next"), "zones_n": ("Число тарифов", "Tariff zones"),
+}
+
+
 def t(key: str, lang: str = "ru", **kw: object) -> str:
     pair = TEXTS.get(key)
     text = key if pair is None else pair[0 if lang != "en" else 1]

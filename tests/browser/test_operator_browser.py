@@ -203,8 +203,8 @@ def test_meter_card_shows_its_chart(site, page) -> None:
     assert sum(1 for h in heights if h > 1) >= 25
     assert page.locator("#current-values tbody tr").count() == 3  # total + two tariffs
     shot(page, "07_meter_card")
-    page.click("text=По месяцам")
-    page.wait_for_url("**gran=month")
+    page.click("#period-kinds a[data-kind=year]")  # by months: the year's twelve
+    page.wait_for_url("**period=year**")
     assert page.locator("svg#meter-chart rect.bar").count() >= 2
     shot(page, "08_meter_card_months")
     page.goto(f"{url}/?period=month")
