@@ -16,8 +16,9 @@ from askue.headend.events import api as events_api
 from askue.headend.events import service
 from askue.headend.events.catalogue import KINDS
 from askue.headend.events.describe import zone_label
+from askue.headend.storage.queries import accounts as aq
 from askue.headend.web.deps import WebUser, base_path, check_csrf, conn, html_errors, render, web_user
-from askue.headend.web.queries import get_account, visible_orgs
+from askue.headend.web.queries import visible_orgs
 
 router = APIRouter()
 PAGE = 100
@@ -103,6 +104,6 @@ async def event_page(request: Request, event_id: int, w: WebUser = Depends(web_u
     row = await service.get_event(c, w.principal, event_id)
     e = service.view(row, w.lang, w.tz, datetime.now(w.tz))
     org = next((o["name"] for o in await visible_orgs(c, w.principal) if o["code"] == e["organisation"]), None)
-    acc = await get_account(c, w.principal, e["account"]) if e["account"] else None
+    acc = await aq.get_account(c, w.principal.scope, e["account"]) if e["account"] else None
     return render(request, "event.html", {"e": e, "org_name": org, "acc": acc,
                                           "zone": zone_label(w.tz, lang=w.lang, word=False)}, w)
