@@ -44,6 +44,11 @@ class Settings(BaseModel):
     pool_max: int = Field(8, ge=1)
     # Prometheus figures are at the API's /metrics; this port serves them too (for --ingest-only workers)
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    # commands to gateways: how long a command may wait (offline gateway, no answer) before it
+    # expires unless the sender asks otherwise, and how often waiting commands are looked at
+    # besides the database's notifications
+    command_ttl_s: float = Field(3600, ge=10, le=7 * 86400)
+    command_poll_s: float = Field(5, gt=0, le=300)
 
     @field_validator("timezone")
     @classmethod

@@ -29,6 +29,9 @@ class Action(StrEnum):
     BILLING_WINDOW = "billing.window"  # the reading acceptance window
     USERS_MANAGE = "users.manage"
     TOKENS_CREATE = "tokens.create"
+    COMMANDS_SEND = "commands.send"  # poll a meter now, read its profile or clock, sync its clock
+    COMMANDS_RELAY = "commands.relay"  # switch a meter's load relay off or on
+    COMMANDS_GATEWAY = "commands.gateway"  # gateway-wide: poll every meter, reload the config
 
 
 # Roles a user manager may give: an organisation's admin manages its own people only.
@@ -44,6 +47,10 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.BILLING_WINDOW: frozenset({"admin", "billing", "org_admin"}),
     Action.USERS_MANAGE: frozenset({"admin", "org_admin"}),
     Action.TOKENS_CREATE: frozenset({"admin"}),
+    Action.COMMANDS_SEND: frozenset({"admin", "dispatcher", "org_admin"}),
+    Action.COMMANDS_RELAY: frozenset({"admin", "dispatcher", "org_admin"}),
+    # a gateway may serve several organisations' meters: its own operations stay with the operator
+    Action.COMMANDS_GATEWAY: frozenset({"admin", "dispatcher"}),
 }
 
 
