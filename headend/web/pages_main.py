@@ -10,6 +10,7 @@ from askue.headend.api.pagination import decode_cursor, page
 from askue.headend.storage.queries import consumption as cq
 from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import registry as rq
+from askue.headend.web import pages_commands
 from askue.headend.web import queries as wq
 from askue.headend.web.charts import Bar, bar_chart
 from askue.headend.web.deps import WebUser, conn, html_errors, render, web_user
@@ -149,4 +150,5 @@ async def meter_card(request: Request, code: str, gran: str = Query("day", patte
     bucket = wq.contact_bucket(m["last_contact"], datetime.now(w.tz))
     return render(request, "meter.html", {"m": m, "latest": latest, "chart": chart, "gran": gran,
                                           "readings": readings, "rows": rows, "units": UNITS, "bucket": bucket,
-                                          "bucket_color": wq.BUCKET_COLOR[bucket]}, w)
+                                          "bucket_color": wq.BUCKET_COLOR[bucket],
+                                          **await pages_commands.card_context(request, c, w, m)}, w)
