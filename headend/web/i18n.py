@@ -122,6 +122,18 @@ TEXTS.update({
         "Команды шлюзу подают диспетчер и администратор.", "Gateway commands are for dispatchers and admins."),
 })
 
+# reports
+TEXTS.update({
+    "reports": ("Отчёты", "Reports"), "rep_group": ("Группировать по", "Group by"),
+    "rep_group_house": ("домам", "house"), "rep_group_gateway": ("шлюзам", "gateway"),
+    "rep_group_organisation": ("организациям", "organisation"),
+    "rep_source_gateway": ("шлюзы (приём данных)", "gateways (ingest)"),
+    "rep_source_manual": ("ввод вручную и биллинг", "by hand and billing"), "rep_source_file": ("файлы", "files"),
+    "rep_source_vee": ("проверка достоверности (VEE)", "validation (VEE)"),
+    "rep_horizon": ("Истекает в ближайшие, дн.", "Due within, days"),
+    "rep_unknown": ("Показать приборы без даты поверки", "Show meters without a verification date"),
+})
+
 
 def t(key: str, lang: str = "ru", **kw: object) -> str:
     pair = TEXTS.get(key)

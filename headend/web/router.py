@@ -10,8 +10,9 @@ from askue.headend.web import (
     pages_events,
     pages_main,
     pages_readings,
+    pages_reports,
 )
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-for _m in (pages_auth, pages_main, pages_events, pages_readings, pages_admin, pages_commands):
+for _m in (pages_auth, pages_main, pages_events, pages_readings, pages_admin, pages_commands, pages_reports):
     router.include_router(_m.router)
