@@ -23,7 +23,7 @@ import yaml
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("headend", "faults")]
 from faultkit import Child, askue_argv  # noqa: E402
-from test_operator_browser import SHOTS, W, browser, log_in  # noqa: E402, F401  (browser: the fixture)
+from test_operator_browser import SHOTS, W, browser, log_in, site  # noqa: E402, F401  (fixtures)
 from test_web_fixtures import build  # noqa: E402
 
 from askue.devservices.ports import free_port  # noqa: E402
@@ -210,3 +210,104 @@ def test_org_admin_polls_and_switches_the_relay_dispatcher_reloads(live, page) -
     page.goto(f"{url}/meters/e1/commands")
     assert page.locator("#command-list tbody tr").count() == 2
     shot(page, "ops_07_meter_commands_page")
+
+
+# ---- reports ---------------------------------------------------------------------------------
+@pytest.fixture
+def reports_site(site, pg_dsn):  # noqa: F811
+    """The demo pages with refusals of every kind, a bare account and verification dates."""
+    from test_grafana_reports import add_report_rows
+
+    from askue.contract import PayloadError, decode_data
+
+    add_report_rows(pg_dsn)
+    bad = (b'{"v":1,"gateway_id":"gw1","seq":9,"sent_at":"2026-03-01T00:00:00Z","values":[{"meter_id":"e5",'
+           b'"obis":"1.0.1.8.0.255","kind":"register","value":"12x","unit":"kWh","received_at":"2026-03-01T00:00:00Z"}]}')
+    try:
+        decode_data(bad)
+    except PayloadError as e:
+        reason = str(e)
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("INSERT INTO dead_letters (topic, gateway_id, payload, reason) VALUES (%s, 'gw1', %s, %s)",
+                  ("askue/v1/gw1/data", bad, reason))
+        c.execute("UPDATE meters SET verification_due = current_date + 45 WHERE code = 'w1'")
+    return site
+
+
+def _cells(page, n: int = 1) -> list[list[str]]:
+    return page.eval_on_selector_all(f"#report-{n} tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.innerText))")
+
+
+def test_org_admin_reports_with_documents_and_bad_input(reports_site, page) -> None:
+    url, facts = reports_site
+    log_in(page, url, "uk1adm")
+    page.click("nav >> text=Отчёты")
+    page.wait_for_url("**/reports")
+    assert page.locator("#report-list a.report-card").count() == 5
+    shot(page, "ops_10_reports")
+    page.click("#report-rejected")
+    page.wait_for_selector("#report-1")
+    rows = _cells(page)
+    sources = {r[1] for r in rows}
+    assert {"Шлюз", "Ввод вручную"} <= sources
+    reasons = " ".join(r[5] for r in rows)
+    assert "значение № 1, поле «значение»: ожидалось: число, получено: строка" in reasons
+    assert "всплеск потребления" in reasons and "e2" not in {r[3] for r in rows}
+    shot(page, "ops_11_rejected_readings")
+    with page.expect_download() as dl:
+        page.click("#export-csv")
+    body = Path(dl.value.path()).read_bytes().decode("utf-8-sig")
+    assert body.startswith("Отклонённые показания") and "ожидалось: число" in body
+    with page.expect_download() as dl:
+        page.click("#export-pdf")
+    assert Path(dl.value.path()).read_bytes().startswith(b"%PDF")
+
+    # bad input: the message sits next to the field, no report is made
+    page.fill("input[name=from]", "2026-03-10")
+    page.fill("input[name=to]", "2026-03-01")
+    page.click("#report-form button:has-text('Показать')")
+    assert "раньше начала" in page.locator("#err-to").inner_text()
+    assert page.locator("#report-1").count() == 0
+    shot(page, "ops_12_report_bad_input")
+    # another organisation is not there to choose; asked for by hand, it does not exist
+    page.goto(f"{url}/reports/balance?org=uk2")
+    assert "организация не найдена" in page.locator("#err-org").inner_text()
+
+    page.goto(f"{url}/reports/completeness")
+    page.wait_for_selector("#report-1")
+    assert "ул. Мира 2" not in page.locator("#report-1").inner_text()  # uk2's house
+    shot(page, "ops_13_completeness")
+    page.goto(f"{url}/reports/balance")
+    assert "потери выше допуска" in page.locator("#report-1").inner_text()
+    shot(page, "ops_14_house_balance")
+    page.goto(f"{url}/reports/coverage")
+    assert [r[0] for r in _cells(page, 2)] == ["LS-10"]
+    shot(page, "ops_15_coverage")
+    page.goto(f"{url}/reports/verification")
+    page.check("input[name=unknown]")
+    page.click("#report-form button:has-text('Показать')")
+    page.wait_for_url("**unknown=1**")
+    rows = _cells(page)
+    assert rows[0][0] == "e3" and rows[0][9].startswith("просрочена на 3 дн.")
+    assert "hw2" not in {r[0] for r in rows}
+    shot(page, "ops_16_verification")
+    with page.expect_download() as dl:
+        page.click("#export-xlsx")
+    import io
+
+    from openpyxl import load_workbook
+
+    ws = load_workbook(io.BytesIO(Path(dl.value.path()).read_bytes())).active
+    assert any(r[0] == "e3" for r in ws.iter_rows(values_only=True))
+
+
+def test_dispatcher_and_admin_see_every_organisation(reports_site, page) -> None:
+    url, _ = reports_site
+    log_in(page, url, "disp")
+    page.goto(f"{url}/reports/completeness?group=gateway")
+    groups = {r[1] for r in _cells(page)}
+    assert {"gw1", "gw2"} <= groups
+    page.context.clear_cookies()
+    log_in(page, url, "admin")
+    page.goto(f"{url}/reports/verification")
+    assert {"e3", "hw2"} <= {r[0] for r in _cells(page)}
