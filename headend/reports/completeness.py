@@ -7,7 +7,8 @@ that sent anything that day and the share of hourly load-profile intervals recei
 - Profile meters are those that stored an interval in the period or the 35 days before; each
   is expected to cover every hour of the local day (23 or 25 on clock-change days). An hour
   counts as received when its intervals add up to the hour: n × the meter's interval length
-  ≥ 3600 s (two half-hours, four quarter-hours…), from the hourly rollup.
+  ≥ 3600 s (two half-hours, four quarter-hours…), from the hourly rollup (the most intervals
+  of any of the meter's profile channels in that hour).
 """
 from __future__ import annotations
 
@@ -68,8 +69,9 @@ got AS (
     WHERE day BETWEEN %(start)s AND %(end)s AND meter_id IN (SELECT id FROM mm)
 ),
 prof AS (
-    SELECT mm.id, (SELECT max(i.period_s) FROM intervals i WHERE i.meter_id = mm.id
-                   AND i.ts >= %(t0)s - interval '35 days' AND i.ts < %(t1)s) AS period_s
+    -- a meter keeps one interval length: any of its intervals tells it (the first found ends the probe)
+    SELECT mm.id, (SELECT i.period_s FROM intervals i WHERE i.meter_id = mm.id
+                   AND i.ts >= %(t0)s - interval '35 days' AND i.ts < %(t1)s LIMIT 1) AS period_s
     FROM mm
 ),
 hours AS (
@@ -100,7 +102,10 @@ async def build(conn: psycopg.AsyncConnection, principal: Principal, p: Params, 
     t0, t1 = common.bounds(p, tz)
     cond, params = scope.named("m.org_id")
     none = "не указан" if lang != "en" else "not set"
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # the planner's row estimates through the rollup views are far off, and JIT compiling the
+        # plan they make costs seconds (measured: bench/headend_reports.py) for milliseconds of work
+        await cur.execute("SELECT set_config('jit', 'off', true)")
         await cur.execute(_sql(p.group, cond, p.resource is not None),
                           {"start": p.start, "end": p.end, "t0": t0, "t1": t1, "tz": getattr(tz, "key", str(tz)),
                            "resource": p.resource, **params})
