@@ -21,7 +21,7 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,11 +29,14 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from askue.devservices.postgres import PgCluster, timescaledb_installed
+from askue.devservices.postgres import PgCluster
 from askue.headend.auth.permissions import Principal, Scope
 from askue.headend.reports import documents, run
 from askue.headend.storage import migrations
 from askue.headend.storage.queries import consumption as cq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.lib.pg import modes_from_env, temp_cluster  # noqa: E402
 
 METERS = int(os.environ.get("ASKUE_BENCH_REPORT_METERS", "3000"))
 RUNS = int(os.environ.get("ASKUE_BENCH_RUNS", "10"))
@@ -168,25 +171,17 @@ def figures(mode: str, res: dict) -> list[dict]:
 
 
 def main() -> None:
-    modes = os.environ.get("ASKUE_BENCH_MODES", "").split() or (
-        ["timescale"] if timescaledb_installed() else ["plain"])
+    modes = modes_from_env(default_both=False)
     figs, notes = [], []
-    with tempfile.TemporaryDirectory(prefix="askue-bench-") as d:
-        tmp = Path(d)
-        os.chmod(tmp, 0o755)
-        cluster = PgCluster(tmp / "pg", timescaledb="timescale" in modes)
-        cluster.start()
-        try:
-            for mode in modes:
-                dsn, info = load(cluster, mode)
-                res = asyncio.run(measure(dsn, max(1, METERS // PER_ORG)))
-                figs += figures(mode, res)
-                cluster.drop_database(f"rep_{mode}")
-                notes.append(f"{mode}: {info['registers']} register readings and {info['intervals']} intervals "
-                             f"loaded in {info['load_s']:.0f} s; rows per report: "
-                             + ", ".join(f"{k} {v}" for k, v in res["rows"].items()) + f"; {RUNS} runs")
-        finally:
-            cluster.stop("immediate")
+    with temp_cluster("timescale" in modes) as cluster:
+        for mode in modes:
+            dsn, info = load(cluster, mode)
+            res = asyncio.run(measure(dsn, max(1, METERS // PER_ORG)))
+            figs += figures(mode, res)
+            cluster.drop_database(f"rep_{mode}")
+            notes.append(f"{mode}: {info['registers']} register readings and {info['intervals']} intervals "
+                         f"loaded in {info['load_s']:.0f} s; rows per report: "
+                         + ", ".join(f"{k} {v}" for k, v in res["rows"].items()) + f"; {RUNS} runs")
     print(json.dumps({"name": "headend_reports", "figures": figs,
                       "notes": f"{METERS} meters; " + "; ".join(notes)}))
 

@@ -12,6 +12,7 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse
 
+from askue.headend.api.errors import status_of
 from askue.headend.auth.permissions import Action
 from askue.headend.commands import service
 from askue.headend.commands.catalogue import KINDS
@@ -114,12 +115,11 @@ async def meter_command(request: Request, code: str, w: WebUser = Depends(web_us
         if command in ("relay_disconnect", "relay_reconnect"):
             field = "confirm" if isinstance(e, NeedsConfirmation) else None
             return await _relay_page(request, w, c, m, command, error=e.text(w.lang), field=field,
-                                     status=403 if isinstance(e, Forbidden) else 422)
+                                     status=status_of(e))
         field = e.field if isinstance(e, Invalid) else None
         ctx = await meter_block(c, w, m, limit=200, form=fields, errors={field: e.text(w.lang)} if field else None,
                                 error=None if field else e.text(w.lang))
-        status = 403 if isinstance(e, Forbidden) else 409 if isinstance(e, Conflict) else 422
-        return render(request, "meter_commands.html", {"m": m, **ctx}, w, status_code=status)
+        return render(request, "meter_commands.html", {"m": m, **ctx}, w, status_code=status_of(e))
     back = form.get("back") == "card"
     url = f"{base_path(request)}/meters/{quote(m['code'], safe='')}"
     url += f"?cmd={row['id']}#commands" if back else f"/commands?done={row['id']}"
@@ -191,9 +191,8 @@ async def gateway_command(request: Request, gid: str, w: WebUser = Depends(web_u
         row = await service.send(c, w.principal, str(form.get("command", "")), gateway=g["id"],
                                  default_ttl_s=_ttl(request))
     except (Invalid, Conflict, Forbidden) as e:
-        status = 403 if isinstance(e, Forbidden) else 409 if isinstance(e, Conflict) else 422
         return render(request, "gateway.html", await gateway_block(c, w, g, error=e.text(w.lang)), w,
-                      status_code=status)
+                      status_code=status_of(e))
     return RedirectResponse(f"{base_path(request)}/gateways/{quote(g['id'], safe='')}?done={row['id']}",
                             status_code=303)
 

@@ -46,10 +46,10 @@ def page(browser):  # noqa: F811
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    # a page answering 404 or 422 is what some checks want (another organisation's object, bad
+    # a page answering 404, 409 or 422 is what some checks want (another organisation's object, bad
     # input); any other console error (a script, CSP, a missing asset) fails the test
     pg.on("console", lambda m: errors.append(f"console: {m.text}")
-          if m.type == "error" and not re.search(r"status of (404|422)\b", m.text) else None)
+          if m.type == "error" and not re.search(r"status of (404|409|422)\b", m.text) else None)
     try:
         yield pg
     finally:
