@@ -18,7 +18,9 @@ A reading is accepted when:
 
 Stored with quality M, source `manual` (reason `manual`) or `file`, reason
 `consumer_reported` when the consumer reported it; written through
-`storage.values.insert`, so VEE's hook judges it like any other value; audited.
+`storage.values.insert`, so VEE's hook judges it like any other value; audited. A
+rejected reading is kept in `rejected_readings` (`readings/rejections.py`) for the
+rejected-readings report.
 """
 from __future__ import annotations
 
