@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from askue.headend.billing import tasks as billing_tasks
+from askue.headend.commands import dispatcher as commands_dispatcher
 from askue.headend.notify import worker as notify_worker
 from askue.headend.storage import tasks as storage_tasks
 from askue.headend.vee import live as vee_live  # noqa: F401  registers the "vee" after-insert hook
@@ -24,4 +25,5 @@ BACKGROUND_TASKS: list[Callable[[Any, Any], Awaitable[None]]] = [
     billing_tasks.billing_task,
     vee_scan.scan_task,
     notify_worker.notify_task,
+    commands_dispatcher.command_task,
 ]

@@ -70,6 +70,12 @@ class Settings(BaseModel):
     map_mbtiles: str | None = None  # an MBTiles file (SQLite)
     map_max_zoom: int = Field(19, ge=1, le=22)
 
+    # commands to gateways: how long a command may wait (offline gateway, no answer) before it
+    # expires unless the sender asks otherwise, and how often waiting commands are looked at
+    # besides the database's notifications
+    command_ttl_s: float = Field(3600, ge=10, le=7 * 86400)
+    command_poll_s: float = Field(5, gt=0, le=300)
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from askue.headend.grafana.dashboards import build_all, build_system
+from askue.headend.grafana.dashboards import build_system
 from askue.headend.grafana.macros import VariableValue, expand
+from askue.headend.grafana.provisioning import folder_dashboards
 from askue.headend.storage import meta
 
 
@@ -59,7 +60,7 @@ def run(dsn: str, dashboards: list[dict] | None = None, now: datetime | None = N
         conn.execute("SET statement_timeout = '30s'")
         if timescaledb is None:
             timescaledb = not meta.load_sync(conn).plain
-        for d in dashboards or build_all():
+        for d in dashboards or folder_dashboards():
             start, end = parse_relative(d["time"]["from"], now), parse_relative(d["time"]["to"], now)
             variables = variable_values(conn, d)
             for p in d["panels"]:

@@ -189,6 +189,53 @@ TEXTS |= {
     "due_short": ("Следующая", "Next"), "zones_n": ("Число тарифов", "Tariff zones"),
 }
 
+# commands to gateways (meter card, gateway page)
+TEXTS.update({
+    "commands": ("Команды", "Commands"), "meter_commands": ("Команды прибору учёта", "Commands to the meter"),
+    "gateway_commands": ("Команды шлюзу", "Commands to the gateway"),
+    "cmd_given_at": ("Подана", "Given"), "cmd_command": ("Команда", "Command"), "cmd_by": ("Кто подал", "By"),
+    "cmd_outcome": ("Результат", "Outcome"), "cmd_finished": ("Завершена", "Finished"),
+    "cmd_expires": ("Срок до", "Expires"), "cmd_none": ("Команд ещё не было", "No commands yet"),
+    "cmd_all": ("Все команды прибора учёта", "All commands of the meter"),
+    "cmd_queued": ("Команда «{title}» принята (№ {id}) и будет передана шлюзу; результат появится в таблице.",
+                   "Command “{title}” accepted (no. {id}); it goes to the gateway, its outcome shows in the table."),
+    "cmd_gateway_offline": ("Шлюз {gw} сейчас не на связи: команды ждут его выхода на связь и отменяются, если срок "
+                            "истечёт раньше.", "Gateway {gw} is offline: commands wait for it and are dropped if "
+                                               "they expire first."),
+    "cmd_no_gateway": ("Прибор учёта не подключён к шлюзу: команды недоступны.",
+                       "The meter is read by no gateway: no commands."),
+    "cmd_not_allowed": ("Ваша роль не позволяет отправлять команды.", "Your role may not send commands."),
+    "cmd_profile_range": ("Профиль нагрузки за период", "Load profile for a range"),
+    "relay_off_warning": ("Абонент {who} ({addr}) останется без электроэнергии, пока нагрузку не включат снова. "
+                          "Отключайте только после уведомления абонента в установленном порядке.",
+                          "The subscriber {who} ({addr}) stays without electricity until the load is reconnected. "
+                          "Disconnect only after notifying the subscriber as the rules require."),
+    "relay_on_warning": ("Нагрузка абонента {who} ({addr}) будет включена.",
+                         "The load of subscriber {who} ({addr}) will be reconnected."),
+    "relay_tick_disconnect": ("Подтверждаю отключение нагрузки прибора учёта {meter}",
+                              "I confirm disconnecting the load of meter {meter}"),
+    "relay_tick_reconnect": ("Подтверждаю включение нагрузки прибора учёта {meter}",
+                             "I confirm reconnecting the load of meter {meter}"),
+    "relay_ask_disconnect": ("Отключить нагрузку прибора учёта {meter}? Абонент останется без электроэнергии.",
+                             "Disconnect the load of meter {meter}? The subscriber will have no electricity."),
+    "relay_ask_reconnect": ("Включить нагрузку прибора учёта {meter}?", "Reconnect the load of meter {meter}?"),
+    "cancel": ("Отмена", "Cancel"), "whole_gateway": ("весь шлюз", "whole gateway"), "meters_of_gateway": ("Приборы учёта шлюза", "Meters of the gateway"),
+    "started_at": ("Запущен", "Started"), "cmd_gateway_not_allowed": (
+        "Команды шлюзу подают диспетчер и администратор.", "Gateway commands are for dispatchers and admins."),
+})
+
+# reports
+TEXTS.update({
+    "reports": ("Отчёты", "Reports"), "rep_group": ("Группировать по", "Group by"),
+    "rep_group_house": ("домам", "house"), "rep_group_gateway": ("шлюзам", "gateway"),
+    "rep_group_organisation": ("организациям", "organisation"),
+    "rep_source_gateway": ("шлюзы (приём данных)", "gateways (ingest)"),
+    "rep_source_manual": ("ввод вручную и биллинг", "by hand and billing"), "rep_source_file": ("файлы", "files"),
+    "rep_source_vee": ("проверка достоверности (VEE)", "validation (VEE)"),
+    "rep_horizon": ("Истекает в ближайшие, дн.", "Due within, days"),
+    "rep_unknown": ("Показать приборы без даты поверки", "Show meters without a verification date"),
+})
+
 
 def t(key: str, lang: str = "ru", **kw: object) -> str:
     pair = TEXTS.get(key)

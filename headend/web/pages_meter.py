@@ -20,6 +20,7 @@ from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import values as vq
 from askue.headend.storage.queries.meter_table import attach_latest
 from askue.headend.web import documents as wdoc
+from askue.headend.web import pages_commands
 from askue.headend.web.charts import Series, bar_chart, line_chart
 from askue.headend.web.deps import WebUser, conn, html_errors, render, web_user
 from askue.headend.web.i18n import t
@@ -147,10 +148,8 @@ def _charts(data: dict, lang: str) -> dict[str, str]:
 async def meter_card(request: Request, code: str, w: WebUser = Depends(web_user),
                      c: psycopg.AsyncConnection = Depends(conn)):
     data = await _card(request, code, w, c)
-    # Other helpers add their card sections (commands, registry acts) as template includes of
-    # their own, with their data added to this context here.
-    return render(request, "meter.html", data | {"charts": _charts(data, w.lang),
-                                                 "export_qs": request.url.query}, w,
+    return render(request, "meter.html", data | {"charts": _charts(data, w.lang), "export_qs": request.url.query,
+                                                 **await pages_commands.card_context(request, c, w, data["m"])}, w,
                   status_code=422 if data["nav"].errors else 200)
 
 

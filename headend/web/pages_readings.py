@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from askue.headend import names
 from askue.headend.auth.permissions import Action
 from askue.headend.errors import Invalid
-from askue.headend.readings import service
+from askue.headend.readings import rejections, service
 from askue.headend.readings.channels import display_channels
 from askue.headend.storage.queries import meters as mq
 from askue.headend.web.deps import WebUser, check_csrf, conn, html_errors, render, web_user
@@ -62,7 +62,7 @@ async def readings_save(request: Request, w: WebUser = Depends(web_user), c: psy
     except ValueError:
         raise Invalid("at", "reading time: YYYY-MM-DDThh:mm", "время снятия показаний: ГГГГ-ММ-ДДTчч:мм") from None
     comment = str(form.get("comment", ""))[:2000]
-    inputs, results = [], []
+    inputs, results, typos = [], [], []
     for key, raw in form.multi_items():
         if not key.startswith("v|") or not str(raw).strip():
             continue
@@ -73,6 +73,9 @@ async def readings_save(request: Request, w: WebUser = Depends(web_user), c: psy
         except Invalid as e:
             results.append({"meter": code, "obis": obis, "channel": channel_label(obis, w.lang), "ok": False,
                             "value": text, "status": "rejected", "error": e.text(w.lang)})
+            typos.append(rejections.Rejection("manual", e.message, e.message_ru, meter_ref=code, obis=obis,
+                                              value_text=text, ts=at, field="value"))
+    await rejections.record(c, w.principal, typos)
     outcomes = await service.submit(c, w.principal, inputs, confirm=form.get("confirm") == "1") if inputs else []
     for o in outcomes:
         results.append({"meter": o.input.meter, "obis": o.input.obis, "channel": channel_label(o.input.obis, w.lang),

@@ -7,13 +7,16 @@ from askue.headend.web import (
     pages_admin,
     pages_alerts,
     pages_auth,
+    pages_commands,
     pages_events,
     pages_main,
     pages_meter,
     pages_meters,
     pages_readings,
+    pages_reports,
 )
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-for _m in (pages_auth, pages_main, pages_meters, pages_meter, pages_events, pages_readings, pages_admin, pages_alerts):
+for _m in (pages_auth, pages_main, pages_meters, pages_meter, pages_events, pages_readings, pages_admin,
+           pages_alerts, pages_commands, pages_reports):
     router.include_router(_m.router)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from test_grafana_reports import add_report_rows
 from test_web_fixtures import build
 
 from askue.cli import main as cli_main
@@ -23,13 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def demo(pg_dsn: str, tmp_path: Path) -> str:
     build(pg_dsn, tmp_path)
+    add_report_rows(pg_dsn)  # the reports' dashboard needs refusals, a bare account, a verification due
     return pg_dsn
 
 
 def test_every_panel_returns_rows_on_demo_data(demo: str, storage_mode: str) -> None:
     """As Grafana sends them, with the data source's TimescaleDB switch as `push` sets it,
     and (on TimescaleDB) also with it off."""
-    n_panels = sum(len(d["panels"]) for d in dashboards.build_all())
+    n_panels = sum(len(d["panels"]) for d in provisioning.folder_dashboards())
     for ts in ((None, False) if storage_mode == "timescale" else (None,)):
         results = check.run(demo, timescaledb=ts)
         assert len(results) == n_panels >= 20
@@ -168,7 +170,7 @@ def test_datasource_payload_from_dsn() -> None:
 def test_cli_check_and_usage_errors(demo: str, capsys) -> None:
     assert cli_main(["grafana", "check", "--dsn", demo]) == 0
     out = capsys.readouterr().out
-    assert out.count("\nok ") + out.startswith("ok ") == sum(len(d["panels"]) for d in dashboards.build_all())
+    assert out.count("\nok ") + out.startswith("ok ") == sum(len(d["panels"]) for d in provisioning.folder_dashboards())
     assert cli_main(["grafana", "push", "--url", "http://127.0.0.1:1", "--token", ""]) == 2
     assert cli_main(["grafana"]) == 2
 
@@ -191,7 +193,7 @@ def test_live_push(pg_dsn: str) -> None:
 
     url, token = os.environ["ASKUE_TEST_GRAFANA_URL"], os.environ["ASKUE_TEST_GRAFANA_TOKEN"]
     res = push(url, token, provisioning.datasource_payload(pg_dsn))
-    assert res.dashboards == [d["uid"] for d in dashboards.build_all()]
+    assert res.dashboards == [d["uid"] for d in provisioning.folder_dashboards()]
     api = GrafanaApi.from_url(url, credential=token)
     for uid in res.dashboards:
         assert api.dashboard.get_dashboard(uid)["dashboard"]["uid"] == uid
