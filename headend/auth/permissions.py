@@ -29,6 +29,11 @@ class Action(StrEnum):
     BILLING_WINDOW = "billing.window"  # the reading acceptance window
     USERS_MANAGE = "users.manage"
     TOKENS_CREATE = "tokens.create"
+    ALERTS_SUBSCRIBE = "alerts.subscribe"  # one's own alert subscriptions by e-mail
+    ALERTS_WEBHOOK = "alerts.webhook"  # alert subscriptions that POST to a URL (the head-end calls out)
+    COMMANDS_SEND = "commands.send"  # poll a meter now, read its profile or clock, sync its clock
+    COMMANDS_RELAY = "commands.relay"  # switch a meter's load relay off or on
+    COMMANDS_GATEWAY = "commands.gateway"  # gateway-wide: poll every meter, reload the config
 
 
 # Roles a user manager may give: an organisation's admin manages its own people only.
@@ -44,6 +49,12 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.BILLING_WINDOW: frozenset({"admin", "billing", "org_admin"}),
     Action.USERS_MANAGE: frozenset({"admin", "org_admin"}),
     Action.TOKENS_CREATE: frozenset({"admin"}),
+    Action.ALERTS_SUBSCRIBE: frozenset({"admin", "dispatcher", "org_admin", "viewer"}),
+    Action.ALERTS_WEBHOOK: frozenset({"admin", "dispatcher", "org_admin"}),
+    Action.COMMANDS_SEND: frozenset({"admin", "dispatcher", "org_admin"}),
+    Action.COMMANDS_RELAY: frozenset({"admin", "dispatcher", "org_admin"}),
+    # a gateway may serve several organisations' meters: its own operations stay with the operator
+    Action.COMMANDS_GATEWAY: frozenset({"admin", "dispatcher"}),
 }
 
 

@@ -1,6 +1,6 @@
 """MQTT consumer: MQTT 5 (shared) subscriptions → batches → one DB transaction → PUBACK.
 
-Messages are acknowledged by hand (paho's manual ack, `mqtt_link`) only after
+Messages are acknowledged by hand (paho's manual ack, `askue.headend.mqtt`) only after
 the transaction holding them committed, so a crash between receipt and commit
 makes the broker deliver them again; the idempotent merge makes that harmless.
 A payload that fails validation is stored whole in `dead_letters` (in the same
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,11 +18,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from askue.contract import PayloadError, Topics, decode_data_fast, decode_health, decode_state
-from askue.headend import metrics
+from askue.headend import metrics, mqtt
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
-from askue.headend.ingest.mqtt_link import LinkLost, MqttLink
 from askue.headend.storage.values import InsertedBatch
 
 log = logging.getLogger(__name__)
@@ -78,15 +75,6 @@ def _classify(topics: Topics, topic: str, payload: bytes, pending: Pending) -> N
         pending.healths.append(msg)
 
 
-def _tls_context(s: Settings) -> ssl.SSLContext | None:
-    if not s.mqtt_tls:
-        return None
-    ctx = ssl.create_default_context(cafile=s.mqtt_ca_file)
-    if s.mqtt_cert_file:
-        ctx.load_cert_chain(s.mqtt_cert_file, s.mqtt_key_file)
-    return ctx
-
-
 class Consumer:
     def __init__(self, settings: Settings, pool: AsyncConnectionPool, ctx: merge.MergeContext) -> None:
         self.s = settings
@@ -94,13 +82,8 @@ class Consumer:
         self.ctx = ctx
         self.topics = Topics(settings.mqtt_root)
         self.stats = IngestStats()
-        # Stable across restarts: a restarted worker must resume its persistent session. A new id
-        # per process (the pid) left the old session in the shared group, where the broker kept
-        # queuing its share of the data for nobody (lost on session expiry). Several workers on
-        # one host in one group need their own mqtt_client_id.
-        self.client_id = settings.mqtt_client_id or "-".join(
-            x for x in ("askue-headend", socket.gethostname(), settings.mqtt_group) if x)
-        self._link: MqttLink | None = None
+        self.client_id = mqtt.client_id(settings)
+        self._link: mqtt.MqttLink | None = None
         # Messages are decoded straight into the batch being built (no object per message);
         # the batcher takes it when it is full or has lingered long enough.
         self._building = Pending()
@@ -117,10 +100,8 @@ class Consumer:
             self._arrived.clear()
             self._full.clear()
             self._unacked = 0
-            link = self._link = MqttLink(
-                self.s.mqtt_host, self.s.mqtt_port, self.client_id, self._on_message,
-                username=self.s.mqtt_username, password=self.s.mqtt_password, tls=_tls_context(self.s),
-                receive_maximum=self.s.receive_maximum)
+            link = self._link = mqtt.link(self.s, self.client_id, self._on_message,
+                                          receive_maximum=self.s.receive_maximum)
             consume: asyncio.Task | None = None
             try:
                 await link.connect()
@@ -139,7 +120,7 @@ class Consumer:
                 self.stats.connected.set()
                 delay = 0.5
                 await consume
-            except LinkLost as e:
+            except mqtt.LinkLost as e:
                 self.stats.connected.clear()
                 log.warning("MQTT connection to %s:%s lost (%s); retrying in %.1fs",
                             self.s.mqtt_host, self.s.mqtt_port, e, delay)
@@ -175,7 +156,7 @@ class Consumer:
         if link is not None and link.paused and self._unacked < self.s.ingest_max_pending_values // 2:
             link.resume()
 
-    async def _consume(self, link: MqttLink) -> None:
+    async def _consume(self, link: mqtt.MqttLink) -> None:
         # Up to `ingest_writers` batches are written at once while the next one is built (acks
         # stay per message, so their order does not matter).
         writers = asyncio.Semaphore(self.s.ingest_writers)

@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from askue.headend.auth import audit
+
 RESOURCES = {
     "electricity": "electricity", "электроэнергия": "electricity", "электричество": "electricity", "ээ": "electricity",
     "cold_water": "cold_water", "хвс": "cold_water", "холодная вода": "cold_water", "хвс/вода": "cold_water",
@@ -333,13 +335,16 @@ _METER_FIELDS = ("serial", "model", "resource", "unit", "digits", "multiplier", 
 
 def _upsert(conn: psycopg.Connection, table: str, code: str, values: dict[str, Any], res: ImportResult) -> int:
     cols = [k for k, v in values.items() if v is not None]
-    row = conn.execute(f"SELECT id FROM {table} WHERE code = %s", (code,)).fetchone()
+    row = conn.execute(f"SELECT id, {', '.join(cols) or 'NULL'} FROM {table} WHERE code = %s", (code,)).fetchone()
     if row is None:
         names = ", ".join(["code", *cols])
         ph = ", ".join(["%s"] * (len(cols) + 1))
         new_id = conn.execute(f"INSERT INTO {table} ({names}) VALUES ({ph}) RETURNING id",
                               [code, *[values[c] for c in cols]]).fetchone()[0]
         res.created[table] = res.created.get(table, 0) + 1
+        if table == "meters":  # the meter card's history shows what the registry said and when
+            audit.record_sync(conn, "registry import", "registry_import", "meter", code,
+                              new={c: values[c] for c in cols if c in _METER_FIELDS})
         return new_id
     if cols:
         sets = ", ".join(f"{c} = %s" for c in cols)
@@ -348,7 +353,18 @@ def _upsert(conn: psycopg.Connection, table: str, code: str, values: dict[str, A
             [*[values[c] for c in cols], row[0], *[values[c] for c in cols]]).rowcount
         if changed:
             res.updated[table] = res.updated.get(table, 0) + 1
+            before = dict(zip(cols, row[1:], strict=True))
+            diff = [c for c in cols if c in _METER_FIELDS and _differs(before[c], values[c])]
+            if table == "meters" and diff:
+                audit.record_sync(conn, "registry import", "registry_import", "meter", code,
+                                  old={c: before[c] for c in diff}, new={c: values[c] for c in diff})
     return row[0]
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, int | float) and isinstance(new, int | float) and not isinstance(old, bool):
+        return float(old) != float(new)
+    return old != new
 
 
 def apply_rows(conn: psycopg.Connection, rows: list[RegistryRow], res: ImportResult) -> None:

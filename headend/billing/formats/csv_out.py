@@ -15,10 +15,10 @@ from decimal import Decimal
 
 from .numbers import format_decimal
 
-READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at"]
+READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at", "archive"]
 CONSUMPTION_COLUMNS = ["meter", "obis", "zone", "period_start", "period_end", "start_value", "start_ts",
                        "end_value", "end_ts", "multiplier", "consumption", "quality", "source", "estimated",
-                       "replaced_meter"]
+                       "replaced_meter", "start_boundary_source", "end_boundary_source"]
 
 
 @dataclass
@@ -32,6 +32,7 @@ class ReadingRow:
     reasons: list[str]
     source: str
     received_at: datetime | None = None
+    archive: str | None = None  # registers: day_start | month_start, the meter's own boundary value
 
 
 def _iso(t: datetime | None) -> str:
@@ -65,4 +66,4 @@ class CsvWriter:
 
 def reading_values(r: ReadingRow) -> list[str]:
     return [r.meter, r.obis, r.kind, _iso(r.ts), _num(r.value), r.quality, "|".join(r.reasons), r.source,
-            _iso(r.received_at)]
+            _iso(r.received_at), r.archive or ""]

@@ -1,7 +1,10 @@
-"""The MQTT 5 session of an ingest worker: paho's protocol engine driven by the asyncio
-loop, with acknowledgements by hand and flow control on values.
+"""The head-end's MQTT 5 session (ingest workers, the command dispatcher): paho's protocol
+engine driven by the asyncio loop, a persistent session under a stable client id, TLS and
+credentials from the settings, acknowledgements by hand (a message is acknowledged only
+after what it carried is committed, so a crash in between makes the broker deliver it
+again) and flow control on reading.
 
-Why not a general client library: the worker must stop *reading* while too many values
+Why not a general client library: an ingest worker must stop *reading* while too many values
 wait for their commit. MQTT's Receive Maximum bounds messages in flight, not values (a
 gateway's message holds up to 10,000), so a broker backlog would otherwise fill the
 worker's memory with decoded values. Here `pause()` takes the socket off the loop: paho
@@ -22,7 +25,34 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from askue.headend.config import Settings
+
 log = logging.getLogger(__name__)
+
+
+def tls_context(s: Settings) -> ssl.SSLContext | None:
+    if not s.mqtt_tls:
+        return None
+    ctx = ssl.create_default_context(cafile=s.mqtt_ca_file)
+    if s.mqtt_cert_file:
+        ctx.load_cert_chain(s.mqtt_cert_file, s.mqtt_key_file)
+    return ctx
+
+
+def client_id(s: Settings, suffix: str = "") -> str:
+    """Stable across restarts: a restarted worker must resume its persistent session. A new id
+    per process (the pid) left the old session in the shared group, where the broker kept
+    queuing its share of the data for nobody (lost on session expiry). Several workers on one
+    host in one group need their own mqtt_client_id."""
+    base = s.mqtt_client_id or "-".join(x for x in ("askue-headend", socket.gethostname(), s.mqtt_group) if x)
+    return base + suffix
+
+
+def link(s: Settings, identifier: str, on_message: Callable[[mqtt.MQTTMessage], None], *,
+         receive_maximum: int = 1000) -> MqttLink:
+    """A link to the configured broker (credentials and TLS from the settings); call from the loop."""
+    return MqttLink(s.mqtt_host, s.mqtt_port, identifier, on_message, username=s.mqtt_username,
+                    password=s.mqtt_password, tls=tls_context(s), receive_maximum=receive_maximum)
 
 
 class LinkLost(Exception):
@@ -45,6 +75,7 @@ class MqttLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
+        c.on_publish = self._on_publish
         c.on_message = lambda _c, _u, m: self.on_message(m)
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
@@ -63,6 +94,7 @@ class MqttLink:
         self._connected: asyncio.Future[bool] = self._loop.create_future()
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self._subs: dict[int, asyncio.Future[None]] = {}
+        self._pubs: dict[int, asyncio.Future[None]] = {}
         self._misc: asyncio.Task | None = None
 
     # ---- paho callbacks (on the loop's thread, or the connect executor's) ---------------------
@@ -119,8 +151,18 @@ class MqttLink:
                 fut.set_exception(LinkLost(f"subscription refused: {bad}")) if bad else fut.set_result(None)
         self._soon(done)
 
+    def _on_publish(self, _c, _u, mid, reason_code, _props) -> None:
+        def done() -> None:
+            fut = self._pubs.pop(mid, None)
+            if fut is not None and not fut.done():
+                if reason_code.is_failure:
+                    fut.set_exception(LinkLost(f"broker refused the message: {reason_code}"))
+                else:
+                    fut.set_result(None)
+        self._soon(done)
+
     def _lose(self, err: Exception) -> None:
-        for fut in (self._connected, self.lost, *self._subs.values()):
+        for fut in (self._connected, self.lost, *self._subs.values(), *self._pubs.values()):
             if not fut.done():
                 fut.set_exception(err)
                 fut.exception()  # whoever waits sees it; nobody waiting is no error of its own
@@ -180,6 +222,24 @@ class MqttLink:
                 if not self._paused and self._last_read < since:
                     self._subs.pop(mid, None)
                     raise LinkLost(f"no SUBACK in {timeout:.0f} s") from None
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, properties: Properties | None = None,
+                      timeout: float = 10.0) -> None:
+        """Publish; with QoS 1, return once the broker acknowledged the message."""
+        info = self.client.publish(topic, payload, qos=qos, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise LinkLost(f"publish failed: {mqtt.error_string(info.rc)}")
+        if qos == 0:
+            return
+        # paho only queues the packet here (it is written from the loop), so the PUBACK
+        # cannot come before the future is in place
+        fut = self._pubs[info.mid] = self._loop.create_future()
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise LinkLost(f"no PUBACK in {timeout:.0f} s") from None
+        finally:
+            self._pubs.pop(info.mid, None)
 
     def ack(self, mid: int, qos: int) -> None:
         self.client.ack(mid, qos)

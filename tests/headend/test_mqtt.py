@@ -7,7 +7,7 @@ import asyncio
 
 import paho.mqtt.client as paho
 
-from askue.headend.ingest.mqtt_link import MqttLink
+from askue.headend.mqtt import MqttLink
 
 TOPIC = "t/backlog"
 
