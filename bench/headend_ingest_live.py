@@ -251,7 +251,7 @@ class Bench:
         samples: list[tuple[float, float]] = []  # (values committed, RSS MB)
         t = time.monotonic()
         try:
-            h.wait_subscribed(STARTUP_S)
+            # no waiting for the SUBACK: it comes behind up to receive_maximum queued messages
             while True:
                 m = h.metrics()
                 done = m.get("askue_headend_ingest_values_total", 0)
