@@ -117,8 +117,9 @@ async def export_80020(conn: psycopg.AsyncConnection, org: Org, day: date, *, tz
 
 async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: date, *,
                          org_ids: frozenset[int] | None = None, tz: ZoneInfo | None = None,
-                         obis: str = "1.0.1.29.0.255") -> hourly_xlsx.HourlyProfile:
-    """Hourly consumption (× multiplier) of one meter for a month from its load profile.
+                         obis: str = "1.0.1.29.0.255", multiplied: bool = True) -> hourly_xlsx.HourlyProfile:
+    """Hourly consumption (× multiplier; the meter's own with `multiplied=False`, «без КТ»
+    as the customer cabinet's act) of one meter for a month from its load profile.
 
     An hour is filled only when its intervals cover it completely; otherwise its
     cell stays empty rather than showing a partial sum.
@@ -142,7 +143,7 @@ async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: 
         acc, secs = sums.get(hour, (Decimal(0), 0))
         sums[hour] = (acc + Decimal(repr(value)), secs + period_s)
     prof = hourly_xlsx.HourlyProfile(month.replace(day=1), {}, serial or meter_code)
-    m = Decimal(repr(mult))
+    m = Decimal(repr(mult)) if multiplied else Decimal(1)
     for hour_utc, (total, secs) in sums.items():
         if secs != 3600:
             continue

@@ -88,16 +88,20 @@ def _sheet_title(title: str, used: set[str]) -> str:
     return clean
 
 
+XLS_MAGIC = b"\xd0\xcf\x11\xe0"  # an OLE2 compound file: Excel 97–2003 (.xls)
+
+
 def open_workbook(data: bytes, fmt: str):
-    """openpyxl workbook from bytes, or ExportFormatError saying why not."""
+    """openpyxl workbook from bytes (.xlsx, or an old .xls copied into one), or
+    ExportFormatError saying why not."""
     from openpyxl import load_workbook
 
     if len(data) > MAX_BYTES:
         raise ExportFormatError(fmt, [_i("file", f"{len(data)} bytes is too large", "split the file")])
+    if data.startswith(XLS_MAGIC):
+        return _xls_workbook(data, fmt)
     if not data.startswith(b"PK"):
-        hint = "save it as .xlsx (Excel 2007+), not .xls or CSV" if data[:4] != b"\xd0\xcf\x11\xe0" else \
-            "this is an old .xls file: open it in Excel and save as .xlsx"
-        raise ExportFormatError(fmt, [_i("file", "not an xlsx workbook", hint)])
+        raise ExportFormatError(fmt, [_i("file", "not an xlsx or xls workbook", "save it as .xlsx or .xls, not CSV")])
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             # guard against zip bombs before openpyxl inflates everything
@@ -113,6 +117,45 @@ def open_workbook(data: bytes, fmt: str):
     except Exception as e:  # openpyxl raises many unrelated types on damaged files
         raise ExportFormatError(fmt, [_i("file", f"cannot read the workbook ({type(e).__name__}: {str(e)[:120]})",
                                          "open it in Excel, check it and save as .xlsx again")]) from None
+
+
+def _xls_workbook(data: bytes, fmt: str):
+    """The cell values of an .xls file (xlrd) in an in-memory openpyxl workbook, so both
+    formats are read by the same code; dates become datetimes as openpyxl gives them."""
+    import xlrd
+    from openpyxl import Workbook
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except Exception as e:  # xlrd raises its own and struct errors on damaged files
+        raise ExportFormatError(fmt, [_i("file", f"cannot read the .xls workbook ({type(e).__name__}: {str(e)[:120]})",
+                                         "open it in Excel, check it and save it again")]) from None
+    wb = Workbook()
+    wb.remove(wb.active)
+    try:
+        for sh in book.sheets():
+            ws = wb.create_sheet(sh.name[:31] or "Sheet")
+            for r in range(sh.nrows):
+                for c in range(sh.ncols):
+                    cell = sh.cell(r, c)
+                    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+                        continue
+                    v = cell.value
+                    if cell.ctype == xlrd.XL_CELL_DATE:
+                        v = xlrd.xldate.xldate_as_datetime(v, book.datemode)
+                    elif cell.ctype == xlrd.XL_CELL_ERROR:
+                        v = f"#ERR{v}"
+                    ws.cell(row=r + 1, column=c + 1, value=v)
+    except ExportFormatError:
+        raise
+    except Exception as e:
+        raise ExportFormatError(fmt, [_i("file", f"cannot read the .xls cells ({type(e).__name__})",
+                                         "open it in Excel, check it and save it again")]) from None
+    finally:
+        book.release_resources()
+    if not wb.worksheets:
+        raise ExportFormatError(fmt, [_i("workbook", "the workbook has no sheets", "fill in the template")])
+    return wb
 
 
 def read_rows(ws, fmt: str, **kw) -> list[tuple]:

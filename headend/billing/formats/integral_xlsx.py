@@ -38,7 +38,7 @@ HEADER_TO_FIELD = {title.lower().replace("ё", "е"): key for key, title in COLU
 QUANTITIES = {"A+": 1, "A-": 2, "R+": 3, "R-": 4}
 # zone label -> OBIS tariff (E group): Russian multi-rate meters count Т1 day/peak,
 # Т2 night, Т3 semi-peak; a single-rate meter keeps the total.
-ZONES = {"сутки": 0, "круглосуточно": 0, "круглосут": 0, "общий": 0, "всего": 0, "без зон": 0,
+ZONES = {"сутки": 0, "круглосуточно": 0, "круглосуточный": 0, "круглосут": 0, "общий": 0, "всего": 0, "без зон": 0,
          "день": 1, "пик": 1, "ночь": 2, "полупик": 3,
          "т1": 1, "т2": 2, "т3": 3, "т4": 4}
 ZONE_TITLES = {0: "Сутки", 1: "День", 2: "Ночь", 3: "Полупик"}
