@@ -181,7 +181,7 @@ def name_helpers(lang: str) -> dict[str, Any]:
     return {"ch": lambda obis, zones=None: names.channel(obis, lang, zones=zones),
             "zone": lambda z: names.zone(z, lang), "res": lambda r: names.resource(r, lang),
             "quality": lambda q: names.quality(q, lang), "source": lambda v: names.source(v, lang),
-            "reading_status": lambda s: names.reading_status(s, lang),
+            "reading_status": lambda s: names.reading_status(s, lang), "tr": translator(lang),
             "reasons": lambda rs: names.reasons(rs, lang), "meter_status": lambda v: names.meter_status(v, lang),
             "actor_name": lambda v: names.actor(v, lang), "contact": lambda b: names.contact(b, lang),
             "n": lambda v, places=3: units.number(v, lang, places),

@@ -9,7 +9,7 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from askue.headend import documents
+from askue.headend import documents, units
 from askue.headend.auth.permissions import DUTIES, Action
 from askue.headend.consumption.periods import next_month
 from askue.headend.customers import accounts, points, profile, submit
@@ -88,6 +88,19 @@ async def readings_page(request: Request, w: WebUser = Depends(web_user), c: psy
     return await _readings_page(request, w, c)
 
 
+@router.post("/cabinet/readings/upload")
+@html_errors
+async def readings_upload(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
+    _w(w)
+    form = await request.form()
+    check_csrf(w, str(form.get("csrf", "")))
+    f = form.get("file")
+    data = await f.read(MAX_UPLOAD + 1) if f is not None and hasattr(f, "read") else b""
+    res = await submit.upload(c, w.principal, data, confirm=form.get("confirm") == "1")
+    bad = res.issues or any(r.status == "error" for r in res.rows)
+    return await _readings_page(request, w, c, upload=res, status_code=422 if bad else 200)
+
+
 @router.post("/cabinet/readings/{code}")
 @html_errors
 async def readings_submit(request: Request, code: str, w: WebUser = Depends(web_user),
@@ -114,19 +127,6 @@ async def readings_template(request: Request, account: str = "", w: WebUser = De
     _w(w)
     name, body = await submit.template(c, w.principal, account or None, w.lang)
     return _attachment(name, body)
-
-
-@router.post("/cabinet/readings/upload")
-@html_errors
-async def readings_upload(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
-    _w(w)
-    form = await request.form()
-    check_csrf(w, str(form.get("csrf", "")))
-    f = form.get("file")
-    data = await f.read(MAX_UPLOAD + 1) if f is not None and hasattr(f, "read") else b""
-    res = await submit.upload(c, w.principal, data, confirm=form.get("confirm") == "1")
-    bad = res.issues or any(r.status == "error" for r in res.rows)
-    return await _readings_page(request, w, c, upload=res, status_code=422 if bad else 200)
 
 
 # ---- hourly profile --------------------------------------------------------------------------
@@ -210,18 +210,23 @@ async def _consumption(request: Request, w: WebUser, c) -> tuple[list[cc.PointCo
     return out, {"granularity": gran, "start": start, "end": end, "meter": meter or ""}
 
 
+def _consumption_chart(pc: cc.PointConsumption, fmt: str, lang: str) -> str:
+    """Расход and, for electricity, Расход интервальный side by side."""
+    ru = lang == "ru"
+    series = [Series("Расход" if ru else "Consumption", [f.integral for f in pc.figures])]
+    if pc.point.resource in ("electricity", "unknown"):
+        series.append(Series("Расход интервальный" if ru else "Interval", [f.interval for f in pc.figures], "#e08a1e"))
+    return bar_chart([f.bucket.strftime(fmt) for f in pc.figures], series, unit=units.unit(pc.point.resource, None, lang),
+                     css_id=f"chart-{pc.point.code}", lang=lang, width=1200, height=220)
+
+
 @router.get("/cabinet/consumption")
 @html_errors
 async def consumption_page(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
     pcs, sel = await _consumption(request, w, c)
     fmt = "%d.%m" if sel["granularity"] == "day" else "%m.%Y"
-    charts = {pc.point.code: bar_chart(
-        [f.bucket.strftime(fmt) for f in pc.figures],
-        [Series("Расход" if w.lang == "ru" else "Consumption", [f.integral for f in pc.figures]),
-         Series("Расход интервальный" if w.lang == "ru" else "Interval", [f.interval for f in pc.figures], "#e08a1e")],
-        unit="кВт·ч" if w.lang == "ru" else "kWh", css_id=f"chart-{pc.point.code}", lang=w.lang, width=1200,
-        height=220) for pc in pcs}
+    charts = {pc.point.code: _consumption_chart(pc, fmt, w.lang) for pc in pcs}
     return render(request, "cabinet_consumption.html", await _ctx(c, w) | {
         "pcs": pcs, "sel": sel, "charts": charts, "all_points": await points.points(c, w.principal, lang=w.lang)}, w)
 
