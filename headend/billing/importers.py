@@ -161,7 +161,9 @@ async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids
         if o.status != "accepted" and o.status != "not_stored":
             r.status = "error" if o.status == "rejected" else o.status
             r.issues.append(Issue(f"row {r.row}", o.message_en, "check the reading" if o.status != "rejected"
-                                  else "correct the row and load the file again"))
+                                  else "correct the row and load the file again", o.message_ru,
+                                  "проверьте показание" if o.status != "rejected"
+                                  else "исправьте строку и загрузите файл снова"))
         elif o.status == "not_stored":
             r.status = "not_stored"
     for r in bad:

@@ -62,6 +62,17 @@ async def _ctx(c, w: WebUser) -> dict:
             "tr": translator(w.lang)}
 
 
+async def _posted_file(request: Request, w: WebUser):
+    """The posted form (its CSRF token checked) and the bytes of its `file` field."""
+    form = await request.form()
+    check_csrf(w, str(form.get("csrf", "")))
+    f = form.get("file")
+    data = await f.read(MAX_UPLOAD + 1) if f is not None and hasattr(f, "read") else b""
+    if len(data) > MAX_UPLOAD:
+        raise Invalid("file", "the file is larger than 20 MB", "файл больше 20 МБ")
+    return form, data
+
+
 # ---- «Показания» ---------------------------------------------------------------------------
 @router.get("/cabinet", name="cabinet_home")
 async def cabinet_home(request: Request):
@@ -92,10 +103,7 @@ async def readings_page(request: Request, w: WebUser = Depends(web_user), c: psy
 @html_errors
 async def readings_upload(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
-    form = await request.form()
-    check_csrf(w, str(form.get("csrf", "")))
-    f = form.get("file")
-    data = await f.read(MAX_UPLOAD + 1) if f is not None and hasattr(f, "read") else b""
+    form, data = await _posted_file(request, w)
     res = await submit.upload(c, w.principal, data, confirm=form.get("confirm") == "1")
     bad = res.issues or any(r.status == "error" for r in res.rows)
     return await _readings_page(request, w, c, upload=res, status_code=422 if bad else 200)
@@ -174,10 +182,7 @@ async def profile_download(request: Request, code: str, month: str = "", w: WebU
 async def profile_upload(request: Request, code: str, w: WebUser = Depends(web_user),
                          c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
-    form = await request.form()
-    check_csrf(w, str(form.get("csrf", "")))
-    f = form.get("file")
-    data = await f.read(MAX_UPLOAD + 1) if f is not None and hasattr(f, "read") else b""
+    _, data = await _posted_file(request, w)
     if not data:
         raise Invalid("file", "choose a file", "выберите файл")
     res = await profile.upload(c, w.principal, code, data)

@@ -133,7 +133,7 @@ def test_legal_entity(cabinet, page, tmp_path) -> None:
     page.click("#integral-upload button")
     rows = page.locator("#upload-rows tbody tr")
     assert rows.count() == 2
-    assert "12345,67" in rows.nth(1).inner_text()  # the bad row says what to enter, beside the row
+    assert "не показание" in rows.nth(1).inner_text() and "12345,67" in rows.nth(1).inner_text()  # beside the row
     assert "не сохранено" in rows.nth(0).inner_text() or "accepted" not in rows.nth(0).inner_text()
     shot(page, "cabinet_03_upload_errors")
     (tmp_path / "bad.xlsx").write_bytes(b"meter;value\n1;2\n")
