@@ -429,3 +429,18 @@ def test_the_org_admin_creates_and_imports_customers_and_an_invitation_sets_the_
     assert "S-E5" in client.get(f"{W}/cabinet/readings").text
     for login in CUSTOMERS:
         assert login  # the fixture's customers are untouched by the import
+
+
+def test_customers_import_from_the_command_line(db, tmp_path, capsys) -> None:
+    from askue.cli import main
+
+    f = tmp_path / "customers.csv"
+    f.write_text("login,name,account,role,password\ncli-kv,Иванов,LS-6,Руководитель,\n"
+                 "cli-x,,LS-404,Руководитель,\n", encoding="cp1251")
+    rc = main(["headend", "--dsn", db[0], "customers", "import", str(f), "--org", "uk1",
+               "--invite-base", "https://askue.example/web"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "row 2: cli-kv: ok" in out and "https://askue.example/web/invite/" in out
+    assert "row 3: cli-x: error: лицевой счёт LS-404 не найден" in out
+    with psycopg.connect(db[0]) as c:
+        assert c.execute("SELECT role FROM users WHERE login = 'cli-kv'").fetchone() == ("customer",)
