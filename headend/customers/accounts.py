@@ -124,6 +124,18 @@ async def create(conn: psycopg.AsyncConnection, principal: Principal, c: NewCust
     return Created(login, invite, row is None)
 
 
+async def invited_login(conn: psycopg.AsyncConnection, token: str) -> str:
+    """The login a live invitation is for; NotFound when it is unknown, used or expired."""
+    cur = await conn.execute("SELECT u.login FROM customer_invites i JOIN users u ON u.id = i.user_id "
+                             "WHERE i.token_hash = %s AND i.used_at IS NULL AND i.expires_at > now()",
+                             (_hash(token or ""),))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("the invitation link is unknown, used or expired; ask for a new one",
+                       "ссылка-приглашение недействительна, уже использована или устарела; попросите новую")
+    return row[0]
+
+
 async def accept_invite(conn: psycopg.AsyncConnection, token: str, password: str) -> str:
     """Set the password of an invited customer; the link works once. Returns the login."""
     async with conn.transaction():

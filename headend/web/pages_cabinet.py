@@ -75,7 +75,7 @@ async def _posted_file(request: Request, w: WebUser):
 
 # ---- «Показания» ---------------------------------------------------------------------------
 @router.get("/cabinet", name="cabinet_home")
-async def cabinet_home(request: Request):
+async def cabinet_home(request: Request, w: WebUser = Depends(web_user)):
     return RedirectResponse(base_path(request) + "/cabinet/readings", status_code=303)
 
 
@@ -87,8 +87,12 @@ async def _readings_page(request: Request, w: WebUser, c, results: dict | None =
     if f.status and f.status not in points.STATUSES:
         raise Invalid("status", "status: accepted, pending or rejected", "статус: Принято, Ожидание или Отклонено")
     pts = await points.points(c, w.principal, f, w.lang)
+    first = _today(w).replace(day=1)
+    # the seed's block under the readings: this month's Расход, Расход интервальный and Дельта
+    month = {p.code: (await cc.of_point(c, w.principal, p.code, "month", first, next_month(first), w.lang)).figures[0]
+             for p in pts}
     return render(request, "cabinet_readings.html", await _ctx(c, w) | {
-        "points": pts, "f": f, "sites": await points.sites(c, w.principal), "results": results or {},
+        "points": pts, "month_figures": month, "month_first": first, "f": f, "sites": await points.sites(c, w.principal), "results": results or {},
         "upload": upload, "today": _today(w)}, w, status_code=status_code)
 
 

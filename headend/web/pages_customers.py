@@ -112,8 +112,13 @@ async def customers_decide(request: Request, submission_id: int, decision: str =
 
 # ---- the invitation (no session: the customer has no password yet) ----------------------------
 @router.get("/invite/{token}")
-async def invite_page(request: Request, token: str):
-    return render(request, "invite.html", {"token": token, "error": None, "done": None,
+async def invite_page(request: Request, token: str, c: psycopg.AsyncConnection = Depends(conn)):
+    try:
+        login = await accounts.invited_login(c, token)
+    except ServiceError as e:
+        return render(request, "invite.html", {"token": token, "error": e.message_ru, "done": None, "gone": True,
+                                               "tr": translator("ru")}, status_code=404)
+    return render(request, "invite.html", {"token": token, "error": None, "done": None, "login": login,
                                            "tr": translator("ru")})
 
 

@@ -392,6 +392,10 @@ def test_pages_history_and_downloads(app, db) -> None:
     assert client.get(f"{W}/cabinet/consumption?meter=e2").status_code == 404
     r = client.get(f"{W}/cabinet/readings?status=pending")
     assert r.status_code == 200
+    r = client.get(f"{W}/cabinet/readings?lang=en")
+    assert r.status_code == 200 and "Previous reading" in r.text and "Day" in r.text and "metering system" in r.text
+    r = client.get(f"{W}/cabinet/readings?lang=ru")
+    assert "Расход интерв." in r.text
     session(app, "energ")
     assert client.get(f"{W}/cabinet/history.xlsx").status_code == 403  # «Энергетик»: no downloads
 
@@ -419,6 +423,8 @@ def test_the_org_admin_creates_and_imports_customers_and_an_invitation_sets_the_
     assert rows == [("ok", "2"), ("ok", "3"), ("error", "4"), ("error", "5")]
     client.cookies.clear()
     token = link.rsplit("/", 1)[1]
+    assert client.get(f"{W}/invite/{token}x").status_code == 404
+    assert "new-kv" in client.get(f"{W}/invite/{token}").text
     r = client.post(f"{W}/invite/{token}", data={"password": "короткий", "password2": "другой"})
     assert r.status_code == 422
     r = client.post(f"{W}/invite/{token}", data={"password": "новый-пароль-1", "password2": "новый-пароль-1"})

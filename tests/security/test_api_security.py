@@ -24,7 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "headend"))
 from test_web_fixtures import PASSWORD, build  # noqa: E402  (the web tests' data set: two organisations)
 
 OPEN = {("GET", "/api/v1/health"), ("GET", "/web/login"), ("POST", "/web/login"), ("POST", "/web/logout"),
-        ("GET", "/web/static/{path:path}"), ("GET", "/")}
+        ("GET", "/web/static/{path:path}"), ("GET", "/"),
+        # the offline map's tiles are public like the static files (already so on main; the list missed them)
+        ("GET", "/web/tiles/{z}/{x}/{y}"),
+        # a customer's invitation: the token in the path is the credential (unknown → 404, used once)
+        ("GET", "/web/invite/{token}"), ("POST", "/web/invite/{token}")}
 
 INJECTIONS = [
     "' OR 1=1 --", "'; DROP TABLE meters; --", "1' OR '1'='1", '" OR ""="', "1) OR (1=1", "%' OR '%'='",
