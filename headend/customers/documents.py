@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import tzinfo
 
-from askue.headend import documents
+from askue.headend import documents, units
 from askue.headend.customers.consumption import PointConsumption
 from askue.headend.customers.points import HistoryRow
 from askue.headend.names import reading_status
@@ -17,29 +17,34 @@ def _n(v: float | None) -> str:
 def consumption(pc: PointConsumption, lang: str = "ru") -> documents.Document:
     p = pc.point
     ru = lang == "ru"
+    u = units.unit(p.resource, None, lang)
+    elec = p.resource in ("electricity", "unknown")
     fmt = "%d.%m.%Y" if pc.granularity == "day" else "%m.%Y"
-    head = (["Дата" if pc.granularity == "day" else "Месяц", "Расход, кВт·ч", "Расход интервальный, кВт·ч",
-             "Дельта, кВт·ч", f"Потери {p.losses_pct:g} %, кВт·ч", "Расход с потерями, кВт·ч"] if ru else
-            ["Day" if pc.granularity == "day" else "Month", "Consumption, kWh", "Interval consumption, kWh",
-             "Delta, kWh", f"Losses {p.losses_pct:g} %, kWh", "With losses, kWh"])
+    first = ("Дата" if pc.granularity == "day" else "Месяц") if ru else ("Day" if pc.granularity == "day" else "Month")
+    head = [first, f"{'Расход' if ru else 'Consumption'}, {u}"]
+    if elec:
+        head += ([f"Расход интервальный, {u}", f"Дельта, {u}", f"Потери {p.losses_pct:g} %, {u}", f"Расход с потерями, {u}"]
+                 if ru else [f"Interval consumption, {u}", f"Delta, {u}", f"Losses {p.losses_pct:g} %, {u}",
+                             f"With losses, {u}"])
     rows = [[f.bucket.strftime(fmt), _n(f.integral), _n(f.interval), _n(f.delta), _n(f.losses), _n(f.with_losses)]
             for f in pc.figures]
-    rows.append(["Итого" if ru else "Total", _n(pc.total("integral")), _n(pc.total("interval")),
-                 _n(None if pc.total("integral") is None or pc.total("interval") is None
-                    else pc.total("integral") - pc.total("interval")), _n(pc.total("losses")),
-                 _n(pc.total("with_losses"))])
+    ti, tv = pc.total("integral"), pc.total("interval")
+    rows.append(["Итого" if ru else "Total", _n(ti), _n(tv), _n(None if ti is None or tv is None else ti - tv),
+                 _n(pc.total("losses")), _n(pc.total("with_losses"))])
+    rows = [r[:len(head)] for r in rows]
     title = (f"Расход по ПУ {p.serial or p.code}" if ru else f"Consumption of meter {p.serial or p.code}")
     lines = [f"{'Договор' if ru else 'Contract'}: {p.account or '—'}",
              f"{'Энергообъект' if ru else 'Energy object'}: {p.site_name or p.address or '—'}",
-             f"{'Расчётный коэф.' if ru else 'Multiplier'} {p.multiplier:g} · "
-             f"{'Потери' if ru else 'Losses'} {p.losses_pct:g} %",
              f"{'Период' if ru else 'Period'}: {pc.start:%d.%m.%Y} – {pc.end:%d.%m.%Y}"]
-    chart = documents.Chart(title, [f.bucket.strftime(fmt) for f in pc.figures],
-                            [("Расход" if ru else "Consumption", [f.integral for f in pc.figures], "#1f6fb2"),
-                             ("Расход интервальный" if ru else "Interval", [f.interval for f in pc.figures],
-                              "#e08a1e")], "кВт·ч" if ru else "kWh")
-    return documents.Document(title, lines, [documents.Table(title, head, rows, numeric={1, 2, 3, 4, 5}), chart],
-                              name=f"consumption_{p.serial or p.code}_{pc.start:%Y%m%d}")
+    if elec:
+        lines.insert(2, f"{'Расчётный коэф.' if ru else 'Multiplier'} {p.multiplier:g} · "
+                        f"{'Потери' if ru else 'Losses'} {p.losses_pct:g} %")
+    series = [("Расход" if ru else "Consumption", [f.integral for f in pc.figures], "#1f6fb2")]
+    if elec:
+        series.append(("Расход интервальный" if ru else "Interval", [f.interval for f in pc.figures], "#e08a1e"))
+    chart = documents.Chart(title, [f.bucket.strftime(fmt) for f in pc.figures], series, u)
+    return documents.Document(title, lines, [documents.Table(title, head, rows, numeric=set(range(1, len(head)))),
+                                             chart], name=f"consumption_{p.serial or p.code}_{pc.start:%Y%m%d}")
 
 
 def history(rows: list[HistoryRow], start, end, tz: tzinfo, lang: str = "ru") -> documents.Document:
