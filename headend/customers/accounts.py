@@ -92,6 +92,9 @@ async def create(conn: psycopg.AsyncConnection, principal: Principal, c: NewCust
         if row is not None:
             if row[1] != "customer":
                 raise Conflict(f"login {login!r} is taken by a staff user", f"логин {login!r} уже занят сотрудником")
+            if principal.org_ids is not None and not set(row[2] or ()) <= principal.org_ids:
+                # another organisation's customer: its login is taken, its accounts are not ours to touch
+                raise Conflict(f"login {login!r} is taken", f"логин {login!r} уже занят")
             uid = row[0]
             await conn.execute("UPDATE users SET org_ids = (SELECT array_agg(DISTINCT x ORDER BY x) FROM "
                                "unnest(coalesce(org_ids, '{}') || %s::bigint[]) x) WHERE id = %s", (orgs, uid))

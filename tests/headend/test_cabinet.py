@@ -415,12 +415,14 @@ def test_the_org_admin_creates_and_imports_customers_and_an_invitation_sets_the_
     assert r.status_code == 422 and "LS-9" in r.text  # another organisation's account does not exist
     csv_text = ("логин;имя;e-mail;лицевой счёт;роль;пароль\n"
                 "imp1;ООО Импорт;imp@example.ru;LS-6;Энергетик;импорт-пароль\n"
-                "imp1;ООО Импорт;;LS-7;Бухгалтер;\nimp2;;;LS-9;Руководитель;\nimp3;;;LS-8;Директор;\n")
+                "imp1;ООО Импорт;;LS-7;Бухгалтер;\nimp2;;;LS-9;Руководитель;\nimp3;;;LS-8;Директор;\n"
+                "south;;;LS-8;Руководитель;\n")
     r = client.post(f"{W}/customers/import", data={"csrf": csrf_of(page.text)},
                     files={"file": ("c.csv", csv_text.encode(), "text/csv")})
     assert r.status_code == 200
     rows = re.findall(r'<tr class="(ok|error)"><td>(\d+)</td>', r.text)
-    assert rows == [("ok", "2"), ("ok", "3"), ("error", "4"), ("error", "5")]
+    # another organisation's account does not exist; nor may uk1 bind its account to uk2's customer
+    assert rows == [("ok", "2"), ("ok", "3"), ("error", "4"), ("error", "5"), ("error", "6")]
     client.cookies.clear()
     token = link.rsplit("/", 1)[1]
     assert client.get(f"{W}/invite/{token}x").status_code == 404
