@@ -19,8 +19,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "login_field": ("Логин", "Login"),
     "password": ("Пароль", "Password"),
     "login_failed": ("Неверный логин или пароль", "Wrong login or password"),
-    "login_locked": ("Слишком много неудачных попыток. Повторите через {s} с.",
-                     "Too many failed attempts. Try again in {s} s."),
+    "login_locked": ("Слишком много неудачных попыток. Повторите через {s}.",
+                     "Too many failed attempts. Try again in {s}."),
     "csrf_failed": ("Форма устарела, обновите страницу и повторите", "The form expired; reload the page and retry"),
     "month": ("Месяц", "Month"), "year": ("Год", "Year"), "date": ("Дата", "Date"),
     "show": ("Показать", "Show"), "search": ("Поиск", "Search"),
@@ -313,7 +313,7 @@ TEXTS.update({
                     "отправлена. Проверьте почту, включая папку «Спам». Ссылка действует 30 минут.",
                     "If such an account exists and has an e-mail, the reset link is on its way. Check your mail, "
                     "spam folder included. The link works for 30 minutes."),
-    "reset_locked": ("Слишком много запросов. Повторите через {s} с.", "Too many requests. Try again in {s} s."),
+    "reset_locked": ("Слишком много запросов. Повторите через {s}.", "Too many requests. Try again in {s}."),
     "reset_title": ("Новый пароль", "New password"),
     "reset_for": ("Логин {login}.", "Login {login}."),
     "reset_save": ("Сохранить пароль", "Save the password"),
@@ -322,6 +322,13 @@ TEXTS.update({
     "reset_ask_again": ("Запросить новую ссылку", "Ask for a new link"),
     "reset_done": ("Пароль изменён. Войдите с новым паролем.", "Password changed. Log in with the new password."),
 })
+
+
+def wait(seconds: int, lang: str = "ru") -> str:
+    """«15 мин», «40 с»: how long to wait, as people say it."""
+    if seconds >= 60:
+        return f"{-(-seconds // 60)} {'мин' if lang != 'en' else 'min'}"
+    return f"{seconds} {'с' if lang != 'en' else 's'}"
 
 
 def t(key: str, lang: str = "ru", **kw: object) -> str:

@@ -23,7 +23,7 @@ from askue.headend.web.deps import (
     render,
     web_user,
 )
-from askue.headend.web.i18n import LANGS, t
+from askue.headend.web.i18n import LANGS, t, wait
 
 router = APIRouter()
 LOGIN_CSRF_COOKIE = "askue_login_csrf"
@@ -92,8 +92,8 @@ async def login(request: Request, login: str = Form(..., max_length=200), passwo
         return _login_page(request, next, t("csrf_failed", lang), 403, login)
     out = await logins.with_password(c, login, password, client_ip(request), request.headers.get("user-agent"))
     if out.state == "locked":
-        return _locked(_login_page(request, next, t("login_locked", lang, s=out.retry_after_s), 429, login),
-                       out.retry_after_s)
+        refusal = t("login_locked", lang, s=wait(out.retry_after_s, lang))
+        return _locked(_login_page(request, next, refusal, 429, login), out.retry_after_s)
     if out.state == "wrong":
         return _login_page(request, next, t("login_failed", lang), 401, login)
     if out.state == "code":
@@ -116,7 +116,7 @@ async def login_code(request: Request, code: str = Form("", max_length=100), csr
     if out.state == "expired":
         return _login_page(request, next, t("code_expired", lang), 401)
     if out.state == "locked":
-        resp = _login_page(request, next, t("login_locked", lang, s=out.retry_after_s), 429)
+        resp = _login_page(request, next, t("login_locked", lang, s=wait(out.retry_after_s, lang)), 429)
         resp.delete_cookie(logins.CHALLENGE_COOKIE, path=base_path(request))
         return _locked(resp, out.retry_after_s)
     if out.state == "wrong":

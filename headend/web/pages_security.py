@@ -21,7 +21,7 @@ from askue.headend.web.deps import (
     render,
     web_user,
 )
-from askue.headend.web.i18n import t
+from askue.headend.web.i18n import t, wait
 from askue.headend.web.pages_auth import public_csrf_ok, public_lang, public_page
 
 router = APIRouter()
@@ -181,7 +181,7 @@ async def forgot_send(request: Request, ident: str = Form("", max_length=300), c
         return public_page(request, "password_forgot.html", ctx | {"errors": _errors(e, lang)}, 422)
     if answer.retry_after_s:
         resp = public_page(request, "password_forgot.html",
-                           ctx | {"errors": {"ident": t("reset_locked", lang, s=answer.retry_after_s)}}, 429)
+                           ctx | {"errors": {"ident": t("reset_locked", lang, s=wait(answer.retry_after_s, lang))}}, 429)
         resp.headers["Retry-After"] = str(answer.retry_after_s)
         return resp
     return public_page(request, "password_forgot.html", ctx | {"sent": True})

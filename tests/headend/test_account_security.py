@@ -5,6 +5,7 @@ the rate limit on every way in (password, code, reset request, reset link)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import time
 from pathlib import Path
@@ -98,7 +99,7 @@ def wait_mail(smtp: SmtpServer, to: str, n: int = 1, timeout: float = 10.0):
 
 
 def link_of(text: str) -> str:
-    return re.search(r"https://\S+", text).group(0)
+    return re.search(r"https?://\S+", text).group(0)
 
 
 def audit(dsn: str, action: str) -> list[tuple]:
@@ -359,6 +360,26 @@ def test_wrong_codes_lock_the_login_even_with_the_right_password(site) -> None:
     locked = code_step(b, pyotp.TOTP(secret).now())
     assert locked.status_code == 429 and b.get(f"{W}/security", follow_redirects=False).status_code == 303
     assert audit(dsn, "login_blocked") and audit(dsn, "login_code_failed")
+
+
+def test_an_admin_switches_off_a_lost_second_factor_with_the_cli(site, monkeypatch) -> None:
+    from askue.headend.auth import cli
+
+    client, dsn = site
+    log_in(client, "viewer1")
+    enrol(client)
+    password_step(new_client(client))
+    assert cli.main(["--dsn", dsn, "totp-off", "--login", "viewer1"]) == cli.EXIT_OK
+    assert log_in(new_client(client), "viewer1").status_code == 303  # the password alone again
+    assert cli.main(["--dsn", dsn, "totp-off", "--login", "viewer1"]) == cli.EXIT_FAILURE
+    assert [a[0] for a in audit(dsn, "totp_disable")] == ["cli"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("ещё-один-пароль\n"))
+    assert cli.main(["--dsn", dsn, "create", "--login", "eng2", "--role", "viewer", "--email", "eng@uk.example",
+                     "--password-stdin"]) == cli.EXIT_USAGE  # that e-mail is another user's
+    assert cli.main(["--dsn", dsn, "create", "--login", "eng2", "--role", "viewer", "--email", "eng2@uk.example",
+                     "--password-stdin"]) == cli.EXIT_OK
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT email FROM users WHERE login = 'eng2'").fetchone() == ("eng2@uk.example",)
 
 
 @pytest.mark.parametrize("user", ["disp", "viewer1"])
