@@ -49,8 +49,9 @@ async def _confirm_password(conn: psycopg.AsyncConnection, user: User, password:
     verdict = await ratelimit.check(conn, user.login, ip)
     if not verdict.allowed:
         await audit.record(conn, user.login, "login_blocked", "user", user.login, comment=verdict.reason, ip=ip)
-        raise Invalid(field, f"too many wrong passwords; try again in {verdict.retry_after_s} s",
-                      f"слишком много неверных паролей; повторите через {verdict.retry_after_s} с")
+        en, ru = ratelimit.wait_words(verdict.retry_after_s)
+        raise Invalid(field, f"too many wrong passwords; try again in {en}",
+                      f"слишком много неверных паролей; повторите через {ru}")
     cur = await conn.execute("SELECT password_hash FROM users WHERE id = %s", (user.id,))
     if not verify_password((await cur.fetchone())[0], password):
         await ratelimit.note(conn, user.login, ip, False)

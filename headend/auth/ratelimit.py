@@ -75,6 +75,14 @@ async def _now(conn: psycopg.AsyncConnection) -> datetime:
     return (await (await conn.execute("SELECT now()")).fetchone())[0]
 
 
+def wait_words(seconds: int) -> tuple[str, str]:
+    """How long to wait as people say it, in English and Russian: ("15 min", "15 мин"), ("40 s", "40 с")."""
+    if seconds >= 60:
+        m = -(-seconds // 60)
+        return f"{m} min", f"{m} мин"
+    return f"{seconds} s", f"{seconds} с"
+
+
 def _retry(first: datetime | None, now: datetime) -> int:
     if first is None:
         return int(WINDOW.total_seconds())

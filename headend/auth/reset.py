@@ -135,8 +135,9 @@ async def complete(conn: psycopg.AsyncConnection, token: str | None, password: s
     """Set the new password from a live link; spends the user's links, ends their sessions."""
     verdict = await ratelimit.check_reset(conn, "", ip)
     if not verdict.allowed:
-        raise Invalid("token", f"too many attempts from this address; try again in {verdict.retry_after_s} s",
-                      f"слишком много попыток с этого адреса; повторите через {verdict.retry_after_s} с")
+        en, ru = ratelimit.wait_words(verdict.retry_after_s)
+        raise Invalid("token", f"too many attempts from this address; try again in {en}",
+                      f"слишком много попыток с этого адреса; повторите через {ru}")
     try:
         user = await holder(conn, token)
     except Invalid:

@@ -326,9 +326,9 @@ TEXTS.update({
 
 def wait(seconds: int, lang: str = "ru") -> str:
     """«15 мин», «40 с»: how long to wait, as people say it."""
-    if seconds >= 60:
-        return f"{-(-seconds // 60)} {'мин' if lang != 'en' else 'min'}"
-    return f"{seconds} {'с' if lang != 'en' else 's'}"
+    from askue.headend.auth.ratelimit import wait_words
+
+    return wait_words(seconds)[0 if lang == "en" else 1]
 
 
 def t(key: str, lang: str = "ru", **kw: object) -> str:

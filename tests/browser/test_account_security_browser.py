@@ -144,7 +144,7 @@ def test_change_password_sessions_and_reset_by_email(world: World, page, browser
     with psycopg.connect(world.dsn, autocommit=True) as c:
         c.execute("UPDATE password_resets SET expires_at = now() - interval '1 s' WHERE used_at IS NULL")
     page.goto(link_of(second.text))
-    assert "срок ссылки истёк" in page.inner_text("#err-token")
+    assert "Срок ссылки истёк" in page.inner_text("#err-token")
     page.click("#reset-again")
     page.wait_for_url("**/password/forgot")
 
