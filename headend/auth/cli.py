@@ -79,10 +79,12 @@ def run(args) -> int:
                 audit.record_sync(conn, "cli", "user_deactivate", "user", args.login)
                 return EXIT_OK
             if cmd == "totp-off":
-                n = conn.execute("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL "
-                                 "WHERE login = %s AND totp_enabled_at IS NOT NULL", (args.login,)).rowcount
-                conn.execute("DELETE FROM totp_recovery_codes WHERE user_id IN (SELECT id FROM users WHERE login = %s)",
-                             (args.login,))
+                from askue.headend.auth.totp import DISABLE_SQL
+
+                found = conn.execute("SELECT id FROM users WHERE login = %s", (args.login,)).fetchone()
+                n = conn.execute(DISABLE_SQL[0], found).rowcount if found else 0
+                if n:
+                    conn.execute(DISABLE_SQL[1], found)
                 if not n:
                     print(f"askue users: {args.login!r} is not a user with the second factor on", file=sys.stderr)
                     return EXIT_FAILURE

@@ -132,8 +132,13 @@ async def verify(conn: psycopg.AsyncConnection, user_id: int, code: str) -> str 
     return "recovery" if cur.rowcount == 1 else None
 
 
+# Switching the second factor off: the user's page (async) and `askue users totp-off` (sync).
+DISABLE_SQL = ("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL "
+               "WHERE id = %s AND totp_enabled_at IS NOT NULL",
+               "DELETE FROM totp_recovery_codes WHERE user_id = %s")
+
+
 async def disable(conn: psycopg.AsyncConnection, user_id: int) -> bool:
-    cur = await conn.execute("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL "
-                             "WHERE id = %s AND totp_enabled_at IS NOT NULL", (user_id,))
-    await conn.execute("DELETE FROM totp_recovery_codes WHERE user_id = %s", (user_id,))
+    cur = await conn.execute(DISABLE_SQL[0], (user_id,))
+    await conn.execute(DISABLE_SQL[1], (user_id,))
     return cur.rowcount == 1
