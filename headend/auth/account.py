@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.auth import audit, ratelimit, sessions, totp
-from askue.headend.auth.passwords import PasswordPolicyError, check_policy, hash_password, verify_password
+from askue.headend.auth import audit, ratelimit, sessions, totp, users
+from askue.headend.auth.passwords import PasswordPolicyError, verify_password
 from askue.headend.auth.totp import Enrolment
 from askue.headend.auth.users import User
 from askue.headend.errors import Conflict, Invalid, NotFound
@@ -68,11 +68,9 @@ async def change_password(conn: psycopg.AsyncConnection, user: User, old: str, n
     if new == old:
         raise Invalid("new", "the new password is the same as the current one", "новый пароль совпадает с текущим")
     try:
-        check_policy(new, user.login, user.name)
+        await users.set_password(conn, user, new)
     except PasswordPolicyError as e:
         raise Invalid("new", str(e), e.message_ru) from None
-    await conn.execute("UPDATE users SET password_hash = %s, password_changed_at = now() WHERE id = %s",
-                       (hash_password(new), user.id))
     ended = await sessions.end_others(conn, user.id, keep_session)
     await audit.record(conn, user.principal(ip), "password_change", "user", user.login,
                        new={"other_sessions_ended": ended})

@@ -17,8 +17,8 @@ from datetime import timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.auth import audit, ratelimit, sessions
-from askue.headend.auth.passwords import PasswordPolicyError, check_policy, hash_password
+from askue.headend.auth import audit, ratelimit, sessions, users
+from askue.headend.auth.passwords import PasswordPolicyError
 from askue.headend.auth.users import User, user_from_row
 from askue.headend.errors import Invalid
 from askue.headend.notify.mail import MailError, MailSettings, send_mail
@@ -70,6 +70,7 @@ async def request(conn: psycopg.AsyncConnection, ident: str, ip: str | None, *, 
         await audit.record(conn, "-", "password_reset_blocked", "user", None, comment=verdict.reason, ip=ip)
         return Answer(verdict.retry_after_s)
     await ratelimit.note(conn, ident, ip, False, "reset")
+    await conn.execute("DELETE FROM password_resets WHERE expires_at < now() - interval '1 day'")  # kept a day for support
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT id, login, lang, email FROM users WHERE active AND email IS NOT NULL "
                           "AND (lower(login) = lower(%s) OR lower(email) = lower(%s))", (ident, ident))
@@ -145,13 +146,10 @@ async def complete(conn: psycopg.AsyncConnection, token: str | None, password: s
         raise
     if password != again:
         raise Invalid("again", "the two passwords differ", "пароли не совпадают")
-    name = (await (await conn.execute("SELECT name FROM users WHERE id = %s", (user.id,))).fetchone())[0]
     try:
-        check_policy(password, user.login, name)
+        await users.set_password(conn, user, password)
     except PasswordPolicyError as e:
         raise Invalid("password", str(e), e.message_ru) from None
-    await conn.execute("UPDATE users SET password_hash = %s, password_changed_at = now() WHERE id = %s",
-                       (hash_password(password), user.id))
     await conn.execute("UPDATE password_resets SET used_at = now() WHERE user_id = %s AND used_at IS NULL", (user.id,))
     ended = await sessions.end_others(conn, user.id, None)
     await ratelimit.note(conn, user.login, ip, True, "reset")  # the login form's lock ends with the reset

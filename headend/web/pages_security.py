@@ -26,6 +26,9 @@ from askue.headend.web.pages_auth import public_csrf_ok, public_lang, public_pag
 
 router = APIRouter()
 _DONE = ("email", "password", "session", "others", "totp_off")  # what ?done= may say after a change
+# The page frame per role: every role gets the operators' header today; the customer
+# cabinet gives its role its own frame here (the templates extend `layout`).
+LAYOUTS: dict[str, str] = {}
 
 _BROWSERS = (("YaBrowser", "Яндекс Браузер"), ("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
              ("Chrome/", "Chrome"), ("Safari/", "Safari"))
@@ -56,7 +59,7 @@ async def _page(request: Request, w: WebUser, c: psycopg.AsyncConnection, *, err
     return render(request, "security.html", {
         "sec": sec, "errors": errors or {}, "flash": flash, "codes": codes, "mail_ready": mail_ready,
         "email": sec.email if email is None else email,
-        "device": lambda ua: device(ua, w.lang)}, w, status_code=status_code)
+        "device": lambda ua: device(ua, w.lang), "layout": LAYOUTS.get(w.user.role)}, w, status_code=status_code)
 
 
 @router.get("/security", name="web_security")
@@ -120,7 +123,7 @@ async def security_end_others(request: Request, csrf: str = Form(""), w: WebUser
 async def security_totp(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     """Enrolment: the QR code and the secret; the code from the app confirms it."""
     enrol = await account.totp_start(c, w.user)
-    return render(request, "totp.html", {"enrol": enrol, "errors": {}}, w)
+    return render(request, "totp.html", {"enrol": enrol, "errors": {}, "layout": LAYOUTS.get(w.user.role)}, w)
 
 
 @router.post("/security/totp")
@@ -132,7 +135,8 @@ async def security_totp_confirm(request: Request, code: str = Form("", max_lengt
         codes = await account.totp_confirm(c, w.user, code, w.ip)
     except Invalid as e:
         enrol = await account.totp_start(c, w.user)
-        return render(request, "totp.html", {"enrol": enrol, "errors": _errors(e, w.lang)}, w, status_code=422)
+        return render(request, "totp.html", {"enrol": enrol, "errors": _errors(e, w.lang),
+                                             "layout": LAYOUTS.get(w.user.role)}, w, status_code=422)
     return await _page(request, w, c, flash=t("sec_done_totp", w.lang), codes=codes)
 
 
