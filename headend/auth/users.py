@@ -135,6 +135,8 @@ async def set_password(conn: psycopg.AsyncConnection, user: User, password: str)
     check_policy(password, user.login, user.name)
     await conn.execute("UPDATE users SET password_hash = %s, password_changed_at = now() WHERE id = %s",
                        (hash_password(password), user.id))
+    # a login that got past the old password and waits for its code must start again
+    await conn.execute("DELETE FROM login_challenges WHERE user_id = %s", (user.id,))
 
 
 # ---- user management by a principal (the «Пользователи» page) ---------------------------------

@@ -335,9 +335,18 @@ def test_totp_enrol_login_with_a_code_and_recovery_codes(site) -> None:
     c4 = new_client(client)
     password_step(c4)
     assert code_step(c4, codes[1]).status_code == 401  # the old codes stopped working
-    off = client.post(f"{W}/security/totp/disable", data={"password": PASSWORD, "csrf": csrf_of(page.text)})
+    # a login waiting for its code when the password changes must start again
+    c5 = new_client(client)
+    password_step(c5)
+    page = client.get(f"{W}/security")
+    assert client.post(f"{W}/security/password", data={"old": PASSWORD, "new": NEW, "again": NEW,
+                                                       "csrf": csrf_of(page.text)}).status_code == 200
+    late = code_step(c5, pyotp.TOTP(secret).at(time.time() + 60))
+    assert late.status_code == 401 and "Время на ввод кода истекло" in late.text
+    page = client.get(f"{W}/security")
+    off = client.post(f"{W}/security/totp/disable", data={"password": NEW, "csrf": csrf_of(page.text)})
     assert off.status_code == 200 and "Вход с кодом выключен" in off.text
-    assert log_in(new_client(client), "viewer1").status_code == 303
+    assert log_in(new_client(client), "viewer1", NEW).status_code == 303
     assert [a[0] for a in audit(dsn, "totp_disable")] == ["viewer1"]
 
 
