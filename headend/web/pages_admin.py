@@ -55,8 +55,9 @@ async def map_page(request: Request, w: WebUser = Depends(web_user), c: psycopg.
 
 
 @router.get("/tiles/{z}/{x}/{y}", name="web_tile")
-async def tile(request: Request, z: int, x: int, y: str):
-    """A tile of the offline base map (map_tiles_dir or map_mbtiles); `y` may carry an extension."""
+async def tile(request: Request, z: int, x: int, y: str, w: WebUser = Depends(web_user)):
+    """A tile of the offline base map (map_tiles_dir or map_mbtiles); `y` may carry an extension.
+    Signed-in users only, like every page: the map's browser sends its session cookie."""
     settings = request.app.state.settings
     y_num = y.rsplit(".", 1)[0] if "." in y else y
     if not y_num.isdigit() or not tiles.valid_tile(z, x, int(y_num)):
