@@ -11,8 +11,8 @@ and a real SMTP server (aiosmtpd, STARTTLS + AUTH LOGIN):
   from the secret the page showed;
 - wrong passwords end in the rate limit's refusal.
 
-Screenshots (1366×768) go to test-artifacts/screenshots/ (docs/screenshots/ holds the
-committed ones)."""
+Screenshots (1366×768) go to test-artifacts/screenshots/, and with
+ASKUE_UPDATE_SCREENSHOTS=1 to docs/screenshots/ too (the `security_*` ones the docs show)."""
 from __future__ import annotations
 
 import re
