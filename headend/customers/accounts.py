@@ -18,7 +18,7 @@ from datetime import timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.auth import audit, users
+from askue.headend.auth import account, audit, users
 from askue.headend.auth.passwords import PasswordPolicyError, check_policy
 from askue.headend.auth.permissions import DUTIES, Action, Principal
 from askue.headend.errors import Conflict, Invalid, NotFound
@@ -101,16 +101,20 @@ async def create(conn: psycopg.AsyncConnection, principal: Principal, c: NewCust
         else:
             try:
                 if c.password:
-                    check_policy(c.password, login)
+                    check_policy(c.password, login, c.name)
                     u = await users.create_user_async(conn, login, c.password, "customer", orgs, c.name or None)
                 else:
                     # no usable password until the invitation is accepted
                     u = await users.create_user_async(conn, login, secrets.token_urlsafe(32), "customer", orgs,
                                                       c.name or None)
                     await conn.execute("UPDATE users SET password_hash = NULL WHERE id = %s", (u.id,))
-            except (users.UserError, PasswordPolicyError) as e:
-                raise Invalid("login" if isinstance(e, users.UserError) else "password", str(e)) from None
+            except users.UserError as e:
+                raise Invalid("login", str(e)) from None
+            except PasswordPolicyError as e:
+                raise Invalid("password", str(e), e.message_ru) from None
             uid = u.id
+            if c.email:  # the address a password reset goes to (auth/account.py), as for every user
+                await account.set_email(conn, u, c.email, principal.ip)
             if not c.password:
                 invite = secrets.token_urlsafe(32)
                 await conn.execute("INSERT INTO customer_invites (token_hash, user_id, created_by, expires_at) "
@@ -154,7 +158,7 @@ async def accept_invite(conn: psycopg.AsyncConnection, token: str, password: str
         try:
             await users.set_password(conn, users.User(uid, login, name, "customer", None, lang, True), password)
         except PasswordPolicyError as e:
-            raise Invalid("password", str(e)) from None
+            raise Invalid("password", str(e), e.message_ru) from None
         await conn.execute("UPDATE customer_invites SET used_at = now() WHERE token_hash = %s", (_hash(token),))
         await audit.record(conn, login, "customer_invite_accept", "user", login)
     return login

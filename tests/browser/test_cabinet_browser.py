@@ -4,12 +4,11 @@ head-end (uvicorn) on real PostgreSQL: readings by the form and by the integral
 template, the hourly profile and its act, consumption, history and every download; the
 УК admin rejects a household's reading and the household sees why. Negative cases:
 another customer's point, a reading older than 10 days and outside the window, malformed
-files. Screenshots go to test-artifacts/screenshots/, and with ASKUE_DOC_SCREENSHOTS=1
-also to docs/screenshots/ (the 1366×768 viewport) for docs/customers.md."""
+files. Screenshots (the 1366×768 viewport) go to test-artifacts/screenshots/, and with
+ASKUE_UPDATE_SCREENSHOTS=1 also to docs/screenshots/ for docs/customers.md (tests/browser/shots.py)."""
 from __future__ import annotations
 
 import io
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -19,20 +18,15 @@ import psycopg
 import pytest
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "headend")]
+import shots  # noqa: E402
 from cabinet_fixtures import PASSWORD, add_customers, previous_month  # noqa: E402
-from test_operator_browser import SHOTS, W, _Server, browser  # noqa: E402, F401  (browser: a fixture)
+from test_operator_browser import W, _Server, browser  # noqa: E402, F401  (browser: a fixture)
 from test_web_fixtures import PASSWORD as STAFF_PASSWORD  # noqa: E402
 from test_web_fixtures import build  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
 
 def shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    if os.environ.get("ASKUE_DOC_SCREENSHOTS") == "1":
-        DOCS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(DOCS / f"{name}.png"))
+    shots.shot(pg, name, full_page=False)
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +236,11 @@ def test_household_and_the_organisation_confirms(cabinet, browser) -> None:  # n
         home.goto(f"{url}/cabinet/consumption?granularity=month")
         assert home.locator("#consumption-w1 svg rect.bar").count() == 12  # a month each, no interval series for water
         shot(home, "cabinet_12_household_consumption")
+        # account security (password, sessions, second factor) is the operators' code, in the cabinet's frame
+        home.click("nav a[href$='/security']")
+        home.wait_for_url("**/security")
+        assert home.locator("#nav-readings").count() == 1 and home.locator("#sessions").count() == 1
+        shot(home, "cabinet_13_household_security")
     finally:
         ctx.close()
         uk.context.close()
