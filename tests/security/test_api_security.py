@@ -25,6 +25,11 @@ from test_web_fixtures import PASSWORD, build  # noqa: E402  (the web tests' dat
 
 OPEN = {("GET", "/api/v1/health"), ("GET", "/web/login"), ("POST", "/web/login"), ("POST", "/web/logout"),
         ("GET", "/web/static/{path:path}"), ("GET", "/"),
+        # the ways into an account for someone not signed in (account security): the second factor
+        # of a login in progress, and the password reset by e-mail; rate-limited, tested in
+        # tests/headend/test_account_security.py
+        ("POST", "/web/login/code"), ("GET", "/web/password/forgot"), ("POST", "/web/password/forgot"),
+        ("GET", "/web/password/reset"), ("POST", "/web/password/reset"),
         # the offline map's tiles are public like the static files (already so on main; the list missed them)
         ("GET", "/web/tiles/{z}/{x}/{y}"),
         # a customer's invitation: the token in the path is the credential (unknown → 404, used once)
