@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from askue.headend import units
 from askue.headend.storage import meta
 from askue.headend.vee.store import BLOCKING_REASONS
 
@@ -208,13 +209,15 @@ async def readings_csv_chunks(conn: psycopg.AsyncConnection, org: Org, start: da
     done = 0
     async with conn.transaction(), conn.cursor(name="askue_csv_export") as scur:
         await scur.execute(
-            f"""SELECT m.code, r.obis, r.ts, r.value, r.quality, r.reasons, r.source, r.received_at
+            f"""SELECT m.code, r.obis, r.ts, r.value, r.quality, r.reasons, r.source, r.received_at, m.resource
                 FROM {table} r JOIN meters m ON m.id = r.meter_id
                 WHERE m.org_id = %s AND r.ts >= %s AND r.ts < %s ORDER BY m.code, r.obis, r.ts""",  # noqa: S608
             (org.id, start, end))
         while rows := await scur.fetchmany(chunk):
-            for code, obis, ts, value, q, reasons, src, rec in rows:
-                w.row(reading_values(ReadingRow(code, obis, kind, ts, value, q, list(reasons or ()), src, rec)))
+            for code, obis, ts, value, q, reasons, src, rec, resource in rows:
+                qty = units.canonical(resource, obis, kind)
+                w.row(reading_values(ReadingRow(code, obis, kind, ts, value, q, list(reasons or ()), src, rec,
+                                                qty.canonical if qty else "")))
             done += len(rows)
             if progress:
                 progress(done, total)

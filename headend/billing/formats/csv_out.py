@@ -15,10 +15,12 @@ from decimal import Decimal
 
 from .numbers import format_decimal
 
-READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at"]
+# `unit`: the canonical unit every value is stored in (docs/units.md); `replaced_meter` / `replaced_by`:
+# the other meter of an exchange inside the period (both meters have their rows).
+READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at", "unit"]
 CONSUMPTION_COLUMNS = ["meter", "obis", "zone", "period_start", "period_end", "start_value", "start_ts",
                        "end_value", "end_ts", "multiplier", "consumption", "quality", "source", "estimated",
-                       "replaced_meter"]
+                       "replaced_meter", "replaced_by", "unit"]
 
 
 @dataclass
@@ -32,6 +34,7 @@ class ReadingRow:
     reasons: list[str]
     source: str
     received_at: datetime | None = None
+    unit: str = ""
 
 
 def _iso(t: datetime | None) -> str:
@@ -65,4 +68,4 @@ class CsvWriter:
 
 def reading_values(r: ReadingRow) -> list[str]:
     return [r.meter, r.obis, r.kind, _iso(r.ts), _num(r.value), r.quality, "|".join(r.reasons), r.source,
-            _iso(r.received_at)]
+            _iso(r.received_at), r.unit]
