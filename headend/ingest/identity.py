@@ -93,7 +93,7 @@ class _Planner:
         return None
 
     # ---- one message ----------------------------------------------------------------------
-    def message(self, msg: DataMessage) -> None:
+    def message(self, msg: DataMessage, keys: set[tuple[str, str, str, str]]) -> None:
         gw, vals = msg.gateway_id, msg.values
         statuses: list[tuple[MeterStatus, int]] = []
         for st in msg.meters:
@@ -103,7 +103,6 @@ class _Planner:
             statuses.append((st, mid))
             self.check_status(gw, st, mid, st.last_contact or msg.sent_at)
         self.plan.statuses.append(statuses)
-        keys = {(v.meter_id, v.obis, v.kind, v.unit) for v in vals}
         ids = self.steady(gw, vals, keys)
         self.plan.ids.append(ids)
         self.plan.rows.append(None if ids is not None else self.value_by_value(msg))
@@ -240,17 +239,19 @@ async def plan(conn: psycopg.AsyncConnection, view: RegistryView, pending: Pendi
     know are looked up, new meters created unassigned and bound, never-bound ones bound."""
     p = BatchPlan()
     unknown: dict[tuple[str, str], None] = {}
-    for msg in pending.data:
+    # the one pass over every value: the distinct (code, OBIS, kind, unit) of each message
+    keys = [{(v.meter_id, v.obis, v.kind, v.unit) for v in msg.values} for msg in pending.data]
+    for msg, ks in zip(pending.data, keys, strict=True):
         gw = msg.gateway_id
         known = view.bindings.get(gw, {})
-        for code in {v.meter_id for v in msg.values} | {m.meter_id for m in msg.meters}:
+        for code in {k[0] for k in ks} | {m.meter_id for m in msg.meters}:
             if code not in known:
                 unknown[(gw, code)] = None
     if unknown:
         await _resolve(conn, view, p, list(unknown))
     planner = _Planner(view, p, topics)
-    for msg in pending.data:
-        planner.message(msg)
+    for msg, ks in zip(pending.data, keys, strict=True):
+        planner.message(msg, ks)
     planner.foreign_findings()
     return p
 

@@ -68,19 +68,19 @@ def register_of(resource: str, key: str, field: str) -> str:
     m = _TARIFF.match(k)
     if m and (resource == "electricity" or m.group(1) == "0"):
         return main if m.group(1) == "0" else f"1.0.1.8.{m.group(1)}.255"
-    raise Invalid(field, f"{field}: {key!r} names no register; use total, T1…T8 or an OBIS code",
-                  f"{field}: «{key}» — не регистр; укажите total, T1…T8 или код OBIS")
+    raise Invalid(field, f"{key!r} names no register; use total, T1…T8 or an OBIS code",
+                  f"«{key}» — не регистр; укажите total, T1…T8 или код OBIS")
 
 
 def _readings(resource: str, raw: Any, field: str, unit: str | None, errors: list[Invalid]) -> dict[str, float]:
     """{OBIS: value in the canonical unit} of an act's readings; problems go to `errors`."""
     if raw in (None, "", {}):
-        errors.append(Invalid(field, f"{field}: the readings per tariff are required",
-                              f"{field}: укажите показания по тарифам"))
+        errors.append(Invalid(field, "the readings per tariff are required",
+                              "укажите показания по тарифам"))
         return {}
     if not isinstance(raw, Mapping):
-        errors.append(Invalid(field, f"{field}: give readings as {{\"T1\": 123.4, …}}",
-                              f"{field}: показания задаются как {{\"T1\": 123,4, …}}"))
+        errors.append(Invalid(field, "give readings as {\"T1\": 123.4, …}",
+                              "показания задаются как {\"T1\": 123,4, …}"))
         return {}
     out: dict[str, float] = {}
     for key, value in raw.items():
@@ -118,9 +118,9 @@ async def _check_final(conn: psycopg.AsyncConnection, old: dict, final: dict[str
             lv, lts = last[obis]
             f = f"old_final.{keys[obis]}"
             errors.append(Invalid(
-                f, f"{f}: the final reading {value:g} is below the old meter's last reading {lv:g} "
+                f, f"the final reading {value:g} is below the old meter's last reading {lv:g} "
                    f"({lts.astimezone(tz):%d.%m.%Y %H:%M})",
-                f"{f}: конечное показание {units.number(value)} меньше последнего показания старого прибора "
+                f"конечное показание {units.number(value)} меньше последнего показания старого прибора "
                 f"{units.number(lv)} ({lts.astimezone(tz):%d.%m.%Y %H:%M})"))
 
 
@@ -205,8 +205,8 @@ async def _stored_at(conn: psycopg.AsyncConnection, meter_id: int, readings: dic
     for obis, value in await cur.fetchall():
         if abs(value - readings[obis]) > 1e-9:
             f = f"{field}.{keys.get(obis, obis)}"
-            errors.append(Invalid(f, f"{f}: a reading {value:g} is already stored for that moment",
-                                  f"{f}: на этот момент уже есть показание {units.number(value)}"))
+            errors.append(Invalid(f, f"a reading {value:g} is already stored for that moment",
+                                  f"на этот момент уже есть показание {units.number(value)}"))
 
 
 async def _move_after(conn: psycopg.AsyncConnection, old_id: int, new_id: int | None, at: datetime,

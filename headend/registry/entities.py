@@ -160,6 +160,25 @@ async def save(conn: psycopg.AsyncConnection, principal: Principal, kind: str, k
     return _public(old), False
 
 
+async def get(conn: psycopg.AsyncConnection, principal: Principal, kind: str, key: str) -> dict:
+    """One object with its references as codes (what its edit form shows)."""
+    entity = ENTITIES[kind]
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(sql.SQL("SELECT * FROM {t} WHERE {k} = %s").format(
+        t=sql.Identifier(entity.table), k=sql.Identifier(entity.key)), (key,))
+    row = await cur.fetchone()
+    if row is None or not principal.sees_org(row["id"] if kind == "organisation" else row.get("org_id")):
+        _not_found(entity, key)
+    out = _public(row)
+    for name, ref in entity.refs.items():
+        rid = row.get(ref.column)
+        if rid is not None:
+            cur2 = await conn.execute(sql.SQL("SELECT {k} FROM {t} WHERE id = %s").format(
+                k=sql.Identifier(ref.key), t=sql.Identifier(ref.table)), (rid,))
+            out[name] = (await cur2.fetchone())[0]
+    return out
+
+
 async def _same_org(conn: psycopg.AsyncConnection, site_id: int, org_id: int | None) -> None:
     cur = await conn.execute("SELECT org_id, code FROM sites WHERE id = %s", (site_id,))
     row = await cur.fetchone()

@@ -176,14 +176,27 @@ async def change_params(conn: psycopg.AsyncConnection, principal: Principal | st
     await conn.execute("SELECT askue_consumption_rerate(%s, %s, 1)", (mid, valid_from))
     await conn.execute("SELECT set_config('askue.registry_rerate', 'off', true)")
     await audit.record(conn, principal, "registry.meter.params", "meter", meter["code"],
-                       old={"valid_from": valid_from, **{c: base.get(c) for c in effective}},
-                       new={"valid_from": valid_from, **effective}, comment=comment)
+                       old={"valid_from": valid_from, **await _by_code(conn, {c: base.get(c) for c in effective})},
+                       new={"valid_from": valid_from, **await _by_code(conn, effective)}, comment=comment)
     orgs = {x.get("org_id") for x in vs + new if x["valid_from"] >= valid_from or x is base} - {None}
     await recalculate_closed(conn, actor, orgs, valid_from,
                              f"registry change of meter {meter['code']} from {valid_from:%d.%m.%Y} / "
                              f"изменение параметров прибора учёта {meter['code']} с {valid_from:%d.%m.%Y}")
     await cache.bump(conn)
     return True
+
+
+async def _by_code(conn: psycopg.AsyncConnection, d: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter columns as people read them: organisation, house and account by code."""
+    out = dict(d)
+    for col, key, table in (("org_id", "org", "organisations"), ("site_id", "house", "sites"),
+                            ("account_id", "account", "accounts")):
+        if col in out:
+            rid = out.pop(col)
+            cur = await conn.execute(f"SELECT code FROM {table} WHERE id = %s", (rid,))  # noqa: S608
+            row = await cur.fetchone()
+            out[key] = row[0] if row else None
+    return out
 
 
 async def _insert_version(conn: psycopg.AsyncConnection, mid: int, x: Mapping[str, Any], actor: str,
@@ -231,6 +244,7 @@ async def save(conn: psycopg.AsyncConnection, principal: Principal, code: str, d
         await cur.execute("SELECT * FROM meters WHERE code = %s FOR UPDATE", (code,))
         m = await cur.fetchone()
         adopting = m is not None and m["status"] == "unassigned"
+        before = await _state(conn, m["id"]) if m is not None else {}
         if m is not None and not adopting and not principal.sees_org(m["org_id"]):
             if create is False:
                 raise NotFound(f"meter {code!r} not found", f"прибор учёта «{code}» не найден")
@@ -260,15 +274,17 @@ async def save(conn: psycopg.AsyncConnection, principal: Principal, code: str, d
                                or await today(conn), default_org, action)
         if fresh and clean.get("status") is None:
             await conn.execute("UPDATE meters SET status = 'active' WHERE id = %s AND status = 'unassigned'", (m["id"],))
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT * FROM meters WHERE id = %s", (m["id"],))
-        now = await cur.fetchone()
-        if created or adopting or changed:
+        after = await _state(conn, m["id"])
+        diff = [k for k in (*PLAIN, "gateway_id") if after.get(k) != before.get(k)]  # dated ones: their own rows
+        if created or adopting or diff:
+            # dated changes are audited on their own (registry.meter.params); this row says what the meter became
             await audit.record(conn, principal, "registry.meter.create" if created else
                                ("registry.meter.adopt" if adopting else "registry.meter.update"), "meter", code,
-                               old=None if created else _state(m), new=_state(now), comment=clean.get("comment"))
+                               old=None if created else {k: before.get(k) for k in diff},
+                               new={k: after[k] for k in (diff if not created else _STATE) if after.get(k) is not None},
+                               comment=clean.get("comment"))
             await cache.bump(conn)
-        return _state(now), created or adopting or changed
+        return after, created or adopting or changed
 
 
 async def _gateway_seen(conn: psycopg.AsyncConnection, principal: Principal, meter_id: int) -> bool:
@@ -309,9 +325,21 @@ async def _apply(conn: psycopg.AsyncConnection, principal: Principal, m: dict, c
     return changed
 
 
-def _state(m: Mapping[str, Any]) -> dict:
-    keep = ("code", *PLAIN, *PARAM_COLUMNS, "gateway_id", "decommissioned_at", "params_since")
-    return {k: m.get(k) for k in keep}
+_STATE_SQL = """
+SELECT m.*, o.code AS org, s.code AS house, a.code AS account FROM meters m
+LEFT JOIN organisations o ON o.id = m.org_id LEFT JOIN sites s ON s.id = m.site_id
+LEFT JOIN accounts a ON a.id = m.account_id WHERE m.id = %s
+"""
+_STATE = ("code", *PLAIN, "multiplier", "ct_ratio", "vt_ratio", "digits", "tariff_zones", "org", "house", "account",
+          "lat", "lon", "unit", "gateway_id", "decommissioned_at", "params_since")
+
+
+async def _state(conn: psycopg.AsyncConnection, meter_id: int) -> dict:
+    """A meter as the API and the audit log show it: references by code."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_STATE_SQL, (meter_id,))
+    row = await cur.fetchone()
+    return {k: row.get(k) for k in _STATE}
 
 
 async def link_replacement(conn: psycopg.AsyncConnection, principal: Principal, old_code: str,

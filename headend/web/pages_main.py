@@ -7,9 +7,12 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from askue.headend.api.pagination import decode_cursor, page
+from askue.headend.billing.snapshots import zone_name
+from askue.headend.registry import meters as registry_meters
 from askue.headend.storage.queries import consumption as cq
 from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import registry as rq
+from askue.headend.units import RESOURCE_UNITS
 from askue.headend.web import queries as wq
 from askue.headend.web.charts import Bar, bar_chart
 from askue.headend.web.deps import WebUser, conn, html_errors, render, web_user
@@ -17,7 +20,7 @@ from askue.headend.web.exports import overview_csv, overview_pdf
 from askue.headend.web.i18n import t
 
 router = APIRouter()
-UNITS = {"electricity": "кВт·ч", "cold_water": "м³", "hot_water": "м³", "heat": "Гкал", "gas": "м³"}
+UNITS = {r: u[0] for r, u in RESOURCE_UNITS.items()}  # the canonical unit of each resource
 RESOURCE_COLORS = {"electricity": "#1f6fb2", "cold_water": "#1e88e5", "hot_water": "#e53935", "heat": "#8e24aa",
                    "gas": "#6d4c41"}
 
@@ -147,6 +150,8 @@ async def meter_card(request: Request, code: str, gran: str = Query("day", patte
                       color=RESOURCE_COLORS.get(m["resource"], "#1f6fb2"))
     readings = await wq.latest_readings(c, m["id"])
     bucket = wq.contact_bucket(m["last_contact"], datetime.now(w.tz))
+    history = await registry_meters.history(c, w.principal, code)  # parameters, bindings, acts (registry)
     return render(request, "meter.html", {"m": m, "latest": latest, "chart": chart, "gran": gran,
                                           "readings": readings, "rows": rows, "units": UNITS, "bucket": bucket,
-                                          "bucket_color": wq.BUCKET_COLOR[bucket]}, w)
+                                          "bucket_color": wq.BUCKET_COLOR[bucket], "h": history,
+                                          "zone_of": zone_name}, w)
