@@ -231,3 +231,27 @@ def test_acts_from_a_file(pg_dsn: str, tmp_path: Path, capsys) -> None:
             "decommissioned", True)
         assert c.execute("SELECT multiplier, installed_at FROM meters WHERE code = 'e1-new'").fetchone() == (
             5.0, date(2026, 3, 15))
+
+
+async def test_exports_rate_each_day_by_the_multiplier_then_in_force(pg_dsn: str) -> None:
+    from askue.headend.billing import exporters
+    from askue.headend.billing.formats import xml80020
+
+    conn = await merge_conn(pg_dsn)
+    await entities.save(conn, ADMIN, "organisation", "uk8", {"name": "УК 8", "inn": "7707083893"})
+    await meters.save(conn, ADMIN, "tp1", {"resource": "electricity", "org": "uk8", "ct_ratio": 20})
+    await meters.save(conn, ADMIN, "tp1", {"ct_ratio": 40, "valid_from": "2026-03-11"})
+    mid = (await _rows(conn, "SELECT id FROM meters WHERE code = 'tp1'"))[0][0]
+    for day in (10, 11):  # every half-hour 0.5 kWh on the meter's own side
+        for t, *_ in xml80020.day_slots(date(2026, 3, day), MSK):
+            end = t + timedelta(minutes=30)
+            await conn.execute("INSERT INTO intervals (meter_id, obis, ts, received_at, value, period_s) "
+                               "VALUES (%s, '1.0.1.29.0.255', %s, %s, 0.5, 1800)", (mid, end, end))
+    org = await exporters.get_org(conn, "uk8")
+    for day, mult in ((10, 20), (11, 40)):
+        _, body = await exporters.export_80020(conn, org, date(2026, 3, day), tz=MSK, number=day)
+        periods = xml80020.parse(body, tz=MSK).areas[0].points[0].channels[0].periods
+        assert {float(p.value) for p in periods} == {0.5 * mult}, day
+    prof = await exporters.hourly_profile(conn, "tp1", date(2026, 3, 1), tz=MSK)
+    assert (prof.values[(date(2026, 3, 10), 23)], prof.values[(date(2026, 3, 11), 0)]) == (20, 40)
+    await conn.close()
