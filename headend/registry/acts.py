@@ -400,6 +400,8 @@ async def install(conn: psycopg.AsyncConnection, principal: Principal, data: Map
     try:
         gateway = v.code("gateway", data.get("gateway"), required=False)
         gateway_code = v.code("gateway_code", data.get("gateway_code"), required=False)
+        if gateway:
+            await meters.check_gateway(conn, principal, gateway)
     except Invalid as e:
         errors.append(e)
     if errors:

@@ -368,6 +368,17 @@ async def link_replacement(conn: psycopg.AsyncConnection, principal: Principal, 
 
 
 # ---- bindings -------------------------------------------------------------------------------
+async def check_gateway(conn: psycopg.AsyncConnection, principal: Principal, gateway: str) -> None:
+    """Invalid on `gateway` unless the registry has that gateway and the principal sees it."""
+    cur = await conn.execute("SELECT org_id FROM gateways WHERE id = %s", (gateway,))
+    gw = await cur.fetchone()
+    if gw is None or (gw[0] is not None and not principal.sees_org(gw[0])):
+        raise Invalid("gateway", f"gateway: {gateway!r} does not exist; register it first (POST /api/v1/gateways) "
+                                 "or let it connect once",
+                      f"gateway: шлюз «{gateway}» не зарегистрирован; добавьте его в реестр или дождитесь первого "
+                      "подключения")
+
+
 async def bind(conn: psycopg.AsyncConnection, principal: Principal, code: str, gateway: str,
                gateway_code: str | None = None, at: datetime | None = None, *, quiet_if_same: bool = False,
                source: str = "registry", action: Action = Action.REGISTRY_EDIT) -> bool:
@@ -378,13 +389,7 @@ async def bind(conn: psycopg.AsyncConnection, principal: Principal, code: str, g
     gateway = v.code("gateway", gateway)
     gateway_code = v.code("gateway_code", gateway_code, required=False) or code
     m = await find(conn, principal, code, lock=True)
-    cur = await conn.execute("SELECT org_id FROM gateways WHERE id = %s", (gateway,))
-    gw = await cur.fetchone()
-    if gw is None or (gw[0] is not None and not principal.sees_org(gw[0])):
-        raise Invalid("gateway", f"gateway: {gateway!r} does not exist; register it first (POST /api/v1/gateways) "
-                                 "or let it connect once",
-                      f"gateway: шлюз «{gateway}» не зарегистрирован; добавьте его в реестр или дождитесь первого "
-                      "подключения")
+    await check_gateway(conn, principal, gateway)
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute("SELECT * FROM meter_bindings WHERE meter_id = %s AND valid_to IS NULL FOR UPDATE", (m["id"],))
     current = await cur.fetchone()

@@ -127,6 +127,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "removal_act": ("Акт снятия прибора учёта", "Meter removal act"), "act_time": ("Дата и время", "Date and time"),
     "document": ("Номер акта", "Act number"), "old_final": ("Конечные показания", "Final readings"),
     "new_initial": ("Начальные показания нового", "New meter's initial readings"),
+    "install_act": ("Акт установки прибора учёта", "Meter install act"),
+    "install_hint": ("Новый прибор с начальными показаниями: по тарифам (T1, T2, …) для многотарифного "
+                     "счётчика, иначе «Общий».",
+                     "A new meter with its initial readings: per tariff (T1, T2, …) for a multi-tariff meter, "
+                     "else the total."),
+    "initial_readings": ("Начальные показания", "Initial readings"),
     "record_act": ("Провести акт", "Record the act"), "acts": ("Акты", "Acts"), "no_acts": ("Актов нет", "No acts"),
     "old_meter": ("Старый прибор", "Old meter"), "act_install": ("установка", "install"),
     "act_exchange": ("замена", "exchange"), "act_removal": ("снятие", "removal"),

@@ -1,6 +1,6 @@
 """Registry pages for administrators and organisation admins: organisations, houses,
-accounts, gateways and meters (passport, dated parameters, gateway binding, exchange and
-removal acts, serial confirmation, history), and the quarantine. Thin adapters over the
+accounts, gateways and meters (passport, dated parameters, gateway binding, install, exchange
+and removal acts, serial confirmation, history), and the quarantine. Thin adapters over the
 registry services; a refused field is shown beside its input, nothing is stored.
 An organisation's admin sees and changes only their own organisation (the services say so).
 """
@@ -89,6 +89,15 @@ async def _registry_view(request: Request, w: WebUser, c: psycopg.AsyncConnectio
 async def registry_create(request: Request, tab: str, w: WebUser = Depends(web_user),
                           c: psycopg.AsyncConnection = Depends(conn)):
     form = await _form(request, w)
+    if tab == "meters" and form.get("action") == "install":
+        try:
+            done = await acts.record(c, w.principal, "install", _act(None, form))
+        except Invalid as e:
+            await c.rollback()
+            return await _registry_view(request, w, c, tab, None,
+                                        {f"install.{k}": m for k, m in _errors(e, w.lang).items()}, form, 422)
+        return RedirectResponse(f"{base_path(request)}/registry/meters/{done.new_meter}?saved=install",
+                                status_code=303)
     try:
         if tab == "meters":
             code = form.pop("code", "")
@@ -174,15 +183,17 @@ async def _meter_action(c: psycopg.AsyncConnection, w: WebUser, code: str, actio
         raise Invalid("action", f"unknown action {action!r}", f"неизвестное действие «{action}»")
 
 
-def _act(code: str, form: dict) -> dict[str, Any]:
-    """The act form's flat inputs as an act: old_final.T1, new_initial.T1, new_meter.serial …"""
-    data: dict[str, Any] = {"meter": code, "at": form.get("at") or None}
-    for key in ("old_final", "new_initial", "new_meter"):
+def _act(code: str | None, form: dict) -> dict[str, Any]:
+    """The act form's flat inputs as an act: old_final.T1, new_initial.T1, new_meter.serial …
+    (`code`: the old meter; None for an install act, which names where the new one goes)."""
+    data: dict[str, Any] = {"meter": code, "at": form.get("at") or None} if code else {"at": form.get("at") or None}
+    for key in ("old_final", "new_initial", "new_meter") if code else ("new_initial", "new_meter"):
         prefix = key + "."
         part = {k[len(prefix):]: x for k, x in form.items() if k.startswith(prefix) and x != ""}
         if part or key != "new_meter":
             data[key] = part
-    for k in ("document", "comment", "gateway_code", "unit"):
+    where = () if code else ("resource", "house", "account", "gateway")
+    for k in ("document", "comment", "gateway_code", "unit", *where):
         if form.get(k):
             data[k] = form[k]
     if "new_meter" not in data and "new_initial" in data and not data["new_initial"]:

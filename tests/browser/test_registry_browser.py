@@ -1,6 +1,6 @@
 """Registry pages in headless Chromium (1366×768) against a real head-end: the meter list,
 a meter's page with a refused exchange act (the error beside its field), a dated CT change,
-the act recorded, and the meter card's history. Screenshots go to test-artifacts/screenshots/
+the act recorded, the meter card's history, an install act refused then recorded. Screenshots go to test-artifacts/screenshots/
 (those in docs/screenshots/ were taken by this test)."""
 from __future__ import annotations
 
@@ -51,6 +51,27 @@ def test_registry_pages(site, browser) -> None:  # noqa: F811
         shot(page, "registry_03_card_history")
         page.goto(f"{url}/registry/meters/e3")
         shot(page, "registry_04_meter_after")
+        # an install act on the meters tab: a reading that is no number is marked beside its input
+        page.goto(f"{url}/registry?tab=meters")
+        form = page.locator("#install form")
+        form.locator("input[name=at]").fill("2026-11-25T09:30")
+        form.locator("select[name=house]").select_option("h4")
+        form.locator("select[name=gateway]").select_option("gw1")
+        form.locator("input[name=gateway_code]").fill("flat-9")
+        form.locator("input[name='new_meter.code']").fill("e-inst")
+        form.locator("input[name='new_meter.serial']").fill("S-INST")
+        form.locator("input[name='new_meter.tariff_zones']").fill("2")
+        form.locator("input[name='new_initial.T1']").fill("12,5")
+        form.locator("input[name='new_initial.T2']").fill("три")
+        form.locator("button").click()
+        page.wait_for_load_state()
+        assert "«три» — не число" in page.locator("#install .field-error").inner_text()
+        page.locator("#install").scroll_into_view_if_needed()
+        shot(page, "registry_05_install_refused")
+        form = page.locator("#install form")
+        form.locator("input[name='new_initial.T2']").fill("3")
+        form.locator("button").click()
+        page.wait_for_url("**/registry/meters/e-inst?saved=install")
     finally:
         ctx.close()
     assert errors == [], errors

@@ -112,3 +112,27 @@ def test_english_and_quarantine_tab(site) -> None:
                     follow_redirects=False)
     assert r.status_code == 303
     assert _count(dsn, "SELECT count(*) FROM quarantined_values WHERE state = 'discarded'") == 1
+
+
+def test_install_act_on_the_meters_tab(site) -> None:
+    client, _, dsn = site
+    login(client, "uk1adm")
+    page = client.get(f"{W}/registry", params={"tab": "meters"})
+    assert "Акт установки прибора учёта" in page.text
+    csrf = csrf_of(page.text)
+    act = {"csrf": csrf, "action": "install", "at": "2026-11-25T09:30", "resource": "electricity", "house": "h4",
+           "gateway": "gw1", "gateway_code": "flat-9", "new_meter.code": "e-inst", "new_meter.serial": "S-INST",
+           "new_meter.tariff_zones": "2", "new_initial.T1": "12,5", "new_initial.T2": "3", "document": "У-4"}
+    # a reading that is not a number and a gateway that does not exist: both refused beside their inputs
+    r = client.post(f"{W}/registry/meters", data={**act, "new_initial.T1": "двенадцать", "gateway": "gw-nope"})
+    assert r.status_code == 422 and "«двенадцать» — не число" in r.text and "gw-nope" in r.text
+    assert r.text.count('class="error field-error"') == 2
+    assert _count(dsn, "SELECT count(*) FROM meters WHERE code = 'e-inst'") == 0
+    r = client.post(f"{W}/registry/meters", data=act, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("/registry/meters/e-inst?saved=install")
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT r.obis, r.value, r.reasons FROM register_readings r JOIN meters m ON m.id = r.meter_id "
+                         "WHERE m.code = 'e-inst' ORDER BY 1").fetchall() == [
+            ("1.0.1.8.1.255", 12.5, ["install_initial"]), ("1.0.1.8.2.255", 3.0, ["install_initial"])]
+        assert c.execute("SELECT b.gateway_id, b.gateway_code FROM meter_bindings b JOIN meters m ON m.id = "
+                         "b.meter_id WHERE m.code = 'e-inst'").fetchall() == [("gw1", "flat-9")]
