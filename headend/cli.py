@@ -146,19 +146,12 @@ def _doctor(settings, args) -> int:
 
 
 def _import(settings, args) -> int:
-    from askue.headend.registry.importer import RegistryFileError, import_file
+    from askue.headend.registry.importer import import_file
 
-    _connect(settings.dsn).close()
-    try:
-        res = import_file(settings.dsn, args.file, dry_run=args.dry_run, default_org=args.org, strict=args.strict)
-    except RegistryFileError as e:
-        print(f"askue headend import: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as e:
-        print(f"askue headend import: cannot read {args.file}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    for err in res.errors:
-        print(f"{args.file}: {err}", file=sys.stderr)
+    res = _read_file(settings, args, "import", lambda: import_file(
+        settings.dsn, args.file, dry_run=args.dry_run, default_org=args.org, strict=args.strict))
+    if isinstance(res, int):
+        return res
     what = "would import" if res.dry_run else "imported"
     if args.strict and res.errors:
         what = "imported nothing (--strict), would import"
@@ -171,24 +164,35 @@ def _import(settings, args) -> int:
 
 def _acts(settings, args) -> int:
     from askue.headend.registry.acts_file import import_acts
-    from askue.headend.registry.importer import RegistryFileError
 
-    _connect(settings.dsn).close()
-    try:
-        res = import_acts(settings.dsn, args.file, dry_run=args.dry_run, strict=args.strict)
-    except RegistryFileError as e:
-        print(f"askue headend acts: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as e:
-        print(f"askue headend acts: cannot read {args.file}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    for err in res.errors:
-        print(f"{args.file}: {err}", file=sys.stderr)
+    res = _read_file(settings, args, "acts", lambda: import_acts(
+        settings.dsn, args.file, dry_run=args.dry_run, strict=args.strict))
+    if isinstance(res, int):
+        return res
     what = "would record" if res.dry_run else "recorded"
     if args.strict and res.errors:
         what = "recorded nothing (--strict), would record"
     print(f"{what} {res.recorded} of {res.rows} act(s); {res.already} already recorded; {len(res.errors)} error(s)")
     return EXIT_FAILURE if res.errors else EXIT_OK
+
+
+def _read_file(settings, args, command: str, run):
+    """The result of a file import, its row errors printed; or the exit code of a file that
+    cannot be read at all."""
+    from askue.headend.registry.importer import RegistryFileError
+
+    _connect(settings.dsn).close()
+    try:
+        res = run()
+    except RegistryFileError as e:
+        print(f"askue headend {command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"askue headend {command}: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    for err in res.errors:
+        print(f"{args.file}: {err}", file=sys.stderr)
+    return res
 
 
 def _token(settings, args) -> int:

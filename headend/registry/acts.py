@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
@@ -301,13 +302,10 @@ async def find_act(conn: psycopg.AsyncConnection, kind: str, old_code: str | Non
 
 
 # ---- the acts -------------------------------------------------------------------------------
-async def exchange(conn: psycopg.AsyncConnection, principal: Principal, data: Mapping[str, Any]) -> ActResult:
-    """Exchange: `meter` (old code), `at`, `old_final` {T1: …}, `new_meter` {code, serial, model,
-    digits, ct_ratio, vt_ratio | multiplier, tariff_zones, unit, verified_at, verification_due},
-    `new_initial` {T1: …}; optional `gateway_code` (the new meter's code on the gateway, default
-    the old one's), `unit` (of the readings, default canonical), `document`, `comment`."""
-    principal.require(Action.REGISTRY_ACTS)
-    errors: list[Invalid] = []
+async def _old_side(conn: psycopg.AsyncConnection, principal: Principal, data: Mapping[str, Any],
+                    errors: list[Invalid]) -> tuple[dict, ZoneInfo, datetime | None, str | None, dict[str, float]]:
+    """The meter an exchange or removal takes out, the act's moment, its unit and the old
+    meter's final readings, checked against what is stored; problems go to `errors`."""
     _unknown(data, errors)
     old = await meters.find(conn, principal, v.code("meter", data.get("meter")), lock=True)
     if old["status"] == "decommissioned":
@@ -316,6 +314,21 @@ async def exchange(conn: psycopg.AsyncConnection, principal: Principal, data: Ma
     at = await _moment(conn, data.get("at"), errors)
     unit = v.text("unit", data.get("unit"), 20)
     final = _readings(old["resource"], data.get("old_final"), "old_final", unit, errors)
+    if at is not None and final:
+        keys = _keys(data.get("old_final"), old["resource"])
+        await _check_final(conn, old, final, at, keys, tz, errors)
+        await _stored_at(conn, old["id"], final, at, "old_final", keys, errors)
+    return old, tz, at, unit, final
+
+
+async def exchange(conn: psycopg.AsyncConnection, principal: Principal, data: Mapping[str, Any]) -> ActResult:
+    """Exchange: `meter` (old code), `at`, `old_final` {T1: …}, `new_meter` {code, serial, model,
+    digits, ct_ratio, vt_ratio | multiplier, tariff_zones, unit, verified_at, verification_due},
+    `new_initial` {T1: …}; optional `gateway_code` (the new meter's code on the gateway, default
+    the old one's), `unit` (of the readings, default canonical), `document`, `comment`."""
+    principal.require(Action.REGISTRY_ACTS)
+    errors: list[Invalid] = []
+    old, tz, at, unit, final = await _old_side(conn, principal, data, errors)
     initial = _readings(old["resource"], data.get("new_initial"), "new_initial", unit, errors)
     new = _new_meter_fields(data.get("new_meter"), errors)
     gateway_code = None
@@ -331,10 +344,6 @@ async def exchange(conn: psycopg.AsyncConnection, principal: Principal, data: Ma
     if at is not None and old["installed_at"] is not None and at.astimezone(tz).date() < old["installed_at"]:
         errors.append(Invalid("at", f"at: before the old meter was installed ({old['installed_at']})",
                               f"at: раньше установки старого прибора ({old['installed_at']:%d.%m.%Y})"))
-    if at is not None and final:
-        keys = _keys(data.get("old_final"), old["resource"])
-        await _check_final(conn, old, final, at, keys, tz, errors)
-        await _stored_at(conn, old["id"], final, at, "old_final", keys, errors)
     if errors:
         raise v.combined(errors)
     assert at is not None
@@ -430,18 +439,7 @@ async def removal(conn: psycopg.AsyncConnection, principal: Principal, data: Map
     """Remove a meter: `meter`, `at`, `old_final` {T1: …}. Its gateway's later values are quarantined."""
     principal.require(Action.REGISTRY_ACTS)
     errors: list[Invalid] = []
-    _unknown(data, errors)
-    old = await meters.find(conn, principal, v.code("meter", data.get("meter")), lock=True)
-    if old["status"] == "decommissioned":
-        raise Conflict(f"meter {old['code']} is already removed", f"прибор учёта {old['code']} уже снят")
-    tz = await meta.timezone(conn)
-    at = await _moment(conn, data.get("at"), errors)
-    unit = v.text("unit", data.get("unit"), 20)
-    final = _readings(old["resource"], data.get("old_final"), "old_final", unit, errors)
-    if at is not None and final:
-        keys = _keys(data.get("old_final"), old["resource"])
-        await _check_final(conn, old, final, at, keys, tz, errors)
-        await _stored_at(conn, old["id"], final, at, "old_final", keys, errors)
+    old, tz, at, unit, final = await _old_side(conn, principal, data, errors)
     if errors:
         raise v.combined(errors)
     assert at is not None
