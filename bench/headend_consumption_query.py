@@ -25,7 +25,7 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -33,10 +33,13 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.devservices.postgres import PgCluster, timescaledb_installed
+from askue.devservices.postgres import PgCluster
 from askue.headend.auth.permissions import Scope
 from askue.headend.storage import migrations
 from askue.headend.storage.queries import consumption as cq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.lib.pg import modes_from_env, temp_cluster  # noqa: E402
 
 METERS = int(os.environ.get("ASKUE_BENCH_METERS", "10000"))
 RUNS = int(os.environ.get("ASKUE_BENCH_RUNS", "40"))
@@ -218,29 +221,21 @@ def figures(mode: str, res: dict, same: bool) -> list[dict]:
 
 
 def main() -> None:
-    modes = os.environ.get("ASKUE_BENCH_MODES", "").split() or (
-        ["plain", "timescale"] if timescaledb_installed() else ["plain"])
+    modes = modes_from_env()
     figs, notes = [], []
-    with tempfile.TemporaryDirectory(prefix="askue-bench-") as d:
-        tmp = Path(d)
-        os.chmod(tmp, 0o755)
-        cluster = PgCluster(tmp / "pg", timescaledb="timescale" in modes)
-        cluster.start()
-        try:
-            for mode in modes:
-                dsn, info = load(cluster, mode)
-                res = asyncio.run(measure(dsn, max(1, METERS // PER_ORG)))
-                figs += figures(mode, res, res["same"])
-                cluster.drop_database(f"cons_{mode}")
-                notes.append(
-                    f"{mode}: {info['rows']} readings loaded through the value tables' triggers in "
-                    f"{info['load_s']:.0f} s ({info['folded']} pending consumption rows folded"
-                    + (f"; compression policy {info['compress_s']:.0f} s" if info["compress_s"] is not None else "")
-                    + f"); {len(res['times']['day'])} runs (daily median "
-                    f"{statistics.median(res['times']['day']) * 1000:.1f} ms), baselines "
-                    f"{len(res['times']['raw_day'])} runs; figures equal to the baselines: {res['same']}")
-        finally:
-            cluster.stop("immediate")
+    with temp_cluster("timescale" in modes) as cluster:
+        for mode in modes:
+            dsn, info = load(cluster, mode)
+            res = asyncio.run(measure(dsn, max(1, METERS // PER_ORG)))
+            figs += figures(mode, res, res["same"])
+            cluster.drop_database(f"cons_{mode}")
+            notes.append(
+                f"{mode}: {info['rows']} readings loaded through the value tables' triggers in "
+                f"{info['load_s']:.0f} s ({info['folded']} pending consumption rows folded"
+                + (f"; compression policy {info['compress_s']:.0f} s" if info["compress_s"] is not None else "")
+                + f"); {len(res['times']['day'])} runs (daily median "
+                f"{statistics.median(res['times']['day']) * 1000:.1f} ms), baselines "
+                f"{len(res['times']['raw_day'])} runs; figures equal to the baselines: {res['same']}")
     if "timescale" not in modes:
         notes.append("TimescaleDB is not installed here: plain PostgreSQL only")
     print(json.dumps({

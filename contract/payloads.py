@@ -101,6 +101,9 @@ class Command(msgspec.Struct, omit_defaults=True):
     id: Id
     cmd: CommandName
     args: dict[str, Any] = {}
+    # After this moment the command is not carried out (answered ok: false): a relay
+    # switched hours after the operator asked is worse than not switched at all.
+    expires_at: AwareTime | None = None
 
 
 class CommandResult(msgspec.Struct, omit_defaults=True):

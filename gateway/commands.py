@@ -94,6 +94,15 @@ class Commands:
         self._running[cmd.id] = asyncio.Event()
         try:
             log.info("command %s: %s %s", cmd.id, cmd.cmd, cmd.args)
+            now = self.gw.now()
+            if cmd.expires_at is not None and now >= cmd.expires_at:
+                self.failed += 1
+                log.warning("command %s (%s) expired at %s (gateway clock %s): not carried out", cmd.id, cmd.cmd,
+                            cmd.expires_at.isoformat(), now.isoformat())
+                self._publish(CommandResult(v=SCHEMA_VERSION, id=cmd.id, cmd=cmd.cmd, ok=False, finished_at=now,
+                                            error=f"Expired: the command expired at {cmd.expires_at.isoformat()} "
+                                                  f"(gateway clock {now.isoformat()}); not carried out"))
+                return
             try:
                 result = await self.execute(cmd)
                 res = CommandResult(v=SCHEMA_VERSION, id=cmd.id, cmd=cmd.cmd, ok=True, finished_at=_now(),

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from askue.headend.billing import tasks as billing_tasks
+from askue.headend.commands import dispatcher as commands_dispatcher
+from askue.headend.notify import worker as notify_worker
 from askue.headend.storage import tasks as storage_tasks
 from askue.headend.vee import live as vee_live  # noqa: F401  registers the "vee" after-insert hook
 from askue.headend.vee import scan as vee_scan
@@ -22,4 +24,6 @@ BACKGROUND_TASKS: list[Callable[[Any, Any], Awaitable[None]]] = [
     storage_tasks.rollup_task,
     billing_tasks.billing_task,
     vee_scan.scan_task,
+    notify_worker.notify_task,
+    commands_dispatcher.command_task,
 ]

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -44,6 +44,37 @@ class Settings(BaseModel):
     pool_max: int = Field(8, ge=1)
     # Prometheus figures are at the API's /metrics; this port serves them too (for --ingest-only workers)
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    # Where operators reach the pages: links in alert e-mails and webhooks (default: http://api_host:api_port)
+    public_url: str | None = None
+
+    # ---- alerts (askue.headend.notify) ----
+    smtp_host: str | None = None  # None: no e-mail is sent (deliveries wait and retry)
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str | None = None
+    smtp_ca_file: str | None = None  # CA that signed the server's certificate (system CAs when absent)
+    smtp_timeout_s: float = Field(30, gt=0, le=600)
+    webhook_timeout_s: float = Field(10, gt=0, le=600)
+    notify_poll_s: float = Field(5, gt=0, le=3600)
+    notify_retry_base_s: float = Field(30, gt=0, le=86400)  # a failed send waits base·2^(n−1), at most an hour
+    notify_max_attempts: int = Field(10, ge=1, le=100)
+
+    # ---- the web map's base layer ----
+    # {z}/{x}/{y} tile URL (OpenStreetMap's standard tiles by default, which need the internet);
+    # empty: no base layer. map_tiles_dir or map_mbtiles: the head-end serves the tiles itself.
+    map_tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    map_attribution: str = '&copy; <a href="https://www.openstreetmap.org/copyright">участники OpenStreetMap</a>'
+    map_tiles_dir: str | None = None  # a folder of {z}/{x}/{y}.png (or .jpg, .webp)
+    map_mbtiles: str | None = None  # an MBTiles file (SQLite)
+    map_max_zoom: int = Field(19, ge=1, le=22)
+
+    # commands to gateways: how long a command may wait (offline gateway, no answer) before it
+    # expires unless the sender asks otherwise, and how often waiting commands are looked at
+    # besides the database's notifications
+    command_ttl_s: float = Field(3600, ge=10, le=7 * 86400)
+    command_poll_s: float = Field(5, gt=0, le=300)
 
     @field_validator("timezone")
     @classmethod
@@ -53,6 +84,43 @@ class Settings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r}; use an IANA name such as Europe/Moscow") from None
         return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("public_url starts with http:// or https://, e.g. https://askue.example.ru")
+        return v.rstrip("/") if v else None
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_url(cls, v: str) -> str:
+        if v and not (v.startswith(("http://", "https://", "/")) and all(k in v for k in ("{z}", "{x}", "{y}"))):
+            raise ValueError("map_tile_url is an http(s) URL with {z}, {x} and {y}, e.g. "
+                             "https://tile.openstreetmap.org/{z}/{x}/{y}.png (empty: no base map)")
+        return v
+
+    @model_validator(mode="after")
+    def _map(self) -> Settings:
+        if self.map_tiles_dir and self.map_mbtiles:
+            raise ValueError("map_tiles_dir and map_mbtiles: give one offline tile source, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _smtp(self) -> Settings:
+        if self.smtp_host and not self.smtp_from:
+            raise ValueError("smtp_from: give the sender address of alert e-mails when smtp_host is set")
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            raise ValueError("smtp_username and smtp_password: give both (login) or neither")
+        if not (self.smtp_username or "").isascii() or not (self.smtp_password or "").isascii():
+            raise ValueError("smtp_username and smtp_password: SMTP AUTH LOGIN sends ASCII only; use Latin letters, "
+                             "digits and punctuation")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """The head-end's address for links people follow."""
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
 
     @field_validator("mqtt_group")
     @classmethod
@@ -87,5 +155,6 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         return Settings(**data)
     except ValidationError as e:
         where = f"{path}" if path else "settings"
-        problems = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        problems = "; ".join((f"{'.'.join(str(x) for x in err['loc'])}: " if err["loc"] else "") + err["msg"]
+                             for err in e.errors())
         raise ConfigError(f"{where}: {problems} (env vars ASKUE_<FIELD> override the file)") from None

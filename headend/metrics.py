@@ -33,6 +33,8 @@ HOOK_SECONDS = Histogram("askue_headend_hook_seconds", "Time spent in an after-i
                          ["hook"], buckets=_SECONDS)
 HOOK_FAILURES = Counter("askue_headend_hook_failures", "After-insert hook runs that failed (values kept).",
                         ["hook"])
+COMMANDS = Counter("askue_headend_commands", "Commands to gateways by what happened: sent (published), done, "
+                   "failed, expired, unknown_result (an answer to no command of ours).", ["outcome"])
 HTTP_SECONDS = Histogram("askue_headend_http_request_seconds", "API and page requests by route and status.",
                          ["method", "route", "status"], buckets=_SECONDS)
 

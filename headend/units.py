@@ -243,3 +243,16 @@ def number(v: float | int | None, lang: str = "ru", places: int = 3) -> str:
 def amount(v: float | None, resource: str | None, obis: str | None = None, lang: str = "ru") -> str:
     """A number with its unit: «1 036,9 кВт·ч»."""
     return f"{number(v, lang)} {unit(resource, obis, lang)}"
+
+
+def axis_top(v: float) -> float:
+    """A round top for a chart axis at or above `v`: 0.37 → 0.5, 730 → 1000, 1 200 → 2 000."""
+    if v <= 0:
+        return 1.0
+    exp = 10.0 ** (len(str(int(v))) if v >= 1 else 0)
+    while exp / 10 >= v and exp > 1e-6:
+        exp /= 10
+    for f in (0.1, 0.2, 0.25, 0.5, 1.0):
+        if v <= exp * f:
+            return exp * f
+    return exp

@@ -39,6 +39,8 @@ def _check_two_runs(base: Path, ports: list[int]) -> None:
     logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in (base / "logs").glob("*.log"))
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{logs}"
     assert "CHECK OK: all 64 answering meters" in r.stdout
+    # hourly charts from the first minute for every electricity meter that keeps a profile
+    assert "CHECK OK: the load profile of all 13 electricity meters that keep one (dlms, mercury)" in r.stdout
     assert "first run: registry loaded" in r.stdout
     # TimescaleDB wherever it is installed (and the suite is not told to run plain), else plain PostgreSQL
     timescale = timescaledb_installed() and os.environ.get("ASKUE_STORAGE_MODE") != "plain"

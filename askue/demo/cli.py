@@ -268,15 +268,16 @@ def _has_items(url: str, token: str) -> bool:
 
 
 def _check(ports: DemoPorts, token: str, timeout: float, sup: Supervisor) -> int:
-    """Wait until every meter the fleet serves has readings in the API, and every Меркурий
-    meter the load profile its memory held before the demo started (hourly charts from the
-    first minute)."""
+    """Wait until every meter the fleet serves has readings in the API, and every electricity
+    meter that keeps a load profile (DLMS, Меркурий) the profile its memory held before the
+    demo started (hourly charts from the first minute)."""
     api = f"http://127.0.0.1:{ports.api}/api/v1"
     expected = {f"{p.key}-{i:03d}" for p in PLAN for i in range(1, p.count + 1)}
-    from askue.demo.fleet import FAULTS
+    from askue.demo.fleet import FAULTS, keeps_profile
 
     expected -= {m for m, f in FAULTS.items() if f.get("silent")}
-    profiled = {m for m in expected if any(m.startswith(f"{p.key}-") for p in PLAN if p.protocol == "mercury")}
+    profiled = {m for m in expected if any(m.startswith(f"{p.key}-") for p in PLAN if keeps_profile(p))}
+    without = [p for p in PLAN if p.resource == "electricity" and not keeps_profile(p)]
     deadline = time.monotonic() + timeout
     t0 = time.monotonic()
     # Only readings from this run count; meter clocks may lag (M-Bus has minute resolution).
@@ -297,9 +298,11 @@ def _check(ports: DemoPorts, token: str, timeout: float, sup: Supervisor) -> int
              + ", ".join(sorted(missing)[:20]))
         return 1
     if no_profile:
-        _say(f"CHECK FAILED: {len(no_profile)} of {len(profiled)} Меркурий meters without their stored load "
+        _say(f"CHECK FAILED: {len(no_profile)} of {len(profiled)} meters without their stored load "
              f"profile after {took:.0f} s: " + ", ".join(sorted(no_profile)))
         return 1
     _say(f"CHECK OK: all {len(expected)} answering meters have readings in the API ({took:.0f} s)")
-    _say(f"CHECK OK: the load profile of all {len(profiled)} Меркурий meters, read from their memory")
+    _say(f"CHECK OK: the load profile of all {len(profiled)} electricity meters that keep one "
+         f"({', '.join(sorted({p.protocol for p in PLAN if keeps_profile(p)}))}), read from their memory; "
+         f"none kept by {', '.join(f'{p.key} ({p.protocol})' for p in without)}")
     return 0

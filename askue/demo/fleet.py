@@ -80,6 +80,16 @@ MBUS_SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
+def keeps_profile(plan: LinePlan) -> bool:
+    """Whether the line's meters keep a load profile the gateway reads from their memory, so
+    their hourly charts fill from the first minute: electricity meters whose driver reads a
+    profile (DLMS/СПОДЭС, Меркурий). The Modbus models keep none; the IEC 62056-21 meters'
+    profile parameters are not publicly described (docs/drivers/)."""
+    from askue.drivers.base import Capability, get_driver
+
+    return plan.resource == "electricity" and Capability.PROFILE in get_driver(plan.protocol).capabilities
+
+
 def _meter(plan: LinePlan, i: int) -> dict[str, Any]:
     mid = f"{plan.key}-{i:03d}"
     m: dict[str, Any] = {

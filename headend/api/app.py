@@ -12,17 +12,20 @@ from askue.headend.api import errors, routes_consumption, routes_gateways, route
 from askue.headend.api.auth import require_principal
 from askue.headend.auth.permissions import Principal
 from askue.headend.billing import router as billing_router
+from askue.headend.commands import api as commands_api
 from askue.headend.config import Settings
 from askue.headend.events import api as events_api
 from askue.headend.readings import api as readings_api
 from askue.headend.registry import api as registry_api
+from askue.headend.reports import api as reports_api
 from askue.headend.vee import api as vee_api
 from askue.headend.web import router as web_router
 
 # Routers under /api/v1, and the operators' pages (their own /web prefix).
 ROUTERS: list[APIRouter] = [routes_meters.router, routes_consumption.router, routes_gateways.router,
                             routes_registry.router, billing_router.router, events_api.router, readings_api.router,
-                            vee_api.router, registry_api.router]
+                            vee_api.router, commands_api.router,
+                            reports_api.router, registry_api.router]
 PAGES: list[APIRouter] = [web_router.router]
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from askue.headend import names
 from askue.headend.api.auth import require_principal
 from askue.headend.api.deps import db
 from askue.headend.api.pagination import decode_cursor, page
@@ -52,20 +53,26 @@ async def _meter(conn: psycopg.AsyncConnection, code: str, principal: Principal)
     return m
 
 
+Lang = Annotated[Literal["ru", "en"], Query(description="language of `channel`, the channel's name "
+                                                     "(«A+ Т1 (день)», «Объём ХВС»)")]
+
+
 @router.get("/meters/{code}")
-async def meter_card(code: str, principal: Principal = Depends(require_principal),
+async def meter_card(code: str, lang: Lang = "ru", principal: Principal = Depends(require_principal),
                      conn: psycopg.AsyncConnection = Depends(db)) -> dict:
-    """Details, the latest value of every register (per tariff zone) with its times, last contact."""
+    """Details, the latest value of every register (per tariff zone) with its times, last contact.
+    Each value has `obis` and `channel`, its name as operators read it."""
     m = await _meter(conn, code, principal)
     latest = await mq.latest_registers(conn, m.pop("id"))
     m.pop("org_id", None)
-    m["latest"] = [_value_out(r | {"kind": "register"}) for r in latest]
+    m["latest"] = [_value_out(r | {"kind": "register"}, lang, m["tariff_zones"]) for r in latest]
     return m
 
 
-def _value_out(r: dict) -> dict:
+def _value_out(r: dict, lang: str = "ru", zones: int | None = None) -> dict:
     by_meter = r["ts_source"] == "meter"
-    out = {"obis": r["obis"], "kind": r["kind"], "value": r["value"],
+    out = {"obis": r["obis"], "channel": names.channel(r["obis"], lang, zones=zones), "kind": r["kind"],
+           "value": r["value"],
            "meter_time": r["ts"] if by_meter else None, "received_at": r["received_at"], "ts": r["ts"],
            "ts_source": r["ts_source"], "quality": r["quality"], "source": r["source"]}
     for k in ("reasons", "gateway_id", "seq", "period_s"):
@@ -74,7 +81,7 @@ def _value_out(r: dict) -> dict:
     return out
 
 
-async def _values(conn, principal, code, kinds, start, end, obis, cursor, limit) -> dict:
+async def _values(conn, principal, code, kinds, start, end, obis, cursor, limit, lang="ru") -> dict:
     m = await _meter(conn, code, principal)
     after = decode_cursor(cursor, 3)
     if after:
@@ -85,7 +92,7 @@ async def _values(conn, principal, code, kinds, start, end, obis, cursor, limit)
     if start and end and end <= start:
         raise HTTPException(422, "`to` must be after `from`")
     rows = await vq.meter_values(conn, m["id"], kinds, start, end, obis, after, limit + 1)
-    res = page([_value_out(r) for r in rows], limit, lambda r: [r["ts"].isoformat(), r["kind"], r["obis"]])
+    res = page([_value_out(r, lang, m["tariff_zones"]) for r in rows], limit, lambda r: [r["ts"].isoformat(), r["kind"], r["obis"]])
     res["meter"] = code
     return res
 
@@ -96,23 +103,24 @@ async def meter_readings(
     start: datetime | None = Query(None, alias="from", description="meter time from (inclusive), ISO 8601"),
     end: datetime | None = Query(None, alias="to", description="meter time to (exclusive), ISO 8601"),
     kind: str = Query("register,instant", description="comma-separated: register, instant, interval, event"),
-    obis: str | None = None, cursor: str | None = None, limit: Limit = 1000,
+    obis: str | None = None, cursor: str | None = None, limit: Limit = 1000, lang: Lang = "ru",
     principal: Principal = Depends(require_principal), conn: psycopg.AsyncConnection = Depends(db),
 ) -> dict:
-    """Stored values in meter-time order, each with `meter_time` and `received_at` (gateway receive time)."""
+    """Stored values in meter-time order, each with `meter_time` and `received_at` (gateway receive time)
+    and `channel`, the name of its OBIS code."""
     kinds = sorted({k.strip() for k in kind.split(",") if k.strip()})
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise HTTPException(422, f"kind {','.join(bad) or '(empty)'} is unknown; use {', '.join(KINDS)}")
-    return await _values(conn, principal, code, kinds, start, end, obis, cursor, limit)
+    return await _values(conn, principal, code, kinds, start, end, obis, cursor, limit, lang)
 
 
 @router.get("/meters/{code}/intervals")
 async def meter_intervals(
     code: str,
     start: datetime | None = Query(None, alias="from"), end: datetime | None = Query(None, alias="to"),
-    obis: str | None = None, cursor: str | None = None, limit: Limit = 1000,
+    obis: str | None = None, cursor: str | None = None, limit: Limit = 1000, lang: Lang = "ru",
     principal: Principal = Depends(require_principal), conn: psycopg.AsyncConnection = Depends(db),
 ) -> dict:
     """Load profile: energy per integration period; `meter_time` is the END of the period."""
-    return await _values(conn, principal, code, ["interval"], start, end, obis, cursor, limit)
+    return await _values(conn, principal, code, ["interval"], start, end, obis, cursor, limit, lang)

@@ -64,3 +64,28 @@ async def object_history(conn: psycopg.AsyncConnection, actions: list[str], obje
             "WHERE action = ANY(%s) AND object_id LIKE %s ORDER BY at DESC, id DESC LIMIT %s",
             (actions, like, limit))
         return await cur.fetchall()
+
+
+async def previous_login(conn: psycopg.AsyncConnection, login: str) -> dict | None:
+    """The user's login before the current one (time and address), else the only one:
+    «Последний вход: 20.08.2020 10:32 192.168.158.67»."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT at, ip FROM audit_log WHERE actor = %s AND action = 'login' "
+                          "ORDER BY at DESC, id DESC LIMIT 2", (login,))
+        rows = await cur.fetchall()
+    return rows[-1] if rows else None
+
+
+async def rows_about(conn: psycopg.AsyncConnection, object_types: list[str], object_id: str, *,
+                     prefix: bool = False, limit: int = 200) -> list[dict]:
+    """Audit rows about one object (or, with `prefix`, every object whose id starts with
+    `object_id`: a meter's readings are `code/obis/time`), newest first."""
+    if prefix:
+        cond, arg = "object_id LIKE %s", object_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    else:
+        cond, arg = "object_id = %s", object_id
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT id, at, actor, ip, action, object_type, object_id, old, new, comment FROM audit_log "
+            f"WHERE object_type = ANY(%s) AND {cond} ORDER BY at DESC, id DESC LIMIT %s", (object_types, arg, limit))
+        return await cur.fetchall()

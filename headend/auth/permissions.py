@@ -33,6 +33,11 @@ class Action(StrEnum):
     REGISTRY_ORGS = "registry.organisations"  # create organisations
     REGISTRY_ACTS = "registry.acts"  # install, exchange and removal acts
     REGISTRY_CONFIRM = "registry.confirm"  # confirm a reported serial, release or discard quarantined values
+    ALERTS_SUBSCRIBE = "alerts.subscribe"  # one's own alert subscriptions by e-mail
+    ALERTS_WEBHOOK = "alerts.webhook"  # alert subscriptions that POST to a URL (the head-end calls out)
+    COMMANDS_SEND = "commands.send"  # poll a meter now, read its profile or clock, sync its clock
+    COMMANDS_RELAY = "commands.relay"  # switch a meter's load relay off or on
+    COMMANDS_GATEWAY = "commands.gateway"  # gateway-wide: poll every meter, reload the config
 
 
 # Roles a user manager may give: an organisation's admin manages its own people only.
@@ -52,6 +57,12 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.REGISTRY_ORGS: frozenset({"admin"}),
     Action.REGISTRY_ACTS: frozenset({"admin", "org_admin", "dispatcher"}),
     Action.REGISTRY_CONFIRM: frozenset({"admin", "org_admin", "dispatcher"}),
+    Action.ALERTS_SUBSCRIBE: frozenset({"admin", "dispatcher", "org_admin", "viewer"}),
+    Action.ALERTS_WEBHOOK: frozenset({"admin", "dispatcher", "org_admin"}),
+    Action.COMMANDS_SEND: frozenset({"admin", "dispatcher", "org_admin"}),
+    Action.COMMANDS_RELAY: frozenset({"admin", "dispatcher", "org_admin"}),
+    # a gateway may serve several organisations' meters: its own operations stay with the operator
+    Action.COMMANDS_GATEWAY: frozenset({"admin", "dispatcher"}),
 }
 
 

@@ -206,6 +206,7 @@ async def readings_csv_chunks(conn: psycopg.AsyncConnection, org: Org, start: da
                               chunk: int = 5000) -> AsyncIterator[str]:
     """CSV text in chunks for register readings or intervals of the organisation in [start, end)."""
     table = {"register": "register_readings", "interval": "intervals"}[kind]
+    archive = "r.archive" if kind == "register" else "NULL::text"
     cur = await conn.execute(f"SELECT count(*) FROM {table} r JOIN meters m ON m.id = r.meter_id "  # noqa: S608
                              "WHERE m.org_id = %s AND r.ts >= %s AND r.ts < %s", (org.id, start, end))
     total = (await cur.fetchone())[0]
@@ -213,14 +214,15 @@ async def readings_csv_chunks(conn: psycopg.AsyncConnection, org: Org, start: da
     done = 0
     async with conn.transaction(), conn.cursor(name="askue_csv_export") as scur:
         await scur.execute(
-            f"""SELECT m.code, r.obis, r.ts, r.value, r.quality, r.reasons, r.source, r.received_at, m.resource
+            f"""SELECT m.code, r.obis, r.ts, r.value, r.quality, r.reasons, r.source, r.received_at, {archive},
+                       m.resource
                 FROM {table} r JOIN meters m ON m.id = r.meter_id
                 WHERE m.org_id = %s AND r.ts >= %s AND r.ts < %s ORDER BY m.code, r.obis, r.ts""",  # noqa: S608
             (org.id, start, end))
         while rows := await scur.fetchmany(chunk):
-            for code, obis, ts, value, q, reasons, src, rec, resource in rows:
+            for code, obis, ts, value, q, reasons, src, rec, arch, resource in rows:
                 qty = units.canonical(resource, obis, kind)
-                w.row(reading_values(ReadingRow(code, obis, kind, ts, value, q, list(reasons or ()), src, rec,
+                w.row(reading_values(ReadingRow(code, obis, kind, ts, value, q, list(reasons or ()), src, rec, arch,
                                                 qty.canonical if qty else "")))
             done += len(rows)
             if progress:

@@ -69,11 +69,12 @@ class FeedItem:
     source: str
     received_at: datetime
     org_id: int | None
+    archive: str | None = None  # day_start | month_start: the meter's own value at that boundary
 
     def as_dict(self) -> dict:
         return {"meter": self.meter, "obis": self.obis, "ts": self.ts.isoformat(), "value": self.value,
                 "quality": self.quality, "estimated": self.quality in ("E", "S"), "reasons": self.reasons,
-                "source": self.source, "received_at": self.received_at.isoformat()}
+                "source": self.source, "received_at": self.received_at.isoformat(), "archive": self.archive}
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ SELECT log.xid::text, log.seq, log.pos, m.code, r.meter_id, r.obis, r.ts, r.valu
        (r.meter_id IS NOT NULL
         AND (%(orgs)s::bigint[] IS NULL OR m.org_id = ANY(%(orgs)s::bigint[]))
         AND (%(quality)s::text[] IS NULL OR r.quality = ANY(%(quality)s::text[]))
-        AND NOT (r.reasons && %(block)s::text[])) AS visible
+        AND NOT (r.reasons && %(block)s::text[])) AS visible,
+       r.archive
 FROM log
 LEFT JOIN meters m ON m.id = log.meter_id
 LEFT JOIN LATERAL (SELECT * FROM register_readings r
@@ -142,7 +144,7 @@ async def fetch_page(conn: psycopg.AsyncConnection, cursor: Cursor, *, limit: in
         if not r[13]:
             continue
         item = FeedItem(meter=r[3], meter_id=r[4], obis=r[5], ts=r[6], value=r[7], quality=r[8],
-                        reasons=list(r[9] or ()), source=r[10], received_at=r[11], org_id=r[12])
+                        reasons=list(r[9] or ()), source=r[10], received_at=r[11], org_id=r[12], archive=r[14])
         key = (item.meter_id, item.obis, item.ts)
         latest.pop(key, None)  # logged twice in this page (inserted, then updated): one item, current state
         latest[key] = item

@@ -14,6 +14,7 @@ import psycopg
 
 from askue.headend.auth import audit
 from askue.headend.auth.permissions import Principal
+from askue.headend.readings import rejections
 from askue.headend.readings import service as readings
 from askue.headend.storage import meta, values
 
@@ -33,11 +34,32 @@ class Import80020Report:
     issues: list[Issue] = field(default_factory=list)
 
 
+async def _refused(conn: psycopg.AsyncConnection, author: str, org_ids: frozenset[int] | None, source: str,
+                   file_name: str | None, e: ExportFormatError, meter: str | None = None) -> None:
+    """A refused file for the rejected-readings report (written on `conn`: the caller commits)."""
+    first = e.issues[0].where if e.issues else ""
+    await rejections.record(conn, Principal(author, "billing", org_ids), [rejections.Rejection(
+        source, str(e), f"файл не принят, ничего не сохранено: проблем в файле — {len(e.issues)}"
+                        + (f"; первая: {first}" if first else ""), meter_ref=meter, field="file",
+        file_name=file_name)])
+
+
 async def import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: frozenset[int] | None,
                        author: str, tz: ZoneInfo | None = None, file_name: str | None = None,
                        now: datetime | None = None) -> Import80020Report:
-    """Validate and store. Raises ExportFormatError (nothing stored) when the file or
-    any of its measuring points cannot be taken."""
+    """Validate and store. Raises ExportFormatError (nothing stored; the refusal is recorded
+    for the rejected-readings report) when the file or any of its measuring points cannot
+    be taken."""
+    try:
+        return await _import_80020(conn, data, org_ids=org_ids, author=author, tz=tz, file_name=file_name, now=now)
+    except ExportFormatError as e:
+        await _refused(conn, author, org_ids, "file_80020", file_name, e)
+        raise
+
+
+async def _import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: frozenset[int] | None,
+                        author: str, tz: ZoneInfo | None, file_name: str | None,
+                        now: datetime | None) -> Import80020Report:
     tz = tz or await meta.timezone(conn)
     msg = xml80020.parse(data, tz=tz)
     if file_name:
@@ -106,9 +128,19 @@ async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids
     """Per-row results of a filled-in template. By default a file is one act: if any
     row is wrong, nothing is stored (`partial=True` stores the good rows, as the
     customer cabinet does)."""
-    results = integral_xlsx.read_integral_xlsx(data)
+    try:
+        results = integral_xlsx.read_integral_xlsx(data)
+    except ExportFormatError as e:
+        if not dry_run:
+            await _refused(conn, author, org_ids, "file", None, e)
+        raise
     ok = [r for r in results if r.status == "ok"]
     bad = [r for r in results if r.status == "error"]
+    if bad and not dry_run:  # rows the template itself refuses (the service judges the others)
+        await rejections.record(conn, Principal(author, "billing", org_ids), [rejections.Rejection(
+            "file", "; ".join(str(i) for i in r.issues)[:2000],
+            f"строка {r.row} шаблона не принята: " + "; ".join(i.what for i in r.issues)[:1500],
+            meter_ref=r.reading.meter_number if r.reading else None, field="row") for r in bad])
     if bad and not partial:
         for r in ok:
             r.message = "не сохранено: исправьте ошибки в других строках / not stored: fix the other rows"
@@ -157,13 +189,17 @@ async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: 
     from .formats import hourly_xlsx
 
     tz = tz or await meta.timezone(conn)
-    prof = hourly_xlsx.read_hourly_xlsx(data)
-    cur = await conn.execute("SELECT id, multiplier, org_id FROM meters WHERE code = %s OR serial = %s "
-                             "ORDER BY (code = %s) DESC LIMIT 1", (meter_code, meter_code, meter_code))
-    row = await cur.fetchone()
-    if row is None or (org_ids is not None and row[2] not in org_ids):
-        raise ExportFormatError(hourly_xlsx.FORMAT, [Issue("meter", f"meter {meter_code!r} not found",
-                                                           "give the meter code or serial number")])
+    try:
+        prof = hourly_xlsx.read_hourly_xlsx(data)
+        cur = await conn.execute("SELECT id, multiplier, org_id FROM meters WHERE code = %s OR serial = %s "
+                                 "ORDER BY (code = %s) DESC LIMIT 1", (meter_code, meter_code, meter_code))
+        row = await cur.fetchone()
+        if row is None or (org_ids is not None and row[2] not in org_ids):
+            raise ExportFormatError(hourly_xlsx.FORMAT, [Issue("meter", f"meter {meter_code!r} not found",
+                                                               "give the meter code or serial number")])
+    except ExportFormatError as e:
+        await _refused(conn, author, org_ids, "file_hourly", None, e, meter=meter_code)
+        raise
     mid, mult, _ = row
     now = (now or datetime.now(UTC)).astimezone(UTC)
     rows = []

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, Body, Depends, File, HTTPException, Query, Response, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from askue.headend.api.auth import require_principal
@@ -69,9 +70,14 @@ async def _upload(f: UploadFile) -> bytes:
     return data
 
 
-def _format_error(e: ExportFormatError) -> HTTPException:
-    return HTTPException(422, {"format": e.fmt, "message": "file not accepted, nothing stored",
-                               "issues": [i.as_dict() for i in e.issues]})
+def _format_detail(e: ExportFormatError) -> dict:
+    return {"format": e.fmt, "message": "file not accepted, nothing stored", "issues": [i.as_dict() for i in e.issues]}
+
+
+def _refused_file(e: ExportFormatError) -> JSONResponse:
+    """422 with the file's problems, returned rather than raised: the importer recorded the
+    refusal on this request's connection, and an exception would roll it back."""
+    return JSONResponse({"detail": _format_detail(e)}, status_code=422)
 
 
 @router.get("/readings")
@@ -172,7 +178,7 @@ async def post_80020(p: Auth, conn: Conn, file: Annotated[UploadFile, File()]) -
                                            file_name=file.filename if file.filename and
                                            file.filename.lower().startswith("80020_") else None)
     except ExportFormatError as e:
-        raise _format_error(e) from None
+        return _refused_file(e)
     return {"day": rep.file_day, "sender_inn": rep.sender_inn, "points": rep.points, "inserted": rep.inserted,
             "kept_existing": rep.kept_existing}
 
@@ -201,7 +207,7 @@ async def post_hourly(meter: str, p: Auth, conn: Conn, file: Annotated[UploadFil
     try:
         rep = await importers.import_hourly(conn, data, meter, org_ids=p.org_ids, author=p.name)
     except ExportFormatError as e:
-        raise _format_error(e) from None
+        return _refused_file(e)
     return rep.__dict__
 
 
@@ -222,7 +228,7 @@ async def post_integral(p: Auth, conn: Conn, file: Annotated[UploadFile, File()]
         results = await importers.import_integral(conn, data, org_ids=p.org_ids, author=p.name, confirm=confirm,
                                                   partial=partial, dry_run=dry_run)
     except ExportFormatError as e:
-        raise _format_error(e) from None
+        return _refused_file(e)
     return {"rows": [{"row": r.row, "status": r.status, "meter": r.reading.meter_number if r.reading else None,
                       "obis": r.reading.obis if r.reading and r.status != "error" else None,
                       "message": r.message, "issues": [i.as_dict() for i in r.issues]} for r in results],

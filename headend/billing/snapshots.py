@@ -1,7 +1,9 @@
 """Billing-period snapshots: per meter and register channel (tariff zone) the start and
 end readings of a month, and consumption = Σ(rollover-aware deltas) × multiplier.
 
-`compute_snapshot` is pure (tested without a database); `period_snapshots` loads
+`compute_snapshot` is pure (tested without a database) and takes each boundary value
+from `boundary.value_at` (the meter's own archive first, then a reading at the boundary,
+an interpolation, the nearest reading), saying which it used; `period_snapshots` loads
 what it needs; `close_period` freezes a month; `recalculate` compares a closed month
 with the data as it is now and records every difference as a recalculation, never
 changing what billing was already given.
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -22,23 +24,19 @@ from askue.headend import units
 from askue.headend.auth import audit
 from askue.headend.storage import meta
 
+from . import boundary
+from .boundary import QUALITY_RANK, Reading
+
+__all__ = ["LOOKBACK", "QUALITY_RANK", "MeterInfo", "PeriodError", "Reading", "Snapshot", "close_period",
+           "compute_snapshot", "period_snapshots", "recalculate"]
+
 LOOKBACK = timedelta(days=3)  # how far from the boundary a reading may be to count as "at" it
-QUALITY_RANK = {"A": 0, "M": 1, "S": 2, "E": 3}
 _REGISTER_ZONE = re.compile(r"^1\.0\.[1-4]\.8\.(\d)\.255$")
 ZONE_NAMES = {0: "Сутки", 1: "Т1 (день/пик)", 2: "Т2 (ночь)", 3: "Т3 (полупик)", 4: "Т4"}
 
 
 class PeriodError(ValueError):
     """A period action that cannot be done (already closed, not closed, unknown)."""
-
-
-@dataclass(frozen=True)
-class Reading:
-    ts: datetime
-    value: float
-    quality: str = "A"
-    source: str = "gateway"
-    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,12 +90,20 @@ class Snapshot:
         d = {k: v for k, v in asdict(self).items() if k not in ("start", "end")}
         for end in ("start", "end"):
             r: Reading | None = getattr(self, end)
-            d[end] = None if r is None else {"ts": r.ts.isoformat(), "value": r.value, "quality": r.quality,
-                                             "source": r.source, "reasons": list(r.reasons)}
+            d[end] = None if r is None else _reading_dict(r)
         return d
 
     def key(self) -> tuple[int, str]:
         return self.meter_id, self.obis
+
+
+def _reading_dict(r: Reading) -> dict:
+    d = {"ts": r.ts.isoformat(), "value": r.value, "quality": r.quality, "source": r.source,
+         "reasons": list(r.reasons), "boundary_source": r.boundary_source}
+    if r.between:
+        d["interpolated_from"] = [{"ts": b.ts.isoformat(), "value": b.value, "quality": b.quality,
+                                   "source": b.source} for b in r.between]
+    return d
 
 
 def zone_name(obis: str) -> str:
@@ -113,29 +119,14 @@ def month_bounds(month: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
             datetime.combine(nxt, time(0), tz).astimezone(UTC))
 
 
-def _closest(readings: Sequence[Reading], at: datetime, lookback: timedelta) -> Reading | None:
-    """The reading nearest to `at` within ±lookback; on a tie the one at or before."""
-    best: Reading | None = None
-    for r in readings:
-        dist = abs(r.ts - at)
-        if dist > lookback:
-            continue
-        if best is None or dist < abs(best.ts - at) or (dist == abs(best.ts - at) and r.ts <= at):
-            best = r
-    return best
-
-
-def _worst(*qs: str | None) -> str | None:
-    present = [q for q in qs if q]
-    return max(present, key=lambda q: QUALITY_RANK.get(q, 9)) if present else None
-
-
 def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], start_at: datetime,
                      end_at: datetime, *, lookback: timedelta = LOOKBACK, tz: tzinfo | None = None) -> Snapshot:
     """Snapshot of one meter channel for [start_at, end_at).
 
-    The boundary reading is the one closest to the boundary (±lookback), so the end
-    of one month and the start of the next are the same reading and months add up.
+    The boundary value is `boundary.value_at` (±lookback): the meter's archive, a reading
+    at the boundary, an interpolation or the nearest reading, each marked with its
+    `boundary_source`. It depends only on the readings near the boundary, so the end of
+    one month and the start of the next are the same value and months add up.
     A meter installed in the month starts at its first reading, one removed (replaced
     or decommissioned) ends at its last: across an exchange the old and the new meter
     each carry their part. Consumption chains every reading between start and end:
@@ -152,23 +143,23 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
     # to the last one before the boundary.
     removed_in = meter.decommissioned_at is not None and start_at.date() <= meter.decommissioned_at <= end_at.date()
 
-    start = _closest(rs, start_at, lookback)
+    start = boundary.value_at(rs, start_at, lookback)
     if start is None:
         inside = [r for r in rs if start_at <= r.ts < end_at]
         if inside:
-            start = inside[0]
+            start = replace(inside[0], boundary_source=boundary.FIRST_IN_PERIOD)
             flags.append("installed_in_period" if installed_in or meter.replaces_id else "start_after_boundary")
-    end = _closest(rs, end_at, lookback)
+    end = boundary.value_at(rs, end_at, lookback)
     if removed_in:
         last_inside = [r for r in rs if start_at <= r.ts <= end_at + lookback]
         if last_inside and (end is None or end.ts < last_inside[-1].ts or end.ts > end_at):
-            end = last_inside[-1]
+            end = replace(last_inside[-1], boundary_source=boundary.LAST_IN_PERIOD)
         if end is not None:
             flags.append("removed_in_period")
     if end is None:
         inside = [r for r in rs if start_at < r.ts <= end_at]
         if inside:
-            end = inside[-1]
+            end = replace(inside[-1], boundary_source=boundary.LAST_IN_PERIOD)
             flags.append("removed_in_period" if meter.replaced_by_id is not None else "end_before_boundary")
     if start is not None and end is not None and end.ts <= start.ts:
         end = None if end.ts < start.ts else end
@@ -180,7 +171,9 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
         flags.append("end_missing")
     multiplier = meter.multiplier
     if start is not None and end is not None:
-        chain = [r for r in rs if start.ts <= r.ts <= end.ts]
+        # an interpolated end is not one of the readings: chain the readings strictly
+        # between the two ends, and the ends themselves
+        chain = [start, *(r for r in rs if start.ts < r.ts < end.ts), end] if end.ts > start.ts else [start]
         total, rollovers, reverses = 0.0, 0, []
         parts: dict[float, float] = {}
         for a, b in zip(chain, chain[1:], strict=False):
@@ -212,7 +205,7 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
         details["replaces"] = meter.replaces_code
     if meter.replaced_by_code:
         details["replaced_by"] = meter.replaced_by_code
-    quality = _worst(start.quality if start else None, end.quality if end else None)
+    quality = boundary.worst_quality(start.quality if start else None, end.quality if end else None)
     estimated = any(r is not None and r.quality in ("E", "S") for r in (start, end))
     return Snapshot(meter_id=meter.id, meter=meter.code, obis=obis, zone=zone_name(obis), start=start, end=end,
                     multiplier=multiplier, consumption=consumption, quality=quality,
@@ -259,14 +252,14 @@ async def period_snapshots(conn: psycopg.AsyncConnection, org_id: int, month: da
         return []
     by_id = {m.id: m for m in infos}
     cur = await conn.execute(
-        """SELECT meter_id, obis, ts, value, quality, source, reasons FROM register_readings
+        """SELECT meter_id, obis, ts, value, quality, source, reasons, archive FROM register_readings
            WHERE meter_id = ANY(%s) AND ts >= %s AND ts <= %s
              AND NOT ('serial_mismatch' = ANY(coalesce(reasons, '{}')))  -- held until an operator confirms
            ORDER BY meter_id, obis, ts""",
         (list(by_id), start_at - lookback, end_at + lookback))
     series: dict[tuple[int, str], list[Reading]] = {}
-    async for mid, obis, ts, value, q, src, reasons in cur:
-        series.setdefault((mid, obis), []).append(Reading(ts, value, q, src, tuple(reasons or ())))
+    async for mid, obis, ts, value, q, src, reasons, archive in cur:
+        series.setdefault((mid, obis), []).append(Reading(ts, value, q, src, tuple(reasons or ()), archive))
     out = [compute_snapshot(by_id[mid], obis, rs, start_at, end_at, lookback=lookback, tz=tz)
            for (mid, obis), rs in series.items()]
     # a meter that has register channels but no reading near this month still gets its
@@ -289,14 +282,23 @@ async def get_period(conn: psycopg.AsyncConnection, org_id: int, month: date, *,
     return await cur.fetchone()
 
 
+def _between(r: Reading | None) -> list | None:
+    return None if r is None or not r.between else [[b.ts.isoformat(), b.value, b.quality, b.source]
+                                                    for b in r.between]
+
+
 def _row_values(period_id: int, s: Snapshot) -> tuple:
+    interpolated = {f"{name}_interpolated_from": _between(r) for name, r in (("start", s.start), ("end", s.end))
+                    if _between(r)}
     return (period_id, s.meter_id, s.obis,
             s.start.ts if s.start else None, s.start.value if s.start else None,
             s.start.quality if s.start else None, s.start.source if s.start else None,
+            s.start.boundary_source if s.start else None,
             s.end.ts if s.end else None, s.end.value if s.end else None,
             s.end.quality if s.end else None, s.end.source if s.end else None,
+            s.end.boundary_source if s.end else None,
             s.multiplier, s.consumption, s.quality, s.estimated,
-            json.dumps({"flags": s.flags, **s.details}, default=str))
+            json.dumps({"flags": s.flags, **s.details, **interpolated}, default=str))
 
 
 async def close_period(conn: psycopg.AsyncConnection, org_id: int, month: date, actor: str) -> list[Snapshot]:
@@ -314,8 +316,9 @@ async def close_period(conn: psycopg.AsyncConnection, org_id: int, month: date, 
         async with conn.cursor() as cur:
             await cur.executemany(
                 """INSERT INTO billing_snapshots (period_id, meter_id, obis, start_ts, start_value, start_quality,
-                       start_source, end_ts, end_value, end_quality, end_source, multiplier, consumption, quality,
-                       estimated, details) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+                       start_source, start_boundary_source, end_ts, end_value, end_quality, end_source,
+                       end_boundary_source, multiplier, consumption, quality, estimated, details)
+                   VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
                 [_row_values(period["id"], s) for s in snaps])
         await conn.execute("UPDATE billing_periods SET state = 'closed', closed_at = now(), closed_by = %s "
                            "WHERE id = %s", (actor, period["id"]))
@@ -324,12 +327,19 @@ async def close_period(conn: psycopg.AsyncConnection, org_id: int, month: date, 
     return snaps
 
 
+def _stored_reading(r: dict, det: dict, name: str) -> Reading | None:
+    if r[f"{name}_ts"] is None:
+        return None
+    pair = det.pop(f"{name}_interpolated_from", None)
+    between = tuple(Reading(datetime.fromisoformat(ts), v, q, src) for ts, v, q, src in pair) if pair else None
+    return Reading(r[f"{name}_ts"], r[f"{name}_value"], r[f"{name}_quality"], r[f"{name}_source"],
+                   boundary_source=r[f"{name}_boundary_source"], between=between)  # type: ignore[arg-type]
+
+
 def _stored_to_snapshot(r: dict, code: str) -> Snapshot:
     det = dict(r["details"] or {})
     flags = det.pop("flags", [])
-    start = Reading(r["start_ts"], r["start_value"], r["start_quality"], r["start_source"]) \
-        if r["start_ts"] is not None else None
-    end = Reading(r["end_ts"], r["end_value"], r["end_quality"], r["end_source"]) if r["end_ts"] is not None else None
+    start, end = _stored_reading(r, det, "start"), _stored_reading(r, det, "end")
     return Snapshot(meter_id=r["meter_id"], meter=code, obis=r["obis"], zone=zone_name(r["obis"]), start=start,
                     end=end, multiplier=r["multiplier"], consumption=r["consumption"], quality=r["quality"],
                     source=r["end_source"] or r["start_source"], estimated=r["estimated"], flags=flags, details=det)
@@ -360,6 +370,8 @@ def _comparable(s: Snapshot | None) -> dict | None:
         r: Reading | None = getattr(s, name)
         out[name] = None if r is None else {"ts": r.ts.astimezone(UTC).isoformat(), "value": r.value,
                                             "quality": r.quality, "source": r.source}
+        if r is not None and r.boundary_source:
+            out[name]["boundary_source"] = r.boundary_source
     return out
 
 
@@ -412,6 +424,12 @@ def _same(a: dict | None, b: dict | None) -> bool:
         return False
     na.pop("consumption", None)
     nb.pop("consumption", None)
+    for end in ("start", "end"):
+        # rows frozen before boundary sources were kept have none: not a difference
+        ea, eb = na.get(end), nb.get(end)
+        if isinstance(ea, dict) and isinstance(eb, dict) and ("boundary_source" in ea) != ("boundary_source" in eb):
+            ea.pop("boundary_source", None)
+            eb.pop("boundary_source", None)
     return na == nb
 
 
@@ -430,7 +448,8 @@ def consumption_rows(snaps: Iterable[Snapshot], month: date, tz: ZoneInfo) -> It
                num(s.end.value if s.end else None), s.end.ts.isoformat() if s.end else "",
                num(s.multiplier), num(s.consumption), s.quality or "", s.source or "",
                "1" if s.estimated else "0", s.details.get("replaces", ""), s.details.get("replaced_by", ""),
-               _unit(s.obis)]
+               _unit(s.obis), (s.start.boundary_source or "") if s.start else "",
+               (s.end.boundary_source or "") if s.end else ""]
 
 
 def _unit(obis: str) -> str:

@@ -11,13 +11,26 @@ from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from askue.headend import names
 from askue.headend.units import amount, number
 
 PHASES = {1: "L1", 2: "L2", 3: "L3"}
 TAMPER_MEANINGS_RU = {"magnetic field: start": "воздействие магнитного поля (начало)",
                       "magnetic field: end": "воздействие магнитного поля (конец)",
                       "terminal cover opened": "вскрыта крышка клеммной колодки",
-                      "meter case opened": "вскрыт корпус счётчика"}
+                      "meter case opened": "вскрыт корпус счётчика",
+                      "external seal sensor tripped": "сработала пломба внешнего датчика",
+                      "RF field: start": "воздействие высокочастотного поля (начало)",
+                      "RF field: end": "воздействие высокочастотного поля (конец)",
+                      "unauthorised access attempt": "попытка несанкционированного доступа",
+                      "protocol violation": "нарушение требований протокола обмена",
+                      "locked after too many wrong passwords": "блокировка после неверных паролей",
+                      "firmware verification failed": "ошибка проверки встроенного ПО"}
+POWER_OFF_RU = {"power off": ("журнал включений/выключений", "питание отключено"),
+                "complete loss of supply": ("журнал включений/выключений", "полное пропадание питания"),
+                "voltage interruption": ("журнал напряжения", "прерывание напряжения")}
+FAULTS_RU = {"measuring unit error": "ошибка измерительного блока", "real-time clock error": "ошибка часов",
+             "memory error": "ошибка памяти"}
 JOURNALS_RU = {"external influence journal": "журнал внешних воздействий",
                "access control journal": "журнал несанкционированного доступа"}
 
@@ -47,6 +60,16 @@ def when(v: Any, tz: tzinfo) -> str:
     return t.astimezone(tz).strftime("%d.%m.%Y %H:%M")
 
 
+def zone_label(tz: tzinfo, at: datetime | None = None, lang: str = "ru", word: bool = True) -> str:
+    """Which clock times are shown on: «время Europe/Moscow (UTC+03:00)» (without `word`:
+    «Europe/Moscow (UTC+03:00)»)."""
+    at = at or datetime.now(tz)
+    off = at.astimezone(tz).strftime("%z")
+    name = getattr(tz, "key", None) or str(tz)
+    label = f"{name} (UTC{off[:3]}:{off[3:]})"
+    return f"{'время' if lang == 'ru' else 'time zone'} {label}" if word else label
+
+
 def duration(seconds: float, lang: str) -> str:
     """Silence or drift for a sentence: «10 дн.», «5 ч», «3 мин 20 с»."""
     s = abs(seconds)
@@ -63,7 +86,7 @@ def duration(seconds: float, lang: str) -> str:
 
 
 def _reverse(c: _Ctx) -> str:
-    also = c.ev.get("also") or []
+    also = [names.channel(str(o), c.lang) for o in c.ev.get("also") or []]
     if c.ru:
         s = (f"Предыдущие показания {c.q('previous')} ({c.t('previous_ts')}), текущие {c.q('current')}: "
              f"уменьшение на {c.q('drop')}")
@@ -160,6 +183,44 @@ def _voltage(c: _Ctx) -> str:
             else f"Phase {phase} voltage {u}, nominal {nominal} V")
 
 
+def _phase_loss(c: _Ctx) -> str:
+    if "voltage" in c.ev:
+        return _voltage(c)
+    phase = PHASES.get(c.ev["phase"], str(c.ev["phase"]))
+    back = ""
+    if c.ev.get("restored_at"):
+        gone = (datetime.fromisoformat(str(c.ev["restored_at"])) - datetime.fromisoformat(str(c.ev["lost_at"])))
+        back = (f", восстановлено {c.t('restored_at')} (через {duration(gone.total_seconds(), 'ru')})" if c.ru
+                else f", restored {c.t('restored_at')} (after {duration(gone.total_seconds(), 'en')})")
+    return (f"Журнал напряжения счётчика: пропадание напряжения фазы {phase} {c.t('lost_at')}{back}" if c.ru
+            else f"Meter voltage journal: phase {phase} voltage lost {c.t('lost_at')}{back}")
+
+
+def _power_loss(c: _Ctx) -> str:
+    meaning = str(c.ev["meaning"])
+    back = ""
+    if c.ev.get("on_at"):
+        off = (datetime.fromisoformat(str(c.ev["on_at"])) - datetime.fromisoformat(str(c.ev["off_at"])))
+        back = (f", включено {c.t('on_at')} (через {duration(off.total_seconds(), 'ru')})" if c.ru
+                else f", back on {c.t('on_at')} (after {duration(off.total_seconds(), 'en')})")
+    if c.ru:
+        journal, what = POWER_OFF_RU[meaning]
+        return f"{journal.capitalize()} счётчика: {what} {c.t('off_at')}{back}"
+    return f"Meter journal: {meaning} {c.t('off_at')}{back}"
+
+
+def _clock_set(c: _Ctx) -> str:
+    return (f"Журнал программирования счётчика: установлено время {c.t('set_to')} (время счётчика после "
+            f"установки)" if c.ru
+            else f"Meter programming journal: clock set to {c.t('set_to')} (meter time after the step)")
+
+
+def _meter_fault(c: _Ctx) -> str:
+    meaning = str(c.ev["meaning"])
+    return (f"Журнал самодиагностики счётчика: {FAULTS_RU[meaning]} (код {c.ev['code']}) {c.t('at')}" if c.ru
+            else f"Meter self-diagnostics journal: {meaning} (code {c.ev['code']}) {c.t('at')}")
+
+
 def _verification(c: _Ctx) -> str:
     if "days_overdue" in c.ev:
         return (f"Срок поверки истёк {c.d('verification_due')} ({c.ev['days_overdue']} дн. назад)" if c.ru
@@ -238,7 +299,8 @@ def _plural(n: int, one: str, few: str, many: str) -> str:
 SENTENCES: dict[str, Callable[[_Ctx], str]] = {
     "reverse_reading": _reverse, "no_contact": _no_contact, "spike": _spike, "over_limit": _over_limit,
     "zero_consumption": _zero, "interval_gap": _gap, "sum_mismatch": _sum_mismatch, "clock_drift": _clock,
-    "frozen_value": _frozen, "tamper": _tamper, "voltage": _voltage, "phase_loss": _voltage,
+    "frozen_value": _frozen, "tamper": _tamper, "voltage": _voltage, "phase_loss": _phase_loss,
+    "power_loss": _power_loss, "clock_set": _clock_set, "meter_fault": _meter_fault,
     "verification_overdue": _verification, "verification_due": _verification, "house_imbalance": _imbalance,
     "interval_size": _size, "interval_duplicate": _duplicate, "foreign_gateway": _foreign,
     "removed_meter_values": _removed, "serial_mismatch": _serial, "ratio_mismatch": _ratio,

@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from askue.headend.grafana.dashboards import build_all, build_system
-from askue.headend.grafana.macros import expand
+from askue.headend.grafana.dashboards import build_system
+from askue.headend.grafana.macros import VariableValue, expand
+from askue.headend.grafana.provisioning import folder_dashboards
+from askue.headend.storage import meta
 
 
 @dataclass
@@ -38,26 +40,33 @@ def parse_relative(text: str, now: datetime) -> datetime:
                                     "w": timedelta(weeks=1)}[m.group(2)]
 
 
-def variable_values(conn: psycopg.Connection, dashboard: dict) -> dict[str, list[str]]:
-    out = {}
+def variable_values(conn: psycopg.Connection, dashboard: dict) -> dict[str, VariableValue]:
+    """Each variable at "All": every value its query gives (a multi-value or include-all
+    variable, quoted as a list), else its first value (inserted as it is)."""
+    out: dict[str, VariableValue] = {}
     for v in dashboard.get("templating", {}).get("list", []):
-        rows = conn.execute(v["query"]).fetchall()
-        out[v["name"]] = [str(r[0]) for r in rows]
+        rows = [str(r[0]) for r in conn.execute(v["query"]).fetchall()]
+        out[v["name"]] = rows if v.get("multi") or v.get("includeAll") else (rows[0] if rows else "")
     return out
 
 
-def run(dsn: str, dashboards: list[dict] | None = None, now: datetime | None = None) -> list[PanelResult]:
+def run(dsn: str, dashboards: list[dict] | None = None, now: datetime | None = None,
+        timescaledb: bool | None = None) -> list[PanelResult]:
+    """`timescaledb`: the data source's TimescaleDB switch (None: on when the database is in
+    timescale mode, as `askue grafana push --timescaledb` would set it)."""
     now = now or datetime.now(UTC)
     results = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET statement_timeout = '30s'")
-        for d in dashboards or build_all():
+        if timescaledb is None:
+            timescaledb = not meta.load_sync(conn).plain
+        for d in dashboards or folder_dashboards():
             start, end = parse_relative(d["time"]["from"], now), parse_relative(d["time"]["to"], now)
             variables = variable_values(conn, d)
             for p in d["panels"]:
                 for t in p["targets"]:
                     try:
-                        sql = expand(t["rawSql"], start, end, variables)
+                        sql = expand(t["rawSql"], start, end, variables, timescaledb=timescaledb)
                         rows = conn.execute(sql).fetchall()
                         results.append(PanelResult(d["uid"], p["title"], len(rows)))
                     except (psycopg.Error, ValueError) as e:

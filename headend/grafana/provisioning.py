@@ -15,6 +15,7 @@ from askue.headend.grafana.dashboards import (
     build_all,
     build_system,
 )
+from askue.headend.grafana.reports_dashboard import build_reports
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1].parent / "grafana"
 DASHBOARDS_IN_CONTAINER = "/var/lib/grafana/dashboards/askue"
@@ -73,11 +74,16 @@ providers:
 """
 
 
+def folder_dashboards() -> list[dict]:
+    """Every dashboard of the «АСКУЭ» folder: the dispatchers' and the reports'."""
+    return [*build_all(), *build_reports()]
+
+
 def render_files() -> dict[str, str]:
     """Relative path → content of every provisioning file."""
     files = {"provisioning/datasources/askue.yaml": DATASOURCE_YAML,
              "provisioning/dashboards/askue.yaml": PROVIDER_YAML}
-    for d in build_all():
+    for d in folder_dashboards():
         files[f"dashboards/{d['uid']}.json"] = json.dumps(d, ensure_ascii=False, indent=2) + "\n"
     for d in build_system():
         files[f"dashboards-system/{d['uid']}.json"] = json.dumps(d, ensure_ascii=False, indent=2) + "\n"

@@ -11,9 +11,9 @@ from askue.headend.grafana.dashboards import (
     PROM_UID,
     SYSTEM_FOLDER_TITLE,
     SYSTEM_FOLDER_UID,
-    build_all,
     build_system,
 )
+from askue.headend.grafana.provisioning import folder_dashboards
 
 
 class PushError(RuntimeError):
@@ -76,7 +76,7 @@ def push(url: str, token: str, datasource: dict | None, *, prometheus: dict | No
             res.datasource = upsert_datasource(DS_UID, datasource)
         step = "folder"
         res.folder = ensure_folder(FOLDER_UID, FOLDER_TITLE)
-        upload(build_all(), FOLDER_UID, res.dashboards)
+        upload(folder_dashboards(), FOLDER_UID, res.dashboards)
         if prometheus is not None:
             step = "prometheus datasource"
             res.prometheus = upsert_datasource(PROM_UID, prometheus)

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiomqtt
 import msgspec
 import psycopg
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from psycopg_pool import AsyncConnectionPool
 
 from askue.contract import PayloadError, Topics, decode_data_fast, decode_health, decode_state
-from askue.headend import metrics
+from askue.headend import metrics, mqtt
 from askue.headend.config import Settings
 from askue.headend.ingest import merge
 from askue.headend.ingest.batch import Pending
@@ -80,15 +76,6 @@ def _classify(topics: Topics, topic: str, payload: bytes, pending: Pending) -> N
         pending.healths.append(msg)
 
 
-def _tls_context(s: Settings) -> ssl.SSLContext | None:
-    if not s.mqtt_tls:
-        return None
-    ctx = ssl.create_default_context(cafile=s.mqtt_ca_file)
-    if s.mqtt_cert_file:
-        ctx.load_cert_chain(s.mqtt_cert_file, s.mqtt_key_file)
-    return ctx
-
-
 class Consumer:
     def __init__(self, settings: Settings, pool: AsyncConnectionPool, ctx: merge.MergeContext) -> None:
         self.s = settings
@@ -96,26 +83,10 @@ class Consumer:
         self.ctx = ctx
         self.topics = Topics(settings.mqtt_root)
         self.stats = IngestStats()
-        # Stable across restarts: a restarted worker must resume its persistent session. A new id
-        # per process (the pid) left the old session in the shared group, where the broker kept
-        # queuing its share of the data for nobody (lost on session expiry). Several workers on
-        # one host in one group need their own mqtt_client_id.
-        self.client_id = settings.mqtt_client_id or "-".join(
-            x for x in ("askue-headend", socket.gethostname(), settings.mqtt_group) if x)
+        self.client_id = mqtt.client_id(settings)
 
     def _client(self) -> aiomqtt.Client:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 86400  # keep unacked messages for us across a restart
-        props.ReceiveMaximum = self.s.receive_maximum  # in-flight QoS 1 messages the broker may send us
-        client = aiomqtt.Client(
-            self.s.mqtt_host, self.s.mqtt_port, identifier=self.client_id,
-            username=self.s.mqtt_username, password=self.s.mqtt_password,
-            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-            tls_context=_tls_context(self.s), max_queued_incoming_messages=0,
-        )
-        # aiomqtt 2.5 has no manual-ack switch of its own; paho's is on the wrapped client
-        client._client.manual_ack_set(True)
-        return client
+        return mqtt.make_client(self.s, self.client_id, receive_maximum=self.s.receive_maximum)
 
     async def run(self) -> None:
         """Consume until cancelled; reconnects to the broker and retries the database."""
@@ -196,8 +167,7 @@ class Consumer:
         metrics.MESSAGES.labels("data" if pending.data else "state" if pending.states else
                                 "health" if pending.healths else "invalid").inc()
         if m.qos > 0:
-            paho, mid, qos = client._client, m.mid, m.qos
-            pending.acks.append(lambda: paho.ack(mid, qos))
+            pending.acks.append(mqtt.acker(client, m))
 
     async def _commit(self, pending: Pending) -> None:
         metrics.IN_FLIGHT.inc()

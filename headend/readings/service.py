@@ -18,7 +18,9 @@ A reading is accepted when:
 
 Stored with quality M, source `manual` (reason `manual`) or `file`, reason
 `consumer_reported` when the consumer reported it; written through
-`storage.values.insert`, so VEE's hook judges it like any other value; audited.
+`storage.values.insert`, so VEE's hook judges it like any other value; audited. A
+rejected reading is kept in `rejected_readings` (`readings/rejections.py`) for the
+rejected-readings report.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import psycopg
 from askue.headend.auth import audit
 from askue.headend.auth.permissions import Action, Principal
 from askue.headend.errors import Conflict, Invalid, NeedsConfirmation, NotFound, ServiceError
+from askue.headend.readings import rejections
 from askue.headend.readings.window import Window, load_window
 from askue.headend.storage import meta, values
 from askue.headend.vee import estimate, store
@@ -264,6 +267,7 @@ async def submit(conn: psycopg.AsyncConnection, principal: Principal, readings: 
                     o.status = "not_stored"
                     o.error = Conflict("not stored: other rows of the file have errors",
                                        "не сохранено: в файле есть ошибки")
+                await _record_refused(conn, principal, outcomes, source)
             return outcomes
         rows = []
         for o in accepted:
@@ -283,7 +287,16 @@ async def submit(conn: psycopg.AsyncConnection, principal: Principal, readings: 
                                new={"value": o.input.value, "quality": "M", "source": source,
                                     "consumer": o.input.consumer, "expected": o.expected, "reasons": o.reasons},
                                comment=o.input.comment)
+        await _record_refused(conn, principal, outcomes, source)
     return outcomes
+
+
+async def _record_refused(conn: psycopg.AsyncConnection, principal: Principal, outcomes: list[Outcome],
+                          source: str) -> None:
+    """Refused readings go to the rejected-readings report; a reading waiting for confirmation
+    is a question, not a refusal, and one not stored for another row's error was not judged."""
+    await rejections.record(conn, principal, [rejections.of_outcome(o, source) for o in outcomes
+                                              if o.status == "rejected"])
 
 
 async def enter(conn: psycopg.AsyncConnection, principal: Principal, reading: ReadingInput, *,

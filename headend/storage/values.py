@@ -259,11 +259,13 @@ async def _copy_direct(conn: psycopg.AsyncConnection, rows: Sequence[tuple], kin
 # QoS 1 duplicates and replays carry the same received_at). The margin keeps meters whose
 # clock has minute resolution (M-Bus) from looking frozen when polled twice in a minute.
 # Only gateway values: a person entering a reading for a stored time is a conflict, not a repeat.
+# Nor a register from the meter's archive: its time is a day/month boundary, which a live
+# poll may have hit exactly, and it is read days later by nature.
 _REPEATED_SQL = """
 SELECT s.meter_id, s.obis, s.kind, s.ts, s.received_at, s.value, r.received_at, r.value
 FROM _stage s JOIN {t} r ON r.meter_id = s.meter_id AND r.obis = s.obis AND r.ts = s.ts
 WHERE s.kind = %(kind)s AND s.source = 'gateway' AND s.ts_source = 'meter'
-  AND s.received_at > r.received_at + interval '90 seconds'
+  AND s.received_at > r.received_at + interval '90 seconds' {live}
 """
 
 
@@ -288,7 +290,9 @@ async def merge_stage(conn: psycopg.AsyncConnection, staged: Mapping[str, int], 
             batch.rows += [ValueRow._make(r) for r in await cur.fetchall()]
         # only when something was not inserted look for values repeated by a new poll
         if kind in ("register", "instant") and new < staged[kind]:
-            cur = await conn.execute(sql.SQL(_REPEATED_SQL).format(t=sql.Identifier(table)), {"kind": kind})
+            live = sql.SQL("AND s.archive IS NULL AND r.archive IS NULL" if kind == "register" else "")
+            cur = await conn.execute(sql.SQL(_REPEATED_SQL).format(t=sql.Identifier(table), live=live),
+                                     {"kind": kind})
             batch.repeated += [RepeatedRow(*r) for r in await cur.fetchall()]
 
 

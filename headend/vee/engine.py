@@ -10,6 +10,7 @@ from askue.headend.vee.rules import (
     frozen_value,
     house_imbalance,
     interval_gap,
+    journal,
     no_contact,
     reverse_reading,
     spike,
@@ -34,6 +35,7 @@ SERIES_RULES: dict[str, SeriesRule] = {
     "clock_drift": clock_drift.check,
     "frozen_value": frozen_value.check,
     "tamper": tamper.check,
+    "journal": journal.check,
     "voltage": voltage.check,
 }
 
@@ -48,6 +50,7 @@ RULE_KINDS: dict[str, frozenset[str]] = {
     "clock_drift": frozenset({"register", "instant"}),
     "frozen_value": frozenset({"register", "instant"}),
     "tamper": frozenset({"event"}),
+    "journal": frozenset({"event"}),
     "voltage": frozenset({"instant"}),
 }
 

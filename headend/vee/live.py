@@ -1,7 +1,8 @@
 """The batch hook: runs inside the ingest transaction on every merged batch.
 
 Judges the newly inserted values with the per-value rules (reverse reading with
-rollover/exchange, interval gaps/duplicates/size, clock drift, tamper, voltage)
+rollover/exchange, interval gaps/duplicates/size, clock drift, tamper and the other
+journal entries — power and phase loss, clock set, meter faults —, voltage)
 against the last stored value of each channel, adds reasons to the new values and
 raises events once per condition. Day-level rules (spike, zero consumption, sum
 mismatch), contact, verification, imbalance and gap estimation run in the periodic
@@ -27,7 +28,7 @@ from askue.headend.vee.rules.common import Ctx
 
 log = logging.getLogger(__name__)
 
-HOOK_RULES = ("reverse_reading", "interval_gap", "clock_drift", "tamper", "voltage", "frozen_value")
+HOOK_RULES = ("reverse_reading", "interval_gap", "clock_drift", "tamper", "journal", "voltage", "frozen_value")
 # Values typed by a person or read from a file carry no meter clock or journal of a live read.
 ENTERED_RULES = ("reverse_reading", "interval_gap")
 

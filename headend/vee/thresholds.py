@@ -63,10 +63,11 @@ class Thresholds:
     tamper_codes: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_TAMPER_CODES))
 
 
-# Event codes assumed from the СПОДЭС journal descriptions (see docs/vee.md); codes that
-# mark the end of an influence (magnetic field gone) are not raised.
+# СПОДЭС journal codes (ГОСТ Р 58940-2020 annex Д, askue.drivers.dlms.cosem; docs/vee.md); codes
+# that mark the end of an influence (magnetic field 2, RF field 7 gone) are not raised.
 DEFAULT_TAMPER_CODES: dict[str, tuple[int, ...]] = {
-    "0.0.99.98.4.255": (1, 3, 4, 5, 6, 7, 8),  # external influence: magnetic field, cover/terminal opened…
+    # external influence: magnetic field, terminal cover, case, external seal, RF field
+    "0.0.99.98.4.255": (1, 3, 4, 5, 6),
     "0.0.99.98.6.255": tuple(range(1, 64)),  # access control: every entry is an unauthorised attempt
 }
 

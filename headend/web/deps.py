@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from askue.headend import names, units
 from askue.headend.auth import sessions
 from askue.headend.auth.permissions import ROLE_TITLES, Action, Principal
 from askue.headend.auth.users import User
@@ -32,12 +33,24 @@ _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoesc
 
 
 @dataclass(frozen=True)
+class Header:
+    """What the page header shows: «Абонентов: N», the previous login, the menu badges."""
+
+    subscribers: int
+    open_events: int
+    silent_meters: int
+    last_login_at: datetime | None
+    last_login_ip: str | None
+
+
+@dataclass(frozen=True)
 class WebUser:
     user: User
     csrf: str
     lang: str
     tz: tzinfo
     ip: str | None = None
+    header: Header | None = None
 
     @property
     def principal(self) -> Principal:
@@ -87,7 +100,22 @@ async def web_user(request: Request, c: psycopg.AsyncConnection = Depends(conn))
     if s is None:
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(f"{base_path(request)}/login?next={_quote(nxt)}")
-    return WebUser(s.user, s.csrf, pick_lang(request, s.user), await db_tz(c), client_ip(request))
+    ip = client_ip(request)
+    head = await header(c, s.user.principal(ip), s.user.login) if request.method == "GET" else None
+    return WebUser(s.user, s.csrf, pick_lang(request, s.user), await db_tz(c), ip, head)
+
+
+async def header(c: psycopg.AsyncConnection, p: Principal, login: str) -> Header:
+    from askue.headend.auth import audit
+    from askue.headend.events import service as events
+    from askue.headend.storage.queries import counts
+
+    now = datetime.now().astimezone()
+    last = await audit.previous_login(c, login)
+    return Header(await counts.subscribers(c, p.scope),
+                  (await events.count_events(c, p, events.EventFilter()))["total"],
+                  await counts.silent_meters(c, p.scope, now), last["at"] if last else None,
+                  last["ip"] if last else None)
 
 
 def _quote(s: str) -> str:
@@ -120,8 +148,22 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
     return s.rstrip("0").rstrip(".") if "." in s else s
 
 
+def name_helpers(lang: str) -> dict[str, Any]:
+    """What templates call to name things (askue.headend.names) and to write numbers with units;
+    a page's own context keys of the same name win."""
+    return {"ch": lambda obis, zones=None: names.channel(obis, lang, zones=zones),
+            "zone": lambda z: names.zone(z, lang), "res": lambda r: names.resource(r, lang),
+            "quality": lambda q: names.quality(q, lang), "source": lambda v: names.source(v, lang),
+            "reasons": lambda rs: names.reasons(rs, lang), "meter_status": lambda v: names.meter_status(v, lang),
+            "actor_name": lambda v: names.actor(v, lang), "contact": lambda b: names.contact(b, lang),
+            "n": lambda v, places=3: units.number(v, lang, places),
+            "unit": lambda r, obis=None: units.unit(r, obis, lang),
+            "amount": lambda v, r, obis=None: units.amount(v, r, obis, lang)}
+
+
 def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None = None,
-           status_code: int = 200, lang: str | None = None) -> HTMLResponse:
+           status_code: int = 200, lang: str | None = None, img_src: tuple[str, ...] = ()) -> HTMLResponse:
+    """A page; `img_src` adds origins its images may come from (the map's tile server)."""
     lang = lang or (w.lang if w else pick_lang(request))
     tz = w.tz if w else None
     page = _env.get_template(name).render(
@@ -129,8 +171,14 @@ def render(request: Request, name: str, ctx: dict[str, Any], w: WebUser | None =
         lang=lang, t=lambda key, **kw: t(key, lang, **kw), role_title=lambda r: ROLE_TITLES.get(r, (r, r))[lang == "en"],
         dt=lambda v, seconds=False: fmt_dt(v, tz, seconds) if tz else (v.isoformat() if v else ""),
         d=fmt_d, num=fmt_num, path=request.url.path, query=request.url.query,
-        may=w.may if w else (lambda action: False), **ctx)
-    resp = HTMLResponse(page, status_code=status_code, headers=SECURITY_HEADERS)
+        may=w.may if w else (lambda action: False), head=w.header if w else None,
+        tz_label=names.tz_label(tz, lang) if tz else "", tz_short=names.tz_short(tz, lang=lang) if tz else "",
+        **(name_helpers(lang) | ctx))
+    headers = SECURITY_HEADERS
+    if img_src:
+        csp = headers["Content-Security-Policy"].replace("img-src 'self' data:", "img-src 'self' data: " + " ".join(img_src))
+        headers = headers | {"Content-Security-Policy": csp}
+    resp = HTMLResponse(page, status_code=status_code, headers=headers)
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)
     return resp

@@ -164,7 +164,156 @@ TEXTS: dict[str, tuple[str, str]] = {
     "f_verification_due": ("следующая поверка", "verification due"), "f_gateway_id": ("шлюз", "gateway"),
     "f_decommissioned_at": ("снят", "removed"), "f_params_since": ("параметры с", "parameters since"),
     "f_org": ("организация", "organisation"), "f_house": ("дом", "house"), "f_account": ("ЛС", "account"), "f_held_since": ("с", "since"), "f_values_released": ("выпущено", "released"),
+    # ---- alerts (notify) ----
+    "alerts": ("Оповещения", "Alerts"),
+    "alerts_intro": ("Письма и вебхуки о нештатных ситуациях по вашим подпискам: каждое событие приходит один раз, "
+                     "и ещё раз — когда его устранят.",
+                     "E-mails and webhooks about abnormal events by your subscriptions: each event arrives once, "
+                     "and once more when it is resolved."),
+    "times_in": ("Часовой пояс: {zone}", "Time zone: {zone}"),
+    "mail_off": ("Отправка e-mail не настроена: администратору нужно указать smtp_host и smtp_from в настройках "
+                 "головной системы. Письма подождут и уйдут, когда почта заработает.",
+                 "E-mail is not configured: an administrator sets smtp_host and smtp_from in the head-end settings. "
+                 "E-mails wait and go out once it works."),
+    "my_subscriptions": ("Мои подписки", "My subscriptions"), "no_subscriptions": ("Подписок пока нет", "No subscriptions yet"),
+    "new_subscription": ("Новая подписка", "New subscription"), "edit_subscription": ("Подписка № {id}", "Subscription {id}"),
+    "channel": ("Канал", "Channel"), "ch_email": ("Электронная почта", "E-mail"), "ch_webhook": ("Вебхук (HTTP POST)", "Webhook (HTTP POST)"),
+    "target": ("Адрес", "Address"), "target_hint": ("e-mail, например dispatcher@uk.ru, или URL вебхука https://…",
+                                                    "an e-mail such as dispatcher@uk.ru, or a webhook URL https://…"),
+    "secret": ("Секрет для подписи (только вебхук)", "Signing secret (webhook only)"),
+    "secret_kept": ("секрет задан; пустое поле его сохраняет", "a secret is set; leave empty to keep it"),
+    "kinds": ("Виды ситуаций", "Event kinds"), "kinds_all": ("все виды", "every kind"),
+    "kinds_hint": ("ничего не отмечено — все виды", "none ticked: every kind"),
+    "min_severity": ("Важность не ниже", "Severity at least"),
+    "orgs_hint": ("ничего не отмечено — все ваши организации", "none ticked: all your organisations"),
+    "orgs_all": ("все мои", "all mine"),
+    "send_resolved": ("Сообщать об устранении", "Also when resolved"), "sub_active": ("Включена", "On"),
+    "on": ("включена", "on"), "off": ("выключена", "off"), "switch_on": ("Включить", "Switch on"),
+    "switch_off": ("Выключить", "Switch off"), "edit": ("Изменить", "Edit"), "delete": ("Удалить", "Delete"),
+    "cancel": ("Отмена", "Cancel"), "send_test": ("Проверить", "Send a test"),
+    "test_sent": ("Проверочное оповещение отправлено на {target}", "A test notice went to {target}"),
+    "test_failed": ("Проверочное оповещение на {target} не отправлено: {why}", "The test notice to {target} failed: {why}"),
+    "saved_sub": ("Подписка № {id} сохранена", "Subscription {id} saved"),
+    "deleted_sub": ("Подписка № {id} удалена", "Subscription {id} deleted"),
+    "fix_fields": ("Проверьте отмеченные поля — ничего не сохранено.", "Check the marked fields — nothing was saved."),
+    "recent_notices": ("Последние оповещения", "Recent notices"), "no_notices": ("Оповещений ещё не было", "No notices yet"),
+    "notice": ("Оповещение", "Notice"), "tr_raised": ("возникла", "raised"), "tr_resolved": ("устранена", "resolved"),
+    "d_pending": ("ожидает отправки", "waiting"), "d_sent": ("отправлено", "sent"),
+    "d_failed": ("не доставлено", "not delivered"), "d_cancelled": ("отменено", "cancelled"),
+    "next_try": ("попытка {n}, следующая {at}", "attempt {n}, next at {at}"),
+    "event_n": ("Нештатная ситуация № {id}", "Abnormal event {id}"), "observed": ("Время события", "Observed at"),
+    "resolved_at": ("Устранено", "Resolved"), "to_events": ("← Все нештатные ситуации", "← All abnormal events"),
+    "auto_resolved": ("автоматически: условие устранено", "automatically: the condition cleared"),
+    # ---- map base layer ----
+    "tiles_problem": ("Подложка карты недоступна: {why}. Приборы показаны без неё.",
+                      "The base map is unavailable: {why}. Meters are shown without it."),
 }
+
+
+# Operators' pages (#18): header, meter table, consumption periods and balance, meter card.
+TEXTS |= {
+    "subscribers_n": ("Абонентов: {n}", "Subscribers: {n}"), "last_login": ("Последний вход", "Last login"),
+    "from_ip": ("с адреса", "from"), "meter_table": ("Абоненты и приборы учёта", "Subscribers and meters"),
+    "silent_meters_n": ("Приборов учёта без связи: {n}", "Meters without contact: {n}"),
+    "open_events_n": ("Открытых нештатных ситуаций: {n}", "Open abnormal events: {n}"),
+    "meters_total_n": ("приборов учёта: {n}", "meters: {n}"), "open_events": ("Открытые НС", "Open events"),
+    "events_short": ("НС", "Events"), "contact": ("Связь", "Contact"),
+    "contact_online": ("на связи (до 1 суток)", "in contact (within a day)"),
+    "contact_silent": ("нет связи более суток или никогда", "silent over a day or never heard"),
+    "contact_never": ("ни разу не выходил на связь", "never heard"),
+    "any_event": ("есть открытые ситуации", "with open events"), "all_houses": ("Все дома", "All houses"),
+    "all_rows": ("все", "all"), "page_size": ("Показывать по", "Rows per page"),
+    "page_of": ("Показана страница {n} из {total}", "Page {n} of {total}"), "rows_n": ("записей: {n}", "rows: {n}"),
+    "prev_page": ("Назад", "Previous"), "next_page_short": ("Далее", "Next"),
+    "bad_size": ("По сколько строк показывать: 25, 50, 100 или все", "Rows per page: 25, 50, 100 or all"),
+    "bad_page": ("Номер страницы — целое число от 1", "The page number is a whole number from 1"),
+    "ph_meter_search": ("номер, ЛС, ФИО, адрес, модель", "number, account, name, address, model"),
+    "ph_account_search": ("ЛС, ФИО, адрес, номер прибора", "account, name, address, meter number"),
+    "ph_month": ("ГГГГ-ММ", "YYYY-MM"), "ph_year": ("ГГГГ", "YYYY"),
+    "no_meters_found": ("Приборы учёта по этим условиям не найдены", "No meters match these filters"),
+    "no_account": ("без лицевого счёта", "no account"), "balance_meter": ("ОДПУ (общедомовой)", "Balance meter (ОДПУ)"),
+    "account_short": ("ЛС", "Acc."), "serial_short": ("Сер. №", "Serial"),
+    "per_month": ("За месяц", "Month"), "per_year": ("За год", "Year"), "per_day": ("За дату", "Day"),
+    "per_range": ("За период", "Range"), "overview_for": ("Расход ресурсов за {p}", "Consumption: {p}"),
+    "individual_meters": ("Индивидуальные ПУ", "Individual meters"), "balance_meters": ("Балансовые ПУ (ОДПУ)",
+                                                                                    "Balance meters (ОДПУ)"),
+    "imbalance": ("Небаланс (ОДПУ − ΣИПУ)", "Imbalance (ОДПУ − ΣИПУ)"), "imbalance_pct": ("Небаланс, %", "Imbalance, %"),
+    "balance_note": ("Небаланс считается по домам с ОДПУ: показания ОДПУ минус сумма ИПУ того же дома, по общему "
+                     "тарифу; в % — от расхода по ОДПУ.",
+                     "The imbalance covers houses with a balance meter: the balance meter minus the sum of the "
+                     "house's individual meters, on the total register; in % of the balance meter."),
+    "period_total": ("Итого за период", "Period total"), "summary": ("Суммарный расход", "Total consumption"),
+    "show_meters": ("Показать приборы учёта", "Show meters"), "back_to_accounts": ("Вернуться к списку абонентов",
+                                                                                  "Back to the subscribers"),
+    "see_consumption": ("см. расход", "consumption"), "channel": ("Канал", "Channel"),
+    "reading_start": ("Показание на начало", "Start reading"), "reading_end": ("Показание на конец", "End reading"),
+    "generated": ("Сформировано", "Generated"), "field": ("Поле", "Field"), "marks": ("Отметки проверки", "Marks"),
+    "meter_facts": ("Сведения о приборе учёта", "Meter facts"), "meter_history": ("История прибора учёта",
+                                                                                 "Meter history"),
+    "no_history": ("Записей нет", "Nothing recorded"), "period_data": ("Данные за период", "Period data"),
+    "profile": ("Профиль мощности по часам", "Hourly load profile"),
+    "profile_note": ("энергия за каждый час с учётом коэффициента трансформации",
+                     "energy per hour, multiplier applied"),
+    "profile_none": ("Прибор учёта не передавал профиль мощности за этот период",
+                     "The meter sent no load profile for this period"),
+    "profile_pick_shorter": ("Профиль по часам показывается за дату или месяц: выберите «За дату» или «За месяц»",
+                             "The hourly profile is shown for a day or a month: choose one"),
+    "hour": ("Час", "Hour"), "day_total": ("За сутки", "Day total"),
+    "readings_first_n": ("показаны первые {n} из {total}; все — в Excel", "first {n} of {total} shown; all in Excel"),
+    "gateway_time": ("время получения шлюзом: часы счётчика недоступны", "gateway receive time: no meter clock"),
+    "gateway_time_note": ("* — время получения шлюзом (у показания нет времени счётчика)",
+                          "* — gateway receive time (the reading has no meter time)"),
+    "reported_serial": ("счётчик сообщает", "the meter reports"), "date_time": ("Дата и время", "Date and time"),
+    "installed_short": ("Установлен", "Installed"), "verified_short": ("Поверка", "Verified"),
+    "due_short": ("Следующая", "Next"), "zones_n": ("Число тарифов", "Tariff zones"),
+}
+
+# commands to gateways (meter card, gateway page)
+TEXTS.update({
+    "commands": ("Команды", "Commands"), "meter_commands": ("Команды прибору учёта", "Commands to the meter"),
+    "gateway_commands": ("Команды шлюзу", "Commands to the gateway"),
+    "cmd_given_at": ("Подана", "Given"), "cmd_command": ("Команда", "Command"), "cmd_by": ("Кто подал", "By"),
+    "cmd_outcome": ("Результат", "Outcome"), "cmd_finished": ("Завершена", "Finished"),
+    "cmd_expires": ("Срок до", "Expires"), "cmd_none": ("Команд ещё не было", "No commands yet"),
+    "cmd_all": ("Все команды прибора учёта", "All commands of the meter"),
+    "cmd_queued": ("Команда «{title}» принята (№ {id}) и будет передана шлюзу; результат появится в таблице.",
+                   "Command “{title}” accepted (no. {id}); it goes to the gateway, its outcome shows in the table."),
+    "cmd_gateway_offline": ("Шлюз {gw} сейчас не на связи: команды ждут его выхода на связь и отменяются, если срок "
+                            "истечёт раньше.", "Gateway {gw} is offline: commands wait for it and are dropped if "
+                                               "they expire first."),
+    "cmd_no_gateway": ("Прибор учёта не подключён к шлюзу: команды недоступны.",
+                       "The meter is read by no gateway: no commands."),
+    "cmd_not_allowed": ("Ваша роль не позволяет отправлять команды.", "Your role may not send commands."),
+    "cmd_profile_range": ("Профиль нагрузки за период", "Load profile for a range"),
+    "relay_off_warning": ("Абонент {who} ({addr}) останется без электроэнергии, пока нагрузку не включат снова. "
+                          "Отключайте только после уведомления абонента в установленном порядке.",
+                          "The subscriber {who} ({addr}) stays without electricity until the load is reconnected. "
+                          "Disconnect only after notifying the subscriber as the rules require."),
+    "relay_on_warning": ("Нагрузка абонента {who} ({addr}) будет включена.",
+                         "The load of subscriber {who} ({addr}) will be reconnected."),
+    "relay_tick_disconnect": ("Подтверждаю отключение нагрузки прибора учёта {meter}",
+                              "I confirm disconnecting the load of meter {meter}"),
+    "relay_tick_reconnect": ("Подтверждаю включение нагрузки прибора учёта {meter}",
+                             "I confirm reconnecting the load of meter {meter}"),
+    "relay_ask_disconnect": ("Отключить нагрузку прибора учёта {meter}? Абонент останется без электроэнергии.",
+                             "Disconnect the load of meter {meter}? The subscriber will have no electricity."),
+    "relay_ask_reconnect": ("Включить нагрузку прибора учёта {meter}?", "Reconnect the load of meter {meter}?"),
+    "cancel": ("Отмена", "Cancel"), "whole_gateway": ("весь шлюз", "whole gateway"), "meters_of_gateway": ("Приборы учёта шлюза", "Meters of the gateway"),
+    "started_at": ("Запущен", "Started"), "cmd_gateway_not_allowed": (
+        "Команды шлюзу подают диспетчер и администратор.", "Gateway commands are for dispatchers and admins."),
+})
+
+# reports
+TEXTS.update({
+    "reports": ("Отчёты", "Reports"), "rep_group": ("Группировать по", "Group by"),
+    "rep_group_house": ("домам", "house"), "rep_group_gateway": ("шлюзам", "gateway"),
+    "rep_group_organisation": ("организациям", "organisation"),
+    "rep_source_gateway": ("шлюзы (приём данных)", "gateways (ingest)"),
+    "rep_source_manual": ("ввод вручную и биллинг", "by hand and billing"), "rep_source_file": ("файлы", "files"),
+    "rep_source_vee": ("проверка достоверности (VEE)", "validation (VEE)"),
+    "rep_horizon": ("Истекает в ближайшие, дн.", "Due within, days"),
+    "rep_unknown": ("Показать приборы без даты поверки", "Show meters without a verification date"),
+})
 
 
 def t(key: str, lang: str = "ru", **kw: object) -> str:

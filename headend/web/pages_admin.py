@@ -1,24 +1,28 @@
 """Map, gateways, users and API tokens, action history, static assets."""
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from askue.headend.api.auth import create_token
 from askue.headend.auth import audit, sessions, users
 from askue.headend.auth.permissions import GRANTABLE, Action
+from askue.headend.events.describe import zone_label
 from askue.headend.storage.queries import gateways as gq
 from askue.headend.web import queries as wq
+from askue.headend.web import tiles
 from askue.headend.web.deps import (
     WebUser,
     base_path,
     check_csrf,
     conn,
+    fmt_dt,
     html_errors,
     render,
     web_user,
@@ -41,8 +45,31 @@ async def static(path: str):
 @html_errors
 async def map_page(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     data = await wq.map_markers(c, w.principal, datetime.now(w.tz))
+    for m in data["markers"]:  # the popup's time, on the organisation's clock
+        m["last_contact_text"] = fmt_dt(datetime.fromisoformat(m["last_contact"]), w.tz) if m["last_contact"] else ""
     vendor = (STATIC / "vendor" / "leaflet" / "leaflet.js").is_file()
-    return render(request, "map.html", {"data": data, "buckets": wq.MAP_BUCKETS, "vendor": vendor}, w)
+    layer = tiles.base_layer(request.app.state.settings, base_path(request))
+    return render(request, "map.html", {"data": data, "buckets": wq.MAP_BUCKETS, "vendor": vendor, "layer": layer,
+                                        "zone": zone_label(w.tz, lang=w.lang, word=False)}, w,
+                  img_src=(layer.origin,) if layer.origin else ())
+
+
+@router.get("/tiles/{z}/{x}/{y}", name="web_tile")
+async def tile(request: Request, z: int, x: int, y: str):
+    """A tile of the offline base map (map_tiles_dir or map_mbtiles); `y` may carry an extension."""
+    settings = request.app.state.settings
+    y_num = y.rsplit(".", 1)[0] if "." in y else y
+    if not y_num.isdigit() or not tiles.valid_tile(z, x, int(y_num)):
+        raise HTTPException(404, "no such tile")
+    try:
+        src = tiles.offline_source(settings.map_tiles_dir, settings.map_mbtiles)
+    except tiles.TileSourceError as e:
+        raise HTTPException(404, str(e)) from None
+    found = await asyncio.to_thread(src.get, z, x, int(y_num)) if src else None
+    if found is None:
+        raise HTTPException(404, "no such tile")
+    data, media = found
+    return Response(data, media_type=media, headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/map/data")

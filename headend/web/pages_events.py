@@ -15,6 +15,8 @@ from askue.headend.errors import Invalid
 from askue.headend.events import api as events_api
 from askue.headend.events import service
 from askue.headend.events.catalogue import KINDS
+from askue.headend.events.describe import zone_label
+from askue.headend.storage.queries import accounts as aq
 from askue.headend.web.deps import WebUser, base_path, check_csrf, conn, html_errors, render, web_user
 from askue.headend.web.queries import visible_orgs
 
@@ -92,3 +94,16 @@ async def resolve(request: Request, event_id: int, comment: str = Form(""), csrf
     sep = "&" if qs else ""
     return RedirectResponse(f"{base_path(request)}/events?{qs}{sep}done={event_id}", status_code=303)
 
+
+
+@router.get("/events/{event_id}")
+@html_errors
+async def event_page(request: Request, event_id: int, w: WebUser = Depends(web_user),
+                     c: psycopg.AsyncConnection = Depends(conn)):
+    """One event (the link in alert e-mails): what, where, its sentence, its state."""
+    row = await service.get_event(c, w.principal, event_id)
+    e = service.view(row, w.lang, w.tz, datetime.now(w.tz))
+    org = next((o["name"] for o in await visible_orgs(c, w.principal) if o["code"] == e["organisation"]), None)
+    acc = await aq.get_account(c, w.principal.scope, e["account"]) if e["account"] else None
+    return render(request, "event.html", {"e": e, "org_name": org, "acc": acc,
+                                          "zone": zone_label(w.tz, lang=w.lang, word=False)}, w)

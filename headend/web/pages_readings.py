@@ -8,11 +8,12 @@ from datetime import datetime
 import psycopg
 from fastapi import APIRouter, Depends, Request
 
+from askue.headend import names
 from askue.headend.auth.permissions import Action
 from askue.headend.errors import Invalid
-from askue.headend.readings import service
+from askue.headend.readings import rejections, service
+from askue.headend.readings.channels import display_channels
 from askue.headend.storage.queries import meters as mq
-from askue.headend.vee.rules.common import MAIN_REGISTER
 from askue.headend.web.deps import WebUser, check_csrf, conn, html_errors, render, web_user
 
 router = APIRouter()
@@ -20,22 +21,11 @@ MAX_METERS = 50
 
 
 def channel_label(obis: str, lang: str) -> str:
-    """«Общий», «T1»… for electricity registers, the resource for the others: never a raw OBIS code."""
-    from askue.headend.web.i18n import t
-
-    parts = obis.split(".")
-    if len(parts) == 6 and parts[:4] == ["1", "0", "1", "8"]:
-        return t("total", lang) if parts[4] == "0" else f"T{parts[4]}"
-    resource = next((r for r, o in MAIN_REGISTER.items() if o == obis), None)
-    return t(resource, lang) if resource else obis
+    return names.channel(obis, lang)
 
 
 def channels(m: dict) -> list[str]:
-    """Registers an operator reads off the display: per tariff zone for electricity."""
-    if m["resource"] == "electricity":
-        zones = [0] + (list(range(1, m["tariff_zones"] + 1)) if m["tariff_zones"] > 1 else [])
-        return [f"1.0.1.8.{z}.255" for z in zones]
-    return [MAIN_REGISTER.get(m["resource"], MAIN_REGISTER["electricity"])]
+    return display_channels(m["resource"], m["tariff_zones"])
 
 
 async def _rows(c, w: WebUser, q: str, at: datetime) -> list[dict]:
@@ -72,7 +62,7 @@ async def readings_save(request: Request, w: WebUser = Depends(web_user), c: psy
     except ValueError:
         raise Invalid("at", "reading time: YYYY-MM-DDThh:mm", "время снятия показаний: ГГГГ-ММ-ДДTчч:мм") from None
     comment = str(form.get("comment", ""))[:2000]
-    inputs, results = [], []
+    inputs, results, typos = [], [], []
     for key, raw in form.multi_items():
         if not key.startswith("v|") or not str(raw).strip():
             continue
@@ -83,6 +73,9 @@ async def readings_save(request: Request, w: WebUser = Depends(web_user), c: psy
         except Invalid as e:
             results.append({"meter": code, "obis": obis, "channel": channel_label(obis, w.lang), "ok": False,
                             "value": text, "status": "rejected", "error": e.text(w.lang)})
+            typos.append(rejections.Rejection("manual", e.message, e.message_ru, meter_ref=code, obis=obis,
+                                              value_text=text, ts=at, field="value"))
+    await rejections.record(c, w.principal, typos)
     outcomes = await service.submit(c, w.principal, inputs, confirm=form.get("confirm") == "1") if inputs else []
     for o in outcomes:
         results.append({"meter": o.input.meter, "obis": o.input.obis, "channel": channel_label(o.input.obis, w.lang),

@@ -5,13 +5,19 @@ from fastapi import APIRouter
 
 from askue.headend.web import (
     pages_admin,
+    pages_alerts,
     pages_auth,
+    pages_commands,
     pages_events,
     pages_main,
+    pages_meter,
+    pages_meters,
     pages_readings,
     pages_registry,
+    pages_reports,
 )
 
 router = APIRouter(prefix="/web", include_in_schema=False)
-for _m in (pages_auth, pages_main, pages_events, pages_readings, pages_admin, pages_registry):
+for _m in (pages_auth, pages_main, pages_meters, pages_meter, pages_events, pages_readings, pages_admin,
+           pages_alerts, pages_commands, pages_reports, pages_registry):
     router.include_router(_m.router)

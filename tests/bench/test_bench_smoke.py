@@ -179,3 +179,10 @@ def test_catchup_benchmark_runs_small():
     assert run["backlog"] >= fill["values"]
     assert run["acked_values"] >= run["backlog"]
     assert run["errors"] == 0
+
+
+@pytest.mark.slow
+def test_reports_benchmark_runs_small():
+    out = _run_bench("headend_reports.py", {"ASKUE_BENCH_REPORT_METERS": "100", "ASKUE_BENCH_RUNS": "2"}, 300)
+    assert len(out["figures"]) == 6 and all(f["value"] > 0 for f in out["figures"])
+    assert "completeness 70" in out["notes"]  # 10 houses × 7 days

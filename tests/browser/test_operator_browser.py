@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "headend"))
+from map_tiles import TileServer  # noqa: E402
 from test_web_fixtures import EXPECTED_BUCKET, PASSWORD, build  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -56,7 +57,7 @@ def browser():
 
 
 class _Server:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, **settings) -> None:
         import uvicorn
 
         from askue.headend.api.app import create_app
@@ -65,8 +66,10 @@ class _Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(create_app(Settings(dsn=dsn)), host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = Settings(dsn=dsn, **({"public_url": self.url} | settings))
+        self.server = uvicorn.Server(uvicorn.Config(create_app(self.settings), host="127.0.0.1",
+                                                    port=self.port, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -90,7 +93,8 @@ def site(pg_dsn: str, tmp_path: Path):
     # Playwright's sync API keeps an event loop running in this thread: build elsewhere
     with ThreadPoolExecutor(1) as ex:
         facts = ex.submit(build, pg_dsn, tmp_path).result()
-    with _Server(pg_dsn) as url:
+    # the map's base layer comes from a local tile server of generated tiles (no internet here)
+    with TileServer() as tiles, _Server(pg_dsn, map_tile_url=tiles.url) as url:
         yield url, facts
 
 
@@ -199,8 +203,8 @@ def test_meter_card_shows_its_chart(site, page) -> None:
     assert sum(1 for h in heights if h > 1) >= 25
     assert page.locator("#current-values tbody tr").count() == 3  # total + two tariffs
     shot(page, "07_meter_card")
-    page.click("text=По месяцам")
-    page.wait_for_url("**gran=month")
+    page.click("#period-kinds a[data-kind=year]")  # by months: the year's twelve
+    page.wait_for_url("**period=year**")
     assert page.locator("svg#meter-chart rect.bar").count() >= 2
     shot(page, "08_meter_card_months")
     page.goto(f"{url}/?period=month")

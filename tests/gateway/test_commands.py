@@ -151,3 +151,18 @@ async def test_reload_config_by_command_and_metrics_endpoint(rig):
     await wait_until(lambda: bool(col.health()), 10, "a health message")
     h = col.health()[-1]
     assert h.memory_rss_bytes and h.disk_free_bytes and "mb" in h.buses
+
+
+async def test_an_expired_command_is_answered_and_not_carried_out(rig):
+    gw, col, dlms, _mb, _raw, _path = rig
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    col.send(Topics().cmd(GW), encode(Command(v=1, id="late1", cmd="relay_disconnect", args={"meter_id": "d1"},
+                                              expires_at=past)))
+    await wait_until(lambda: any(r.id == "late1" for r in col.results()), 10, "the refusal")
+    r = next(r for r in col.results() if r.id == "late1")
+    assert not r.ok and r.error.startswith("Expired:") and dlms.relay_connected is True
+    future = datetime.now(UTC) + timedelta(minutes=5)
+    col.send(Topics().cmd(GW), encode(Command(v=1, id="soon1", cmd="read_clock", args={"meter_id": "d1"},
+                                              expires_at=future)))
+    await wait_until(lambda: any(r.id == "soon1" for r in col.results()), 30, "the answer")
+    assert next(r for r in col.results() if r.id == "soon1").ok

@@ -35,6 +35,10 @@ def _env(dsn: str, tmp: Path):
                   "ts_source, received_at, value, unit, quality) SELECT 'foreign_gateway', 'gw2', c, NULL, "
                   "'register', '1.0.1.8.0.255', now() - interval '2 hours', 'meter', now() - interval '2 hours', "
                   "1.0, 'kWh', 'A' FROM unnest(ARRAY['e2', 'zz-2']) AS c")
+        facts["command_b"] = c.execute(
+            "INSERT INTO commands (mqtt_id, gateway_id, meter_id, org_id, command, created_by, expires_at) "
+            "SELECT 'hc-b', 'gw2', id, org_id, 'read_clock', 'test', now() + interval '1 hour' FROM meters "
+            "WHERE code = 'e2' RETURNING id").fetchone()[0]
     return tokens, facts
 
 
@@ -71,6 +75,7 @@ def fingerprint(dsn: str) -> str:
             "SELECT * FROM billing_periods", "SELECT * FROM billing_reading_windows", "SELECT * FROM vee_thresholds",
             "SELECT id, login, role, org_ids, active FROM users",
             "SELECT * FROM meters WHERE org_id = (SELECT id FROM organisations WHERE code = 'uk2')",
+            "SELECT * FROM commands WHERE gateway_id = 'gw2'",
         ):
             parts.append(c.execute(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
                                    f"FROM ({sql}) t").fetchone()[0])
@@ -108,6 +113,9 @@ def detail_requests(facts) -> list[tuple[str, str, dict]]:
         ("GET", f"/api/v1/billing/integral-template/{m}", {"params": {"org": "uk2"}}),
         ("GET", "/api/v1/billing/reading-window", {"params": {"org": "uk2"}}),
         ("GET", "/api/v1/meters/e2/history", {}),
+        ("GET", "/api/v1/meters/e2/commands", {}),
+        ("GET", "/api/v1/gateways/gw2/commands", {}),
+        ("GET", f"/api/v1/commands/{facts['command_b']}", {}),
     ]
 
 
@@ -141,6 +149,9 @@ def change_requests(facts) -> list[tuple[str, str, dict]]:
         ("POST", "/api/v1/meters/e2/binding", {"json": {"gateway": "gw2", "gateway_code": "e2-b"}}),
         ("POST", "/api/v1/meters/hw2/unbind", {"json": {}}),
         ("POST", "/api/v1/acts/removal", {"json": {"meter": "hw2", "at": ts, "old_final": {"total": 999.0}}}),
+        ("POST", "/api/v1/meters/e2/commands", {"json": {"command": "relay_disconnect", "confirm": True}}),
+        # a gateway-wide command is not an organisation admin's at all: refused for the role first
+        ("POST", "/api/v1/gateways/gw2/commands", {"json": {"command": "reload_config"}, "expect": (403,)}),
     ]
 
 
@@ -150,6 +161,7 @@ LIST_REQUESTS = [
 ("/api/v1/events/export", {"format": "csv"}),
     ("/api/v1/billing/readings", {"limit": 10000}), ("/api/v1/vee/thresholds", {}),
     ("/api/v1/quarantine", {}),
+    ("/api/v1/reports/completeness", {"group": "gateway"}), ("/api/v1/reports/verification", {"horizon": "3650"}),
 ]
 # Routes not in the matrix above, with the reason.
 NOT_IN_MATRIX = {
@@ -158,6 +170,7 @@ NOT_IN_MATRIX = {
     "/api/v1/billing/integral": "upload; as above",
     "/api/v1/billing/manual-readings": "checked separately below (answers per reading)",
     "/api/v1/billing/hourly/{meter}": "upload; checked separately below",
+    "/api/v1/reports": "the list of reports: no organisation's data",
 }
 
 def _h(token: str) -> dict:
@@ -260,13 +273,17 @@ def test_pages_org_a_cannot_read_org_b(shared) -> None:
     client, _, facts, _ = shared
     client.cookies.clear()
     assert login(client, "uk1adm").status_code == 303
-    for path in ("/meters/e2", "/meters/hw2", "/accounts/LS-9", "/history?actor=uk2adm"):
+    for path in ("/meters/e2", "/meters/hw2", "/accounts/LS-9", "/history?actor=uk2adm", "/meters/e2/commands",
+                 "/meters/e2/commands/block", "/meters/e2/relay", "/gateways/gw2", "/gateways/gw2/commands/block"):
         assert client.get(W + path).status_code == 404, path
     assert client.get(W + "/", params={"org": "uk2"}).status_code == 404
     assert client.get(W + "/overview/export", params={"org": "uk2", "format": "csv"}).status_code == 404
     for path, params in (("/accounts", {}), ("/map/data", {}), ("/events", {"show_resolved": "true"}),
                          ("/gateways", {}), ("/events/export", {"format": "csv", "show_resolved": "true"}),
-                         ("/readings", {"q": "e"}), ("/users", {}), ("/", {"period": "year"})):
+                         ("/readings", {"q": "e"}), ("/users", {}), ("/", {"period": "year"}),
+                         ("/reports/rejected", {}), ("/reports/completeness", {"group": "gateway"}),
+                         ("/reports/balance", {}), ("/reports/coverage", {}),
+                         ("/reports/verification", {"horizon": "3650", "unknown": "1"})):
         r = client.get(W + path, params=params)
         assert r.status_code == 200, path
         text = r.text
@@ -277,6 +294,8 @@ def test_pages_org_a_cannot_read_org_b(shared) -> None:
     client.cookies.clear()
     login(client, "admin")
     assert "LS-9" in client.get(W + "/accounts").text and "gw2" in client.get(W + "/gateways").text
+    assert ">gw2<" in client.get(W + "/reports/completeness", params={"group": "gateway"}).text
+    assert ">hw2<" in client.get(W + "/reports/verification", params={"horizon": "3650"}).text
     assert "Сидоров" in client.get(W + "/accounts/LS-9").text
 
 
@@ -300,4 +319,8 @@ def test_pages_org_a_cannot_change_org_b(env) -> None:
     assert r.status_code == 403
     r = client.post(W + "/tokens", data={"name": "x", "csrf": csrf})
     assert r.status_code == 403
+    r = client.post(W + "/meters/e2/commands", data={"command": "relay_disconnect", "confirm": "1", "csrf": csrf})
+    assert r.status_code == 404
+    r = client.post(W + "/gateways/gw2/commands", data={"command": "poll_now", "csrf": csrf})
+    assert r.status_code == 404
     assert fingerprint(dsn) == before

@@ -3,6 +3,7 @@ user's organisation, forms that show a refused field beside its input and store 
 dated parameters, bindings and an exchange act through the page, the meter card's history."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
@@ -89,6 +90,12 @@ def test_meter_page_dated_change_binding_and_exchange(site) -> None:
     assert r.status_code == 303, r.text[:500]
     card = client.get(f"{W}/meters/e3-new").text
     assert 'id="acts"' in card and "замена" in card and "e3" in card
+    # the card's history («История прибора учёта») tells the act and the dated change once each
+    hist = re.search(r'id="history-table".*?</table>', card, re.S).group(0)
+    assert "Замена прибора учёта" in hist and "взамен прибора e3" in hist and "акт №" not in hist
+    hist = re.search(r'id="history-table".*?</table>', client.get(f"{W}/meters/e3").text, re.S).group(0)
+    assert hist.count("Изменение параметра") == 1 and "Ктт: — → 30" in hist and "замена ТТ" in hist
+    assert "заменён прибором e3-new" in hist and "показания конечные / начальные" in hist
     assert _count(dsn, "SELECT count(*) FROM register_readings r JOIN meters m ON m.id = r.meter_id "
                        "WHERE m.code = 'e3-new' AND r.value = 1.5") == 1
 
@@ -136,3 +143,20 @@ def test_install_act_on_the_meters_tab(site) -> None:
             ("1.0.1.8.1.255", 12.5, ["install_initial"]), ("1.0.1.8.2.255", 3.0, ["install_initial"])]
         assert c.execute("SELECT b.gateway_id, b.gateway_code FROM meter_bindings b JOIN meters m ON m.id = "
                          "b.meter_id WHERE m.code = 'e-inst'").fetchall() == [("gw1", "flat-9")]
+
+
+def test_card_profile_rates_each_day_by_its_multiplier(site) -> None:
+    from datetime import timedelta
+
+    client, facts, _ = site
+    login(client, "admin")
+    pday = (facts["now"] - timedelta(days=3)).astimezone().date()  # e1: 0.25 kWh every half-hour around it
+    csrf = csrf_of(client.get(f"{W}/registry/meters/e1").text)
+    r = client.post(f"{W}/registry/meters/e1", data={"csrf": csrf, "action": "params", "ct_ratio": "4",
+                                                     "valid_from": (pday + timedelta(days=1)).isoformat()},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    for day, want in ((pday, "0,5"), (pday + timedelta(days=1), "2")):
+        page = client.get(f"{W}/meters/e1", params={"period": "day", "value": day.isoformat()}).text
+        prof = re.search(r'id="profile-table".*?</table>', page, re.S).group(0)
+        assert {v for _, v in re.findall(r"<tr><td>(\d\d:\d\d)</td><td[^>]*>([^<]+)</td>", prof)} - {"—"} == {want}

@@ -154,6 +154,10 @@ async def test_dated_parameters_carry_and_daily_sums_stay_exact(pg_dsn: str) -> 
                                                                     end=date(2026, 4, 1)), scope)
             assert {r["bucket"]: r["value"] for r in summed} == pytest.approx(
                 {date(2026, 3, d): expected[date(2026, 3, d)] for d in days}), house
+    # the documents' readings statement rates each day by its version too
+    stmt = await cq.readings_statement(conn, cq.ConsumptionQuery(level="meter", key="e1", start=date(2026, 3, 2),
+                                                                 end=date(2026, 4, 1)), scope)
+    assert [r["consumption"] for r in stmt] == [pytest.approx(sum(expected.values()))]
     month = await cq.consumption(conn, cq.ConsumptionQuery(level="organisation", key="uk1", granularity="month",
                                                            start=date(2026, 3, 1), end=date(2026, 4, 1)), scope)
     assert [r["value"] for r in month] == [pytest.approx(sum(expected.values()))]

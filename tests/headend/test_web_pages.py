@@ -112,7 +112,7 @@ def test_meter_card_values_chart_and_decommissioned(site) -> None:
     assert bars and int(bars.group(1)) == 31
     heights = [float(h) for h in re.findall(r'class="bar"[^>]*height="([\d.]+)"', r.text)]
     assert sum(1 for h in heights if h > 0) >= 25  # one reading a day → consumption on most days
-    assert "T1" in r.text and "T2" in r.text  # current values per tariff
+    assert "A+ Т1" in r.text and "A+ Т2" in r.text  # current values per tariff, named as operators read them
     m = client.get(f"{W}/meters/e1", params={"gran": "month"})
     assert m.status_code == 200 and 'id="meter-chart"' in m.text
     d = client.get(f"{W}/meters/e4")

@@ -166,3 +166,36 @@ async def consumption(conn: psycopg.AsyncConnection, q: ConsumptionQuery, scope:
         await cur.execute("SELECT set_config('work_mem', '64MB', true)")
         await cur.execute(_presummed_sql(q, scope_sql) if presummed else _sql(q, scope_sql), params)
         return await cur.fetchall()
+
+
+async def readings_statement(conn: psycopg.AsyncConnection, q: ConsumptionQuery, scope: Scope) -> list[dict]:
+    """Each meter's consumption channels over [start, end): the reading the period starts
+    from (the last one before it, else its first), the last reading in it with its time,
+    and the consumption between them (× the multiplier in force each day, rollovers counted at the
+    capacity then) — the «показания»
+    table of a consumption document. Ordered by address, flat, meter, channel."""
+    scope_sql, scope_params = scope.named("m.org_id")
+    params: dict = {"key": q.key, "start": q.start or date(1970, 1, 1), "end": q.end or date(9999, 1, 1),
+                    **scope_params}
+    conds = [_LEVEL_COND[q.level].format(t="m"), scope_sql]
+    if q.meter_class:
+        conds.append("m.is_balance = %(is_balance)s")
+        params["is_balance"] = q.meter_class == "balance"
+    sql = f"""
+SELECT m.code, m.serial, m.resource, m.multiplier, m.is_balance, m.tariff_zones, a.code AS account, a.subscriber,
+       a.flat, s.address, d.obis,
+       (array_agg(d.prev ORDER BY d.day))[1] AS start_value,
+       (array_agg(d.last_value ORDER BY d.day DESC))[1] AS end_value, max(d.last_ts) AS end_ts,
+       sum(askue_bucket_consumption(d.last_value, d.prev, e.digits, e.multiplier)) AS consumption
+FROM meters m LEFT JOIN accounts a ON a.id = m.account_id LEFT JOIN sites s ON s.id = m.site_id
+CROSS JOIN LATERAL (
+    SELECT r.obis, r.day, r.day AS at, r.last_value, r.last_ts, coalesce(r.prev_value, r.first_value) AS prev
+    FROM rollup_register_daily r
+    WHERE r.meter_id = m.id AND r.day >= %(start)s AND r.day < %(end)s AND askue_is_consumption_channel(r.obis)
+    OFFSET 0) d{_VERSION}
+WHERE {' AND '.join(conds)}
+GROUP BY m.id, a.id, s.id, d.obis
+ORDER BY s.address NULLS LAST, a.flat NULLS LAST, m.code, d.obis"""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        return await cur.fetchall()

@@ -11,7 +11,8 @@ _COLS = """g.id, g.name, g.online, g.version, g.started_at, g.state_at, g.last_s
     (SELECT count(*) FROM meters m WHERE m.gateway_id = g.id) AS meters_known"""
 
 
-def _visible(scope: Scope) -> tuple[str, list]:
+def visible(scope: Scope) -> tuple[str, list]:
+    """The condition on `g` (gateways) for the gateways a scope sees."""
     # an organisation sees the gateways assigned to it and those that read its meters
     if scope.everything:
         return "TRUE", []
@@ -22,7 +23,7 @@ def _visible(scope: Scope) -> tuple[str, list]:
 
 async def list_gateways(conn: psycopg.AsyncConnection, scope: Scope, after: str | None,
                         limit: int) -> list[dict]:
-    cond, params = _visible(scope)
+    cond, params = visible(scope)
     extra = " AND g.id > %s" if after is not None else ""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLS} FROM gateways g WHERE {cond}{extra} ORDER BY g.id LIMIT %s",
@@ -31,7 +32,7 @@ async def list_gateways(conn: psycopg.AsyncConnection, scope: Scope, after: str 
 
 
 async def get_gateway(conn: psycopg.AsyncConnection, gw: str, scope: Scope) -> dict | None:
-    cond, params = _visible(scope)
+    cond, params = visible(scope)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLS} FROM gateways g WHERE g.id = %s AND {cond}", [gw, *params])
         return await cur.fetchone()

@@ -35,3 +35,26 @@ async def list_registry(conn: psycopg.AsyncConnection, name: str, scope: Scope, 
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"{base} WHERE {' AND '.join(conds)} ORDER BY {key_col} LIMIT %s", [*params, limit])
         return await cur.fetchall()
+
+
+async def visible_organisations(conn: psycopg.AsyncConnection, scope: Scope) -> list[dict]:
+    cond, params = scope.sql("o.id")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT o.id, o.code, o.name FROM organisations o WHERE {cond} ORDER BY o.name, o.code",
+                          params)
+        return await cur.fetchall()
+
+
+async def houses(conn: psycopg.AsyncConnection, scope: Scope, org_code: str | None = None) -> list[dict]:
+    """Sites that have meters (houses, substations), for a filter."""
+    cond, params = scope.sql("s.org_id")
+    extra = ""
+    if org_code:
+        extra = " AND o.code = %s"
+        params.append(org_code)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT s.code, s.name, s.address, s.kind, o.code AS org_code FROM sites s "
+            f"LEFT JOIN organisations o ON o.id = s.org_id WHERE {cond}{extra} "
+            "AND EXISTS (SELECT 1 FROM meters m WHERE m.site_id = s.id) ORDER BY s.address, s.code", params)
+        return await cur.fetchall()

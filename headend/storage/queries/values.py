@@ -33,3 +33,29 @@ async def meter_values(conn: psycopg.AsyncConnection, meter_id: int, kinds: list
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, [*params, limit])
         return await cur.fetchall()
+
+
+async def hourly_profile(conn: psycopg.AsyncConnection, meter_id: int, start: datetime,
+                         end: datetime) -> list[dict]:
+    """A meter's load-profile energy per hour in [start, end) — every profile channel
+    (1.0.q.29.0.255, water and heat profiles too), as the meter reported it (no multiplier),
+    with the number of intervals in the hour. The interval ending on the hour belongs to the
+    hour before (the rollups' rule)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT obis, hour, value, n FROM rollup_interval_hourly WHERE meter_id = %s AND hour >= %s "
+            "AND hour < %s AND split_part(obis, '.', 4) = '29' ORDER BY obis, hour", (meter_id, start, end))
+        return await cur.fetchall()
+
+
+async def count_values(conn: psycopg.AsyncConnection, meter_id: int, kind: str, start: datetime | None,
+                       end: datetime | None) -> int:
+    """How many values of one kind a meter has in [start, end)."""
+    table = TABLES[kind]
+    conds, params = ["meter_id = %s"], [meter_id]
+    for cond, val in (("ts >= %s", start), ("ts < %s", end)):
+        if val is not None:
+            conds.append(cond)
+            params.append(val)
+    cur = await conn.execute(f"SELECT count(*) FROM {table} WHERE {' AND '.join(conds)}", params)
+    return (await cur.fetchone())[0]

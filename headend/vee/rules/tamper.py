@@ -10,12 +10,20 @@ JOURNALS = {
     "0.0.99.98.4.255": ("журнал внешних воздействий", "external influence journal"),
     "0.0.99.98.6.255": ("журнал несанкционированного доступа", "access control journal"),
 }
-# Descriptions of the external-influence codes assumed by default (docs/vee.md).
+# The external-influence and access-control codes (ГОСТ Р 58940-2020 annex Д, as
+# askue.drivers.dlms.cosem).
 CODE_NAMES = {
     ("0.0.99.98.4.255", 1): "magnetic field: start",
     ("0.0.99.98.4.255", 2): "magnetic field: end",
     ("0.0.99.98.4.255", 3): "terminal cover opened",
     ("0.0.99.98.4.255", 4): "meter case opened",
+    ("0.0.99.98.4.255", 5): "external seal sensor tripped",
+    ("0.0.99.98.4.255", 6): "RF field: start",
+    ("0.0.99.98.4.255", 7): "RF field: end",
+    ("0.0.99.98.6.255", 1): "unauthorised access attempt",
+    ("0.0.99.98.6.255", 2): "protocol violation",
+    ("0.0.99.98.6.255", 3): "locked after too many wrong passwords",
+    ("0.0.99.98.6.255", 4): "firmware verification failed",
 }
 
 

@@ -18,6 +18,29 @@
       if (!c.value.trim()) { ev.preventDefault(); c.focus(); }
     });
   });
+  // the relay's second confirmation (the first is the tick on the confirmation page)
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (ev) {
+      if (!window.confirm(f.dataset.confirm)) { ev.preventDefault(); }
+    });
+  });
+  // a command block refreshes itself while one of its commands is under way
+  function refresh(el) {
+    var url = el.dataset.refreshUrl;
+    if (!url) { return; }
+    window.setTimeout(function () {
+      fetch(url, {credentials: "same-origin"}).then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) { return; }
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById(el.id);
+          if (!fresh) { return; }
+          el.replaceWith(fresh);
+          refresh(fresh);
+        });
+    }, 2000);
+  }
+  document.querySelectorAll("[data-refresh-url]").forEach(refresh);
   document.querySelectorAll("input.reading").forEach(function (inp) {
     inp.addEventListener("input", function () {
       var v = parseFloat(inp.value.replace(",", "."));

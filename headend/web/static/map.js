@@ -1,10 +1,13 @@
-// Meters on a map with no tile server: Leaflet (served by the head-end) draws the
-// markers on a blank coordinate plane; without Leaflet a canvas does the same.
+// Meters on a map: Leaflet (served by the head-end) draws them over the configured base
+// layer (OpenStreetMap tiles, an internal tile server, or tiles the head-end serves itself
+// from a folder or an MBTiles file), or over a plain grid when there is none; without
+// Leaflet a canvas draws the markers alone.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("map-data").textContent);
   var text = JSON.parse(document.getElementById("map-text").textContent);
   var el = document.getElementById("map");
+  var tiles = JSON.parse(document.getElementById("map-tiles").textContent);
 
   function popup(m) {
     var a = document.createElement("div");
@@ -13,7 +16,7 @@
     link.textContent = text.meter + " " + m.code;
     a.appendChild(link);
     [m.address, m.account && (m.account + " " + (m.subscriber || "")),
-     text.last_contact + ": " + (m.last_contact ? new Date(m.last_contact).toLocaleString() : text.never)]
+     text.last_contact + ": " + (m.last_contact_text || text.never)]
       .forEach(function (line) {
         if (!line) return;
         var d = document.createElement("div");
@@ -24,7 +27,16 @@
   }
 
   function leaflet() {
-    var map = L.map(el, {attributionControl: false, preferCanvas: false, maxZoom: 19});
+    var map = L.map(el, {attributionControl: !!tiles.url, preferCanvas: false, maxZoom: tiles.maxZoom || 19});
+    if (tiles.url) {
+      map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+      var opts = {attribution: tiles.attribution, maxZoom: tiles.maxZoom || 19,
+                  // the page keeps its address to itself; tile servers such as OpenStreetMap's want the site
+                  referrerPolicy: "strict-origin-when-cross-origin"};
+      if (tiles.maxNativeZoom) opts.maxNativeZoom = tiles.maxNativeZoom;
+      L.tileLayer(tiles.url, opts).addTo(map);
+      el.classList.add("with-tiles");
+    }
     var group = L.markerClusterGroup({
       showCoverageOnHover: false,
       maxClusterRadius: 40,
@@ -42,9 +54,12 @@
     });
     map.addLayer(group);
     if (data.markers.length) {
-      map.fitBounds(group.getBounds().pad(0.2), {maxZoom: 17});
+      map.fitBounds(group.getBounds().pad(0.2), {maxZoom: Math.min(17, tiles.maxZoom || 17)});
     } else {
-      map.fitBounds([[41.2, 19.6], [81.9, 180]]);  // the whole country when nothing has coordinates
+      // nothing has coordinates: the whole country, as the Квант-Энерго cabinet shows it
+      // (Kaliningrad to Chukotka, the Caucasus to the Taymyr coast: the Arctic islands would
+      // take a zoom level off in Mercator)
+      map.fitBounds([[41.2, 19.6], [77.7, 180]]);
     }
     window.askueMap = map;
   }

@@ -77,3 +77,31 @@ def test_no_sentence_is_key_value_text() -> None:
     f = reverse_reading.check(MeterFacts("m1"), [reg(10.0, T0), reg(5.0, T0 + timedelta(hours=1))], ctx()).findings[0]
     text = ru(f)
     assert text and "=" not in text and "previous" not in text
+
+
+def test_journal_events_read_as_sentences() -> None:
+    from askue.headend.vee.rules import journal
+
+    entries = [MeterValue("m1", "0.0.99.98.2.255", "event", T0, 1.0),
+               MeterValue("m1", "0.0.99.98.2.255", "event", T0 + timedelta(hours=2, minutes=5), 2.0),
+               MeterValue("m1", "0.0.99.98.0.255", "event", T0 + timedelta(hours=3), 5.0),
+               MeterValue("m1", "0.0.99.98.3.255", "event", T0 + timedelta(hours=4), 3.0),
+               MeterValue("m1", "0.0.99.98.3.255", "event", T0 + timedelta(hours=5), 68.0),
+               MeterValue("m1", "0.0.99.98.7.255", "event", T0 + timedelta(hours=6), 11.0)]
+    res = journal.check(MeterFacts("m1"), entries, ctx())
+    said = {f.kind: ru(f) for f in res.findings}
+    assert said == {
+        "power_loss": "Журнал включений/выключений счётчика: питание отключено 01.11.2026 00:00, "
+                      "включено 01.11.2026 02:05 (через 2 ч)",
+        "phase_loss": "Журнал напряжения счётчика: пропадание напряжения фазы L3 01.11.2026 03:00",
+        "clock_set": "Журнал программирования счётчика: установлено время 01.11.2026 04:00 "
+                     "(время счётчика после установки)",
+        "meter_fault": "Журнал самодиагностики счётчика: ошибка памяти (код 11) 01.11.2026 06:00",
+    }
+    assert len(res.findings) == 4  # the routine correction (68) is no event
+    assert [c.key for c in res.clears] == ["power_loss:m1:"]
+
+
+@pytest.mark.parametrize("kind", ["power_loss", "clock_set", "meter_fault", "phase_loss"])
+def test_journal_kinds_without_evidence_give_no_sentence(kind: str) -> None:
+    assert describe(kind, {"code": 1}, resource="electricity", tz=MSK) == ""
