@@ -19,8 +19,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "login_field": ("Логин", "Login"),
     "password": ("Пароль", "Password"),
     "login_failed": ("Неверный логин или пароль", "Wrong login or password"),
-    "login_locked": ("Слишком много неудачных попыток. Повторите через {s} с.",
-                     "Too many failed attempts. Try again in {s} s."),
+    "login_locked": ("Слишком много неудачных попыток. Повторите через {s}.",
+                     "Too many failed attempts. Try again in {s}."),
     "csrf_failed": ("Форма устарела, обновите страницу и повторите", "The form expired; reload the page and retry"),
     "month": ("Месяц", "Month"), "year": ("Год", "Year"), "date": ("Дата", "Date"),
     "show": ("Показать", "Show"), "search": ("Поиск", "Search"),
@@ -314,6 +314,100 @@ TEXTS.update({
     "rep_horizon": ("Истекает в ближайшие, дн.", "Due within, days"),
     "rep_unknown": ("Показать приборы без даты поверки", "Show meters without a verification date"),
 })
+
+
+# account security (every role): «Безопасность», the second login step, password reset
+TEXTS.update({
+    "security": ("Безопасность учётной записи", "Account security"),
+    "sec_short": ("пароль, сеансы, вход с кодом", "password, sessions, sign-in codes"),
+    "sec_intro": ("Логин {login}. Здесь меняют пароль, смотрят, где открыт вход, и включают вход с кодом из "
+                  "приложения на телефоне.", "Login {login}. Change the password, see where you are logged in and "
+                  "switch on codes from a phone app here."),
+    "sec_fix": ("Исправьте отмеченное поле: ничего не изменено.", "Fix the marked field: nothing was changed."),
+    "sec_sessions": ("Активные сеансы", "Active sessions"), "sec_device": ("Устройство", "Device"),
+    "sec_started": ("Вход", "Logged in"), "sec_last_seen": ("Последнее действие", "Last active"),
+    "sec_this_session": ("Этот сеанс", "This session"), "sec_end": ("Завершить", "End"),
+    "sec_end_others": ("Завершить все другие сеансы", "End all other sessions"),
+    "sec_unknown_device": ("неизвестное устройство", "unknown device"),
+    "sec_policy": ("Пароль — не короче 8 символов, без логина и имени, не из списка частых паролей (qwerty123, "
+                   "12345678, пароль…). Удобно взять три-четыре не связанных слова.",
+                   "At least 8 characters, without your login or name, not one of the common passwords (qwerty123, "
+                   "12345678, password…). Three or four unrelated words work well."),
+    "sec_changed_at": ("Пароль изменён {at}.", "Password changed {at}."),
+    "sec_again": ("Новый пароль ещё раз", "New password again"), "sec_change": ("Сменить пароль", "Change password"),
+    "sec_email": ("E-mail для восстановления пароля", "E-mail for password resets"),
+    "sec_email_hint": ("На этот адрес придёт ссылка, если вы забудете пароль.",
+                       "A reset link goes to this address if you forget your password."),
+    "sec_mail_off": ("Почтовый сервер пока не настроен (smtp_host): письма не отправляются.",
+                     "No mail server is set up yet (smtp_host): no letters are sent."),
+    "sec_totp": ("Вход с кодом из приложения", "Sign-in codes from an app"),
+    "sec_totp_off": ("Выключен: для входа нужен только пароль. С кодом из приложения (Яндекс Ключ, Google "
+                     "Authenticator, FreeOTP…) украденного пароля не хватит, чтобы войти.",
+                     "Off: the password alone lets you in. With a code from an app (Google Authenticator, FreeOTP…), "
+                     "a stolen password is not enough."),
+    "sec_totp_on": ("Включён: после пароля нужен код из приложения. Резервных кодов осталось: {n}.",
+                    "On: after the password, a code from the app is needed. Recovery codes left: {n}."),
+    "sec_totp_enable": ("Включить вход с кодом", "Switch on sign-in codes"),
+    "sec_totp_disable": ("Выключить вход с кодом", "Switch sign-in codes off"),
+    "sec_totp_off_button": ("Выключить", "Switch off"),
+    "sec_your_password": ("ваш пароль", "your password"),
+    "sec_codes_new": ("Новые резервные коды", "New recovery codes"), "sec_codes_make": ("Получить", "Get them"),
+    "sec_codes_title": ("Резервные коды", "Recovery codes"),
+    "sec_codes_once": ("Сохраните их сейчас: они показываются один раз. Каждый код заменяет код из приложения "
+                       "один раз, если телефона нет под рукой.",
+                       "Save them now: they are shown once. Each code stands in for the app's code once, when the "
+                       "phone is not at hand."),
+    "sec_done_email": ("E-mail сохранён.", "E-mail saved."),
+    "sec_done_password": ("Пароль изменён. Другие сеансы завершены.", "Password changed. Other sessions ended."),
+    "sec_done_session": ("Сеанс завершён.", "Session ended."),
+    "sec_done_others": ("Все другие сеансы завершены.", "All other sessions ended."),
+    "sec_done_totp": ("Вход с кодом включён.", "Sign-in codes are on."),
+    "sec_done_totp_off": ("Вход с кодом выключен.", "Sign-in codes are off."),
+    "sec_done_codes": ("Выданы новые резервные коды; прежние больше не действуют.",
+                       "New recovery codes issued; the old ones no longer work."),
+    "totp_step_app": ("Установите на телефон приложение для кодов входа: Яндекс Ключ, Google Authenticator, "
+                      "Microsoft Authenticator или FreeOTP.",
+                      "Install an authenticator app on your phone: Google Authenticator, Microsoft Authenticator "
+                      "or FreeOTP."),
+    "totp_step_scan": ("Отсканируйте QR-код приложением.", "Scan the QR code with the app."),
+    "totp_or_type": ("Или введите ключ вручную:", "Or type the key by hand:"),
+    "totp_params": ("Тип — по времени, 6 цифр, 30 секунд.", "Time-based, 6 digits, 30 seconds."),
+    "totp_qr_alt": ("QR-код для приложения", "QR code for the app"),
+    "totp_step_code": ("Введите код, который показывает приложение, чтобы проверить настройку.",
+                       "Type the code the app shows to check the setup."),
+    "totp_code": ("Код", "Code"), "totp_confirm": ("Проверить и включить", "Check and switch on"),
+    "code_prompt": ("Введите код из приложения на телефоне.", "Type the code from the app on your phone."),
+    "code_recovery_hint": ("Нет телефона? Введите один из резервных кодов.",
+                           "No phone? Type one of your recovery codes."),
+    "code_start_over": ("Начать вход заново", "Start over"),
+    "code_wrong": ("Код не подходит. Введите код, который приложение показывает сейчас, или резервный код.",
+                   "Wrong code. Type the code the app shows now, or a recovery code."),
+    "code_expired": ("Время на ввод кода истекло. Войдите ещё раз.", "The time for the code ran out. Log in again."),
+    "forgot_link": ("Забыли пароль?", "Forgot your password?"),
+    "forgot_title": ("Восстановление пароля", "Password reset"),
+    "forgot_hint": ("Укажите логин или e-mail: пришлём ссылку, по которой можно задать новый пароль.",
+                    "Give your login or e-mail: we send a link to set a new password."),
+    "forgot_ident": ("Логин или e-mail", "Login or e-mail"), "forgot_send": ("Отправить ссылку", "Send the link"),
+    "forgot_sent": ("Если такая учётная запись есть и у неё указан e-mail, ссылка для восстановления уже "
+                    "отправлена. Проверьте почту, включая папку «Спам». Ссылка действует 30 минут.",
+                    "If such an account exists and has an e-mail, the reset link is on its way. Check your mail, "
+                    "spam folder included. The link works for 30 minutes."),
+    "reset_locked": ("Слишком много запросов. Повторите через {s}.", "Too many requests. Try again in {s}."),
+    "reset_title": ("Новый пароль", "New password"),
+    "reset_for": ("Логин {login}.", "Login {login}."),
+    "reset_save": ("Сохранить пароль", "Save the password"),
+    "reset_sessions_end": ("После смены пароля все открытые сеансы завершатся.",
+                           "All open sessions end once the password is changed."),
+    "reset_ask_again": ("Запросить новую ссылку", "Ask for a new link"),
+    "reset_done": ("Пароль изменён. Войдите с новым паролем.", "Password changed. Log in with the new password."),
+})
+
+
+def wait(seconds: int, lang: str = "ru") -> str:
+    """«15 мин», «40 с»: how long to wait, as people say it."""
+    from askue.headend.auth.ratelimit import wait_words
+
+    return wait_words(seconds)[0 if lang == "en" else 1]
 
 
 def t(key: str, lang: str = "ru", **kw: object) -> str:

@@ -25,10 +25,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "headend"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shots  # noqa: E402
 from alert_servers import HookReceiver, SmtpServer  # noqa: E402
 from map_tiles import TileServer, write_mbtiles  # noqa: E402
 from test_alerts import REVERSE, raise_event, run_worker  # noqa: E402
-from test_operator_browser import SHOTS, _Server, browser, log_in  # noqa: E402, F401  (browser: a fixture)
+from test_operator_browser import _Server, browser, log_in  # noqa: E402, F401  (browser: a fixture)
 from test_web_fixtures import PASSWORD, build  # noqa: E402
 
 from askue.headend.auth.users import create_user  # noqa: E402
@@ -62,8 +63,7 @@ def page(browser):  # noqa: F811  (the fixture imported above)
 
 
 def shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"))  # the 1366×768 viewport, as an operator sees it
+    shots.shot(pg, name, full_page=False)  # the 1366×768 viewport, as an operator sees it
 
 
 class World:

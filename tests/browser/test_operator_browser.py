@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "headend"))
+import shots  # noqa: E402
 from map_tiles import TileServer  # noqa: E402
 from test_web_fixtures import EXPECTED_BUCKET, PASSWORD, build  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 W = "/web"
 
 
@@ -115,8 +115,7 @@ def page(browser):
 
 
 def shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    shots.shot(pg, name)
 
 
 def log_in(pg, url: str, user: str) -> None:

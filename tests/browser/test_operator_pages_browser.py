@@ -13,11 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import shots
 from test_operator_browser import ARGS, CHROMIUM, log_in, site  # noqa: F401 (site: a fixture)
 
-# ASKUE_UPDATE_SCREENSHOTS=1 refreshes the committed ones in docs/screenshots/; else test-artifacts/
-ROOT = Path(__file__).resolve().parents[2]
-DOCS_SHOTS = ROOT / ("docs/screenshots" if os.environ.get("ASKUE_UPDATE_SCREENSHOTS") else "test-artifacts/screenshots")
 OBIS = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
 
 
@@ -53,8 +51,7 @@ def page(browser):
 
 
 def shot(pg, name: str) -> None:
-    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(DOCS_SHOTS / f"{name}.png"), full_page=True)
+    shots.shot(pg, name)
 
 
 def readable(pg) -> str:
@@ -210,7 +207,9 @@ def _pdf_pages_png(body: bytes, name: str) -> None:
     doc = pdfium.PdfDocument(body)
     try:
         for i in range(min(len(doc), 2)):
-            doc[i].render(scale=1.4).to_pil().save(DOCS_SHOTS / f"{name}_p{i + 1}.png")
+            image = doc[i].render(scale=1.4).to_pil()
+            for path in shots.paths(f"{name}_p{i + 1}"):
+                image.save(path)
     finally:
         doc.close()
 

@@ -4,13 +4,11 @@ Commands run for real: the head-end (ingest, command dispatcher, pages) in a thr
 an `askue gateway` process and a simulated DLMS meter; the УК admin polls a meter and switches
 its relay off through both confirmations and sees each result appear on the meter card, the
 dispatcher reloads a gateway's configuration; the УК admin does not see another organisation's
-meter, gateway or commands. Screenshots go to test-artifacts/screenshots/, and with
-ASKUE_DOC_SCREENSHOTS=1 also to docs/screenshots/ (the viewport, 1366×768) for docs/operators.md.
+meter, gateway or commands. Screenshots (the 1366×768 viewport): see shots.py.
 """
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sys
 import threading
@@ -22,22 +20,18 @@ import pytest
 import yaml
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("headend", "faults")]
+import shots  # noqa: E402
 from faultkit import Child, askue_argv  # noqa: E402
-from test_operator_browser import SHOTS, W, browser, log_in, site  # noqa: E402, F401  (fixtures)
+from test_operator_browser import W, browser, log_in, site  # noqa: E402, F401  (fixtures)
 from test_web_fixtures import build  # noqa: E402
 
 from askue.devservices.ports import free_port  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ROOT = "brops"
 
 
 def shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    if os.environ.get("ASKUE_DOC_SCREENSHOTS") == "1":
-        DOCS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(DOCS / f"{name}.png"))  # the 1366×768 viewport
+    shots.shot(pg, name, full_page=False)  # the 1366×768 viewport
 
 
 @pytest.fixture
