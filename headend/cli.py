@@ -1,4 +1,4 @@
-"""`askue headend …`: run, migrate, doctor, import, token create, customers import."""
+"""`askue headend …`: run, migrate, doctor, import, acts, token create, customers import."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--dry-run", action="store_true", help="check and report, store nothing")
     imp.add_argument("--org", help="organisation code for rows without one")
     imp.add_argument("--strict", action="store_true", help="import nothing if any row is bad")
+    act = sub.add_parser("acts", help="record install, exchange and removal acts from CSV or xlsx")
+    act.add_argument("file")
+    act.add_argument("--dry-run", action="store_true", help="check and report, store nothing")
+    act.add_argument("--strict", action="store_true", help="record nothing if any row is bad")
     tok = sub.add_parser("token", help="API tokens")
     tsub = tok.add_subparsers(dest="token_command", metavar="ACTION")
     tc = tsub.add_parser("create", help="create a token and print it (shown once)")
@@ -70,8 +74,8 @@ def run(args) -> int:
         return EXIT_USAGE
     action = args.headend_command or "run"
     try:
-        return {"run": _run, "migrate": _migrate, "doctor": _doctor, "import": _import, "token": _token,
-                "customers": _customers}[action](
+        return {"run": _run, "migrate": _migrate, "doctor": _doctor, "import": _import, "acts": _acts,
+                "token": _token, "customers": _customers}[action](
             settings, args)
     except _DbUnavailable as e:
         print(f"askue headend: cannot reach the database: {e}", file=sys.stderr)
@@ -150,19 +154,12 @@ def _doctor(settings, args) -> int:
 
 
 def _import(settings, args) -> int:
-    from askue.headend.registry.importer import RegistryFileError, import_file
+    from askue.headend.registry.importer import import_file
 
-    _connect(settings.dsn).close()
-    try:
-        res = import_file(settings.dsn, args.file, dry_run=args.dry_run, default_org=args.org, strict=args.strict)
-    except RegistryFileError as e:
-        print(f"askue headend import: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as e:
-        print(f"askue headend import: cannot read {args.file}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    for err in res.errors:
-        print(f"{args.file}: {err}", file=sys.stderr)
+    res = _read_file(settings, args, "import", lambda: import_file(
+        settings.dsn, args.file, dry_run=args.dry_run, default_org=args.org, strict=args.strict))
+    if isinstance(res, int):
+        return res
     what = "would import" if res.dry_run else "imported"
     if args.strict and res.errors:
         what = "imported nothing (--strict), would import"
@@ -171,6 +168,39 @@ def _import(settings, args) -> int:
     print(f"{what} {res.imported} of {res.rows} row(s); {len(res.errors)} error(s); created: {created}; "
           f"updated: {updated}")
     return EXIT_FAILURE if res.errors else EXIT_OK
+
+
+def _acts(settings, args) -> int:
+    from askue.headend.registry.acts_file import import_acts
+
+    res = _read_file(settings, args, "acts", lambda: import_acts(
+        settings.dsn, args.file, dry_run=args.dry_run, strict=args.strict))
+    if isinstance(res, int):
+        return res
+    what = "would record" if res.dry_run else "recorded"
+    if args.strict and res.errors:
+        what = "recorded nothing (--strict), would record"
+    print(f"{what} {res.recorded} of {res.rows} act(s); {res.already} already recorded; {len(res.errors)} error(s)")
+    return EXIT_FAILURE if res.errors else EXIT_OK
+
+
+def _read_file(settings, args, command: str, run):
+    """The result of a file import, its row errors printed; or the exit code of a file that
+    cannot be read at all."""
+    from askue.headend.registry.importer import RegistryFileError
+
+    _connect(settings.dsn).close()
+    try:
+        res = run()
+    except RegistryFileError as e:
+        print(f"askue headend {command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"askue headend {command}: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    for err in res.errors:
+        print(f"{args.file}: {err}", file=sys.stderr)
+    return res
 
 
 def _token(settings, args) -> int:

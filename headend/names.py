@@ -95,6 +95,13 @@ REASONS: dict[str, Pair] = {
     "wrong_period": ("неверная длительность интервала", "wrong interval length"),
     "frozen": ("зависшее значение", "frozen value"), "clock_drift": ("расхождение часов", "clock drift"),
     "rollover": ("переход через ноль", "register rollover"), "meter_exchange": ("замена счётчика", "meter exchange"),
+    # registry acts and holds (registry/acts.py, ingest/identity.py)
+    "exchange_final": ("конечное показание по акту замены", "final reading of an exchange act"),
+    "exchange_initial": ("начальное показание по акту замены", "initial reading of an exchange act"),
+    "install_initial": ("начальное показание по акту установки", "initial reading of an install act"),
+    "removal_final": ("конечное показание по акту снятия", "final reading of a removal act"),
+    "serial_mismatch": ("заводской номер не совпадает, ждёт подтверждения",
+                        "serial differs, awaiting confirmation"),
     "phase_loss": ("пропадание фазы", "phase loss"), "voltage_high": ("напряжение выше нормы", "voltage high"),
     "voltage_low": ("напряжение ниже нормы", "voltage low"),
     "imported_hourly_xlsx": ("из файла почасовых объёмов", "from an hourly volumes file"),
@@ -120,6 +127,10 @@ FIELDS: dict[str, Pair] = {
     "bus": ("Линия связи", "Bus"), "bus_address": ("Адрес на линии", "Bus address"),
     "status": ("Состояние", "Status"), "org_id": ("Организация", "Organisation"), "site_id": ("Дом", "House"),
     "account_id": ("Лицевой счёт", "Account"), "decommissioned_at": ("Дата снятия", "Decommissioned"),
+    "ct_ratio": ("Ктт", "CT ratio"), "vt_ratio": ("Ктн", "VT ratio"), "org": ("Организация", "Organisation"),
+    "house": ("Дом", "House"), "account": ("Лицевой счёт", "Account"), "gateway": ("Шлюз", "Gateway"),
+    "gateway_code": ("Код на шлюзе", "Code on the gateway"), "code": ("Код", "Code"),
+    "valid_from": ("Действует с", "In force from"),
 }
 
 

@@ -39,6 +39,10 @@ class Action(StrEnum):
     BILLING_WINDOW = "billing.window"  # the reading acceptance window
     USERS_MANAGE = "users.manage"
     TOKENS_CREATE = "tokens.create"
+    REGISTRY_EDIT = "registry.edit"  # houses, accounts, gateways, meters, bindings, dated parameters
+    REGISTRY_ORGS = "registry.organisations"  # create organisations
+    REGISTRY_ACTS = "registry.acts"  # install, exchange and removal acts
+    REGISTRY_CONFIRM = "registry.confirm"  # confirm a reported serial, release or discard quarantined values
     ALERTS_SUBSCRIBE = "alerts.subscribe"  # one's own alert subscriptions by e-mail
     ALERTS_WEBHOOK = "alerts.webhook"  # alert subscriptions that POST to a URL (the head-end calls out)
     COMMANDS_SEND = "commands.send"  # poll a meter now, read its profile or clock, sync its clock
@@ -64,6 +68,10 @@ ALLOWED: dict[Action, frozenset[str]] = {
     Action.BILLING_WINDOW: frozenset({"admin", "billing", "org_admin"}),
     Action.USERS_MANAGE: frozenset({"admin", "org_admin"}),
     Action.TOKENS_CREATE: frozenset({"admin"}),
+    Action.REGISTRY_EDIT: frozenset({"admin", "org_admin"}),
+    Action.REGISTRY_ORGS: frozenset({"admin"}),
+    Action.REGISTRY_ACTS: frozenset({"admin", "org_admin", "dispatcher"}),
+    Action.REGISTRY_CONFIRM: frozenset({"admin", "org_admin", "dispatcher"}),
     Action.ALERTS_SUBSCRIBE: frozenset({"admin", "dispatcher", "org_admin", "viewer"}),
     Action.ALERTS_WEBHOOK: frozenset({"admin", "dispatcher", "org_admin"}),
     Action.COMMANDS_SEND: frozenset({"admin", "dispatcher", "org_admin"}),

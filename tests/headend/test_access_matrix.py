@@ -29,6 +29,12 @@ def _env(dsn: str, tmp: Path):
                   "A_billing": create_token(c, "t-uk1-billing", "billing", ["uk1"])}
         c.execute("INSERT INTO vee_thresholds (scope, name, settings, updated_by) "
                   "VALUES ('organisation', 'uk2', '{\"spike_factor\": 4}', 'test')")
+        # org B's meter e2 reported another serial (held), and gw2 sent values nobody may store yet
+        c.execute("UPDATE meters SET serial_hold_at = now(), serial_hold_reported = 'S-X' WHERE code = 'e2'")
+        c.execute("INSERT INTO quarantined_values (reason, gateway_id, gateway_code, meter_id, kind, obis, ts, "
+                  "ts_source, received_at, value, unit, quality) SELECT 'foreign_gateway', 'gw2', c, NULL, "
+                  "'register', '1.0.1.8.0.255', now() - interval '2 hours', 'meter', now() - interval '2 hours', "
+                  "1.0, 'kWh', 'A' FROM unnest(ARRAY['e2', 'zz-2']) AS c")
         facts["command_b"] = c.execute(
             "INSERT INTO commands (mqtt_id, gateway_id, meter_id, org_id, command, created_by, expires_at) "
             "SELECT 'hc-b', 'gw2', id, org_id, 'read_clock', 'test', now() + interval '1 hour' FROM meters "
@@ -106,6 +112,7 @@ def detail_requests(facts) -> list[tuple[str, str, dict]]:
         ("GET", f"/api/v1/billing/hourly/e2/{m}", {}),
         ("GET", f"/api/v1/billing/integral-template/{m}", {"params": {"org": "uk2"}}),
         ("GET", "/api/v1/billing/reading-window", {"params": {"org": "uk2"}}),
+        ("GET", "/api/v1/meters/e2/history", {}),
         ("GET", "/api/v1/meters/e2/commands", {}),
         ("GET", "/api/v1/gateways/gw2/commands", {}),
         ("GET", f"/api/v1/commands/{facts['command_b']}", {}),
@@ -130,6 +137,18 @@ def change_requests(facts) -> list[tuple[str, str, dict]]:
         ("PUT", "/api/v1/billing/reading-window", {"params": {"org": "uk2"}, "json": {"open_day": 1}}),
         ("PUT", "/api/v1/vee/thresholds", {"json": {"scope": "organisation", "name": "uk2",
                                                     "settings": {"spike_factor": 5}}}),
+        # registry editing
+        ("PATCH", "/api/v1/organisations/uk2", {"json": {"name": "УК Юг-2"}}),
+        ("PATCH", "/api/v1/sites/h2", {"json": {"address": "ул. Мира 2а"}}),
+        ("PATCH", "/api/v1/accounts/LS-9", {"json": {"phone": "+7 900 000-00-00"}}),
+        ("PATCH", "/api/v1/gateways/gw2", {"json": {"name": "ТП-2а"}}),
+        ("PATCH", "/api/v1/meters/e2", {"json": {"multiplier": 2, "valid_from": m + "-01"}}),
+        ("POST", "/api/v1/meters/e2/confirm-serial", {"json": {"take_reported": False}}),
+        ("POST", "/api/v1/quarantine/release", {"json": {"gateway": "gw2", "code": "e2"}}),
+        ("POST", "/api/v1/quarantine/discard", {"json": {"gateway": "gw2", "code": "zz-2", "comment": "test"}}),
+        ("POST", "/api/v1/meters/e2/binding", {"json": {"gateway": "gw2", "gateway_code": "e2-b"}}),
+        ("POST", "/api/v1/meters/hw2/unbind", {"json": {}}),
+        ("POST", "/api/v1/acts/removal", {"json": {"meter": "hw2", "at": ts, "old_final": {"total": 999.0}}}),
         ("POST", "/api/v1/meters/e2/commands", {"json": {"command": "relay_disconnect", "confirm": True}}),
         # a gateway-wide command is not an organisation admin's at all: refused for the role first
         ("POST", "/api/v1/gateways/gw2/commands", {"json": {"command": "reload_config"}, "expect": (403,)}),
@@ -141,6 +160,7 @@ LIST_REQUESTS = [
     ("/api/v1/gateways", {}), ("/api/v1/events", {"show_resolved": "true"}),
 ("/api/v1/events/export", {"format": "csv"}),
     ("/api/v1/billing/readings", {"limit": 10000}), ("/api/v1/vee/thresholds", {}),
+    ("/api/v1/quarantine", {}),
     ("/api/v1/reports/completeness", {"group": "gateway"}), ("/api/v1/reports/verification", {"horizon": "3650"}),
 ]
 # Routes not in the matrix above, with the reason.

@@ -30,8 +30,6 @@ OPEN = {("GET", "/api/v1/health"), ("GET", "/web/login"), ("POST", "/web/login")
         # tests/headend/test_account_security.py
         ("POST", "/web/login/code"), ("GET", "/web/password/forgot"), ("POST", "/web/password/forgot"),
         ("GET", "/web/password/reset"), ("POST", "/web/password/reset"),
-        # the offline map's tiles are public like the static files (already so on main; the list missed them)
-        ("GET", "/web/tiles/{z}/{x}/{y}"),
         # a customer's invitation: the token in the path is the credential (unknown → 404, used once)
         ("GET", "/web/invite/{token}"), ("POST", "/web/invite/{token}")}
 

@@ -12,7 +12,7 @@ from askue.headend.auth.permissions import Scope
 METER_COLUMNS = """m.id, m.code, m.serial, m.model, m.resource, m.unit, m.digits, m.multiplier, m.tariff_zones,
     m.installed_at, m.verified_at, m.verification_due, m.is_balance, m.status, m.decommissioned_at,
     m.lat, m.lon, m.gateway_id, m.bus, m.bus_address, m.last_contact, m.last_ok, m.last_error, m.clock_drift_s,
-    m.reported_serial, o.code AS org_code, o.name AS org_name, s.code AS site_code, s.address AS site_address,
+    m.reported_serial, m.ct_ratio, m.vt_ratio, m.params_since, o.code AS org_code, o.name AS org_name, s.code AS site_code, s.address AS site_address,
     a.code AS account_code, a.subscriber AS account_subscriber, a.flat AS account_flat,
     rb.code AS replaced_by, rp.code AS replaces"""
 METER_FROM = """meters m LEFT JOIN organisations o ON o.id = m.org_id LEFT JOIN sites s ON s.id = m.site_id
