@@ -82,7 +82,8 @@ def test_legal_entity(cabinet, page, tmp_path) -> None:
 
     # filter by contract: LS-3 only, where «Бухгалтер» cannot hand readings over
     page.select_option("select[name=account]", "LS-3")
-    page.click("#filters button")
+    with page.expect_navigation():  # the form posts; read the answer, not the old page
+        page.click("#filters button")
     assert page.locator("section.point").count() == 1
     assert "не даёт передавать показания" in page.locator("#point-e3").inner_text()
 
@@ -96,17 +97,20 @@ def test_legal_entity(cabinet, page, tmp_path) -> None:
     base_night = float(e1.locator("tr[data-obis='1.0.1.8.2.255'] td").nth(2).inner_text()
                        .replace("\u00a0", "").replace(" ", "").replace(",", "."))
     e1.locator("input[name='v|1.0.1.8.1.255']").fill(f"{base_day + 3:.2f}".replace(".", ","))
-    e1.locator("button", has_text="Передать показания").click()
+    with page.expect_navigation():
+        e1.locator("button", has_text="Передать показания").click()
     assert "«Ночь»: заполните поле" in page.locator("#form-errors").inner_text()
     e1 = page.locator("#point-e1")
     e1.locator("input[name='v|1.0.1.8.2.255']").fill(f"{base_night + 2:.2f}")
     old = (datetime.now() - timedelta(days=11)).strftime("%Y-%m-%dT%H:%M")
     e1.locator("input[name=at]").fill(old)
-    e1.locator("button", has_text="Передать показания").click()
+    with page.expect_navigation():
+        e1.locator("button", has_text="Передать показания").click()
     assert "более 10 дней назад" in page.locator("#form-result").inner_text()
     e1 = page.locator("#point-e1")
     e1.locator("input[name=at]").fill("")
-    e1.locator("button", has_text="Передать показания").click()
+    with page.expect_navigation():
+        e1.locator("button", has_text="Передать показания").click()
     assert page.locator("#form-result").inner_text() == "Показания сохранены"
     assert "потребитель" in page.locator("#point-e1 tr[data-obis='1.0.1.8.1.255']").inner_text()
     shot(page, "cabinet_02_readings_saved")
@@ -124,7 +128,8 @@ def test_legal_entity(cabinet, page, tmp_path) -> None:
     filled = tmp_path / "integral.xlsx"
     wb.save(filled)
     page.set_input_files("#integral-upload input[type=file]", str(filled))
-    page.click("#integral-upload button")
+    with page.expect_navigation():
+        page.click("#integral-upload button")
     rows = page.locator("#upload-rows tbody tr")
     assert rows.count() == 2
     assert "не показание" in rows.nth(1).inner_text() and "12345,67" in rows.nth(1).inner_text()  # beside the row
@@ -132,7 +137,8 @@ def test_legal_entity(cabinet, page, tmp_path) -> None:
     shot(page, "cabinet_03_upload_errors")
     (tmp_path / "bad.xlsx").write_bytes(b"meter;value\n1;2\n")
     page.set_input_files("#integral-upload input[type=file]", str(tmp_path / "bad.xlsx"))
-    page.click("#integral-upload button")
+    with page.expect_navigation():
+        page.click("#integral-upload button")
     assert "Файл не принят" in page.locator("#upload-result").inner_text()
 
     # the hourly profile of the previous month: chart, table, download, the act loads back unchanged
@@ -145,13 +151,15 @@ def test_legal_entity(cabinet, page, tmp_path) -> None:
     act = download(page, "#profile-download")
     (tmp_path / "act.xlsx").write_bytes(act)
     page.set_input_files("section.upload input[type=file]", str(tmp_path / "act.xlsx"))
-    page.click("section.upload button")
+    with page.expect_navigation():
+        page.click("section.upload button")
     assert "сохранено новых 0" in page.locator("#profile-result").inner_text()
     wb = load_workbook(io.BytesIO(act))
     wb.active["B3"] = "-5"
     wb.save(tmp_path / "act_bad.xlsx")
     page.set_input_files("section.upload input[type=file]", str(tmp_path / "act_bad.xlsx"))
-    page.click("section.upload button")
+    with page.expect_navigation():
+        page.click("section.upload button")
     assert page.locator("#profile-issues tbody tr").count() >= 1
     assert "B3" in page.locator("#profile-issues").inner_text()
     shot(page, "cabinet_05_profile_act_errors")
@@ -195,7 +203,8 @@ def test_household_and_the_organisation_confirms(cabinet, browser) -> None:  # n
         assert w1.locator("tr[data-obis]").count() == 1 and "Холодная вода" in w1.inner_text()
         prev = float(w1.locator("tr[data-obis] td").nth(2).inner_text().replace("\u00a0", "").replace(",", "."))
         w1.locator("input[name^='v|']").fill(f"{prev + 0.7:.3f}".replace(".", ","))
-        w1.locator("button", has_text="Передать показания").click()
+        with home.expect_navigation():
+            w1.locator("button", has_text="Передать показания").click()
         assert "ждут подтверждения" in home.locator("#form-result").inner_text()
         assert home.locator("#point-w1 .status").inner_text() == "Ожидание"
         shot(home, "cabinet_09_household_pending")
@@ -206,7 +215,8 @@ def test_household_and_the_organisation_confirms(cabinet, browser) -> None:  # n
         assert row.count() == 1 and "kv2" in row.inner_text()
         shot(uk, "cabinet_10_org_confirms")
         row.locator("input[name=reason]").fill("показание не совпадает с фотографией счётчика")
-        row.locator("button[value=reject]").click()
+        with uk.expect_navigation():
+            row.locator("button[value=reject]").click()
         assert uk.locator("#pending tbody tr[data-id]").count() == 0
 
         home.goto(f"{url}/cabinet/readings?status=rejected")
