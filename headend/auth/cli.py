@@ -8,7 +8,7 @@ import argparse
 import getpass
 import sys
 
-from askue.headend.auth.permissions import USER_ROLES
+from askue.headend.auth.permissions import STAFF_ROLES
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 
@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="users_command", metavar="ACTION")
     c = sub.add_parser("create", help="create a user")
     c.add_argument("--login", required=True)
-    c.add_argument("--role", required=True, choices=USER_ROLES)
+    # customers are made with their accounts: `askue headend customers import` or the «Потребители» page
+    c.add_argument("--role", required=True, choices=STAFF_ROLES)
     c.add_argument("--org", action="append", help="organisation code (repeatable; required for org_admin)")
     c.add_argument("--name", help="display name")
     c.add_argument("--lang", choices=("ru", "en"), default="ru")

@@ -120,9 +120,10 @@ async def export_80020(conn: psycopg.AsyncConnection, org: Org, day: date, *, tz
 
 async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: date, *,
                          org_ids: frozenset[int] | None = None, tz: ZoneInfo | None = None,
-                         obis: str = "1.0.1.29.0.255") -> hourly_xlsx.HourlyProfile:
-    """Hourly consumption (× the multiplier in force each day) of one meter for a month from
-    its load profile.
+                         obis: str = "1.0.1.29.0.255", multiplied: bool = True) -> hourly_xlsx.HourlyProfile:
+    """Hourly consumption (× the multiplier in force each day; the meter's own with
+    `multiplied=False`, «без КТ» as the customer cabinet's act) of one meter for a month
+    from its load profile.
 
     An hour is filled only when its intervals cover it completely; otherwise its
     cell stays empty rather than showing a partial sum.
@@ -151,7 +152,8 @@ async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: 
         if secs != 3600:
             continue
         local = hour_utc.astimezone(tz)
-        prof.values[(local.date(), local.hour)] = total * Decimal(repr(meter.on(local.date())[0]))
+        factor = Decimal(repr(meter.on(local.date())[0])) if multiplied else Decimal(1)
+        prof.values[(local.date(), local.hour)] = total * factor
     return prof
 
 

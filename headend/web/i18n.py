@@ -13,6 +13,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "readings_entry": ("Ввод показаний", "Enter readings"),
     "gateways": ("Шлюзы", "Gateways"),
     "users": ("Пользователи", "Users"),
+    "customers": ("Потребители", "Customers"),
     "history": ("История действий", "Action history"),
     "logout": ("Выйти", "Log out"),
     "login": ("Вход", "Log in"),

@@ -26,9 +26,8 @@ from askue.headend.web.pages_auth import public_csrf_ok, public_lang, public_pag
 
 router = APIRouter()
 _DONE = ("email", "password", "session", "others", "totp_off")  # what ?done= may say after a change
-# The page frame per role: every role gets the operators' header today; the customer
-# cabinet gives its role its own frame here (the templates extend `layout`).
-LAYOUTS: dict[str, str] = {}
+# The page frame per role (the templates extend `layout`): a customer's is the cabinet's.
+LAYOUTS: dict[str, str] = {"customer": "cabinet_base.html"}
 
 _BROWSERS = (("YaBrowser", "Яндекс Браузер"), ("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
              ("Chrome/", "Chrome"), ("Safari/", "Safari"))

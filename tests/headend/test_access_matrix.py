@@ -324,3 +324,57 @@ def test_pages_org_a_cannot_change_org_b(env) -> None:
     r = client.post(W + "/gateways/gw2/commands", data={"command": "poll_now", "csrf": csrf})
     assert r.status_code == 404
     assert fingerprint(dsn) == before
+
+
+# ---- pages (session of a customer of org A, bound to LS-1 only) ---------------------------
+def test_pages_a_customer_sees_only_its_account(env) -> None:
+    """A customer of uk1 bound to LS-1 sees neither org B nor its own organisation's other
+    accounts on the cabinet's pages and downloads, is sent away from the operators' pages,
+    and changes nothing of anyone else's through the cabinet's forms."""
+    import asyncio
+
+    from askue.headend.auth.permissions import Principal
+    from askue.headend.customers import accounts
+
+    client, _, facts, dsn = env
+
+    async def add():
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+            await accounts.create(c, Principal("uk1adm", "org_admin", frozenset(
+                [(await (await c.execute("SELECT id FROM organisations WHERE code = 'uk1'")).fetchone())[0]])),
+                accounts.NewCustomer("cust1", "", "", [("LS-1", "manager")], "клиент-пароль-1"))
+    asyncio.run(add())
+    client.cookies.clear()
+    assert login(client, "cust1", "клиент-пароль-1").status_code == 303
+    foreign = ("S-E2", "S-HW2", "LS-9", "Сидоров", "УК Юг", "S-W1", "LS-2", "Петров", "S-E3", "Кузнецов")
+    m = _month(facts)
+    for path in ("/cabinet/readings", "/cabinet/history", "/cabinet/consumption", f"/cabinet/consumption?month={m}",
+                 "/cabinet/consumption?granularity=month", "/cabinet/history.xlsx", "/cabinet/consumption.xlsx",
+                 "/cabinet/readings/template", "/cabinet/points/e1/profile", f"/cabinet/points/e1/profile.xlsx?month={m}"):
+        r = client.get(W + path)
+        assert r.status_code == 200, path
+        text = r.text if "html" in r.headers["content-type"] else r.content.decode("latin-1")
+        if r.content.startswith(b"PK"):
+            import io
+
+            from openpyxl import load_workbook
+
+            wb = load_workbook(io.BytesIO(r.content), read_only=True)
+            text = " ".join(str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row)
+        assert [f for f in foreign if f in text] == [], path
+    for path in ("/cabinet/points/e2/profile", "/cabinet/points/w1/profile", "/cabinet/points/e3/profile.xlsx",
+                 "/cabinet/consumption?meter=e2", "/cabinet/history?meter=hw2"):
+        assert client.get(W + path).status_code == 404, path
+    for path in ("/", "/meters", "/meters/e1", "/accounts/LS-1", "/events", "/reports/rejected", "/users"):
+        r = client.get(W + path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("/cabinet"), path
+    csrf = csrf_of(client.get(W + "/cabinet/readings").text)
+    before = fingerprint(dsn)
+    r = client.post(W + "/cabinet/readings/e2", data={"csrf": csrf, "v|1.0.1.8.0.255": "700"})
+    assert r.status_code == 404
+    r = client.post(W + "/cabinet/points/e2/profile", data={"csrf": csrf},
+                    files={"file": ("a.xlsx", b"PK\x03\x04x", "application/octet-stream")})
+    assert r.status_code == 404
+    assert client.post(W + "/readings", data={"csrf": csrf}).status_code == 403
+    assert client.post(W + "/customers/pending/1", data={"csrf": csrf, "decision": "accept"}).status_code == 403
+    assert fingerprint(dsn) == before

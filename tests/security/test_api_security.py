@@ -29,7 +29,9 @@ OPEN = {("GET", "/api/v1/health"), ("GET", "/web/login"), ("POST", "/web/login")
         # of a login in progress, and the password reset by e-mail; rate-limited, tested in
         # tests/headend/test_account_security.py
         ("POST", "/web/login/code"), ("GET", "/web/password/forgot"), ("POST", "/web/password/forgot"),
-        ("GET", "/web/password/reset"), ("POST", "/web/password/reset")}
+        ("GET", "/web/password/reset"), ("POST", "/web/password/reset"),
+        # a customer's invitation: the token in the path is the credential (unknown → 404, used once)
+        ("GET", "/web/invite/{token}"), ("POST", "/web/invite/{token}")}
 
 INJECTIONS = [
     "' OR 1=1 --", "'; DROP TABLE meters; --", "1' OR '1'='1", '" OR ""="', "1) OR (1=1", "%' OR '%'='",

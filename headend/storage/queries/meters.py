@@ -33,7 +33,7 @@ class MeterFilter:
 
 
 def _where(f: MeterFilter, scope: Scope) -> tuple[list[str], list[Any]]:
-    scope_sql, params = scope.sql("m.org_id")
+    scope_sql, params = scope.meters("m")
     conds = [scope_sql]
     if f.q:
         like = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -61,7 +61,7 @@ async def list_meters(conn: psycopg.AsyncConnection, f: MeterFilter, scope: Scop
 
 
 async def get_meter(conn: psycopg.AsyncConnection, code: str, scope: Scope) -> dict | None:
-    cond, params = scope.sql("m.org_id")
+    cond, params = scope.meters("m")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {METER_COLUMNS}, m.org_id FROM {METER_FROM} WHERE m.code = %s AND {cond}",
                           [code, *params])
