@@ -46,6 +46,8 @@ async def _add(dsn: str, now: datetime) -> None:
     for login, accs in CUSTOMERS.items():
         await accounts.create(conn, admin, accounts.NewCustomer(login, f"Потребитель {login}", "", accs, PASSWORD))
     await conn.execute("UPDATE meters SET multiplier = 20, losses_pct = 5 WHERE code = 'e1'")
+    # the multiplier of every dated version too, as if it had been 20 from the start
+    await conn.execute("UPDATE meter_params SET multiplier = 20 WHERE meter_id = (SELECT id FROM meters WHERE code = 'e1')")
     from askue.headend.storage import meta
 
     tz = await meta.timezone(conn)

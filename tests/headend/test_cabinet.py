@@ -378,6 +378,34 @@ def test_consumption_integral_interval_delta_multiplier_and_losses(db) -> None:
     run(dsn, go)
 
 
+def test_interval_consumption_follows_a_multiplier_changed_mid_month(db) -> None:
+    """A CT change dated the 16th: «Расход интервальный» rates the days before it ×20 and the
+    days from it ×40, as the integral consumption does (dated parameters); rolled back after."""
+    dsn, facts = db
+
+    async def go(c):
+        from askue.headend.registry import meters as registry_meters
+        from askue.headend.storage import meta
+
+        ooo = await principal_of(c, "ooo")
+        month = previous_month(facts["now"].astimezone(await meta.timezone(c)).date())
+        nxt = (month + timedelta(days=32)).replace(day=1)
+        change = month.replace(day=16)
+        async with c.transaction(force_rollback=True):
+            cur = await c.execute("SELECT * FROM meters WHERE code = 'e1'")
+            cols = [d.name for d in cur.description]
+            meter = dict(zip(cols, await cur.fetchone(), strict=True))
+            assert await registry_meters.change_params(c, "test", meter, {"multiplier": 40.0}, change)
+            pc = await cc.of_point(c, ooo, "e1", "day", month, nxt)
+            full = {f.bucket: f.interval for f in pc.figures if f.interval is not None}
+            before = [v for d, v in full.items() if d < change]
+            after = [v for d, v in full.items() if d >= change]
+            assert before and after, full
+            assert all(v == pytest.approx(24 * HOUR_KWH * 20) for v in before)
+            assert all(v == pytest.approx(24 * HOUR_KWH * 40) for v in after)
+    run(dsn, go)
+
+
 def test_pages_history_and_downloads(app, db) -> None:
     client = session(app, "ooo")
     r = client.get(f"{W}/cabinet/history")

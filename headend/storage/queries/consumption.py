@@ -203,20 +203,28 @@ ORDER BY s.address NULLS LAST, a.flat NULLS LAST, m.code, d.obis"""
 
 async def interval_consumption(conn: psycopg.AsyncConnection, meter_id: int, start: date, end: date,
                                granularity: str, tz: str, obis: str = "1.0.1.29.0.255") -> dict[date, float]:
-    """A meter's load profile summed per local day or month over [start, end) (× multiplier):
+    """A meter's load profile summed per local day or month over [start, end), each day × the
+    multiplier in force that day (dated parameters, as the integral consumption):
     «Расход интервальный» beside the integral consumption. An interval counts in the day its
     period begins; values VEE holds back are left out."""
     from askue.headend.vee.store import BLOCKING_REASONS
 
     unit = "day" if granularity == "day" else "month"
     cur = await conn.execute(
-        f"""SELECT date_trunc('{unit}', (i.ts - make_interval(secs => i.period_s)) AT TIME ZONE %(tz)s)::date,
-                   sum(i.value) * min(m.multiplier)
-            FROM intervals i JOIN meters m ON m.id = i.meter_id
-            WHERE i.meter_id = %(m)s AND i.obis = %(obis)s
-              AND i.ts > (%(start)s::date)::timestamp AT TIME ZONE %(tz)s
-              AND i.ts <= (%(end)s::date)::timestamp AT TIME ZONE %(tz)s
-              AND NOT (i.reasons && %(blocking)s::text[])
+        f"""WITH d AS (
+                SELECT date_trunc('day', (i.ts - make_interval(secs => i.period_s)) AT TIME ZONE %(tz)s)::date AS at,
+                       sum(i.value) AS v
+                FROM intervals i
+                WHERE i.meter_id = %(m)s AND i.obis = %(obis)s
+                  AND i.ts > (%(start)s::date)::timestamp AT TIME ZONE %(tz)s
+                  AND i.ts <= (%(end)s::date)::timestamp AT TIME ZONE %(tz)s
+                  AND NOT (i.reasons && %(blocking)s::text[])
+                GROUP BY 1)
+            SELECT date_trunc('{unit}', d.at)::date, sum(d.v * coalesce(v.multiplier, m.multiplier))
+            FROM d JOIN meters m ON m.id = %(m)s
+            LEFT JOIN LATERAL (SELECT p.multiplier FROM meter_params p
+                               WHERE m.params_since IS NOT NULL AND d.at < m.params_since AND p.meter_id = m.id
+                                 AND p.valid_from <= d.at ORDER BY p.valid_from DESC LIMIT 1) v ON TRUE
             GROUP BY 1 ORDER BY 1""",
         {"tz": tz, "m": meter_id, "obis": obis, "start": start, "end": end, "blocking": sorted(BLOCKING_REASONS)})
     return {d: v for d, v in await cur.fetchall()}
