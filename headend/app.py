@@ -32,6 +32,7 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
     import psycopg
     from prometheus_client import start_http_server
 
+    from askue.contract import Topics
     from askue.headend import composition, metrics
     from askue.headend.ingest import merge
     from askue.headend.ingest.consumer import Consumer
@@ -60,7 +61,7 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
         tasks: list[asyncio.Task] = []
         server = None
         if ingest:
-            ctx = merge.MergeContext(hooks=hooks.composed())
+            ctx = merge.MergeContext(hooks=hooks.composed(), topics=Topics(settings.mqtt_root))
             tasks.append(asyncio.create_task(Consumer(settings, pool, ctx).run(), name="ingest"))
             for task in composition.BACKGROUND_TASKS:
                 tasks.append(asyncio.create_task(task(pool, settings), name=getattr(task, "__name__", "task")))

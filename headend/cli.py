@@ -1,4 +1,4 @@
-"""`askue headend …`: run, migrate, doctor, import, token create."""
+"""`askue headend …`: run, migrate, doctor, import, acts, token create, customers import."""
 from __future__ import annotations
 
 import argparse
@@ -30,12 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--dry-run", action="store_true", help="check and report, store nothing")
     imp.add_argument("--org", help="organisation code for rows without one")
     imp.add_argument("--strict", action="store_true", help="import nothing if any row is bad")
+    act = sub.add_parser("acts", help="record install, exchange and removal acts from CSV or xlsx")
+    act.add_argument("file")
+    act.add_argument("--dry-run", action="store_true", help="check and report, store nothing")
+    act.add_argument("--strict", action="store_true", help="record nothing if any row is bad")
     tok = sub.add_parser("token", help="API tokens")
     tsub = tok.add_subparsers(dest="token_command", metavar="ACTION")
     tc = tsub.add_parser("create", help="create a token and print it (shown once)")
     tc.add_argument("--name", required=True)
-    tc.add_argument("--role", required=True, choices=ROLES)
+    tc.add_argument("--role", required=True, choices=[r for r in ROLES if r != "customer"])
     tc.add_argument("--org", action="append", help="limit to this organisation code (repeatable)")
+    cus = sub.add_parser("customers", help="customer cabinet accounts")
+    csub = cus.add_subparsers(dest="customers_command", metavar="ACTION")
+    ci = csub.add_parser("import", help="create customers from CSV: login; name; e-mail; account; role; password "
+                                         "(an empty password prints an invitation link)")
+    ci.add_argument("file")
+    ci.add_argument("--org", action="append", help="only accounts of this organisation code (repeatable)")
+    ci.add_argument("--invite-base", default="", help="the pages' public URL, e.g. https://askue.example/web, "
+                                                      "to print whole invitation links")
 
 
 def _settings(args):
@@ -62,7 +74,8 @@ def run(args) -> int:
         return EXIT_USAGE
     action = args.headend_command or "run"
     try:
-        return {"run": _run, "migrate": _migrate, "doctor": _doctor, "import": _import, "token": _token}[action](
+        return {"run": _run, "migrate": _migrate, "doctor": _doctor, "import": _import, "acts": _acts,
+                "token": _token, "customers": _customers}[action](
             settings, args)
     except _DbUnavailable as e:
         print(f"askue headend: cannot reach the database: {e}", file=sys.stderr)
@@ -141,19 +154,12 @@ def _doctor(settings, args) -> int:
 
 
 def _import(settings, args) -> int:
-    from askue.headend.registry.importer import RegistryFileError, import_file
+    from askue.headend.registry.importer import import_file
 
-    _connect(settings.dsn).close()
-    try:
-        res = import_file(settings.dsn, args.file, dry_run=args.dry_run, default_org=args.org, strict=args.strict)
-    except RegistryFileError as e:
-        print(f"askue headend import: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as e:
-        print(f"askue headend import: cannot read {args.file}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    for err in res.errors:
-        print(f"{args.file}: {err}", file=sys.stderr)
+    res = _read_file(settings, args, "import", lambda: import_file(
+        settings.dsn, args.file, dry_run=args.dry_run, default_org=args.org, strict=args.strict))
+    if isinstance(res, int):
+        return res
     what = "would import" if res.dry_run else "imported"
     if args.strict and res.errors:
         what = "imported nothing (--strict), would import"
@@ -162,6 +168,39 @@ def _import(settings, args) -> int:
     print(f"{what} {res.imported} of {res.rows} row(s); {len(res.errors)} error(s); created: {created}; "
           f"updated: {updated}")
     return EXIT_FAILURE if res.errors else EXIT_OK
+
+
+def _acts(settings, args) -> int:
+    from askue.headend.registry.acts_file import import_acts
+
+    res = _read_file(settings, args, "acts", lambda: import_acts(
+        settings.dsn, args.file, dry_run=args.dry_run, strict=args.strict))
+    if isinstance(res, int):
+        return res
+    what = "would record" if res.dry_run else "recorded"
+    if args.strict and res.errors:
+        what = "recorded nothing (--strict), would record"
+    print(f"{what} {res.recorded} of {res.rows} act(s); {res.already} already recorded; {len(res.errors)} error(s)")
+    return EXIT_FAILURE if res.errors else EXIT_OK
+
+
+def _read_file(settings, args, command: str, run):
+    """The result of a file import, its row errors printed; or the exit code of a file that
+    cannot be read at all."""
+    from askue.headend.registry.importer import RegistryFileError
+
+    _connect(settings.dsn).close()
+    try:
+        res = run()
+    except RegistryFileError as e:
+        print(f"askue headend {command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"askue headend {command}: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    for err in res.errors:
+        print(f"{args.file}: {err}", file=sys.stderr)
+    return res
 
 
 def _token(settings, args) -> int:
@@ -178,3 +217,49 @@ def _token(settings, args) -> int:
             return EXIT_USAGE
     print(token)
     return EXIT_OK
+
+
+def _customers(settings, args) -> int:
+    import asyncio
+
+    import psycopg
+
+    from askue.headend.auth.permissions import Principal
+    from askue.headend.customers import accounts
+    from askue.headend.errors import ServiceError
+
+    if args.customers_command != "import":
+        print("askue headend customers: use `customers import FILE [--org CODE]`", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        raw = open(args.file, "rb").read()
+    except OSError as e:
+        print(f"askue headend customers import: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1251")
+
+    async def go() -> list[accounts.ImportRow]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True)
+        except psycopg.OperationalError as e:
+            raise _DbUnavailable(str(e).strip()) from None
+        async with conn:
+            orgs = None
+            if args.org:
+                cur = await conn.execute("SELECT id FROM organisations WHERE code = ANY(%s)", (args.org,))
+                orgs = frozenset(r[0] for r in await cur.fetchall())
+            return await accounts.import_csv(conn, Principal("cli", "admin", orgs), text)
+    try:
+        rows = asyncio.run(go())
+    except ServiceError as e:
+        print(f"askue headend customers import: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    for r in rows:
+        link = f" invite: {args.invite_base.rstrip('/')}/invite/{r.invite}" if r.invite else ""
+        print(f"row {r.line}: {r.login}: {'ok' if r.ok else 'error'}: {r.message}{link}")
+    bad = sum(not r.ok for r in rows)
+    print(f"{len(rows) - bad} of {len(rows)} row(s) imported; {bad} error(s)")
+    return EXIT_FAILURE if bad else EXIT_OK

@@ -95,6 +95,13 @@ REASONS: dict[str, Pair] = {
     "wrong_period": ("неверная длительность интервала", "wrong interval length"),
     "frozen": ("зависшее значение", "frozen value"), "clock_drift": ("расхождение часов", "clock drift"),
     "rollover": ("переход через ноль", "register rollover"), "meter_exchange": ("замена счётчика", "meter exchange"),
+    # registry acts and holds (registry/acts.py, ingest/identity.py)
+    "exchange_final": ("конечное показание по акту замены", "final reading of an exchange act"),
+    "exchange_initial": ("начальное показание по акту замены", "initial reading of an exchange act"),
+    "install_initial": ("начальное показание по акту установки", "initial reading of an install act"),
+    "removal_final": ("конечное показание по акту снятия", "final reading of a removal act"),
+    "serial_mismatch": ("заводской номер не совпадает, ждёт подтверждения",
+                        "serial differs, awaiting confirmation"),
     "phase_loss": ("пропадание фазы", "phase loss"), "voltage_high": ("напряжение выше нормы", "voltage high"),
     "voltage_low": ("напряжение ниже нормы", "voltage low"),
     "imported_hourly_xlsx": ("из файла почасовых объёмов", "from an hourly volumes file"),
@@ -120,6 +127,10 @@ FIELDS: dict[str, Pair] = {
     "bus": ("Линия связи", "Bus"), "bus_address": ("Адрес на линии", "Bus address"),
     "status": ("Состояние", "Status"), "org_id": ("Организация", "Organisation"), "site_id": ("Дом", "House"),
     "account_id": ("Лицевой счёт", "Account"), "decommissioned_at": ("Дата снятия", "Decommissioned"),
+    "ct_ratio": ("Ктт", "CT ratio"), "vt_ratio": ("Ктн", "VT ratio"), "org": ("Организация", "Organisation"),
+    "house": ("Дом", "House"), "account": ("Лицевой счёт", "Account"), "gateway": ("Шлюз", "Gateway"),
+    "gateway_code": ("Код на шлюзе", "Code on the gateway"), "code": ("Код", "Code"),
+    "valid_from": ("Действует с", "In force from"),
 }
 
 
@@ -267,3 +278,41 @@ def tz_label(tz: tzinfo, lang: str = "ru", at: datetime | None = None) -> str:
     if lang == "en":
         return f"times in {getattr(tz, 'key', str(tz))} ({utc})"
     return f"время {tz_short(tz, at)} ({utc})"
+
+
+# The scales (tariff zones) of an electricity meter as the customer cabinet names them, in its
+# order: (OBIS tariff, name). A single-rate meter is read on its total register.
+SCALES: dict[int, list[tuple[int, Pair]]] = {
+    1: [(0, ("Круглосуточный", "Round the clock"))],
+    2: [(1, ("День", "Day")), (2, ("Ночь", "Night"))],
+    3: [(1, ("Пик", "Peak")), (2, ("Ночь", "Night")), (3, ("Полупик", "Half-peak"))],
+}
+
+
+def scales(tariff_zones: int, lang: str = "ru") -> list[tuple[int, str]]:
+    """(OBIS tariff, the scale's name) of a meter with this many tariff zones."""
+    layout = SCALES.get(tariff_zones) or [(t, (f"Тариф {t}", f"Tariff {t}")) for t in range(1, tariff_zones + 1)]
+    return [(t, pick(p, lang)) for t, p in layout]
+
+
+# Who took a reading, as a customer reads it: the metering system, the customer, an inspector.
+READING_ORIGINS: dict[str, Pair] = {"askue": ("АСКУЭ", "metering system"), "customer": ("потребитель", "customer"),
+                                    "inspector": ("контролёр", "inspector"), "estimate": ("расчёт", "estimate")}
+# What became of a reading the customer sees.
+READING_STATUS: dict[str, Pair] = {"accepted": ("Принято", "Accepted"), "pending": ("Ожидание", "Pending"),
+                                   "rejected": ("Отклонено", "Rejected")}
+
+
+def reading_origin(quality: str | None, reasons: list[str] | tuple[str, ...] | None, lang: str = "ru") -> str:
+    """АСКУЭ for an automatic reading, «потребитель» for one the customer reported, «контролёр» otherwise."""
+    if quality == "A":
+        key = "askue"
+    elif quality in ("E", "S"):
+        key = "estimate"
+    else:
+        key = "customer" if "consumer_reported" in (reasons or ()) else "inspector"
+    return pick(READING_ORIGINS[key], lang)
+
+
+def reading_status(status: str, lang: str = "ru") -> str:
+    return pick(READING_STATUS.get(status, (status, status)), lang)

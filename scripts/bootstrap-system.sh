@@ -15,7 +15,9 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 for extra in "$@"; do
   case "$extra" in
-    chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium) ;;
+    chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium)
+              # browser tests read the TOTP enrolment QR code back with an independent decoder
+              command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools) ;;
     node) command -v npm >/dev/null 2>&1 || need+=(nodejs npm) ;;
   esac
 done

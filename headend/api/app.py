@@ -23,6 +23,7 @@ from askue.headend.commands import api as commands_api
 from askue.headend.config import Settings
 from askue.headend.events import api as events_api
 from askue.headend.readings import api as readings_api
+from askue.headend.registry import api as registry_api
 from askue.headend.reports import api as reports_api
 from askue.headend.vee import api as vee_api
 from askue.headend.web import router as web_router
@@ -31,7 +32,7 @@ from askue.headend.web import router as web_router
 ROUTERS: list[APIRouter] = [routes_meters.router, routes_consumption.router, routes_gateways.router,
                             routes_registry.router, billing_router.router, events_api.router, readings_api.router,
                             vee_api.router, commands_api.router,
-                            reports_api.router]
+                            reports_api.router, registry_api.router]
 PAGES: list[APIRouter] = [web_router.router]
 
 

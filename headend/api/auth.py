@@ -31,8 +31,9 @@ def new_token() -> str:
 
 def create_token(conn: psycopg.Connection, name: str, role: str, org_codes: list[str] | None = None) -> str:
     """Store a new token and return it (the only time it is visible). Raises ValueError on bad input."""
-    if role not in ROLES:
-        raise ValueError(f"role {role!r} is unknown; use one of {', '.join(ROLES)}")
+    if role not in ROLES or role == "customer":
+        raise ValueError(f"role {role!r} is not for API tokens; use one of "
+                         f"{', '.join(r for r in ROLES if r != 'customer')} (customers log in to the cabinet)")
     if not name.strip():
         raise ValueError("token name must not be empty")
     org_ids: list[int] | None = None

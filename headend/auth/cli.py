@@ -8,7 +8,7 @@ import argparse
 import getpass
 import sys
 
-from askue.headend.auth.permissions import USER_ROLES
+from askue.headend.auth.permissions import STAFF_ROLES
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 
@@ -19,16 +19,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="users_command", metavar="ACTION")
     c = sub.add_parser("create", help="create a user")
     c.add_argument("--login", required=True)
-    c.add_argument("--role", required=True, choices=USER_ROLES)
+    # customers are made with their accounts: `askue headend customers import` or the «Потребители» page
+    c.add_argument("--role", required=True, choices=STAFF_ROLES)
     c.add_argument("--org", action="append", help="organisation code (repeatable; required for org_admin)")
     c.add_argument("--name", help="display name")
     c.add_argument("--lang", choices=("ru", "en"), default="ru")
+    c.add_argument("--email", help="where password reset links go (the user can change it on «Безопасность»)")
     c.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p = sub.add_parser("passwd", help="set a user's password")
     p.add_argument("--login", required=True)
     p.add_argument("--password-stdin", action="store_true")
     d = sub.add_parser("deactivate", help="block a user and end their sessions")
     d.add_argument("--login", required=True)
+    o = sub.add_parser("totp-off", help="switch off a user's second factor (lost phone and recovery codes)")
+    o.add_argument("--login", required=True)
     sub.add_parser("list", help="list users")
 
 
@@ -54,7 +58,7 @@ def run(args) -> int:
         return EXIT_USAGE
     cmd = getattr(args, "users_command", None)
     if cmd is None:
-        print("askue users: choose an action: create, passwd, deactivate or list", file=sys.stderr)
+        print("askue users: choose an action: create, passwd, deactivate, totp-off or list", file=sys.stderr)
         return EXIT_USAGE
     import psycopg
 
@@ -73,10 +77,31 @@ def run(args) -> int:
                 if not n:
                     print(f"askue users: no user {args.login!r}", file=sys.stderr)
                     return EXIT_FAILURE
+                audit.record_sync(conn, "cli", "user_deactivate", "user", args.login)
                 return EXIT_OK
+            if cmd == "totp-off":
+                from askue.headend.auth.totp import DISABLE_SQL
+
+                found = conn.execute("SELECT id FROM users WHERE login = %s", (args.login,)).fetchone()
+                n = conn.execute(DISABLE_SQL[0], found).rowcount if found else 0
+                if n:
+                    conn.execute(DISABLE_SQL[1], found)
+                if not n:
+                    print(f"askue users: {args.login!r} is not a user with the second factor on", file=sys.stderr)
+                    return EXIT_FAILURE
+                audit.record_sync(conn, "cli", "totp_disable", "user", args.login)
+                print(f"second factor of {args.login} switched off")
+                return EXIT_OK
+            if cmd == "create" and args.email:
+                if "@" not in args.email or any(ch.isspace() for ch in args.email.strip()):
+                    raise UserError(f"--email {args.email!r} is not an e-mail address (name@example.ru)")
+                if conn.execute("SELECT 1 FROM users WHERE lower(email) = lower(%s)", (args.email.strip(),)).fetchone():
+                    raise UserError(f"--email {args.email!r} belongs to another user")
             password = _password(args.password_stdin)
             if cmd == "create":
                 u = create_user(conn, args.login, password, args.role, args.org, args.name, args.lang)
+                if args.email:
+                    conn.execute("UPDATE users SET email = %s WHERE id = %s", (args.email.strip(), u.id))
                 print(f"created {u.login} ({u.role})")
             else:
                 check_policy(password, args.login)

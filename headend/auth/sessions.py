@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import psycopg
+from psycopg.rows import dict_row
 
 from askue.headend.auth.users import User, user_from_row
 
@@ -21,6 +22,7 @@ class Session:
     user: User
     csrf: str
     token_hash: str
+    id: int = 0
     stale: bool = False  # last seen over a minute ago: the caller records the use (TOUCH_SQL)
 
 
@@ -29,8 +31,12 @@ class Session:
 TOUCH_SQL = "UPDATE web_sessions SET last_seen_at = now() WHERE token_hash = %s"
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """The row key of the session with this cookie value."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+_hash = token_hash
 
 
 async def create(conn: psycopg.AsyncConnection, user: User, ip: str | None, user_agent: str | None) -> str:
@@ -51,7 +57,7 @@ async def load(conn: psycopg.AsyncConnection, token: str | None) -> Session | No
     if not token or len(token) > 200:
         return None
     cur = await conn.execute(
-        """SELECT u.id, u.login, u.name, u.role, u.org_ids, u.lang, u.active, s.csrf, s.token_hash,
+        """SELECT u.id, u.login, u.name, u.role, u.org_ids, u.lang, u.active, s.csrf, s.token_hash, s.id,
                   s.last_seen_at < now() - interval '1 minute'
            FROM web_sessions s JOIN users u ON u.id = s.user_id
            WHERE s.token_hash = %s AND u.active AND s.expires_at > now() AND s.last_seen_at > now() - %s""",
@@ -59,7 +65,7 @@ async def load(conn: psycopg.AsyncConnection, token: str | None) -> Session | No
     row = await cur.fetchone()
     if row is None:
         return None
-    return Session(user_from_row(row[:7]), row[7], row[8], bool(row[9]))
+    return Session(user_from_row(row[:7]), row[7], row[8], row[9], bool(row[10]))
 
 
 async def end(conn: psycopg.AsyncConnection, token: str | None) -> None:
@@ -67,7 +73,26 @@ async def end(conn: psycopg.AsyncConnection, token: str | None) -> None:
         await conn.execute("DELETE FROM web_sessions WHERE token_hash = %s", (_hash(token),))
 
 
-async def end_others(conn: psycopg.AsyncConnection, user_id: int, keep: str | None) -> None:
-    """End every session of the user but the one with cookie value `keep` (a password change)."""
-    await conn.execute("DELETE FROM web_sessions WHERE user_id = %s AND token_hash <> %s",
-                       (user_id, _hash(keep or "")))
+async def end_others(conn: psycopg.AsyncConnection, user_id: int, keep: str | None) -> int:
+    """End every session of the user but the one with cookie value `keep` (a password change);
+    None ends them all (a password reset). Returns how many ended."""
+    cur = await conn.execute("DELETE FROM web_sessions WHERE user_id = %s AND token_hash <> %s",
+                             (user_id, _hash(keep) if keep else ""))
+    return cur.rowcount
+
+
+async def end_by_id(conn: psycopg.AsyncConnection, user_id: int, session_id: int) -> dict | None:
+    """End one of the user's own sessions (the «Завершить» button); what it was, or None."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("DELETE FROM web_sessions WHERE user_id = %s AND id = %s RETURNING id, ip, user_agent, "
+                          "created_at", (user_id, session_id))
+        return await cur.fetchone()
+
+
+async def live(conn: psycopg.AsyncConnection, user_id: int) -> list[dict]:
+    """The user's sessions still in force, the latest used first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT id, token_hash, ip, user_agent, created_at, last_seen_at, expires_at FROM web_sessions "
+                          "WHERE user_id = %s AND expires_at > now() AND last_seen_at > now() - %s "
+                          "ORDER BY last_seen_at DESC, id DESC", (user_id, IDLE))
+        return await cur.fetchall()

@@ -10,7 +10,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from askue.headend.auth import audit
-from askue.headend.auth.passwords import check_policy, hash_password, needs_rehash, verify_password
+from askue.headend.auth.passwords import (
+    PasswordPolicyError,
+    check_policy,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from askue.headend.auth.permissions import GRANTABLE, USER_ROLES, Action, Principal
 from askue.headend.errors import Conflict, Forbidden, Invalid, NotFound
 
@@ -125,9 +131,12 @@ async def set_active(conn: psycopg.AsyncConnection, user_id: int, active: bool) 
 
 
 async def set_password(conn: psycopg.AsyncConnection, user: User, password: str) -> None:
-    check_policy(password, user.login)
+    """A new password for the user (the account page, a reset link); PasswordPolicyError if weak."""
+    check_policy(password, user.login, user.name)
     await conn.execute("UPDATE users SET password_hash = %s, password_changed_at = now() WHERE id = %s",
                        (hash_password(password), user.id))
+    # a login that got past the old password and waits for its code must start again
+    await conn.execute("DELETE FROM login_challenges WHERE user_id = %s", (user.id,))
 
 
 # ---- user management by a principal (the «Пользователи» page) ---------------------------------
@@ -160,6 +169,8 @@ async def create_by(conn: psycopg.AsyncConnection, principal: Principal, login: 
         raise Invalid("orgs", "choose an organisation", "выберите организацию")
     try:
         u = await create_user_async(conn, login.strip(), password, role, [visible[o] for o in org_codes] or None, name)
+    except PasswordPolicyError as e:
+        raise Invalid("password", str(e), e.message_ru) from None
     except ValueError as e:
         raise Invalid("user", str(e)) from None
     await audit.record(conn, principal, "user_create", "user", u.login, new={"role": role, "orgs": org_codes})

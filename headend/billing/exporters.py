@@ -14,12 +14,14 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from askue.headend import units
+from askue.headend.registry.meters import params_on
 from askue.headend.storage import meta
 from askue.headend.vee.store import BLOCKING_REASONS
 
 from .formats import hourly_xlsx, integral_xlsx, xml80020
 from .formats.csv_out import READING_COLUMNS, CsvWriter, ReadingRow, reading_values
-from .snapshots import month_bounds
+from .snapshots import MeterInfo, month_bounds
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -69,7 +71,7 @@ async def export_80020(conn: psycopg.AsyncConnection, org: Org, day: date, *, tz
 
     Points and their codes come from `billing_80020_points` (else every active
     meter of the organisation under its own code). Values are the meter's
-    half-hour intervals (period 1800 s) × the meter's multiplier.
+    half-hour intervals (period 1800 s) × the meter's multiplier in force that day.
     """
     tz = tz or await meta.timezone(conn)
     inn = sender_inn or org.inn
@@ -91,7 +93,8 @@ async def export_80020(conn: psycopg.AsyncConnection, org: Org, day: date, *, tz
              AND NOT (reasons && %s::text[])""",
         ([m[0] for m in meters], obis_list, lo, hi, blocking_reasons()))
     data: dict[int, dict[str, dict[datetime, tuple[Decimal, int]]]] = {}
-    mult = {m[0]: m[5] for m in meters}
+    dated = await params_on(conn, [m[0] for m in meters])
+    mult = {m[0]: MeterInfo(m[0], m[1], m[5], versions=tuple(dated.get(m[0], ()))).on(day)[0] for m in meters}
     async for mid, obis, ts, value, quality in cur:
         ch = xml80020.OBIS_TO_CHANNEL[obis]
         v = Decimal(repr(value)) * Decimal(repr(mult[mid]))
@@ -117,8 +120,10 @@ async def export_80020(conn: psycopg.AsyncConnection, org: Org, day: date, *, tz
 
 async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: date, *,
                          org_ids: frozenset[int] | None = None, tz: ZoneInfo | None = None,
-                         obis: str = "1.0.1.29.0.255") -> hourly_xlsx.HourlyProfile:
-    """Hourly consumption (× multiplier) of one meter for a month from its load profile.
+                         obis: str = "1.0.1.29.0.255", multiplied: bool = True) -> hourly_xlsx.HourlyProfile:
+    """Hourly consumption (× the multiplier in force each day; the meter's own with
+    `multiplied=False`, «без КТ» as the customer cabinet's act) of one meter for a month
+    from its load profile.
 
     An hour is filled only when its intervals cover it completely; otherwise its
     cell stays empty rather than showing a partial sum.
@@ -142,13 +147,15 @@ async def hourly_profile(conn: psycopg.AsyncConnection, meter_code: str, month: 
         acc, secs = sums.get(hour, (Decimal(0), 0))
         sums[hour] = (acc + Decimal(repr(value)), secs + period_s)
     prof = hourly_xlsx.HourlyProfile(month.replace(day=1), {}, serial or meter_code)
-    m = Decimal(repr(mult))
+    meter = MeterInfo(mid, meter_code, mult, versions=tuple((await params_on(conn, [mid])).get(mid, ())))
     for hour_utc, (total, secs) in sums.items():
         if secs != 3600:
             continue
         local = hour_utc.astimezone(tz)
-        prof.values[(local.date(), local.hour)] = total * m
+        factor = Decimal(repr(meter.on(local.date())[0])) if multiplied else Decimal(1)
+        prof.values[(local.date(), local.hour)] = total * factor
     return prof
+
 
 
 _ZONE_LAYOUT = {1: [(0, "Сутки")], 2: [(1, "День"), (2, "Ночь")], 3: [(1, "Пик"), (2, "Ночь"), (3, "Полупик")]}
@@ -209,13 +216,16 @@ async def readings_csv_chunks(conn: psycopg.AsyncConnection, org: Org, start: da
     done = 0
     async with conn.transaction(), conn.cursor(name="askue_csv_export") as scur:
         await scur.execute(
-            f"""SELECT m.code, r.obis, r.ts, r.value, r.quality, r.reasons, r.source, r.received_at, {archive}
+            f"""SELECT m.code, r.obis, r.ts, r.value, r.quality, r.reasons, r.source, r.received_at, {archive},
+                       m.resource
                 FROM {table} r JOIN meters m ON m.id = r.meter_id
                 WHERE m.org_id = %s AND r.ts >= %s AND r.ts < %s ORDER BY m.code, r.obis, r.ts""",  # noqa: S608
             (org.id, start, end))
         while rows := await scur.fetchmany(chunk):
-            for code, obis, ts, value, q, reasons, src, rec, arch in rows:
-                w.row(reading_values(ReadingRow(code, obis, kind, ts, value, q, list(reasons or ()), src, rec, arch)))
+            for code, obis, ts, value, q, reasons, src, rec, arch, resource in rows:
+                qty = units.canonical(resource, obis, kind)
+                w.row(reading_values(ReadingRow(code, obis, kind, ts, value, q, list(reasons or ()), src, rec, arch,
+                                                qty.canonical if qty else "")))
             done += len(rows)
             if progress:
                 progress(done, total)

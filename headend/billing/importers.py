@@ -124,10 +124,13 @@ async def _import_80020(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: 
 
 async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids: frozenset[int] | None,
                           author: str, now: datetime | None = None, confirm: bool = False,
-                          partial: bool = False, dry_run: bool = False) -> list[integral_xlsx.RowResult]:
+                          partial: bool = False, dry_run: bool = False,
+                          principal: Principal | None = None) -> list[integral_xlsx.RowResult]:
     """Per-row results of a filled-in template. By default a file is one act: if any
     row is wrong, nothing is stored (`partial=True` stores the good rows, as the
-    customer cabinet does)."""
+    customer cabinet does). The readings go in on behalf of `principal` (a customer:
+    only its own points) or, without one, of `author` within `org_ids`."""
+    who = principal or Principal(author, "billing", org_ids)
     try:
         results = integral_xlsx.read_integral_xlsx(data)
     except ExportFormatError as e:
@@ -137,7 +140,7 @@ async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids
     ok = [r for r in results if r.status == "ok"]
     bad = [r for r in results if r.status == "error"]
     if bad and not dry_run:  # rows the template itself refuses (the service judges the others)
-        await rejections.record(conn, Principal(author, "billing", org_ids), [rejections.Rejection(
+        await rejections.record(conn, who, [rejections.Rejection(
             "file", "; ".join(str(i) for i in r.issues)[:2000],
             f"строка {r.row} шаблона не принята: " + "; ".join(i.what for i in r.issues)[:1500],
             meter_ref=r.reading.meter_number if r.reading else None, field="row") for r in bad])
@@ -151,14 +154,16 @@ async def import_integral(conn: psycopg.AsyncConnection, data: bytes, *, org_ids
                                     consumer=True, comment=f"integral xlsx row {r.row}")
               for r in ok if r.reading is not None and r.reading.current is not None]
     # the caller checked the role; the file's readings go in on behalf of `author` within `org_ids`
-    outcome = await readings.submit(conn, Principal(author, "billing", org_ids), inputs, now=now, confirm=confirm,
+    outcome = await readings.submit(conn, who, inputs, now=now, confirm=confirm,
                                     source="file", dry_run=dry_run, all_or_nothing=not partial)
     for r, o in zip(ok, outcome, strict=True):
         r.message = f"{o.message_ru} / {o.message_en}"
         if o.status != "accepted" and o.status != "not_stored":
             r.status = "error" if o.status == "rejected" else o.status
             r.issues.append(Issue(f"row {r.row}", o.message_en, "check the reading" if o.status != "rejected"
-                                  else "correct the row and load the file again"))
+                                  else "correct the row and load the file again", o.message_ru,
+                                  "проверьте показание" if o.status != "rejected"
+                                  else "исправьте строку и загрузите файл снова"))
         elif o.status == "not_stored":
             r.status = "not_stored"
     for r in bad:
@@ -179,10 +184,13 @@ class ImportHourlyReport:
 
 async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: str, *,
                         org_ids: frozenset[int] | None, author: str, tz: ZoneInfo | None = None,
-                        now: datetime | None = None, obis: str = "1.0.1.29.0.255") -> ImportHourlyReport:
+                        now: datetime | None = None, obis: str = "1.0.1.29.0.255", multiplied: bool = True,
+                        consumer: bool = False) -> ImportHourlyReport:
     """An hourly profile xlsx for one meter into hourly intervals (period 3600 s, ts =
     end of the hour). Values are point-level (× multiplier) as in the export, so the
-    meter's own value is stored ÷ multiplier. Hours already stored are kept."""
+    meter's own value is stored ÷ multiplier; a customer's act is «без КТ и без потерь»
+    (`multiplied=False`: the meter's own values) and is stored as the customer's (quality
+    M, reason consumer_reported). Hours already stored are kept."""
     from datetime import time as dtime
     from datetime import timedelta
 
@@ -205,13 +213,14 @@ async def import_hourly(conn: psycopg.AsyncConnection, data: bytes, meter_code: 
     rows = []
     for (day, hour), value in sorted(prof.values.items()):
         start = datetime.combine(day, dtime(hour), tz).astimezone(UTC)
-        rows.append((start + timedelta(hours=1), float(value) / mult))
+        rows.append((start + timedelta(hours=1), float(value) / (mult if multiplied else 1)))
     report = ImportHourlyReport(meter_code, f"{prof.month:%Y-%m}", hours=len(rows))
     async with conn.transaction():
         # hours already stored are kept, not overwritten
         stored = await values.insert(conn, [
-            values.ValueRow("interval", mid, obis, ts, "meter", now, value, "A", ["imported_hourly_xlsx"], "file",
-                            period_s=3600) for ts, value in rows])
+            values.ValueRow("interval", mid, obis, ts, "meter", now, value, "M" if consumer else "A",
+                            ["consumer_reported", "imported_hourly_xlsx"] if consumer else ["imported_hourly_xlsx"],
+                            "file", period_s=3600) for ts, value in rows])
         await audit.record(conn, author, "billing.import_hourly", "meter", meter_code,
                            new={"month": report.month, "inserted": stored.count})
         await values.refresh_rollups(conn, [(mid, obis, ts) for ts, _ in rows])

@@ -14,12 +14,13 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
 
+from askue.headend import units
 from askue.headend.auth import audit
 from askue.headend.storage import meta
 
@@ -52,10 +53,21 @@ class MeterInfo:
     replaced_by_id: int | None = None
     replaces_code: str | None = None
     replaced_by_code: str | None = None
+    # dated parameter versions (valid_from local day, multiplier, digits), oldest first, when the
+    # meter has more than one; the fields above are the latest
+    versions: tuple[tuple[date, float, int | None], ...] = ()
 
     @property
     def capacity(self) -> float | None:
         return float(10 ** self.digits) if self.digits else None
+
+    def on(self, day: date) -> tuple[float, float | None]:
+        """(multiplier, register capacity) in force on a local day."""
+        mult, digits = self.multiplier, self.digits
+        for vf, m, d in self.versions:
+            if vf <= day:
+                mult, digits = m, d
+        return mult, (float(10 ** digits) if digits else None)
 
 
 @dataclass
@@ -108,7 +120,7 @@ def month_bounds(month: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], start_at: datetime,
-                     end_at: datetime, *, lookback: timedelta = LOOKBACK) -> Snapshot:
+                     end_at: datetime, *, lookback: timedelta = LOOKBACK, tz: tzinfo | None = None) -> Snapshot:
     """Snapshot of one meter channel for [start_at, end_at).
 
     The boundary value is `boundary.value_at` (±lookback): the meter's archive, a reading
@@ -119,7 +131,9 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
     or decommissioned) ends at its last: across an exchange the old and the new meter
     each carry their part. Consumption chains every reading between start and end:
     a drop that is a rollover at the register capacity (10^digits) counts as the
-    wrap-around; any other drop is not counted and flagged `reverse_reading`.
+    wrap-around; any other drop is not counted and flagged `reverse_reading`. Each step
+    between two readings is rated by the parameters (multiplier, capacity) in force on the
+    local day of the later one (`tz`), as the daily consumption figures are.
     """
     rs = sorted(readings, key=lambda r: r.ts)
     flags: list[str] = []
@@ -155,13 +169,16 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
         flags.append("start_missing")
     if end is None:
         flags.append("end_missing")
+    multiplier = meter.multiplier
     if start is not None and end is not None:
         # an interpolated end is not one of the readings: chain the readings strictly
         # between the two ends, and the ends themselves
         chain = [start, *(r for r in rs if start.ts < r.ts < end.ts), end] if end.ts > start.ts else [start]
         total, rollovers, reverses = 0.0, 0, []
-        cap = meter.capacity
+        parts: dict[float, float] = {}
         for a, b in zip(chain, chain[1:], strict=False):
+            mult, cap = meter.on(b.ts.astimezone(tz).date()) if meter.versions and tz else (meter.multiplier,
+                                                                                          meter.capacity)
             d = b.value - a.value
             if d < 0:
                 if cap is not None and 0 <= d + cap < cap / 2:
@@ -170,8 +187,13 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
                 else:
                     reverses.append({"ts": b.ts.isoformat(), "from": a.value, "to": b.value})
                     d = 0.0
-            total += d
-        consumption = round(total * meter.multiplier, 9)
+            total += d * mult
+            parts[mult] = parts.get(mult, 0.0) + d
+        consumption = round(total, 9)
+        if meter.versions and tz:
+            multiplier = meter.on(end.ts.astimezone(tz).date())[0]
+        if len(parts) > 1:
+            details["multipliers"] = [{"multiplier": k, "register_delta": round(x, 9)} for k, x in parts.items()]
         if rollovers:
             flags.append("rollover")
             details["rollovers"] = rollovers
@@ -186,7 +208,7 @@ def compute_snapshot(meter: MeterInfo, obis: str, readings: Sequence[Reading], s
     quality = boundary.worst_quality(start.quality if start else None, end.quality if end else None)
     estimated = any(r is not None and r.quality in ("E", "S") for r in (start, end))
     return Snapshot(meter_id=meter.id, meter=meter.code, obis=obis, zone=zone_name(obis), start=start, end=end,
-                    multiplier=meter.multiplier, consumption=consumption, quality=quality,
+                    multiplier=multiplier, consumption=consumption, quality=quality,
                     source=end.source if end else (start.source if start else None), estimated=estimated,
                     flags=flags, details=details)
 
@@ -209,9 +231,13 @@ ORDER BY m.code
 
 async def load_meters(conn: psycopg.AsyncConnection, org_id: int, since: date,
                       codes: list[str] | None = None) -> list[MeterInfo]:
+    from askue.headend.registry.meters import params_on
+
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(_METER_SQL, (org_id, since, codes, codes))
-    return [MeterInfo(**r) for r in await cur.fetchall()]
+    rows = await cur.fetchall()
+    dated = await params_on(conn, [r["id"] for r in rows])
+    return [MeterInfo(**r, versions=tuple(dated.get(r["id"], ()))) for r in rows]
 
 
 async def period_snapshots(conn: psycopg.AsyncConnection, org_id: int, month: date, *,
@@ -228,12 +254,13 @@ async def period_snapshots(conn: psycopg.AsyncConnection, org_id: int, month: da
     cur = await conn.execute(
         """SELECT meter_id, obis, ts, value, quality, source, reasons, archive FROM register_readings
            WHERE meter_id = ANY(%s) AND ts >= %s AND ts <= %s
+             AND NOT ('serial_mismatch' = ANY(coalesce(reasons, '{}')))  -- held until an operator confirms
            ORDER BY meter_id, obis, ts""",
         (list(by_id), start_at - lookback, end_at + lookback))
     series: dict[tuple[int, str], list[Reading]] = {}
     async for mid, obis, ts, value, q, src, reasons, archive in cur:
         series.setdefault((mid, obis), []).append(Reading(ts, value, q, src, tuple(reasons or ()), archive))
-    out = [compute_snapshot(by_id[mid], obis, rs, start_at, end_at, lookback=lookback)
+    out = [compute_snapshot(by_id[mid], obis, rs, start_at, end_at, lookback=lookback, tz=tz)
            for (mid, obis), rs in series.items()]
     # a meter that has register channels but no reading near this month still gets its
     # rows, flagged start_missing/end_missing, so billing sees the hole instead of nothing
@@ -420,5 +447,11 @@ def consumption_rows(snaps: Iterable[Snapshot], month: date, tz: ZoneInfo) -> It
                num(s.start.value if s.start else None), s.start.ts.isoformat() if s.start else "",
                num(s.end.value if s.end else None), s.end.ts.isoformat() if s.end else "",
                num(s.multiplier), num(s.consumption), s.quality or "", s.source or "",
-               "1" if s.estimated else "0", s.details.get("replaces", ""),
-               (s.start.boundary_source or "") if s.start else "", (s.end.boundary_source or "") if s.end else ""]
+               "1" if s.estimated else "0", s.details.get("replaces", ""), s.details.get("replaced_by", ""),
+               _unit(s.obis), (s.start.boundary_source or "") if s.start else "",
+               (s.end.boundary_source or "") if s.end else ""]
+
+
+def _unit(obis: str) -> str:
+    q = units.canonical(None, obis)
+    return q.canonical if q else ""

@@ -25,6 +25,13 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "verification_overdue": ("Истёк срок поверки", "Verification overdue", "critical"),
     "verification_due": ("Скоро истекает срок поверки", "Verification due within the warning period", "warning"),
     "house_imbalance": ("Небаланс по дому (ОДПУ)", "House imbalance (balance meter vs flats)", "warning"),
+    # the registry's checks at ingest (headend/ingest/identity.py)
+    "foreign_gateway": ("Показания от чужого шлюза", "Readings from another gateway", "critical"),
+    "removed_meter_values": ("Показания снятого прибора учёта", "Readings of a removed meter", "warning"),
+    "serial_mismatch": ("Заводской номер не совпадает с учётным", "Reported serial differs from the registry",
+                        "critical"),
+    "ratio_mismatch": ("Коэффициент трансформации в счётчике не совпадает с учётным",
+                       "Transformer ratio in the meter differs from the registry", "critical"),
 }
 
 

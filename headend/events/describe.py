@@ -248,13 +248,62 @@ def _duplicate(c: _Ctx) -> str:
             else f"Interval received twice: {c.q('first')} and {c.q('second')}")
 
 
+def _foreign(c: _Ctx) -> str:
+    n = int(c.ev["values"])
+    bound = c.ev.get("bound_gateway")
+    if c.ru:
+        whose = f", привязанного к шлюзу {bound}" if bound else ""
+        return (f"Шлюз {c.ev['gateway']} прислал {n} {_plural(n, 'показание', 'показания', 'показаний')} "
+                f"для прибора учёта «{c.ev['gateway_code']}»{whose} ({c.t('first_ts')} – {c.t('last_ts')}); "
+                "они не записаны на прибор и помещены в карантин")
+    whose = f", bound to gateway {bound}" if bound else ""
+    return (f"Gateway {c.ev['gateway']} sent {n} reading(s) for meter «{c.ev['gateway_code']}»{whose} "
+            f"({c.t('first_ts')} – {c.t('last_ts')}); they were not stored on the meter and are quarantined")
+
+
+def _removed(c: _Ctx) -> str:
+    n = int(c.ev["values"])
+    if c.ru:
+        return (f"Шлюз {c.ev['gateway']} прислал {n} {_plural(n, 'показание', 'показания', 'показаний')} "
+                f"для снятого прибора учёта «{c.ev['gateway_code']}» ({c.t('first_ts')} – {c.t('last_ts')}); "
+                "они помещены в карантин")
+    return (f"Gateway {c.ev['gateway']} sent {n} reading(s) for the removed meter «{c.ev['gateway_code']}» "
+            f"({c.t('first_ts')} – {c.t('last_ts')}); they are quarantined")
+
+
+def _serial(c: _Ctx) -> str:
+    return (f"Счётчик сообщает заводской номер {c.ev['reported_serial']}, в реестре {c.ev['registry_serial']}; "
+            "показания не передаются в биллинг до подтверждения оператором" if c.ru
+            else f"The meter reports serial {c.ev['reported_serial']}, the registry has {c.ev['registry_serial']}; "
+                 "its readings are held from billing until an operator confirms")
+
+
+def _ratio(c: _Ctx) -> str:
+    meter = f"{number(float(c.ev['meter_ct']), c.lang)} × {number(float(c.ev['meter_vt']), c.lang)}"
+    if "registry_ct" in c.ev:
+        registry = f"{number(float(c.ev['registry_ct']), c.lang)} × {number(float(c.ev['registry_vt']), c.lang)}"
+    else:
+        product = number(float(c.ev["meter_ct"]) * float(c.ev["meter_vt"]), c.lang)
+        meter = f"{meter} = {product}"
+        registry = number(float(c.ev["registry_multiplier"]), c.lang)
+    return (f"Коэффициент трансформации в счётчике {meter} не совпадает с учётным {registry}" if c.ru
+            else f"The transformer ratio programmed in the meter, {meter}, differs from the registry's {registry}")
+
+
+def _plural(n: int, one: str, few: str, many: str) -> str:
+    if n % 10 == 1 and n % 100 != 11:
+        return one
+    return few if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14 else many
+
+
 SENTENCES: dict[str, Callable[[_Ctx], str]] = {
     "reverse_reading": _reverse, "no_contact": _no_contact, "spike": _spike, "over_limit": _over_limit,
     "zero_consumption": _zero, "interval_gap": _gap, "sum_mismatch": _sum_mismatch, "clock_drift": _clock,
     "frozen_value": _frozen, "tamper": _tamper, "voltage": _voltage, "phase_loss": _phase_loss,
     "power_loss": _power_loss, "clock_set": _clock_set, "meter_fault": _meter_fault,
     "verification_overdue": _verification, "verification_due": _verification, "house_imbalance": _imbalance,
-    "interval_size": _size, "interval_duplicate": _duplicate,
+    "interval_size": _size, "interval_duplicate": _duplicate, "foreign_gateway": _foreign,
+    "removed_meter_values": _removed, "serial_mismatch": _serial, "ratio_mismatch": _ratio,
 }
 
 

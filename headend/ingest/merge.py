@@ -1,8 +1,9 @@
 """Write one batch of MQTT messages in one transaction.
 
-The ingest's part is what only messages carry: unknown meter codes become meters
-(status 'unassigned'), the gateways' view of their meters and of themselves (state,
-health), dead letters. The values themselves go through the one write path,
+The ingest's part is what only messages carry: which meter each gateway's code means and
+in which unit a value came (`identity`: bindings, units, quarantine, serial holds; unknown
+codes become meters with status 'unassigned'), the gateways' view of their meters and of
+themselves (state, health), dead letters. The values themselves go through the one write path,
 `askue.headend.storage.values.insert` (COPY fast path, idempotent merge, after-insert
 hooks), inside the same transaction.
 """
@@ -15,8 +16,10 @@ from datetime import UTC, date, datetime
 import msgspec
 import psycopg
 
-from askue.headend.ingest import dead_letters
+from askue.contract import Topics
+from askue.headend.ingest import dead_letters, identity
 from askue.headend.ingest.batch import Pending
+from askue.headend.registry import cache as registry_cache
 from askue.headend.storage import hooks as hook_registry
 from askue.headend.storage import values
 from askue.headend.storage.values import MERGE_ONLY_AFTER_CONFLICT, InsertedBatch
@@ -28,11 +31,13 @@ prepare_connection = values.prepare_connection
 
 @dataclass
 class MergeContext(values.InsertState):
-    """Per-process state: meter code → id cache, the hooks to run (none unless given:
-    the head-end passes its registry, tests and benchmarks choose)."""
+    """Per-process state: the registry's bindings, serials and resources in memory, the
+    hooks to run (none unless given: the head-end passes its registry, tests and benchmarks
+    choose), where dead letters say a data message came from."""
 
-    meter_ids: dict[str, int] = field(default_factory=dict)
+    registry: registry_cache.RegistryView | None = None
     hooks: hook_registry.Hooks | list = field(default_factory=list)
+    topics: Topics = field(default_factory=Topics)
     # the previous batch's lock point (its meters' rows updated): see _write_tx
     last_locked: asyncio.Future | None = None
 
@@ -48,56 +53,50 @@ def _months(pending: Pending) -> set[tuple[str, date]]:
     return {(values.TABLES[k], date(y, m, 1)) for k, y, m in months}
 
 
-async def resolve_meters(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> None:
-    """Map meter codes to ids; unknown codes become meters with status 'unassigned', never dropped."""
-    unknown: dict[str, str] = {}
-    for msg in pending.data:
-        for code in {v.meter_id for v in msg.values} | {m.meter_id for m in msg.meters}:
-            if code not in ctx.meter_ids:
-                unknown.setdefault(code, msg.gateway_id)
-    if not unknown:
-        return
-    codes = sorted(unknown)
-    await conn.execute(
-        "INSERT INTO meters (code, status, resource, gateway_id) "
-        "SELECT c, 'unassigned', 'unknown', g FROM unnest(%s::text[], %s::text[]) AS u(c, g) "
-        "ORDER BY c ON CONFLICT (code) DO NOTHING",
-        (codes, [unknown[c] for c in codes]))
-    cur = await conn.execute("SELECT code, id FROM meters WHERE code = ANY(%s)", (codes,))
-    for code, mid in await cur.fetchall():
-        ctx.meter_ids[code] = mid
+async def resolve_meters(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> identity.BatchPlan:
+    """Which meter each value is for, in which unit (`identity.plan`); unknown codes become
+    meters with status 'unassigned', never dropped."""
+    ctx.registry = await registry_cache.fresh(conn, ctx.registry)
+    return await identity.plan(conn, ctx.registry, pending, ctx.topics)
 
 
-def _rows(ctx: MergeContext, pending: Pending) -> list[tuple]:
+def _rows(plan: identity.BatchPlan, pending: Pending) -> list[tuple]:
     """Every value of the batch as a `values.ValueRow`-shaped tuple (built as plain tuples:
     this loop runs for every value the head-end receives)."""
     rows: list[tuple] = []
     append = rows.append
-    ids = ctx.meter_ids
     row, new = values.ValueRow, tuple.__new__  # ValueRows made once: the hooks get them as they are
-    for msg in pending.data:
+    for msg, ids, planned in zip(pending.data, plan.ids, plan.rows, strict=True):
         gw, seq = msg.gateway_id, msg.seq
-        for v in msg.values:
+        if ids is not None:
+            for v in msg.values:
+                if v.meter_time is None:
+                    ts, ts_source = v.received_at, "gateway"
+                else:
+                    ts, ts_source = v.meter_time, "meter"
+                append(new(row, (v.kind, ids[v.meter_id], v.obis, ts, ts_source, v.received_at, v.value, v.quality,
+                                 v.reasons, "gateway", gw, seq, v.period_s, v.archive, None, None)))
+            continue
+        for v, mid, value, orig_value, orig_unit, reasons in planned:  # converted, held or set aside: see identity
             if v.meter_time is None:
                 ts, ts_source = v.received_at, "gateway"
             else:
                 ts, ts_source = v.meter_time, "meter"
-            append(new(row, (v.kind, ids[v.meter_id], v.obis, ts, ts_source, v.received_at, v.value, v.quality,
-                             v.reasons, "gateway", gw, seq, v.period_s, v.archive)))
+            append(new(row, (v.kind, mid, v.obis, ts, ts_source, v.received_at, value, v.quality, reasons,
+                             "gateway", gw, seq, v.period_s, v.archive, orig_value, orig_unit)))
     return rows
 
 
-async def _meter_status(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> None:
+async def _meter_status(conn: psycopg.AsyncConnection, plan: identity.BatchPlan, pending: Pending) -> None:
     """Per-meter last contact (newest receive time seen) and the gateway's view of each meter."""
     last: dict[int, datetime] = {}
     status: dict[int, tuple] = {}
-    for msg in pending.data:
-        for v in msg.values:
-            mid = ctx.meter_ids[v.meter_id]
+    for msg, ids, planned, statuses in zip(pending.data, plan.ids, plan.rows, plan.statuses, strict=True):
+        pairs = ((v, ids[v.meter_id]) for v in msg.values) if ids is not None else ((r[0], r[1]) for r in planned)
+        for v, mid in pairs:
             if mid not in last or v.received_at > last[mid]:
                 last[mid] = v.received_at
-        for m in msg.meters:
-            mid = ctx.meter_ids[m.meter_id]
+        for m, mid in statuses:
             if m.last_contact is not None and (mid not in last or m.last_contact > last[mid]):
                 last[mid] = m.last_contact
             status[mid] = (m.ok, m.last_error, m.clock_drift_s, m.serial)
@@ -147,22 +146,18 @@ async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pendi
     """Write the whole batch in one transaction; return what was newly inserted (after commit)."""
     # partitions first, committed on their own: creating one locks its table
     await values.ensure_partitions(conn, _months(pending))
-    known = set(ctx.meter_ids)
-    try:
-        batch = await _write_tx(conn, ctx, pending)
-        if conn.broken:
-            # psycopg ends a transaction block on a broken connection without committing and
-            # without an error: the batch must not pass for written (its messages would be acked)
-            raise psycopg.OperationalError("the database connection was lost before the commit")
-    except BaseException:
-        # ids of meters created in the rolled-back transaction do not exist
-        for code in set(ctx.meter_ids) - known:
-            del ctx.meter_ids[code]
-        raise
+    batch, plan = await _write_tx(conn, ctx, pending)
+    if conn.broken:
+        # psycopg ends a transaction block on a broken connection without committing and
+        # without an error: the batch must not pass for written (its messages would be acked)
+        raise psycopg.OperationalError("the database connection was lost before the commit")
+    # only now: meters and bindings created in a rolled-back transaction do not exist
+    identity.commit(ctx.registry, plan)
     return batch
 
 
-async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> InsertedBatch:
+async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext,
+                    pending: Pending) -> tuple[InsertedBatch, identity.BatchPlan]:
     # Batches written at once take their meters' rows in the order they were made: a batch
     # starts writing once the one before has stored its values and locked its meters' rows, so
     # it waits for that one's commit wherever they share a meter, and VEE judges a meter's
@@ -172,34 +167,37 @@ async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: P
     loop = asyncio.get_running_loop()
     earlier = ctx.last_locked
     locked = ctx.last_locked = loop.create_future()
-
-    async def state() -> None:
-        # after the values: concurrent writers of the same meters then wait for each other only
-        # at the end of their COPY (on the rollup rows), not before it; before the hooks: they
-        # judge the values knowing, e.g., a new serial the gateway reported
-        await _meter_status(conn, ctx, pending)
-        if not locked.done():
-            locked.set_result(None)
-
     try:
         if earlier is not None and earlier.get_loop() is loop:
             await asyncio.wait({earlier})  # its outcome is its own business
-        return await _write_locked(conn, ctx, pending, state)
+        return await _write_locked(conn, ctx, pending, locked)
     finally:
         if not locked.done():
             locked.set_result(None)
 
 
-async def _write_locked(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending, state) -> InsertedBatch:
+async def _write_locked(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending,
+                        locked: asyncio.Future) -> tuple[InsertedBatch, identity.BatchPlan]:
+    plan: identity.BatchPlan
+
+    async def state() -> None:
+        # after the values: concurrent writers of the same meters then wait for each other only
+        # at the end of their COPY (on the rollup rows), not before it; before the hooks: they
+        # judge the values knowing, e.g., a new serial the gateway reported
+        await _meter_status(conn, plan, pending)
+        await identity.record(conn, plan)
+        if not locked.done():
+            locked.set_result(None)
+
     async with conn.transaction():
-        await resolve_meters(conn, ctx, pending)
+        plan = await resolve_meters(conn, ctx, pending)
         hooks = ctx.hooks if isinstance(ctx.hooks, hook_registry.Hooks) else hook_registry.Hooks(ctx.hooks)
-        batch = await values.insert(conn, _rows(ctx, pending), hooks=hooks, state=ctx, keep_rows=False,
+        batch = await values.insert(conn, _rows(plan, pending), hooks=hooks, state=ctx, keep_rows=False,
                                     partitions_ready=True, gateway_ids=pending.seen, before_hooks=state)
         # Last, just before the commit: every batch updates the rows of the gateways it heard
         # from, so a concurrent writer waits on them until this one commits. Taken before the
         # hooks, that lock made the writers take turns for the hooks' whole run (measured: a
         # third of the live benchmark's database time was this wait); no hook reads gateways.
         await _gateways(conn, pending)
-        await dead_letters.store(conn, pending.dead)
-        return batch
+        await dead_letters.store(conn, pending.dead + plan.dead)
+    return batch, plan

@@ -16,6 +16,11 @@ A reading is accepted when:
   (`tolerance` × average daily use × days + 10); such a reading needs confirmation
   and is stored with the reason `far_above_expected` once confirmed.
 
+A customer (role `customer`) enters readings of its own accounts only, where its role
+on the account works with readings; they are always `consumer_reported`, and when
+the organisation requires it they wait for its confirmation instead of being stored
+(`readings/confirmations.py`, status `pending`).
+
 Stored with quality M, source `manual` (reason `manual`) or `file`, reason
 `consumer_reported` when the consumer reported it; written through
 `storage.values.insert`, so VEE's hook judges it like any other value; audited. A
@@ -25,7 +30,7 @@ rejected-readings report.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
@@ -33,7 +38,7 @@ import psycopg
 from askue.headend.auth import audit
 from askue.headend.auth.permissions import Action, Principal
 from askue.headend.errors import Conflict, Invalid, NeedsConfirmation, NotFound, ServiceError
-from askue.headend.readings import rejections
+from askue.headend.readings import confirmations, rejections
 from askue.headend.readings.window import Window, load_window
 from askue.headend.storage import meta, values
 from askue.headend.vee import estimate, store
@@ -84,7 +89,7 @@ class Outcome:
     """What became of one reading."""
 
     input: ReadingInput
-    status: str  # accepted | rejected | needs_confirmation | not_stored
+    status: str  # accepted | rejected | needs_confirmation | not_stored | pending (waits for the organisation)
     error: ServiceError | None = None
     meter: str | None = None  # the meter's code
     meter_id: int | None = None
@@ -94,14 +99,17 @@ class Outcome:
     previous: float | None = None
     billing_month: date | None = None
     average_daily: float | None = None
+    org_id: int | None = None
 
     @property
     def message_ru(self) -> str:
-        return self.error.message_ru if self.error else ("принято" if self.status == "accepted" else "")
+        return self.error.message_ru if self.error else {"accepted": "принято",
+                                                         "pending": "передано на подтверждение"}.get(self.status, "")
 
     @property
     def message_en(self) -> str:
-        return self.error.message if self.error else ("accepted" if self.status == "accepted" else "")
+        return self.error.message if self.error else {"accepted": "accepted",
+                                                      "pending": "waits for confirmation"}.get(self.status, "")
 
     def as_dict(self) -> dict:
         return {"meter": self.input.meter, "obis": self.input.obis, "status": self.status,
@@ -117,19 +125,20 @@ class _Meter:
     code: str
     org_id: int | None
     row: store.MeterRow
+    account_id: int | None = None
 
 
 async def find_meter(conn: psycopg.AsyncConnection, principal: Principal, ref: str) -> _Meter:
     """A meter by code (or serial number) among those the principal sees."""
-    scope, params = principal.scope.sql("org_id")
+    scope, params = principal.scope.meters("")
     cur = await conn.execute(
-        f"SELECT id, code, org_id FROM meters WHERE (code = %s OR serial = %s) AND {scope} "
+        f"SELECT id, code, org_id, account_id FROM meters WHERE (code = %s OR serial = %s) AND {scope} "
         "ORDER BY (code = %s) DESC, (status = 'active') DESC LIMIT 1", [ref, ref, *params, ref])
     row = await cur.fetchone()
     if row is None:
         raise NotFound(f"meter {ref} not found", f"прибор учёта {ref} не найден", field="meter")
     rows = await store.load_meters(conn, await meta.timezone(conn), ids=[row[0]])
-    return _Meter(row[0], row[1], row[2], rows[row[0]])
+    return _Meter(row[0], row[1], row[2], rows[row[0]], row[3])
 
 
 async def _history(conn: psycopg.AsyncConnection, m: _Meter, obis: str, before: datetime,
@@ -182,7 +191,8 @@ async def _check(conn: psycopg.AsyncConnection, principal: Principal, r: Reading
     out = Outcome(r, "rejected")
     try:
         m = await find_meter(conn, principal, r.meter)
-        out.meter, out.meter_id = m.code, m.id
+        out.meter, out.meter_id, out.org_id = m.code, m.id, m.org_id
+        principal.require_on(m.account_id, "readings")
         facts = m.row.facts
         if m.row.status == "decommissioned":
             raise _invalid("meter", f"meter {m.code} is decommissioned", f"прибор учёта {m.code} выведен из эксплуатации")
@@ -256,6 +266,8 @@ async def submit(conn: psycopg.AsyncConnection, principal: Principal, readings: 
     """
     principal.require(Action.READINGS_ENTER)
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    if principal.is_customer:
+        readings = [replace(r, consumer=True) for r in readings]
     outcomes: list[Outcome] = []
     async with conn.transaction():
         for r in readings:
@@ -269,6 +281,8 @@ async def submit(conn: psycopg.AsyncConnection, principal: Principal, readings: 
                                        "не сохранено: в файле есть ошибки")
                 await _record_refused(conn, principal, outcomes, source)
             return outcomes
+        if principal.is_customer:
+            accepted = await _hold(conn, principal, accepted, source)
         rows = []
         for o in accepted:
             o.reasons = sorted({*o.reasons, *(["manual"] if source == "manual" else []),
@@ -288,7 +302,31 @@ async def submit(conn: psycopg.AsyncConnection, principal: Principal, readings: 
                                     "consumer": o.input.consumer, "expected": o.expected, "reasons": o.reasons},
                                comment=o.input.comment)
         await _record_refused(conn, principal, outcomes, source)
+        if principal.is_customer:
+            await confirmations.note(conn, principal, [_held(o) for o in accepted if o.status == "accepted"],
+                                     source, "accepted")
     return outcomes
+
+
+def _held(o: Outcome) -> confirmations.Held:
+    return confirmations.Held(o.meter_id, o.input.obis, o.ts, o.input.value, FAR_ABOVE in o.reasons)
+
+
+async def _hold(conn: psycopg.AsyncConnection, principal: Principal, accepted: list[Outcome],
+                source: str) -> list[Outcome]:
+    """A customer's readings whose organisation confirms them wait (status pending); the rest go on."""
+    need: dict[int | None, bool] = {}
+    for o in accepted:
+        if o.org_id not in need:
+            need[o.org_id] = await confirmations.required(conn, o.org_id)
+    held = [o for o in accepted if need[o.org_id]]
+    await confirmations.note(conn, principal, [_held(o) for o in held], source, "pending")
+    for o in held:
+        o.status = "pending"
+        await audit.record(conn, principal, "customer_reading_submit", "register",
+                           f"{o.meter}/{o.input.obis}/{o.ts.isoformat()}",
+                           new={"value": o.input.value, "status": "pending"}, comment=o.input.comment)
+    return [o for o in accepted if not need[o.org_id]]
 
 
 async def _record_refused(conn: psycopg.AsyncConnection, principal: Principal, outcomes: list[Outcome],

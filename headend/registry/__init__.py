@@ -1,1 +1,2 @@
-"""Registry import: houses, accounts and meters from the files utilities keep."""
+"""The registry: organisations, houses, accounts, gateways and meters with dated parameters,
+gateway bindings, acts and holds (services), and the CSV/xlsx imports over them."""

@@ -1,36 +1,35 @@
-"""Registry import: organisations, houses, accounts and meters from CSV or xlsx.
+"""Registry import: organisations, houses, accounts, gateways and meters from CSV or xlsx.
 
 One row per meter, as utilities keep their registers. Headers may be English
 (the field names below) or the usual Russian ones («Лицевой счет», «Адрес»,
 «Заводской номер», …); see docs/headend-registry.md. Every bad cell becomes a
-RowError (row, column, reason); bad rows are not imported, good rows are
-upserted by their codes, so importing the same file again changes nothing.
+RowError (row, column, reason); bad rows are not imported, good rows go through
+the registry services (the same as the API and the pages: checks, dated parameters,
+bindings, audit), upserted by their codes, so importing the same file again changes
+nothing.
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
-from askue.headend.auth import audit
+from askue.headend.auth.permissions import Principal
+from askue.headend.errors import Conflict, Invalid, NotFound
+from askue.headend.registry import entities, meters
+from askue.headend.registry import validate as v
 
-RESOURCES = {
-    "electricity": "electricity", "электроэнергия": "electricity", "электричество": "electricity", "ээ": "electricity",
-    "cold_water": "cold_water", "хвс": "cold_water", "холодная вода": "cold_water", "хвс/вода": "cold_water",
-    "hot_water": "hot_water", "гвс": "hot_water", "горячая вода": "hot_water",
-    "heat": "heat", "тепло": "heat", "отопление": "heat", "тепловая энергия": "heat",
-    "gas": "gas", "газ": "gas",
-}
-ORG_KINDS = {"uk": "uk", "ук": "uk", "tsj": "tsj", "тсж": "tsj", "snt": "snt", "снт": "snt", "grid": "grid",
-             "сетевая компания": "grid", "retailer": "retailer", "энергосбыт": "retailer", "other": "other"}
+T = TypeVar("T")
 
 # canonical field -> accepted header spellings (compared lower-case, spaces/punctuation collapsed)
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -54,7 +53,9 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "resource": ("resource", "ресурс", "тип ресурса", "вид ресурса", "услуга"),
     "unit": ("unit", "единица измерения", "ед изм"),
     "digits": ("digits", "разрядность", "значность"),
-    "multiplier": ("multiplier", "коэффициент", "коэффициент трансформации", "ктт", "кт"),
+    "multiplier": ("multiplier", "коэффициент", "коэффициент трансформации", "кт", "расчетный коэффициент"),
+    "ct_ratio": ("ct_ratio", "ктт", "коэффициент тт", "коэффициент трансформации тока"),
+    "vt_ratio": ("vt_ratio", "ктн", "коэффициент тн", "коэффициент трансформации напряжения"),
     "tariff_zones": ("tariff_zones", "тарифность", "число тарифов", "тарифов"),
     "installed_at": ("installed_at", "дата установки", "дата ввода"),
     "verified_at": ("verified_at", "дата поверки", "дата последней поверки"),
@@ -63,21 +64,15 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "lat": ("lat", "широта"),
     "lon": ("lon", "долгота"),
     "gateway_id": ("gateway_id", "шлюз", "успд"),
+    "gateway_code": ("gateway_code", "код на шлюзе", "код в успд"),
+    "params_from": ("params_from", "valid_from", "действует с", "дата изменения"),
     "bus": ("bus", "шина", "линия"),
     "bus_address": ("bus_address", "сетевой адрес", "адрес на шине"),
     "status": ("status", "статус", "состояние"),
     "replaces": ("replaces", "заменяет", "заменен счетчик"),
 }
-_NORM_RE = re.compile(r"[\s_.,:;№#()\-]+")
-
-
-def _norm(h: str) -> str:
-    return _NORM_RE.sub(" ", str(h).strip().lower().replace("ё", "е")).strip()
-
-
+_norm = v.norm
 _ALIASES = {_norm(a): f for f, spellings in HEADERS.items() for a in spellings}
-_RESOURCES = {_norm(k): v for k, v in RESOURCES.items()}
-_ORG_KINDS = {_norm(k): v for k, v in ORG_KINDS.items()}
 
 
 class RegistryFileError(ValueError):
@@ -175,110 +170,23 @@ def map_header(header: list[str]) -> dict[int, str]:
     return mapping
 
 
-def _s(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    s = str(v).strip()
-    return s or None
-
-
-def _num(v: Any, integer: bool = False) -> float | int:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        n = v
-    else:
-        n = float(str(v).strip().replace(" ", "").replace("\u00a0", "").replace(",", "."))
-    if integer:
-        if float(n) != int(n):
-            raise ValueError(f"{v!r} is not a whole number")
-        return int(n)
-    return float(n)
-
-
-def _date(v: Any) -> date:
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    s = str(v).strip()
-    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%d.%m.%y", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(s, fmt).date()
-        except ValueError:
-            pass
-    raise ValueError(f"{s!r} is not a date (use YYYY-MM-DD or DD.MM.YYYY)")
-
-
-def _bool(v: Any) -> bool:
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "да", "д", "+", "x", "одпу", "1.0"):
-        return True
-    if s in ("0", "false", "no", "нет", "н", "-", "", "0.0"):
-        return False
-    raise ValueError(f"{v!r} is not yes/no (да/нет, 1/0)")
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "resource": v.resource, "org_kind": v.org_kind, "status": v.status, "is_balance": v.flag,
+    "digits": lambda f, x: v.whole(f, x, 1, 12), "tariff_zones": lambda f, x: v.whole(f, x, 1, 8),
+    "multiplier": v.positive, "ct_ratio": v.positive, "vt_ratio": v.positive,
+    "lat": v.latitude, "house_lat": v.latitude, "lon": v.longitude, "house_lon": v.longitude,
+    "installed_at": v.day, "verified_at": v.day, "verification_due": v.day, "params_from": v.day,
+    "meter_id": lambda f, x: v.code(f, x, required=False), "gateway_id": lambda f, x: v.code(f, x, required=False),
+    "gateway_code": lambda f, x: v.code(f, x, required=False), "email": v.email,
+}
 
 
 def _check(field_: str, raw: Any) -> Any:
-    """Convert one cell; raise ValueError with a reason the operator understands."""
-    if field_ == "resource":
-        r = _RESOURCES.get(_norm(raw))
-        if r is None:
-            raise ValueError(f"{raw!r} is not a resource; use electricity/cold_water/hot_water/heat/gas "
-                             "(электроэнергия, ХВС, ГВС, тепло, газ)")
-        return r
-    if field_ == "org_kind":
-        k = _ORG_KINDS.get(_norm(raw))
-        if k is None:
-            raise ValueError(f"{raw!r} is not an organisation kind; use УК, ТСЖ, СНТ, grid, retailer")
-        return k
-    if field_ == "digits":
-        n = _num(raw, integer=True)
-        if not 1 <= n <= 12:
-            raise ValueError(f"{n} digits is out of range 1..12")
-        return n
-    if field_ == "tariff_zones":
-        n = _num(raw, integer=True)
-        if not 1 <= n <= 8:
-            raise ValueError(f"{n} tariff zones is out of range 1..8")
-        return n
-    if field_ == "multiplier":
-        n = _num(raw)
-        if n <= 0:
-            raise ValueError(f"multiplier {n} must be positive")
-        return n
-    if field_ in ("lat", "house_lat"):
-        n = _num(raw)
-        if not -90 <= n <= 90:
-            raise ValueError(f"latitude {n} is out of range -90..90")
-        return n
-    if field_ in ("lon", "house_lon"):
-        n = _num(raw)
-        if not -180 <= n <= 180:
-            raise ValueError(f"longitude {n} is out of range -180..180")
-        return n
-    if field_ in ("installed_at", "verified_at", "verification_due"):
-        return _date(raw)
-    if field_ == "is_balance":
-        return _bool(raw)
-    if field_ == "status":
-        s = _norm(raw)
-        st = {"active": "active", "активен": "active", "в работе": "active", "decommissioned": "decommissioned",
-              "снят": "decommissioned", "демонтирован": "decommissioned"}.get(s)
-        if st is None:
-            raise ValueError(f"{raw!r} is not a status; use active/decommissioned (в работе/снят)")
-        return st
-    if field_ == "meter_id":
-        s = _s(raw)
-        if s and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", s):
-            raise ValueError(f"{s!r} is not a valid meter id (letters, digits, _ . : -, at most 64)")
-        return s
-    if field_ == "email":
-        s = _s(raw)
-        if s and "@" not in s:
-            raise ValueError(f"{s!r} is not an e-mail address")
-        return s
-    return _s(raw)
+    """Convert one cell with the registry's own field checks; ValueError says why."""
+    try:
+        return _CHECKS.get(field_, lambda f, x: v.text(f, x, 500))(field_, raw)
+    except Invalid as e:
+        raise ValueError(e.message) from None
 
 
 def parse_rows(header: list[str], rows: Iterable[tuple[int, list[Any]]],
@@ -329,81 +237,99 @@ def parse_rows(header: list[str], rows: Iterable[tuple[int, list[Any]]],
     return out, errors
 
 
-_METER_FIELDS = ("serial", "model", "resource", "unit", "digits", "multiplier", "tariff_zones", "installed_at",
-                 "verified_at", "verification_due", "is_balance", "lat", "lon", "gateway_id", "bus", "bus_address")
+# file field -> the meter service's field
+_METER_FIELDS = {"serial": "serial", "model": "model", "resource": "resource", "unit": "unit", "digits": "digits",
+                 "multiplier": "multiplier", "ct_ratio": "ct_ratio", "vt_ratio": "vt_ratio",
+                 "tariff_zones": "tariff_zones", "installed_at": "installed_at", "verified_at": "verified_at",
+                 "verification_due": "verification_due", "is_balance": "is_balance", "lat": "lat", "lon": "lon",
+                 "gateway_id": "gateway", "gateway_code": "gateway_code", "bus": "bus", "bus_address": "bus_address",
+                 "status": "status", "params_from": "valid_from", "org_code": "org", "house_code": "house",
+                 "account": "account"}
+# the services' field -> the file's field, per object
+_FILE_FIELD = {
+    "organisation": {"name": "org_name", "kind": "org_kind", "inn": "org_inn"},
+    "site": {"address": "house_address", "lat": "house_lat", "lon": "house_lon", "parent": "parent_code",
+             "org": "org_code"},
+    "account": {"house": "house_code", "org": "org_code"},
+    "gateway": {"org": "org_code"},
+    "meter": {"code": "meter_id", **{svc: f for f, svc in _METER_FIELDS.items()}},
+}
+IMPORTER = Principal("import", "admin", None)
 
 
-def _upsert(conn: psycopg.Connection, table: str, code: str, values: dict[str, Any], res: ImportResult) -> int:
-    cols = [k for k, v in values.items() if v is not None]
-    row = conn.execute(f"SELECT id, {', '.join(cols) or 'NULL'} FROM {table} WHERE code = %s", (code,)).fetchone()
-    if row is None:
-        names = ", ".join(["code", *cols])
-        ph = ", ".join(["%s"] * (len(cols) + 1))
-        new_id = conn.execute(f"INSERT INTO {table} ({names}) VALUES ({ph}) RETURNING id",
-                              [code, *[values[c] for c in cols]]).fetchone()[0]
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """Cells left empty change nothing (a file need not repeat every column)."""
+    return {k: x for k, x in values.items() if x is not None}
+
+
+async def _exists(conn: psycopg.AsyncConnection, table: str, key: str, code: str) -> bool:
+    cur = await conn.execute(f"SELECT 1 FROM {table} WHERE {key} = %s", (code,))  # noqa: S608
+    return await cur.fetchone() is not None
+
+
+async def _save(conn: psycopg.AsyncConnection, principal: Principal, kind: str, code: str, values: dict[str, Any],
+                res: ImportResult) -> None:
+    table, key = {"organisation": ("organisations", "code"), "site": ("sites", "code"),
+                  "account": ("accounts", "code"), "gateway": ("gateways", "id"), "meter": ("meters", "code")}[kind]
+    existed = await _exists(conn, table, key, code)
+    if kind == "meter":
+        _, changed = await meters.save(conn, principal, code, _given(values))
+    else:
+        _, changed = await entities.save(conn, principal, kind, code, _given(values))
+    if not existed:
         res.created[table] = res.created.get(table, 0) + 1
-        if table == "meters":  # the meter card's history shows what the registry said and when
-            audit.record_sync(conn, "registry import", "registry_import", "meter", code,
-                              new={c: values[c] for c in cols if c in _METER_FIELDS})
-        return new_id
-    if cols:
-        sets = ", ".join(f"{c} = %s" for c in cols)
-        changed = conn.execute(
-            f"UPDATE {table} SET {sets} WHERE id = %s AND ({' OR '.join(f'{c} IS DISTINCT FROM %s' for c in cols)})",
-            [*[values[c] for c in cols], row[0], *[values[c] for c in cols]]).rowcount
-        if changed:
-            res.updated[table] = res.updated.get(table, 0) + 1
-            before = dict(zip(cols, row[1:], strict=True))
-            diff = [c for c in cols if c in _METER_FIELDS and _differs(before[c], values[c])]
-            if table == "meters" and diff:
-                audit.record_sync(conn, "registry import", "registry_import", "meter", code,
-                                  old={c: before[c] for c in diff}, new={c: values[c] for c in diff})
-    return row[0]
+    elif changed:
+        res.updated[table] = res.updated.get(table, 0) + 1
 
 
-def _differs(old: Any, new: Any) -> bool:
-    if isinstance(old, int | float) and isinstance(new, int | float) and not isinstance(old, bool):
-        return float(old) != float(new)
-    return old != new
+async def _apply_row(conn: psycopg.AsyncConnection, principal: Principal, v_: dict[str, Any],
+                     res: ImportResult) -> None:
+    org = v_["org_code"]
+    await _save(conn, principal, "organisation", org,
+                {"name": v_.get("org_name") or org, "kind": v_.get("org_kind"), "inn": v_.get("org_inn")}, res)
+    if v_.get("parent_code"):
+        await _save(conn, principal, "site", v_["parent_code"], {"org": org, "kind": "substation"}, res)
+    if v_.get("house_code"):
+        await _save(conn, principal, "site", v_["house_code"],
+                    {"org": org, "kind": "house", "address": v_.get("house_address"), "lat": v_.get("house_lat"),
+                     "lon": v_.get("house_lon"), "parent": v_.get("parent_code")}, res)
+    if v_.get("account"):
+        await _save(conn, principal, "account", v_["account"],
+                    {"org": org, "house": v_.get("house_code"), "flat": v_.get("flat"),
+                     "subscriber": v_.get("subscriber"), "phone": v_.get("phone"), "email": v_.get("email")}, res)
+    if v_.get("gateway_id") and not await _exists(conn, "gateways", "id", v_["gateway_id"]):
+        # the registry file lists the gateways its meters are read by: registered before they connect
+        await _save(conn, principal, "gateway", v_["gateway_id"], {"org": org}, res)
+    await _save(conn, principal, "meter", v_["meter_id"],
+                {svc: v_.get(f) for f, svc in _METER_FIELDS.items()}, res)
 
 
-def apply_rows(conn: psycopg.Connection, rows: list[RegistryRow], res: ImportResult) -> None:
-    """Upsert organisations, sites, accounts, meters in that order (inside the caller's transaction)."""
-    replaces: list[tuple[RegistryRow, str, int]] = []
+async def apply_rows(conn: psycopg.AsyncConnection, rows: list[RegistryRow], res: ImportResult,
+                     principal: Principal = IMPORTER, columns: dict[str, str] | None = None) -> None:
+    """Every row through the registry services (the API's and the pages'), each row on its own:
+    a row the services refuse is reported with its cell and changes nothing."""
+    columns = columns or {}
+    replaces: list[tuple[RegistryRow, str]] = []
     for r in rows:
-        v = r.values
-        org_id = _upsert(conn, "organisations", v["org_code"],
-                         {"name": v.get("org_name") or v["org_code"], "kind": v.get("org_kind"),
-                          "inn": v.get("org_inn")}, res)
-        parent_id = None
-        if v.get("parent_code"):
-            parent_id = _upsert(conn, "sites", v["parent_code"], {"org_id": org_id, "kind": "substation"}, res)
-        site_id = None
-        if v.get("house_code"):
-            site_id = _upsert(conn, "sites", v["house_code"],
-                              {"org_id": org_id, "kind": "house", "address": v.get("house_address"),
-                               "lat": v.get("house_lat"), "lon": v.get("house_lon"), "parent_id": parent_id}, res)
-        account_id = None
-        if v.get("account"):
-            account_id = _upsert(conn, "accounts", v["account"],
-                                 {"org_id": org_id, "site_id": site_id, "flat": v.get("flat"),
-                                  "subscriber": v.get("subscriber"), "phone": v.get("phone"),
-                                  "email": v.get("email")}, res)
-        meter = {k: v.get(k) for k in _METER_FIELDS}
-        meter.update(org_id=org_id, site_id=site_id, account_id=account_id, status=v.get("status") or "active")
-        meter_id = _upsert(conn, "meters", v["meter_id"], meter, res)
-        if v.get("replaces"):
-            replaces.append((r, v["replaces"], meter_id))
-        res.imported += 1
-    for r, old_code, new_id in replaces:
-        old = conn.execute("SELECT id FROM meters WHERE code = %s", (old_code,)).fetchone()
-        if old is None:
-            res.errors.append(RowError(r.row, "replaces", f"meter {old_code} to be replaced is not in the registry"))
+        kind = "meter"
+        try:
+            async with conn.transaction():
+                await _apply_row(conn, principal, r.values, res)
+        except (Invalid, Conflict, NotFound) as e:
+            field_ = getattr(e, "field", "code")
+            f = next((_FILE_FIELD[k].get(field_) for k in _FILE_FIELD if field_ in _FILE_FIELD[k]), None) \
+                or _FILE_FIELD[kind].get(field_, field_)
+            res.errors.append(RowError(r.row, columns.get(f, f), e.message))
             continue
-        conn.execute("UPDATE meters SET replaces_id = %s WHERE id = %s", (old[0], new_id))
-        conn.execute("UPDATE meters SET replaced_by_id = %s, status = 'decommissioned', "
-                     "decommissioned_at = coalesce(decommissioned_at, "
-                     "(SELECT installed_at FROM meters WHERE id = %s)) WHERE id = %s", (new_id, new_id, old[0]))
+        res.imported += 1
+        if r.values.get("replaces"):
+            replaces.append((r, r.values["replaces"]))
+    for r, old_code in replaces:
+        try:
+            async with conn.transaction():
+                await meters.link_replacement(conn, principal, old_code, r.values["meter_id"])
+        except (Invalid, Conflict, NotFound) as e:
+            res.errors.append(RowError(r.row, columns.get("replaces", "replaces"), e.message))
 
 
 def import_file(dsn: str, path: str | Path, *, dry_run: bool = False, default_org: str | None = None,
@@ -414,8 +340,23 @@ def import_file(dsn: str, path: str | Path, *, dry_run: bool = False, default_or
     res = ImportResult(rows=len(raw_rows), errors=errors, dry_run=dry_run)
     if strict and errors:
         return res
-    with psycopg.connect(dsn) as conn:
-        with conn.transaction(force_rollback=dry_run):
-            apply_rows(conn, rows, res)
+    columns = {f: header[i] for i, f in map_header(header).items()}
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            async with conn.transaction(force_rollback=dry_run):
+                await apply_rows(conn, rows, res, IMPORTER, columns)
+
+    run_async(run())
     res.errors.sort(key=lambda e: e.row)
     return res
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from synchronous code, in a thread of its own if an event loop is running here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()

@@ -61,21 +61,28 @@ class ValueRow(NamedTuple):
     seq: int | None = None
     period_s: int | None = None  # intervals only
     archive: str | None = None  # registers only: day_start | month_start, read from the meter's memory
+    # what the gateway sent when the ingest converted the value into its canonical unit (None: sent canonical)
+    orig_value: float | None = None
+    orig_unit: str | None = None
 
 
 COLUMNS = ValueRow._fields
 _TYPES = ("text", "int8", "text", "timestamptz", "text", "timestamptz", "float8", "text", "text[]",
-          "text", "text", "int8", "int4", "text")
-# Columns only one kind's table has.
-_ONLY = {"period_s": "interval", "archive": "register"}
+          "text", "text", "int8", "int4", "text", "float8", "text")
+# Columns only some kinds' tables have.
+_ONLY: dict[str, frozenset[str]] = {
+    "period_s": frozenset({"interval"}), "archive": frozenset({"register"}),
+    "orig_value": frozenset({"register", "interval", "instant"}), "orig_unit": frozenset({"register", "interval", "instant"}),
+}
 _STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS _stage (
     kind text, meter_id bigint, obis text, ts timestamptz, ts_source text, received_at timestamptz,
     value double precision, quality text, reasons text[], source text, gateway_id text, seq bigint,
-    period_s integer, archive text) ON COMMIT DELETE ROWS;
+    period_s integer, archive text, orig_value double precision, orig_unit text) ON COMMIT DELETE ROWS;
 """
 _VALUE_COLS = "meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source, gateway_id, seq"
 _ARCHIVE = COLUMNS.index("archive")
+_ORIG = COLUMNS.index("orig_value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +209,11 @@ async def _write(conn: psycopg.AsyncConnection, rows: Sequence[tuple], state: In
     batch.meter_ids = {r[1] for r in rows}
     reasons = any(r[8] for r in rows)
     archives = "register" in staged and any(r[_ARCHIVE] for r in rows if r[0] == "register")
+    origs = any(r[_ORIG] is not None for r in rows)
     if state.merge_only <= 0:
         try:
             async with conn.transaction():
-                await _copy_direct(conn, rows, set(staged), reasons, archives)
+                await _copy_direct(conn, rows, set(staged), reasons, archives, origs)
         except psycopg.errors.UniqueViolation:
             state.merge_only = MERGE_ONLY_AFTER_CONFLICT
         else:
@@ -230,16 +238,17 @@ async def _copy(conn: psycopg.AsyncConnection, statement: str, types: tuple[str,
 
 
 async def _copy_direct(conn: psycopg.AsyncConnection, rows: Sequence[tuple], kinds: set[str],
-                       reasons: bool, archives: bool) -> None:
+                       reasons: bool, archives: bool, origs: bool = False) -> None:
     """COPY each kind's rows into its value table; UniqueViolation if any is already stored.
 
-    Without quality reasons (or archive marks) in the batch, the usual case, the column is
-    left to its default: dumping an empty array per row costs more than the rest of the row.
+    Without quality reasons (or archive marks, or original units) in the batch, the usual
+    case, the column is left to its default: dumping an empty array per row costs more than
+    the rest of the row.
     """
     for kind in sorted(kinds):
         keep = [i for i, c in enumerate(COLUMNS)
-                if c != "kind" and _ONLY.get(c, kind) == kind and (c != "reasons" or reasons)
-                and (c != "archive" or archives)]
+                if c != "kind" and kind in _ONLY.get(c, (kind,)) and (c != "reasons" or reasons)
+                and (c != "archive" or archives) and (c not in ("orig_value", "orig_unit") or origs)]
         cols = ", ".join(COLUMNS[i] for i in keep)
         get = itemgetter(*keep)
         await _copy(conn, f"COPY {TABLES[kind]} ({cols}) FROM STDIN (FORMAT BINARY)",
@@ -266,7 +275,7 @@ async def merge_stage(conn: psycopg.AsyncConnection, staged: Mapping[str, int], 
     INSERT … SELECT … ON CONFLICT DO NOTHING per kind, adding the new rows to `batch`."""
     for kind in sorted(staged):
         table = TABLES[kind]
-        own = [c for c, k in _ONLY.items() if k == kind]
+        own = [c for c, k in _ONLY.items() if kind in k]
         extra = "".join(", " + c for c in own)
         tail = ", ".join(c if c in own else f"NULL::{_TYPES[COLUMNS.index(c)]} AS {c}" for c in _ONLY)
         cur = await conn.execute(sql.SQL(

@@ -78,7 +78,7 @@ def check_meter_state(meter: MeterFacts, last_session: datetime | None, ctx: Ctx
 def register_consumption(meter: MeterFacts, values: list[MeterValue], start: datetime, end: datetime,
                          ctx: Ctx) -> float | None:
     """Consumption on the main register between the reads nearest to start and end
-    (× multiplier), rollover-aware; None without reads on both sides."""
+    (× the multiplier in force at each read), rollover-aware; None without reads on both sides."""
     regs = sorted((v for v in values if v.kind == "register" and v.obis == main_register(meter)),
                   key=lambda v: v.ts)
     if len(regs) < 2:
@@ -93,12 +93,12 @@ def register_consumption(meter: MeterFacts, values: list[MeterValue], start: dat
         if v.ts <= a.ts or v.ts > b.ts:
             continue
         if reset_between(meter, prev.ts, v.ts):
-            total += v.value  # new register from ~0
+            total += v.value * meter.multiplier_at(v.ts)  # new register from ~0
         else:
-            d = forward_delta(prev.value, v.value, meter, ctx.thresholds)
-            total += d or 0.0
+            d = forward_delta(prev.value, v.value, meter, ctx.thresholds, v.ts)
+            total += (d or 0.0) * meter.multiplier_at(v.ts)
         prev = v
-    return total * meter.multiplier
+    return total
 
 
 def check_houses(meters: Mapping[str, MeterFacts], values_by_meter: Mapping[str, list[MeterValue]],

@@ -39,10 +39,29 @@ class MeterFacts:
     # The gateway reads a serial other than the registry's: the meter was exchanged under
     # the same id and the registry not yet updated; a drop is then an exchange.
     identity_changed: bool = False
+    # Dated registry versions when the meter has more than one: (in force from, digits,
+    # multiplier), oldest first; `digits` and `multiplier` above are the latest.
+    versions: tuple[tuple[datetime, int | None, float], ...] = ()
 
     @property
     def capacity(self) -> float | None:
         return float(10 ** self.digits) if self.digits else None
+
+    def _at(self, t: datetime | None) -> tuple[int | None, float]:
+        digits, mult = self.digits, self.multiplier
+        if t is not None:
+            for start, d, m in self.versions:
+                if start <= t:
+                    digits, mult = d, m
+        return digits, mult
+
+    def capacity_at(self, t: datetime | None) -> float | None:
+        """The register capacity in force at `t` (a value's meter time)."""
+        d = self._at(t)[0] if self.versions else self.digits
+        return float(10 ** d) if d else None
+
+    def multiplier_at(self, t: datetime | None) -> float:
+        return self._at(t)[1] if self.versions else self.multiplier
 
     @property
     def retired(self) -> bool:

@@ -2,6 +2,7 @@
 meter facts, thresholds, value history, and writing findings/marks/clears."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -18,8 +19,10 @@ from askue.headend.vee.thresholds import ThresholdConfig
 log = logging.getLogger(__name__)
 
 # Reasons that keep a value out of billing until someone looks at it (billing calls billable()).
+# serial_mismatch: the ingest holds a meter's values while the serial it reports differs from the
+# registry's, until an operator confirms (headend/ingest/identity.py, registry/identity.py).
 BLOCKING_REASONS = frozenset({"reverse_reading", "spike", "over_limit", "duplicate", "wrong_period", "frozen",
-                              "clock_drift"})
+                              "clock_drift", "serial_mismatch"})
 
 
 def billable(quality: str, reasons: Iterable[str]) -> bool:
@@ -72,7 +75,20 @@ async def load_meters(conn: psycopg.AsyncConnection, tz: tzinfo, ids: Sequence[i
             decommissioned=status == "decommissioned", house=site, is_balance=is_bal,
             identity_changed=bool(serial and reported_serial and serial != reported_serial))
         out[mid] = MeterRow(mid, facts, org_id, site_id, account_id, gw, last_contact, status)
+    await _with_versions(conn, tz, out)
     return out
+
+
+async def _with_versions(conn: psycopg.AsyncConnection, tz: tzinfo, meters: dict[int, MeterRow]) -> None:
+    """Dated registry versions of the meters that have several: rules judge each value by its day's."""
+    from askue.headend.registry.meters import params_on
+
+    dated = await params_on(conn, list(meters))
+    for mid, vs in dated.items():
+        m = meters[mid]
+        versions = tuple((datetime.combine(vf, time(0), tzinfo=tz) if vf.year > 1 else datetime.min.replace(tzinfo=tz),
+                          digits, mult) for vf, mult, digits in vs)
+        meters[mid] = dataclasses.replace(m, facts=dataclasses.replace(m.facts, versions=versions))
 
 
 async def load_thresholds(conn: psycopg.AsyncConnection) -> ThresholdConfig:

@@ -71,12 +71,14 @@ DEFAULT_TAMPER_CODES: dict[str, tuple[int, ...]] = {
     "0.0.99.98.6.255": tuple(range(1, 64)),  # access control: every entry is an unauthorised attempt
 }
 
-# Per-resource defaults that differ from electricity (units: m3 or GJ instead of kWh).
+# Per-resource defaults that differ from electricity, in each resource's canonical unit (m³,
+# Гкал instead of kWh; the ingest converts every value into it, headend/units.py).
 RESOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
     "electricity": {},
     "cold_water": {"spike_floor": 0.5, "interval_spike_floor": 0.1, "register_resolution": 0.001},
     "hot_water": {"spike_floor": 0.3, "interval_spike_floor": 0.1, "register_resolution": 0.001},
-    "heat": {"spike_floor": 0.5, "interval_spike_floor": 0.05, "register_resolution": 0.001},
+    # 0.12 Гкал ≈ 0.5 GJ, 0.012 Гкал ≈ 0.05 GJ: the floors these were when heat was kept in GJ
+    "heat": {"spike_floor": 0.12, "interval_spike_floor": 0.012, "register_resolution": 0.001},
     "gas": {"spike_floor": 3.0, "interval_spike_floor": 0.3, "register_resolution": 0.001},
 }
 

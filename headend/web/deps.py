@@ -3,7 +3,7 @@ check for forms, the time zone, and rendering with the operator's language."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,11 @@ class WebUser:
     tz: tzinfo
     ip: str | None = None
     header: Header | None = None
+    accounts: tuple[tuple[int, str], ...] | None = None  # a customer's accounts and its role on each
 
     @property
     def principal(self) -> Principal:
-        return self.user.principal(self.ip)
+        return replace(self.user.principal(self.ip), accounts=self.accounts)
 
     def may(self, action: str) -> bool:
         return self.principal.may(Action(action))
@@ -115,8 +116,27 @@ async def web_user(request: Request, c: psycopg.AsyncConnection = Depends(conn))
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(f"{base_path(request)}/login?next={_quote(nxt)}")
     ip = client_ip(request)
+    if s.user.role == "customer":
+        return await _customer(request, c, s, ip)
     head = await header(c, s.user.principal(ip), s.user.login) if request.method == "GET" else None
     return WebUser(s.user, s.csrf, pick_lang(request, s.user), await db_tz(c), ip, head)
+
+
+# The pages a customer may open: the cabinet and its own account's (password, sessions, security).
+CUSTOMER_PAGES = ("/cabinet", "/logout", "/password", "/account", "/security", "/sessions", "/totp")
+
+
+async def _customer(request: Request, c: psycopg.AsyncConnection, s: sessions.Session, ip: str | None) -> WebUser:
+    from askue.headend.customers import accounts
+
+    base = base_path(request)
+    rest = request.url.path[len(base):] if request.url.path.startswith(base) else request.url.path
+    if not any(rest == p or rest.startswith(p + "/") for p in CUSTOMER_PAGES):
+        if request.method == "GET":
+            raise LoginRequired(f"{base}/cabinet")  # a 303 to the customer's own pages
+        raise HTTPException(403, "customers use the cabinet")
+    bound = await accounts.bindings(c, s.user.id)
+    return WebUser(s.user, s.csrf, pick_lang(request, s.user), await db_tz(c), ip, None, bound)
 
 
 async def header(c: psycopg.AsyncConnection, p: Principal, login: str) -> Header:
@@ -162,12 +182,20 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
     return s.rstrip("0").rstrip(".") if "." in s else s
 
 
+def translator(lang: str):
+    """`tr(ru, en)` for the customer pages, whose texts live beside them in the templates."""
+    def tr(ru: str, en: str) -> str:
+        return en if lang == "en" else ru
+    return tr
+
+
 def name_helpers(lang: str) -> dict[str, Any]:
     """What templates call to name things (askue.headend.names) and to write numbers with units;
     a page's own context keys of the same name win."""
     return {"ch": lambda obis, zones=None: names.channel(obis, lang, zones=zones),
             "zone": lambda z: names.zone(z, lang), "res": lambda r: names.resource(r, lang),
             "quality": lambda q: names.quality(q, lang), "source": lambda v: names.source(v, lang),
+            "reading_status": lambda s: names.reading_status(s, lang), "tr": translator(lang),
             "reasons": lambda rs: names.reasons(rs, lang), "meter_status": lambda v: names.meter_status(v, lang),
             "actor_name": lambda v: names.actor(v, lang), "contact": lambda b: names.contact(b, lang),
             "n": lambda v, places=3: units.number(v, lang, places),

@@ -13,14 +13,15 @@ TEXTS: dict[str, tuple[str, str]] = {
     "readings_entry": ("Ввод показаний", "Enter readings"),
     "gateways": ("Шлюзы", "Gateways"),
     "users": ("Пользователи", "Users"),
+    "customers": ("Потребители", "Customers"),
     "history": ("История действий", "Action history"),
     "logout": ("Выйти", "Log out"),
     "login": ("Вход", "Log in"),
     "login_field": ("Логин", "Login"),
     "password": ("Пароль", "Password"),
     "login_failed": ("Неверный логин или пароль", "Wrong login or password"),
-    "login_locked": ("Слишком много неудачных попыток. Повторите через {s} с.",
-                     "Too many failed attempts. Try again in {s} s."),
+    "login_locked": ("Слишком много неудачных попыток. Повторите через {s}.",
+                     "Too many failed attempts. Try again in {s}."),
     "csrf_failed": ("Форма устарела, обновите страницу и повторите", "The form expired; reload the page and retry"),
     "month": ("Месяц", "Month"), "year": ("Год", "Year"), "date": ("Дата", "Date"),
     "show": ("Показать", "Show"), "search": ("Поиск", "Search"),
@@ -85,6 +86,85 @@ TEXTS: dict[str, tuple[str, str]] = {
     "count": ("Всего", "Count"), "change_password": ("Смена пароля", "Change password"),
     "old_password": ("Текущий пароль", "Current password"), "new_password": ("Новый пароль", "New password"),
     "password_changed": ("Пароль изменён", "Password changed"), "meter_class": ("Учёт", "Metering"),
+    # registry pages
+    "registry": ("Реестр", "Registry"), "reg_meters": ("Приборы учёта", "Meters"), "reg_houses": ("Дома", "Houses"),
+    "reg_accounts": ("Лицевые счета", "Accounts"), "reg_organisations": ("Организации", "Organisations"),
+    "reg_gateways": ("Шлюзы", "Gateways"), "reg_quarantine": ("Карантин", "Quarantine"),
+    "saved": ("Сохранено", "Saved"), "not_saved": ("Не сохранено: исправьте отмеченные поля", "Not saved: fix the marked fields"),
+    "code": ("Код", "Code"), "new_meter": ("Новый прибор учёта", "New meter"), "add_new": ("Добавить", "Add"),
+    "ct_ratio": ("Ктт", "CT ratio"), "vt_ratio": ("Ктн", "VT ratio"), "digits": ("Разрядность", "Digits"),
+    "tariff_zones": ("Тарифность", "Tariff zones"), "gateway_code": ("Код на шлюзе", "Code on the gateway"),
+    "inn": ("ИНН", "INN"), "parent": ("ТП / подстанция", "Substation"), "lat": ("Широта", "Latitude"),
+    "lon": ("Долгота", "Longitude"), "unit": ("Единица показаний", "Display unit"),
+    "quarantine_intro": ("Показания, которые шлюз прислал для прибора учёта, не привязанного к нему (или снятого). "
+                         "На прибор они не записаны. Выпустите их на прибор, привязанный к этому коду шлюза "
+                         "(или на указанный), либо отбросьте с комментарием.",
+                         "Values a gateway sent for a meter not bound to it (or removed). They are not stored on "
+                         "the meter. Release them to the meter bound to that gateway code (or a named one), or "
+                         "discard them with a comment."),
+    "quarantine_empty": ("Карантин пуст", "Nothing in quarantine"), "reason": ("Причина", "Reason"),
+    "bound_gateway": ("Привязан к шлюзу", "Bound to"), "values_n": ("Значений", "Values"),
+    "q_foreign_gateway": ("чужой шлюз", "another gateway's meter"), "q_meter_removed": ("прибор снят", "meter removed"),
+    "release": ("Выпустить", "Release"), "discard": ("Отбросить", "Discard"),
+    "meter_card": ("карточка прибора →", "meter card →"),
+    "serial_hold": ("Счётчик сообщает заводской номер {reported}, в реестре — {serial}. Показания с {since} не "
+                    "передаются в биллинг, пока оператор не подтвердит номер.",
+                    "The meter reports serial {reported}, the registry has {serial}. Its readings since {since} "
+                    "are held from billing until an operator confirms."),
+    "take_reported": ("Верен номер со счётчика: {reported}", "The meter is right: {reported}"),
+    "keep_registry": ("Верен номер в реестре: {serial}", "The registry is right: {serial}"),
+    "exchange_hint": ("Если прибор заменён, проведите акт замены ниже.", "If the meter was exchanged, record the act below."),
+    "passport": ("Паспорт прибора учёта", "Meter details"), "dated_params": ("Параметры с даты", "Dated parameters"),
+    "dated_params_hint": ("Изменение действует с указанного дня: расход прошлых дней не пересчитывается. Если день "
+                          "входит в закрытый расчётный период, создаётся запись перерасчёта.",
+                          "A change applies from the given day on; earlier days keep their figures. A day inside a "
+                          "closed billing period gets a recalculation record."),
+    "valid_from": ("Действует с", "In force from"), "valid_until": ("по", "until"),
+    "binding": ("Привязка к шлюзу", "Gateway binding"),
+    "bound_now": ("Привязан к шлюзу {gateway} под кодом «{code}»", "Bound to gateway {gateway} as «{code}»"),
+    "not_bound": ("Не привязан к шлюзу", "Not bound to a gateway"), "bind_from": ("С момента", "From"),
+    "bind_until": ("До момента", "Until"), "move": ("Привязать / перенести", "Bind / move"),
+    "unbind": ("Отвязать", "Unbind"), "exchange_act": ("Акт замены прибора учёта", "Meter exchange act"),
+    "removal_act": ("Акт снятия прибора учёта", "Meter removal act"), "act_time": ("Дата и время", "Date and time"),
+    "document": ("Номер акта", "Act number"), "old_final": ("Конечные показания", "Final readings"),
+    "new_initial": ("Начальные показания нового", "New meter's initial readings"),
+    "install_act": ("Акт установки прибора учёта", "Meter install act"),
+    "install_hint": ("Новый прибор с начальными показаниями: по тарифам (T1, T2, …) для многотарифного "
+                     "счётчика, иначе «Общий».",
+                     "A new meter with its initial readings: per tariff (T1, T2, …) for a multi-tariff meter, "
+                     "else the total."),
+    "initial_readings": ("Начальные показания", "Initial readings"),
+    "record_act": ("Провести акт", "Record the act"), "acts": ("Акты", "Acts"), "no_acts": ("Актов нет", "No acts"),
+    "old_meter": ("Старый прибор", "Old meter"), "act_install": ("установка", "install"),
+    "act_exchange": ("замена", "exchange"), "act_removal": ("снятие", "removal"),
+    "history_params": ("История параметров", "Parameter history"),
+    "history_bindings": ("История привязок к шлюзам", "Gateway binding history"),
+    "history_changes": ("Изменения в реестре", "Registry changes"), "since_start": ("с начала учёта", "from the start"),
+    "bind_registry": ("реестр", "registry"), "bind_first_contact": ("первый сеанс связи", "first contact"),
+    "bind_act": ("акт", "act"), "bind_migration": ("перенос данных", "migration"),
+    "was": ("было", "was"), "became": ("стало", "now"),
+    "registry.meter.create": ("Прибор учёта добавлен", "Meter created"),
+    "registry.meter.adopt": ("Прибор учёта внесён в реестр", "Meter taken into the registry"),
+    "registry.meter.update": ("Паспорт изменён", "Meter changed"),
+    "registry.meter.params": ("Параметры с даты", "Dated parameters"),
+    "registry.meter.bind": ("Привязка к шлюзу", "Bound to a gateway"), "registry.meter.unbind": ("Отвязан", "Unbound"),
+    "registry.meter.confirm_serial": ("Заводской номер подтверждён", "Serial confirmed"),
+    "registry.meter.replaced": ("Заменён", "Replaced"), "registry.act.exchange": ("Акт замены", "Exchange act"),
+    "registry.act.install": ("Акт установки", "Install act"), "registry.act.removal": ("Акт снятия", "Removal act"),
+    "f_valid_from": ("действует с", "in force from"), "f_multiplier": ("коэф.", "multiplier"), "f_ct_ratio": ("Ктт", "CT"),
+    "f_vt_ratio": ("Ктн", "VT"), "f_digits": ("разрядность", "digits"), "f_tariff_zones": ("тарифность", "zones"),
+    "f_org_id": ("организация", "organisation"), "f_site_id": ("дом", "house"), "f_account_id": ("ЛС", "account"),
+    "f_gateway": ("шлюз", "gateway"), "f_gateway_code": ("код", "code"), "f_from": ("с", "from"),
+    "f_until": ("до", "until"), "f_serial": ("номер", "serial"), "f_reported_serial": ("со счётчика", "reported"),
+    "f_act": ("акт №", "act"), "f_name": ("наименование", "name"), "f_address": ("адрес", "address"), "f_at": ("время", "at"), "f_meter": ("прибор", "meter"), "f_final": ("конечные", "final"),
+    "f_initial": ("начальные", "initial"), "f_status": ("состояние", "status"), "f_replaced_by": ("заменён на", "by"),
+    "f_model": ("модель", "model"), "f_code": ("код", "code"), "f_resource": ("ресурс", "resource"),
+    "f_lat": ("широта", "latitude"), "f_lon": ("долгота", "longitude"), "f_unit": ("единица", "unit"),
+    "f_bus": ("шина", "bus"), "f_bus_address": ("адрес на шине", "bus address"), "f_is_balance": ("ОДПУ", "balance"),
+    "f_installed_at": ("установлен", "installed"), "f_verified_at": ("поверен", "verified"),
+    "f_verification_due": ("следующая поверка", "verification due"), "f_gateway_id": ("шлюз", "gateway"),
+    "f_decommissioned_at": ("снят", "removed"), "f_params_since": ("параметры с", "parameters since"),
+    "f_org": ("организация", "organisation"), "f_house": ("дом", "house"), "f_account": ("ЛС", "account"), "f_held_since": ("с", "since"), "f_values_released": ("выпущено", "released"),
     # ---- alerts (notify) ----
     "alerts": ("Оповещения", "Alerts"),
     "alerts_intro": ("Письма и вебхуки о нештатных ситуациях по вашим подпискам: каждое событие приходит один раз, "
@@ -235,6 +315,100 @@ TEXTS.update({
     "rep_horizon": ("Истекает в ближайшие, дн.", "Due within, days"),
     "rep_unknown": ("Показать приборы без даты поверки", "Show meters without a verification date"),
 })
+
+
+# account security (every role): «Безопасность», the second login step, password reset
+TEXTS.update({
+    "security": ("Безопасность учётной записи", "Account security"),
+    "sec_short": ("пароль, сеансы, вход с кодом", "password, sessions, sign-in codes"),
+    "sec_intro": ("Логин {login}. Здесь меняют пароль, смотрят, где открыт вход, и включают вход с кодом из "
+                  "приложения на телефоне.", "Login {login}. Change the password, see where you are logged in and "
+                  "switch on codes from a phone app here."),
+    "sec_fix": ("Исправьте отмеченное поле: ничего не изменено.", "Fix the marked field: nothing was changed."),
+    "sec_sessions": ("Активные сеансы", "Active sessions"), "sec_device": ("Устройство", "Device"),
+    "sec_started": ("Вход", "Logged in"), "sec_last_seen": ("Последнее действие", "Last active"),
+    "sec_this_session": ("Этот сеанс", "This session"), "sec_end": ("Завершить", "End"),
+    "sec_end_others": ("Завершить все другие сеансы", "End all other sessions"),
+    "sec_unknown_device": ("неизвестное устройство", "unknown device"),
+    "sec_policy": ("Пароль — не короче 8 символов, без логина и имени, не из списка частых паролей (qwerty123, "
+                   "12345678, пароль…). Удобно взять три-четыре не связанных слова.",
+                   "At least 8 characters, without your login or name, not one of the common passwords (qwerty123, "
+                   "12345678, password…). Three or four unrelated words work well."),
+    "sec_changed_at": ("Пароль изменён {at}.", "Password changed {at}."),
+    "sec_again": ("Новый пароль ещё раз", "New password again"), "sec_change": ("Сменить пароль", "Change password"),
+    "sec_email": ("E-mail для восстановления пароля", "E-mail for password resets"),
+    "sec_email_hint": ("На этот адрес придёт ссылка, если вы забудете пароль.",
+                       "A reset link goes to this address if you forget your password."),
+    "sec_mail_off": ("Почтовый сервер пока не настроен (smtp_host): письма не отправляются.",
+                     "No mail server is set up yet (smtp_host): no letters are sent."),
+    "sec_totp": ("Вход с кодом из приложения", "Sign-in codes from an app"),
+    "sec_totp_off": ("Выключен: для входа нужен только пароль. С кодом из приложения (Яндекс Ключ, Google "
+                     "Authenticator, FreeOTP…) украденного пароля не хватит, чтобы войти.",
+                     "Off: the password alone lets you in. With a code from an app (Google Authenticator, FreeOTP…), "
+                     "a stolen password is not enough."),
+    "sec_totp_on": ("Включён: после пароля нужен код из приложения. Резервных кодов осталось: {n}.",
+                    "On: after the password, a code from the app is needed. Recovery codes left: {n}."),
+    "sec_totp_enable": ("Включить вход с кодом", "Switch on sign-in codes"),
+    "sec_totp_disable": ("Выключить вход с кодом", "Switch sign-in codes off"),
+    "sec_totp_off_button": ("Выключить", "Switch off"),
+    "sec_your_password": ("ваш пароль", "your password"),
+    "sec_codes_new": ("Новые резервные коды", "New recovery codes"), "sec_codes_make": ("Получить", "Get them"),
+    "sec_codes_title": ("Резервные коды", "Recovery codes"),
+    "sec_codes_once": ("Сохраните их сейчас: они показываются один раз. Каждый код заменяет код из приложения "
+                       "один раз, если телефона нет под рукой.",
+                       "Save them now: they are shown once. Each code stands in for the app's code once, when the "
+                       "phone is not at hand."),
+    "sec_done_email": ("E-mail сохранён.", "E-mail saved."),
+    "sec_done_password": ("Пароль изменён. Другие сеансы завершены.", "Password changed. Other sessions ended."),
+    "sec_done_session": ("Сеанс завершён.", "Session ended."),
+    "sec_done_others": ("Все другие сеансы завершены.", "All other sessions ended."),
+    "sec_done_totp": ("Вход с кодом включён.", "Sign-in codes are on."),
+    "sec_done_totp_off": ("Вход с кодом выключен.", "Sign-in codes are off."),
+    "sec_done_codes": ("Выданы новые резервные коды; прежние больше не действуют.",
+                       "New recovery codes issued; the old ones no longer work."),
+    "totp_step_app": ("Установите на телефон приложение для кодов входа: Яндекс Ключ, Google Authenticator, "
+                      "Microsoft Authenticator или FreeOTP.",
+                      "Install an authenticator app on your phone: Google Authenticator, Microsoft Authenticator "
+                      "or FreeOTP."),
+    "totp_step_scan": ("Отсканируйте QR-код приложением.", "Scan the QR code with the app."),
+    "totp_or_type": ("Или введите ключ вручную:", "Or type the key by hand:"),
+    "totp_params": ("Тип — по времени, 6 цифр, 30 секунд.", "Time-based, 6 digits, 30 seconds."),
+    "totp_qr_alt": ("QR-код для приложения", "QR code for the app"),
+    "totp_step_code": ("Введите код, который показывает приложение, чтобы проверить настройку.",
+                       "Type the code the app shows to check the setup."),
+    "totp_code": ("Код", "Code"), "totp_confirm": ("Проверить и включить", "Check and switch on"),
+    "code_prompt": ("Введите код из приложения на телефоне.", "Type the code from the app on your phone."),
+    "code_recovery_hint": ("Нет телефона? Введите один из резервных кодов.",
+                           "No phone? Type one of your recovery codes."),
+    "code_start_over": ("Начать вход заново", "Start over"),
+    "code_wrong": ("Код не подходит. Введите код, который приложение показывает сейчас, или резервный код.",
+                   "Wrong code. Type the code the app shows now, or a recovery code."),
+    "code_expired": ("Время на ввод кода истекло. Войдите ещё раз.", "The time for the code ran out. Log in again."),
+    "forgot_link": ("Забыли пароль?", "Forgot your password?"),
+    "forgot_title": ("Восстановление пароля", "Password reset"),
+    "forgot_hint": ("Укажите логин или e-mail: пришлём ссылку, по которой можно задать новый пароль.",
+                    "Give your login or e-mail: we send a link to set a new password."),
+    "forgot_ident": ("Логин или e-mail", "Login or e-mail"), "forgot_send": ("Отправить ссылку", "Send the link"),
+    "forgot_sent": ("Если такая учётная запись есть и у неё указан e-mail, ссылка для восстановления уже "
+                    "отправлена. Проверьте почту, включая папку «Спам». Ссылка действует 30 минут.",
+                    "If such an account exists and has an e-mail, the reset link is on its way. Check your mail, "
+                    "spam folder included. The link works for 30 minutes."),
+    "reset_locked": ("Слишком много запросов. Повторите через {s}.", "Too many requests. Try again in {s}."),
+    "reset_title": ("Новый пароль", "New password"),
+    "reset_for": ("Логин {login}.", "Login {login}."),
+    "reset_save": ("Сохранить пароль", "Save the password"),
+    "reset_sessions_end": ("После смены пароля все открытые сеансы завершатся.",
+                           "All open sessions end once the password is changed."),
+    "reset_ask_again": ("Запросить новую ссылку", "Ask for a new link"),
+    "reset_done": ("Пароль изменён. Войдите с новым паролем.", "Password changed. Log in with the new password."),
+})
+
+
+def wait(seconds: int, lang: str = "ru") -> str:
+    """«15 мин», «40 с»: how long to wait, as people say it."""
+    from askue.headend.auth.ratelimit import wait_words
+
+    return wait_words(seconds)[0 if lang == "en" else 1]
 
 
 def t(key: str, lang: str = "ru", **kw: object) -> str:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 
 from askue.headend.api.auth import create_token
-from askue.headend.auth import audit, sessions, users
+from askue.headend.auth import audit, users
 from askue.headend.auth.permissions import GRANTABLE, Action
 from askue.headend.events.describe import zone_label
 from askue.headend.storage.queries import gateways as gq
@@ -151,21 +151,3 @@ async def history(request: Request, actor: str | None = None, before: int | None
     """Own history; an admin sees anyone's, an org admin its organisations' users'."""
     rows = await users.history_for(c, w.principal, actor, before)
     return render(request, "history.html", {"rows": rows, "actor": actor or "", "changed": False}, w)
-
-
-@router.post("/password")
-@html_errors
-async def change_password(request: Request, old: str = Form(...), new: str = Form(...), csrf: str = Form(""),
-                          w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
-    """Change one's own password: the old one is required; other sessions of the user end."""
-    check_csrf(w, csrf)
-    if await users.authenticate(c, w.user.login, old) is None:
-        raise HTTPException(403, "Текущий пароль неверен" if w.lang == "ru" else "The current password is wrong")
-    try:
-        await users.set_password(c, w.user, new)
-    except ValueError as e:
-        raise HTTPException(422, str(e)) from None
-    await sessions.end_others(c, w.user.id, request.cookies.get(sessions.COOKIE))
-    await audit.record(c, w.principal, "password_change", "user", w.user.login)
-    rows = await audit.history(c, [w.user.login])
-    return render(request, "history.html", {"rows": rows, "actor": "", "changed": True}, w)

@@ -11,10 +11,12 @@ import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 
 from askue.headend import names, units
+from askue.headend.billing.snapshots import MeterInfo, zone_name
 from askue.headend.consumption import report as cr
 from askue.headend.consumption.periods import Period
 from askue.headend.contact import BUCKET_COLOR, contact_bucket
 from askue.headend.errors import NotFound
+from askue.headend.registry import meters as registry_meters
 from askue.headend.storage.queries import meter_history as mh
 from askue.headend.storage.queries import meters as mq
 from askue.headend.storage.queries import values as vq
@@ -35,7 +37,7 @@ ZONE_COLORS = ("#1f6fb2", "#43a047", "#7e57c2", "#fb8c00", "#00897b")
 
 @dataclass
 class Profile:
-    """Energy per local hour × multiplier, per profile channel."""
+    """Energy per local hour × the multiplier in force that day, per profile channel."""
 
     channels: list[str] = field(default_factory=list)
     hours: list[datetime] = field(default_factory=list)  # every hour of the span, local
@@ -70,9 +72,12 @@ async def _profile(c, m: dict, per: Period | None, tz, lang: str) -> Profile:
         return p
     start, end = _local(per.start, tz), _local(per.end, tz)
     rows = await vq.hourly_profile(c, m["id"], start, end)
-    mult = float(m["multiplier"] or 1)
+    # each hour × the multiplier in force on its day (dated registry parameters)
+    rated = MeterInfo(m["id"], m["code"], float(m["multiplier"] or 1),
+                      versions=tuple((await registry_meters.params_on(c, [m["id"]])).get(m["id"], ())))
     for r in rows:
-        p.values.setdefault(r["obis"], {})[r["hour"].astimezone(tz)] = (r["value"] or 0.0) * mult
+        hour = r["hour"].astimezone(tz)
+        p.values.setdefault(r["obis"], {})[hour] = (r["value"] or 0.0) * rated.on(hour.date())[0]
     p.channels = sorted(p.values, key=lambda o: (o.split(".")[2] != "1", o))
     h = start.astimezone(UTC)
     while h < end:  # counted in UTC, so a day with a clock change has its 23 or 25 hours
@@ -108,12 +113,14 @@ async def _card(request: Request, code: str, w: WebUser, c) -> dict:
         readings = await vq.meter_values(c, m["id"], ["register"], start, end, None, None, READINGS_SHOWN)
         n_readings = await vq.count_values(c, m["id"], "register", start, end)
     history = await mh.meter_history(c, m)
+    registry = await registry_meters.history(c, w.principal, code)  # parameters, bindings, acts
     now = datetime.now(w.tz)
     bucket = contact_bucket(m["last_contact"], now)
     return {"m": m, "nav": nav, "per": per, "current": current, "zones": zones, "table": table, "totals": totals,
             "profile": profile, "readings": readings, "n_readings": n_readings, "history": history,
             "history_rows": [(e, *mh.describe(e, m["resource"], w.lang, w.tz)) for e in history],
-            "bucket": bucket, "bucket_color": BUCKET_COLOR[bucket], "now": now}
+            "bucket": bucket, "bucket_color": BUCKET_COLOR[bucket], "now": now, "h": registry,
+            "zone_of": zone_name}
 
 
 def _charts(data: dict, lang: str) -> dict[str, str]:

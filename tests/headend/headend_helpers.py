@@ -14,8 +14,14 @@ from askue.headend.ingest.batch import Pending
 T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 
 
-def reg(meter: str, value: float, at: datetime, obis: str = "1.0.1.8.0.255", recv_delay_s: float = 5) -> Value:
-    return Value(meter_id=meter, obis=obis, kind="register", value=value, unit="kWh",
+# The canonical unit of a channel's medium (OBIS group A): what a gateway sends for it.
+MEDIUM_UNITS = {"1": "kWh", "6": "Gcal", "7": "m3", "8": "m3", "9": "m3"}
+
+
+def reg(meter: str, value: float, at: datetime, obis: str = "1.0.1.8.0.255", recv_delay_s: float = 5,
+        unit: str | None = None) -> Value:
+    return Value(meter_id=meter, obis=obis, kind="register", value=value,
+                 unit=unit or MEDIUM_UNITS.get(obis.split(".")[0], "kWh"),
                  received_at=at + timedelta(seconds=recv_delay_s), meter_time=at)
 
 

@@ -29,6 +29,12 @@ def _env(dsn: str, tmp: Path):
                   "A_billing": create_token(c, "t-uk1-billing", "billing", ["uk1"])}
         c.execute("INSERT INTO vee_thresholds (scope, name, settings, updated_by) "
                   "VALUES ('organisation', 'uk2', '{\"spike_factor\": 4}', 'test')")
+        # org B's meter e2 reported another serial (held), and gw2 sent values nobody may store yet
+        c.execute("UPDATE meters SET serial_hold_at = now(), serial_hold_reported = 'S-X' WHERE code = 'e2'")
+        c.execute("INSERT INTO quarantined_values (reason, gateway_id, gateway_code, meter_id, kind, obis, ts, "
+                  "ts_source, received_at, value, unit, quality) SELECT 'foreign_gateway', 'gw2', c, NULL, "
+                  "'register', '1.0.1.8.0.255', now() - interval '2 hours', 'meter', now() - interval '2 hours', "
+                  "1.0, 'kWh', 'A' FROM unnest(ARRAY['e2', 'zz-2']) AS c")
         facts["command_b"] = c.execute(
             "INSERT INTO commands (mqtt_id, gateway_id, meter_id, org_id, command, created_by, expires_at) "
             "SELECT 'hc-b', 'gw2', id, org_id, 'read_clock', 'test', now() + interval '1 hour' FROM meters "
@@ -106,6 +112,7 @@ def detail_requests(facts) -> list[tuple[str, str, dict]]:
         ("GET", f"/api/v1/billing/hourly/e2/{m}", {}),
         ("GET", f"/api/v1/billing/integral-template/{m}", {"params": {"org": "uk2"}}),
         ("GET", "/api/v1/billing/reading-window", {"params": {"org": "uk2"}}),
+        ("GET", "/api/v1/meters/e2/history", {}),
         ("GET", "/api/v1/meters/e2/commands", {}),
         ("GET", "/api/v1/gateways/gw2/commands", {}),
         ("GET", f"/api/v1/commands/{facts['command_b']}", {}),
@@ -130,6 +137,18 @@ def change_requests(facts) -> list[tuple[str, str, dict]]:
         ("PUT", "/api/v1/billing/reading-window", {"params": {"org": "uk2"}, "json": {"open_day": 1}}),
         ("PUT", "/api/v1/vee/thresholds", {"json": {"scope": "organisation", "name": "uk2",
                                                     "settings": {"spike_factor": 5}}}),
+        # registry editing
+        ("PATCH", "/api/v1/organisations/uk2", {"json": {"name": "УК Юг-2"}}),
+        ("PATCH", "/api/v1/sites/h2", {"json": {"address": "ул. Мира 2а"}}),
+        ("PATCH", "/api/v1/accounts/LS-9", {"json": {"phone": "+7 900 000-00-00"}}),
+        ("PATCH", "/api/v1/gateways/gw2", {"json": {"name": "ТП-2а"}}),
+        ("PATCH", "/api/v1/meters/e2", {"json": {"multiplier": 2, "valid_from": m + "-01"}}),
+        ("POST", "/api/v1/meters/e2/confirm-serial", {"json": {"take_reported": False}}),
+        ("POST", "/api/v1/quarantine/release", {"json": {"gateway": "gw2", "code": "e2"}}),
+        ("POST", "/api/v1/quarantine/discard", {"json": {"gateway": "gw2", "code": "zz-2", "comment": "test"}}),
+        ("POST", "/api/v1/meters/e2/binding", {"json": {"gateway": "gw2", "gateway_code": "e2-b"}}),
+        ("POST", "/api/v1/meters/hw2/unbind", {"json": {}}),
+        ("POST", "/api/v1/acts/removal", {"json": {"meter": "hw2", "at": ts, "old_final": {"total": 999.0}}}),
         ("POST", "/api/v1/meters/e2/commands", {"json": {"command": "relay_disconnect", "confirm": True}}),
         # a gateway-wide command is not an organisation admin's at all: refused for the role first
         ("POST", "/api/v1/gateways/gw2/commands", {"json": {"command": "reload_config"}, "expect": (403,)}),
@@ -141,6 +160,7 @@ LIST_REQUESTS = [
     ("/api/v1/gateways", {}), ("/api/v1/events", {"show_resolved": "true"}),
 ("/api/v1/events/export", {"format": "csv"}),
     ("/api/v1/billing/readings", {"limit": 10000}), ("/api/v1/vee/thresholds", {}),
+    ("/api/v1/quarantine", {}),
     ("/api/v1/reports/completeness", {"group": "gateway"}), ("/api/v1/reports/verification", {"horizon": "3650"}),
 ]
 # Routes not in the matrix above, with the reason.
@@ -303,4 +323,58 @@ def test_pages_org_a_cannot_change_org_b(env) -> None:
     assert r.status_code == 404
     r = client.post(W + "/gateways/gw2/commands", data={"command": "poll_now", "csrf": csrf})
     assert r.status_code == 404
+    assert fingerprint(dsn) == before
+
+
+# ---- pages (session of a customer of org A, bound to LS-1 only) ---------------------------
+def test_pages_a_customer_sees_only_its_account(env) -> None:
+    """A customer of uk1 bound to LS-1 sees neither org B nor its own organisation's other
+    accounts on the cabinet's pages and downloads, is sent away from the operators' pages,
+    and changes nothing of anyone else's through the cabinet's forms."""
+    import asyncio
+
+    from askue.headend.auth.permissions import Principal
+    from askue.headend.customers import accounts
+
+    client, _, facts, dsn = env
+
+    async def add():
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+            await accounts.create(c, Principal("uk1adm", "org_admin", frozenset(
+                [(await (await c.execute("SELECT id FROM organisations WHERE code = 'uk1'")).fetchone())[0]])),
+                accounts.NewCustomer("cust1", "", "", [("LS-1", "manager")], "клиент-пароль-1"))
+    asyncio.run(add())
+    client.cookies.clear()
+    assert login(client, "cust1", "клиент-пароль-1").status_code == 303
+    foreign = ("S-E2", "S-HW2", "LS-9", "Сидоров", "УК Юг", "S-W1", "LS-2", "Петров", "S-E3", "Кузнецов")
+    m = _month(facts)
+    for path in ("/cabinet/readings", "/cabinet/history", "/cabinet/consumption", f"/cabinet/consumption?month={m}",
+                 "/cabinet/consumption?granularity=month", "/cabinet/history.xlsx", "/cabinet/consumption.xlsx",
+                 "/cabinet/readings/template", "/cabinet/points/e1/profile", f"/cabinet/points/e1/profile.xlsx?month={m}"):
+        r = client.get(W + path)
+        assert r.status_code == 200, path
+        text = r.text if "html" in r.headers["content-type"] else r.content.decode("latin-1")
+        if r.content.startswith(b"PK"):
+            import io
+
+            from openpyxl import load_workbook
+
+            wb = load_workbook(io.BytesIO(r.content), read_only=True)
+            text = " ".join(str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row)
+        assert [f for f in foreign if f in text] == [], path
+    for path in ("/cabinet/points/e2/profile", "/cabinet/points/w1/profile", "/cabinet/points/e3/profile.xlsx",
+                 "/cabinet/consumption?meter=e2", "/cabinet/history?meter=hw2"):
+        assert client.get(W + path).status_code == 404, path
+    for path in ("/", "/meters", "/meters/e1", "/accounts/LS-1", "/events", "/reports/rejected", "/users"):
+        r = client.get(W + path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("/cabinet"), path
+    csrf = csrf_of(client.get(W + "/cabinet/readings").text)
+    before = fingerprint(dsn)
+    r = client.post(W + "/cabinet/readings/e2", data={"csrf": csrf, "v|1.0.1.8.0.255": "700"})
+    assert r.status_code == 404
+    r = client.post(W + "/cabinet/points/e2/profile", data={"csrf": csrf},
+                    files={"file": ("a.xlsx", b"PK\x03\x04x", "application/octet-stream")})
+    assert r.status_code == 404
+    assert client.post(W + "/readings", data={"csrf": csrf}).status_code == 403
+    assert client.post(W + "/customers/pending/1", data={"csrf": csrf, "decision": "accept"}).status_code == 403
     assert fingerprint(dsn) == before

@@ -121,4 +121,5 @@ def test_shipped_example_registry_imports_cleanly(pg_dsn: str) -> None:
     example = Path(__file__).resolve().parents[2] / "configs" / "registry-example.csv"
     res = import_file(pg_dsn, example)
     assert res.errors == [] and res.imported == 4
-    assert res.created == {"organisations": 1, "sites": 2, "accounts": 2, "meters": 4}
+    # the file's «Шлюз» column registers the gateway its meters are bound to
+    assert res.created == {"organisations": 1, "sites": 2, "accounts": 2, "gateways": 1, "meters": 4}

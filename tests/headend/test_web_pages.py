@@ -213,14 +213,16 @@ def test_gateways_users_tokens_and_history(site) -> None:
 def test_change_own_password_ends_other_sessions(site) -> None:
     client, _, dsn = site
     login(client, "viewer1")
-    page = client.get(f"{W}/history")
-    bad = client.post(f"{W}/password", data={"old": "wrong-one-1", "new": "новый-пароль-9", "csrf": csrf_of(page.text)})
+    page = client.get(f"{W}/security")  # the form moved from «История действий» to «Безопасность»
+    bad = client.post(f"{W}/security/password", data={"old": "wrong-one-1", "new": "новый-пароль-9",
+                                                      "again": "новый-пароль-9", "csrf": csrf_of(page.text)})
     assert bad.status_code == 403
     with psycopg.connect(dsn) as c:  # a second session of the same user, e.g. another browser
         c.execute("INSERT INTO web_sessions (token_hash, user_id, csrf, expires_at) SELECT 'other', id, 'x', "
                   "now() + interval '1 h' FROM users WHERE login = 'viewer1'")
-    ok = client.post(f"{W}/password", data={"old": PASSWORD, "new": "новый-пароль-9", "csrf": csrf_of(page.text)})
-    assert ok.status_code == 200 and 'id="password-changed"' in ok.text
+    ok = client.post(f"{W}/security/password", data={"old": PASSWORD, "new": "новый-пароль-9",
+                                                     "again": "новый-пароль-9", "csrf": csrf_of(page.text)})
+    assert ok.status_code == 200 and 'id="flash"' in ok.text and "Пароль изменён" in ok.text
     assert client.get(f"{W}/events").status_code == 200  # this session goes on
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT count(*) FROM web_sessions WHERE token_hash = 'other'").fetchone()[0] == 0

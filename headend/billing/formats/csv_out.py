@@ -15,10 +15,14 @@ from decimal import Decimal
 
 from .numbers import format_decimal
 
-READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at", "archive"]
+# `archive`: a register read from the meter's own day/month archive; `unit`: the canonical unit every
+# value is stored in (docs/units.md); `replaced_meter` / `replaced_by`: the other meter of an exchange
+# inside the period (both meters have their rows).
+READING_COLUMNS = ["meter", "obis", "kind", "ts", "value", "quality", "reasons", "source", "received_at", "archive",
+                   "unit"]
 CONSUMPTION_COLUMNS = ["meter", "obis", "zone", "period_start", "period_end", "start_value", "start_ts",
                        "end_value", "end_ts", "multiplier", "consumption", "quality", "source", "estimated",
-                       "replaced_meter", "start_boundary_source", "end_boundary_source"]
+                       "replaced_meter", "replaced_by", "unit", "start_boundary_source", "end_boundary_source"]
 
 
 @dataclass
@@ -33,6 +37,7 @@ class ReadingRow:
     source: str
     received_at: datetime | None = None
     archive: str | None = None  # registers: day_start | month_start, the meter's own boundary value
+    unit: str = ""
 
 
 def _iso(t: datetime | None) -> str:
@@ -66,4 +71,4 @@ class CsvWriter:
 
 def reading_values(r: ReadingRow) -> list[str]:
     return [r.meter, r.obis, r.kind, _iso(r.ts), _num(r.value), r.quality, "|".join(r.reasons), r.source,
-            _iso(r.received_at), r.archive or ""]
+            _iso(r.received_at), r.archive or "", r.unit]

@@ -17,9 +17,18 @@ class Issue:
     where: str
     what: str
     fix: str
+    what_ru: str = ""  # the same in Russian, where a person reads it (the customer cabinet)
+    fix_ru: str = ""
 
     def __str__(self) -> str:
         return f"{self.where}: {self.what} — {self.fix}"
+
+    def text(self, lang: str = "ru") -> tuple[str, str, str]:
+        """(where, what, how to fix) in the reader's language."""
+        if lang == "ru" and self.what_ru:
+            where = self.where.replace("row ", "строка ").replace("column ", "столбец ").replace("rows ", "строки ")
+            return where, self.what_ru, self.fix_ru or self.fix
+        return self.where, self.what, self.fix
 
     def as_dict(self) -> dict[str, str]:
         return {"where": self.where, "what": self.what, "fix": self.fix}
@@ -51,9 +60,9 @@ class Collector:
     def __init__(self) -> None:
         self.issues: list[Issue] = []
 
-    def add(self, where: str, what: str, fix: str) -> None:
+    def add(self, where: str, what: str, fix: str, what_ru: str = "", fix_ru: str = "") -> None:
         if len(self.issues) <= MAX_ISSUES:
-            self.issues.append(Issue(where, what, fix))
+            self.issues.append(Issue(where, what, fix, what_ru, fix_ru))
 
     def __bool__(self) -> bool:
         return bool(self.issues)

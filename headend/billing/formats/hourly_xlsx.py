@@ -88,31 +88,81 @@ def _sheet_title(title: str, used: set[str]) -> str:
     return clean
 
 
+XLS_MAGIC = b"\xd0\xcf\x11\xe0"  # an OLE2 compound file: Excel 97–2003 (.xls)
+
+
 def open_workbook(data: bytes, fmt: str):
-    """openpyxl workbook from bytes, or ExportFormatError saying why not."""
+    """openpyxl workbook from bytes (.xlsx, or an old .xls copied into one), or
+    ExportFormatError saying why not."""
     from openpyxl import load_workbook
 
     if len(data) > MAX_BYTES:
-        raise ExportFormatError(fmt, [_i("file", f"{len(data)} bytes is too large", "split the file")])
+        raise ExportFormatError(fmt, [_i("file", f"{len(data)} bytes is too large", "split the file", "файл слишком большой",
+                                                      "разделите файл")])
+    if data.startswith(XLS_MAGIC):
+        return _xls_workbook(data, fmt)
     if not data.startswith(b"PK"):
-        hint = "save it as .xlsx (Excel 2007+), not .xls or CSV" if data[:4] != b"\xd0\xcf\x11\xe0" else \
-            "this is an old .xls file: open it in Excel and save as .xlsx"
-        raise ExportFormatError(fmt, [_i("file", "not an xlsx workbook", hint)])
+        raise ExportFormatError(fmt, [_i("file", "not an xlsx or xls workbook", "save it as .xlsx or .xls, not CSV",
+                                         "это не книга Excel", "сохраните файл как .xlsx или .xls")])
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             # guard against zip bombs before openpyxl inflates everything
             if sum(i.file_size for i in z.infolist()) > 20 * MAX_BYTES:
-                raise ExportFormatError(fmt, [_i("file", "workbook unpacks to an unreasonable size", "split the file")])
+                raise ExportFormatError(fmt, [_i("file", "workbook unpacks to an unreasonable size", "split the file",
+                                                                 "книга слишком велика", "разделите файл")])
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         if not wb.worksheets:
             wb.close()
-            raise ExportFormatError(fmt, [_i("workbook", "the workbook has no sheets", "fill in the template")])
+            raise ExportFormatError(fmt, [_i("workbook", "the workbook has no sheets", "fill in the template", "в книге нет листов",
+                                                  "заполните шаблон")])
         return wb
     except ExportFormatError:
         raise
     except Exception as e:  # openpyxl raises many unrelated types on damaged files
         raise ExportFormatError(fmt, [_i("file", f"cannot read the workbook ({type(e).__name__}: {str(e)[:120]})",
-                                         "open it in Excel, check it and save as .xlsx again")]) from None
+                                         "open it in Excel, check it and save as .xlsx again",
+                                         "книга Excel повреждена", "откройте её в Excel, проверьте и сохраните заново")]) from None
+
+
+def _xls_workbook(data: bytes, fmt: str):
+    """The cell values of an .xls file (xlrd) in an in-memory openpyxl workbook, so both
+    formats are read by the same code; dates become datetimes as openpyxl gives them."""
+    import xlrd
+    from openpyxl import Workbook
+
+    try:
+        book = xlrd.open_workbook(file_contents=data, on_demand=True)
+    except Exception as e:  # xlrd raises its own and struct errors on damaged files
+        raise ExportFormatError(fmt, [_i("file", f"cannot read the .xls workbook ({type(e).__name__}: {str(e)[:120]})",
+                                         "open it in Excel, check it and save it again",
+                                         "файл .xls повреждён", "откройте его в Excel, проверьте и сохраните заново")]) from None
+    wb = Workbook()
+    wb.remove(wb.active)
+    try:
+        for sh in book.sheets():
+            ws = wb.create_sheet(sh.name[:31] or "Sheet")
+            for r in range(sh.nrows):
+                for c in range(sh.ncols):
+                    cell = sh.cell(r, c)
+                    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+                        continue
+                    v = cell.value
+                    if cell.ctype == xlrd.XL_CELL_DATE:
+                        v = xlrd.xldate.xldate_as_datetime(v, book.datemode)
+                    elif cell.ctype == xlrd.XL_CELL_ERROR:
+                        v = f"#ERR{v}"
+                    ws.cell(row=r + 1, column=c + 1, value=v)
+    except ExportFormatError:
+        raise
+    except Exception as e:
+        raise ExportFormatError(fmt, [_i("file", f"cannot read the .xls cells ({type(e).__name__})",
+                                         "open it in Excel, check it and save it again")]) from None
+    finally:
+        book.release_resources()
+    if not wb.worksheets:
+        raise ExportFormatError(fmt, [_i("workbook", "the workbook has no sheets", "fill in the template", "в книге нет листов",
+                                                  "заполните шаблон")])
+    return wb
 
 
 def read_rows(ws, fmt: str, **kw) -> list[tuple]:
@@ -126,8 +176,8 @@ def read_rows(ws, fmt: str, **kw) -> list[tuple]:
                                 ) from None
 
 
-def _i(where: str, what: str, fix: str) -> Issue:
-    return Issue(where, what, fix)
+def _i(where: str, what: str, fix: str, what_ru: str = "", fix_ru: str = "") -> Issue:
+    return Issue(where, what, fix, what_ru, fix_ru)
 
 
 def _as_date(v: object) -> date | None:
@@ -166,11 +216,13 @@ def read_hourly_xlsx(data: bytes, *, month: date | None = None, sheet: str | Non
     for ci, v in enumerate(header[1:], start=2):
         d = _as_date(v)
         if d is None:
-            col.add(f"{column_letter(ci)}1", f"«{str(v)[:30]}» is not a date", "row 1 holds the dates of the month, DD.MM.YYYY")
+            col.add(f"{column_letter(ci)}1", f"«{str(v)[:30]}» is not a date", "row 1 holds the dates of the month, DD.MM.YYYY",
+                    f"«{str(v)[:30]}» — не дата", "в строке 1 — даты месяца, ДД.ММ.ГГГГ")
         else:
             dates.append(d)
     if not header[1:]:
-        col.add("B1", "no dates in row 1", "row 1 holds the dates of the month from column B on")
+        col.add("B1", "no dates in row 1", "row 1 holds the dates of the month from column B on",
+                "в строке 1 нет дат", "в строке 1, начиная со столбца B, — даты месяца")
     if col:
         raise ExportFormatError(FORMAT, col.issues)
     first = month.replace(day=1) if month else dates[0].replace(day=1)
@@ -178,12 +230,16 @@ def read_hourly_xlsx(data: bytes, *, month: date | None = None, sheet: str | Non
     if dates != expected:
         if any(d.replace(day=1) != first for d in dates):
             col.add("row 1", f"dates from more than one month or not {first:%m.%Y}",
-                    "one sheet holds exactly one month")
+                    "one sheet holds exactly one month", f"даты не одного месяца или не {first:%m.%Y}",
+                    "один лист — ровно один месяц")
         elif len(set(dates)) != len(dates):
-            col.add("row 1", "a date appears twice", "each day of the month once, in order")
+            col.add("row 1", "a date appears twice", "each day of the month once, in order", "дата повторяется",
+                    "каждый день месяца — один раз, по порядку")
         else:
             col.add("row 1", f"{len(dates)} dates given, {len(expected)} expected in order",
-                    f"columns B… hold 01.{first:%m.%Y} … {expected[-1]:%d.%m.%Y} in order")
+                    f"columns B… hold 01.{first:%m.%Y} … {expected[-1]:%d.%m.%Y} in order",
+                    f"дат {len(dates)}, а нужно {len(expected)} по порядку",
+                    f"в столбцах B… — даты с 01.{first:%m.%Y} по {expected[-1]:%d.%m.%Y} по порядку")
         raise ExportFormatError(FORMAT, col.issues)
     values: dict[tuple[date, int], Decimal] = {}
     for h, label in enumerate(HOURS):
@@ -192,7 +248,8 @@ def read_hourly_xlsx(data: bytes, *, month: date | None = None, sheet: str | Non
         a = str(row[0]).strip() if row and row[0] is not None else ""
         if a != label:
             col.add(f"A{r}", f"«{a[:20]}» where hour interval «{label}» is expected",
-                    "column A holds 00-01 … 23-24 in order")
+                    "column A holds 00-01 … 23-24 in order", f"«{a[:20]}» вместо часа «{label}»",
+                    "в столбце A — часы 00-01 … 23-24 по порядку")
             continue
         for ci, d in enumerate(dates, start=2):
             v = row[ci - 1] if len(row) > ci - 1 else None
@@ -203,12 +260,15 @@ def read_hourly_xlsx(data: bytes, *, month: date | None = None, sheet: str | Non
                 if dv < 0:
                     raise ValueError(f"{v} is negative")
             except ValueError as e:
-                col.add(f"{column_letter(ci)}{r}", f"{d:%d.%m.%Y} {label}: {e}", "enter the hour's energy as a number ≥ 0")
+                col.add(f"{column_letter(ci)}{r}", f"{d:%d.%m.%Y} {label}: {e}", "enter the hour's energy as a number ≥ 0",
+                        f"{d:%d.%m.%Y} {label}: «{str(v)[:20]}» — не число или меньше нуля",
+                        "введите расход за час числом не меньше 0")
                 continue
             values[(d, h)] = dv
     for extra in rows[26:]:
         if any(x not in (None, "") for x in extra):
-            col.add("row 26+", "data below the 23-24 row", "the sheet has exactly 24 hour rows")
+            col.add("row 26+", "data below the 23-24 row", "the sheet has exactly 24 hour rows",
+                    "данные ниже строки 23-24", "на листе ровно 24 строки часов")
             break
     if col:
         raise ExportFormatError(FORMAT, col.issues)

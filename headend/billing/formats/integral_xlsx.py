@@ -38,7 +38,7 @@ HEADER_TO_FIELD = {title.lower().replace("ё", "е"): key for key, title in COLU
 QUANTITIES = {"A+": 1, "A-": 2, "R+": 3, "R-": 4}
 # zone label -> OBIS tariff (E group): Russian multi-rate meters count Т1 day/peak,
 # Т2 night, Т3 semi-peak; a single-rate meter keeps the total.
-ZONES = {"сутки": 0, "круглосуточно": 0, "круглосут": 0, "общий": 0, "всего": 0, "без зон": 0,
+ZONES = {"сутки": 0, "круглосуточно": 0, "круглосуточный": 0, "круглосут": 0, "общий": 0, "всего": 0, "без зон": 0,
          "день": 1, "пик": 1, "ночь": 2, "полупик": 3,
          "т1": 1, "т2": 2, "т3": 3, "т4": 4}
 ZONE_TITLES = {0: "Сутки", 1: "День", 2: "Ночь", 3: "Полупик"}
@@ -145,9 +145,12 @@ def read_integral_xlsx(data: bytes) -> list[RowResult]:
     if header_row is None:
         need = ", ".join(f"«{t}»" for k, t in COLUMNS if k in REQUIRED)
         raise ExportFormatError(FORMAT, [Issue("rows 1–10", "header row not found",
-                                               f"keep the template's header; it needs the columns {need}")])
+                                               f"keep the template's header; it needs the columns {need}",
+                                               "не найдена строка заголовков",
+                                               f"сохраните заголовки шаблона; нужны столбцы {need}")])
     if len(rows) > 20001:
-        raise ExportFormatError(FORMAT, [Issue("file", "more than 20000 rows", "split the file")])
+        raise ExportFormatError(FORMAT, [Issue("file", "more than 20000 rows", "split the file", "больше 20000 строк",
+                                                     "разделите файл")])
     titles = dict(COLUMNS)
     results: list[RowResult] = []
     for i, row in enumerate(rows[header_row + 1:], start=header_row + 2):
@@ -164,15 +167,18 @@ def read_integral_xlsx(data: bytes) -> list[RowResult]:
 
         meter = _cell_text(get("meter_number"))
         if not meter:
-            issues.append(Issue(where("meter_number"), "meter number is empty", "fill in the meter (ПУ) number"))
+            issues.append(Issue(where("meter_number"), "meter number is empty", "fill in the meter (ПУ) number",
+                                "не указан номер ПУ", "заполните номер прибора учёта"))
         qraw = _cell_text(get("quantity"))
         quantity = normalize_quantity(qraw)
         if quantity is None:
-            issues.append(Issue(where("quantity"), f"«{qraw[:20]}» is not a measured quantity", "use А+ or А−"))
+            issues.append(Issue(where("quantity"), f"«{qraw[:20]}» is not a measured quantity", "use А+ or А−",
+                                f"«{qraw[:20]}» — не измеряемая величина", "укажите А+ или А−"))
         zraw = _cell_text(get("zone"))
         if zone_tariff(zraw) is None:
             issues.append(Issue(where("zone"), f"«{zraw[:20]}» is not a tariff zone",
-                                "use День, Ночь, Пик, Полупик or Сутки"))
+                                "use День, Ночь, Пик, Полупик or Сутки", f"«{zraw[:20]}» — не шкала тарифа",
+                                "укажите Круглосуточный, День, Ночь, Пик или Полупик"))
         previous = current = None
         for key in ("previous", "current"):
             raw = get(key)
@@ -183,7 +189,8 @@ def read_integral_xlsx(data: bytes) -> list[RowResult]:
                 if v < 0:
                     raise ValueError(f"{raw} is negative")
             except ValueError as e:
-                issues.append(Issue(where(key), f"reading {e}", "enter the register reading, e.g. 12345,67"))
+                issues.append(Issue(where(key), f"reading {e}", "enter the register reading, e.g. 12345,67",
+                                    f"«{str(raw)[:20]}» — не показание", "введите показание, например 12345,67"))
                 continue
             if key == "previous":
                 previous = v
@@ -219,7 +226,9 @@ def _all_zones_rule(results: list[RowResult]) -> None:
             if k in keys and r.status != "error":
                 r.status = "error"
                 r.issues.append(Issue(f"row {r.row}", f"meter {meter} {r.reading.quantity} «{r.reading.zone}» "
-                                      f"already in row {keys[k]}", "keep one row per meter, quantity and zone"))
+                                      f"already in row {keys[k]}", "keep one row per meter, quantity and zone",
+                                      f"ПУ {meter} {r.reading.quantity} «{r.reading.zone}» уже есть в строке {keys[k]}",
+                                      "оставьте одну строку на ПУ, величину и шкалу"))
             keys.setdefault(k, r.row)
         filled = [r for r in rs if r.status == "ok"]
         if filled and len(filled) != len(rs):
@@ -228,4 +237,6 @@ def _all_zones_rule(results: list[RowResult]) -> None:
                 r.status = "error"
                 r.issues.append(Issue(f"row {r.row}", f"meter {meter}: readings must be given in all its zones "
                                       f"and quantities; rows {others} are empty or wrong",
-                                      "fill in every zone of this meter, then load the file again"))
+                                      "fill in every zone of this meter, then load the file again",
+                                      f"ПУ {meter}: показания передаются по всем шкалам; строки {others} пусты "
+                                      "или с ошибками", "заполните все шкалы этого ПУ и загрузите файл снова"))

@@ -15,7 +15,7 @@ async def list_accounts(conn: psycopg.AsyncConnection, scope: Scope, q: str | No
                         offset: int = 0) -> tuple[list[dict], int]:
     """(a page of accounts ordered by subscriber, the number matching); `q` searches the
     account code, subscriber, address and the serial numbers of its meters."""
-    cond, params = scope.sql("a.org_id")
+    cond, params = scope.accounts("a")
     conds = [cond]
     if q and q.strip():
         conds.append("(a.code ILIKE %s OR a.subscriber ILIKE %s OR s.address ILIKE %s OR EXISTS "
@@ -34,7 +34,7 @@ async def list_accounts(conn: psycopg.AsyncConnection, scope: Scope, q: str | No
 
 
 async def get_account(conn: psycopg.AsyncConnection, scope: Scope, code: str) -> dict | None:
-    cond, params = scope.sql("a.org_id")
+    cond, params = scope.accounts("a")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT a.id, a.code, a.flat, a.subscriber, a.phone, a.email, o.code AS org_code, o.name AS org_name, "
@@ -45,7 +45,7 @@ async def get_account(conn: psycopg.AsyncConnection, scope: Scope, code: str) ->
 
 async def meters_of(conn: psycopg.AsyncConnection, scope: Scope, account_ids: list[int]) -> list[dict]:
     """The meters of some accounts (in service first), with what the account views show."""
-    cond, params = scope.sql("m.org_id")
+    cond, params = scope.meters("m")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT m.id, m.code, m.serial, m.model, m.resource, m.tariff_zones, m.status, m.is_balance, "

@@ -7,13 +7,13 @@ Today's sources:
 - `audit_trail`: the action history about the meter — registry changes with their old and
   new values (import), manual readings and corrections of its registers, profile files.
 
-The registry service (issue #14: date-effective parameters, exchange/install/removal
-acts) plugs in by adding a source to `SOURCES`: an async function (conn, meter row) →
-list[HistoryEntry], one entry per parameter record (kind "parameter", `changes` the old
-and new value of each field, `at` the date it takes effect) and per act (kind
-"exchange"/"install"/"removal", `related` the other meter, `readings` the final and initial
-readings per channel). Its entries then show on the card, in the card's PDF and Excel,
-and in `meter_history()`'s callers, with no change to them.
+- `registry_record`: the registry's dated parameter versions (kind "parameter", `changes`
+  the old and new value of each field, `at` the day it takes effect) and its install,
+  exchange and removal acts (`related` the other meter, `readings` the final and initial
+  readings per channel). The audit rows of those same changes are left to this source.
+
+A source is an async function (conn, meter row) → list[HistoryEntry]; its entries show on
+the card, in the card's PDF and Excel, and in `meter_history()`'s callers.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from askue.headend import names
 from askue.headend.auth import audit
@@ -83,15 +84,53 @@ def _audit_entry(row: dict, code: str) -> HistoryEntry:
                         detail={"created": not old, "action": row["action"]}, **common)
 
 
+# audit rows whose change `registry_record` tells from the registry's own tables
+_TOLD_BY_REGISTRY = ("registry.meter.params", "registry.act.install", "registry.act.exchange", "registry.act.removal")
+
+
 async def audit_trail(conn: psycopg.AsyncConnection, meter: dict) -> list[HistoryEntry]:
     code = meter["code"]
     rows = await audit.rows_about(conn, ["meter"], code)
     rows += await audit.rows_about(conn, ["register", "interval"], f"{code}/", prefix=True)
-    return [_audit_entry(r, code) for r in rows]
+    return [_audit_entry(r, code) for r in rows if r["action"] not in _TOLD_BY_REGISTRY]
 
 
-# The registry service (#14) appends its source of dated parameters and acts here.
-SOURCES: list[HistorySource] = [registry_dates, audit_trail]
+_PARAMS = ("multiplier", "ct_ratio", "vt_ratio", "digits", "tariff_zones", "org", "house", "account", "lat", "lon",
+           "unit")
+
+
+async def registry_record(conn: psycopg.AsyncConnection, meter: dict) -> list[HistoryEntry]:
+    """Dated parameter versions after the first (what changed against the version before)
+    and the acts the meter takes part in."""
+    out: list[HistoryEntry] = []
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """SELECT p.valid_from, p.multiplier, p.ct_ratio, p.vt_ratio, p.digits, p.tariff_zones, o.code AS org,
+                      s.code AS house, a.code AS account, p.lat, p.lon, p.unit, p.created_by, p.comment
+               FROM meter_params p LEFT JOIN organisations o ON o.id = p.org_id LEFT JOIN sites s ON s.id = p.site_id
+               LEFT JOIN accounts a ON a.id = p.account_id
+               WHERE p.meter_id = %s ORDER BY p.valid_from""", (meter["id"],))
+        versions = await cur.fetchall()
+        for before, v in zip(versions, versions[1:], strict=False):
+            changes = tuple(Change(f, before[f], v[f]) for f in _PARAMS if before[f] != v[f])
+            out.append(HistoryEntry(v["valid_from"], "parameter", changes, actor=v["created_by"],
+                                    comment=v["comment"]))
+        await cur.execute(
+            """SELECT x.kind, x.at, x.old_final, x.new_initial, x.document, x.comment, x.created_by,
+                      o.code AS old_code, n.code AS new_code, x.old_meter_id = %s AS is_old
+               FROM meter_acts x LEFT JOIN meters o ON o.id = x.old_meter_id LEFT JOIN meters n ON n.id = x.new_meter_id
+               WHERE x.old_meter_id = %s OR x.new_meter_id = %s ORDER BY x.at""",
+            (meter["id"], meter["id"], meter["id"]))
+        for x in await cur.fetchall():
+            final, initial = x["old_final"] or {}, x["new_initial"] or {}
+            readings = tuple((o, final.get(o), initial.get(o)) for o in sorted(set(final) | set(initial)))
+            out.append(HistoryEntry(x["at"], x["kind"], actor=x["created_by"], comment=x["comment"],
+                                    related=x["new_code"] if x["is_old"] else x["old_code"], readings=readings,
+                                    detail={"document": x["document"], "role": "old" if x["is_old"] else "new"}))
+    return out
+
+
+SOURCES: list[HistorySource] = [registry_dates, audit_trail, registry_record]
 
 
 async def meter_history(conn: psycopg.AsyncConnection, meter: dict,
@@ -145,6 +184,14 @@ def describe(e: HistoryEntry, resource: str | None, lang: str = "ru", tz: tzinfo
         parts.append(f"replaces meter {e.related}" if en else f"взамен прибора {e.related}")
     if e.kind == "decommissioned" and e.related:
         parts.append(f"replaced by meter {e.related}" if en else f"заменён прибором {e.related}")
+    if e.kind == "exchange" and e.related:
+        parts.append((f"replaced by meter {e.related}" if en else f"заменён прибором {e.related}")
+                     if e.detail.get("role") == "old" else
+                     (f"replaces meter {e.related}" if en else f"взамен прибора {e.related}"))
+    if e.kind in ("exchange", "install", "removal") and e.readings:
+        parts.append("readings final / initial" if en else "показания конечные / начальные")
+    if e.detail.get("document"):
+        parts.append(f"act No. {e.detail['document']}" if en else f"акт № {e.detail['document']}")
     if e.kind == "registry" and e.detail.get("created"):
         title = "Entered into the registry" if en else "Внесён в реестр"
     for c in e.changes:

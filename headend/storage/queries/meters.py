@@ -12,7 +12,7 @@ from askue.headend.auth.permissions import Scope
 METER_COLUMNS = """m.id, m.code, m.serial, m.model, m.resource, m.unit, m.digits, m.multiplier, m.tariff_zones,
     m.installed_at, m.verified_at, m.verification_due, m.is_balance, m.status, m.decommissioned_at,
     m.lat, m.lon, m.gateway_id, m.bus, m.bus_address, m.last_contact, m.last_ok, m.last_error, m.clock_drift_s,
-    m.reported_serial, o.code AS org_code, o.name AS org_name, s.code AS site_code, s.address AS site_address,
+    m.reported_serial, m.ct_ratio, m.vt_ratio, m.params_since, o.code AS org_code, o.name AS org_name, s.code AS site_code, s.address AS site_address,
     a.code AS account_code, a.subscriber AS account_subscriber, a.flat AS account_flat,
     rb.code AS replaced_by, rp.code AS replaces"""
 METER_FROM = """meters m LEFT JOIN organisations o ON o.id = m.org_id LEFT JOIN sites s ON s.id = m.site_id
@@ -33,7 +33,7 @@ class MeterFilter:
 
 
 def _where(f: MeterFilter, scope: Scope) -> tuple[list[str], list[Any]]:
-    scope_sql, params = scope.sql("m.org_id")
+    scope_sql, params = scope.meters("m")
     conds = [scope_sql]
     if f.q:
         like = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -61,7 +61,7 @@ async def list_meters(conn: psycopg.AsyncConnection, f: MeterFilter, scope: Scop
 
 
 async def get_meter(conn: psycopg.AsyncConnection, code: str, scope: Scope) -> dict | None:
-    cond, params = scope.sql("m.org_id")
+    cond, params = scope.meters("m")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {METER_COLUMNS}, m.org_id FROM {METER_FROM} WHERE m.code = %s AND {cond}",
                           [code, *params])

@@ -63,11 +63,13 @@ def day_start(d: date, tz: tzinfo) -> datetime:
     return datetime.combine(d, time(0), tzinfo=tz)
 
 
-def forward_delta(prev: float, cur: float, meter: MeterFacts, th: Thresholds) -> float | None:
-    """Consumption between two register values, rollover-aware; None when it went backwards."""
+def forward_delta(prev: float, cur: float, meter: MeterFacts, th: Thresholds,
+                  at: datetime | None = None) -> float | None:
+    """Consumption between two register values, rollover-aware (at the capacity in force at
+    `at`, the later value's time); None when it went backwards."""
     if cur >= prev - th.reverse_tolerance:
         return max(0.0, cur - prev)
-    cap = meter.capacity
+    cap = meter.capacity_at(at)
     if cap is not None:
         wrapped = cur + cap - prev
         if 0 <= wrapped <= th.rollover_max_share * cap:
@@ -117,7 +119,7 @@ def daily_consumption(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> 
             nxt = at_midnight.get(d + timedelta(days=1))
             if nxt is None or d in out or reset_between(meter, v.ts, nxt.ts):
                 continue
-            delta = forward_delta(v.value, nxt.value, meter, ctx.thresholds)
+            delta = forward_delta(v.value, nxt.value, meter, ctx.thresholds, nxt.ts)
             if delta is not None:
                 out[d] = delta
     return out

@@ -26,7 +26,7 @@ def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
                 if reset_between(meter, prev.ts, v.ts) or (meter.identity_changed and v.value < prev.value):
                     res.marks.append(Mark(meter.code, obis, v.ts, "meter_exchange"))
                 elif v.value < prev.value - th.reverse_tolerance:
-                    delta = forward_delta(prev.value, v.value, meter, th)
+                    delta = forward_delta(prev.value, v.value, meter, th, v.ts)
                     if delta is not None:
                         res.marks.append(Mark(meter.code, obis, v.ts, "rollover"))
                     else:

@@ -104,7 +104,7 @@ def test_hourly_wrong_dates():
 def test_not_xlsx():
     with pytest.raises(ExportFormatError, match="not an xlsx"):
         hx.read_hourly_xlsx(b"meter;value\n1;2\n")
-    with pytest.raises(ExportFormatError, match="old .xls"):
+    with pytest.raises(ExportFormatError, match="cannot read the .xls workbook"):
         hx.read_hourly_xlsx(b"\xd0\xcf\x11\xe0" + b"\0" * 100)
     with pytest.raises(ExportFormatError, match="cannot read the workbook"):
         hx.read_hourly_xlsx(b"PK\x03\x04garbage")

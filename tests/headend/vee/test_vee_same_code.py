@@ -45,7 +45,8 @@ async def test_offline_and_live_agree(pg_dsn: str, tmp_path: Path) -> None:
     await merge.prepare_connection(conn)
     await conn.execute("INSERT INTO meters (code, serial, resource, digits, status, installed_at) "
                        "VALUES ('E1', '111', 'electricity', 5, 'active', DATE '2025-01-01')")
-    rows = [CValue(meter_id=v.meter, obis=v.obis, kind=v.kind, value=v.value, unit="", period_s=v.period_s,
+    rows = [CValue(meter_id=v.meter, obis=v.obis, kind=v.kind, value=v.value, period_s=v.period_s,
+                   unit="kWh" if v.kind in ("register", "interval") else "",
                    received_at=v.received_at, meter_time=v.ts) for v in values]
     # one value per batch, in file order, as a gateway would deliver them over time
     ctx = merge.MergeContext(hooks=[live.batch_hook])

@@ -29,10 +29,14 @@ def kinds(res) -> list[str]:
 
 
 # ---- live path: MQTT contract values and the ingest merge -----------------------------
+# The canonical unit of a channel's medium (OBIS group A), as a gateway sends it.
+MEDIUM_UNITS = {"1": "kWh", "6": "Gcal", "7": "m3", "8": "m3", "9": "m3"}
+
+
 def c_reg(meter: str, value: float, at: datetime, obis: str = A_PLUS, recv_delay_s: float = 5):
     from askue.contract import Value as CValue
 
-    return CValue(meter_id=meter, obis=obis, kind="register", value=value, unit="kWh",
+    return CValue(meter_id=meter, obis=obis, kind="register", value=value, unit=MEDIUM_UNITS.get(obis[0], "kWh"),
                   received_at=at + timedelta(seconds=recv_delay_s), meter_time=at)
 
 
@@ -40,7 +44,8 @@ def c_val(meter: str, kind: str, obis: str, value: float, at: datetime, recv_del
           period_s: int | None = None):
     from askue.contract import Value as CValue
 
-    return CValue(meter_id=meter, obis=obis, kind=kind, value=value, unit="", period_s=period_s,
+    unit = MEDIUM_UNITS.get(obis.split(".")[0], "kWh") if kind in ("register", "interval") else ""
+    return CValue(meter_id=meter, obis=obis, kind=kind, value=value, unit=unit, period_s=period_s,
                   received_at=at + timedelta(seconds=recv_delay_s), meter_time=at)
 
 
