@@ -69,14 +69,19 @@ def registry_rows(meters: int, gateways_of: int = 50) -> list[tuple]:
     return [(meter_code(i), f"S{i:07d}", "CE308", f"gw{i // gateways_of:03d}") for i in range(meters)]
 
 
+def _unit(obis: str) -> str:
+    """Active energy (A±) in kWh, reactive (R±) in kvarh, as meters report them."""
+    return "kWh" if obis.split(".")[2] in ("1", "2") else "kvarh"
+
+
 def poll_values(shape: Shape, i: int, t: datetime, step: int) -> list[Value]:
     rx = t + timedelta(seconds=2 + (i % 50) * 0.1)
     base = 1000.0 + i + 0.25 * step
-    vals = [Value(meter_id=meter_code(i), obis=o, kind="register", value=round(base * (1 + k / 40), 3), unit="kWh",
+    vals = [Value(meter_id=meter_code(i), obis=o, kind="register", value=round(base * (1 + k / 40), 3), unit=_unit(o),
                   received_at=rx, meter_time=t) for k, o in enumerate(REGISTERS)]
     if shape.profile:
         vals += [Value(meter_id=meter_code(i), obis=o, kind="interval", value=round(0.2 + 0.01 * k + (i % 7) * 0.01, 3),
-                       unit="kWh", received_at=rx, meter_time=t, period_s=PERIOD_S) for k, o in enumerate(PROFILE)]
+                       unit=_unit(o), received_at=rx, meter_time=t, period_s=PERIOD_S) for k, o in enumerate(PROFILE)]
     return vals
 
 
