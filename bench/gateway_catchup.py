@@ -27,8 +27,8 @@ continues: live schedule compressed to registers every REG_S s and profile
 every PROFILE_S s, so jobs fall due during a drain of tens of seconds.
 Schedule lateness = when a lane took a periodic job - when it was due, for
 jobs taken during the drain, against jobs taken in STEADY s after the drain
-(broker up, no backlog), in the same run. Nothing subscribes to the data topic
-(the head-end's ingest rate is measured by headend_ingest).
+(broker up, no backlog), in the same run. A bare subscriber takes the data
+(`bench/lib/sink.py`; the head-end's ingest rate is measured by headend_ingest_live).
 
 Env: ASKUE_BENCH_CATCHUP_METERS (250), ASKUE_BENCH_CATCHUP_HOURS (24), ASKUE_BENCH_CATCHUP_SIMS (5),
 ASKUE_BENCH_CATCHUP_REG_S (30), ASKUE_BENCH_CATCHUP_PROFILE_S (300), ASKUE_BENCH_CATCHUP_LEAD (10),
@@ -50,6 +50,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.lib.sink import DataSink  # noqa: E402
 
 METERS = int(os.environ.get("ASKUE_BENCH_CATCHUP_METERS", "250"))
 HOURS = float(os.environ.get("ASKUE_BENCH_CATCHUP_HOURS", "24"))
@@ -253,6 +254,7 @@ async def _run(ports: list[int], broker, workdir: Path, db: str) -> dict:
     backlog = ro.execute("SELECT count(*) FROM outbox WHERE id <= ?", (backlog_max,)).fetchone()[0]
     t_up = time.time()
     await asyncio.to_thread(broker.start)
+    sink = await asyncio.to_thread(DataSink(broker.port).start)
     t_started = time.time()
     await asyncio.wait_for(gw.publisher.connected.wait(), 60)
     t_conn = time.time()
@@ -272,6 +274,7 @@ async def _run(ports: list[int], broker, workdir: Path, db: str) -> dict:
     errors = sum(w.stats.timeouts + w.stats.crc_errors + w.stats.protocol_errors for w in gw.workers.values())
     acked = gw.publisher.acked_values
     await gw.stop()
+    sink.stop()
 
     def late(a: float, b: float) -> list[float]:
         return [x for t, x, _k in taken if a <= t < b]

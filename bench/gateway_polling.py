@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.lib.sink import DataSink  # noqa: E402
+
 METERS = int(os.environ.get("ASKUE_BENCH_METERS", "1000"))
 SECONDS = float(os.environ.get("ASKUE_BENCH_SECONDS", "30"))  # measured window, after a warm-up round
 SIMS = int(os.environ.get("ASKUE_BENCH_SIMS", "5"))
@@ -206,6 +209,7 @@ def main() -> None:
         os.chmod(tmp, 0o755)
         broker = Mosquitto(Path(tmp) / "mqtt")
         broker.start()
+        sink = DataSink(broker.port).start()
         sims = [_child("--sim", str(i)) for i in range(SIMS)]
         try:
             ports = [int(p.stdout.readline()) for p in sims]
@@ -217,6 +221,7 @@ def main() -> None:
             for p in sims:
                 p.terminate()
                 p.wait(10)
+            sink.stop()
             broker.stop()
     print(json.dumps({
         "name": "gateway_polling",

@@ -1,4 +1,9 @@
-"""Head-end ingest throughput: publish → committed rows, against raw COPY and a naive per-row INSERT consumer.
+"""Head-end ingest throughput of the consumer alone (secondary figure; what users get is
+bench/headend_ingest_live.py: the real process, every hook on, live-shaped traffic):
+publish → committed rows, against raw COPY and a naive per-row INSERT consumer.
+
+The consumer runs in this process without after-insert hooks (no VEE), on messages of
+500 register values with about 8 readings per meter and batch: kind to the rollups.
 
 All three in the same run, on a private PostgreSQL cluster and mosquitto:
 - end to end: a publisher process sends data messages (QoS 1, 500 register
@@ -210,10 +215,10 @@ def main() -> None:
     if timescale:
         ts_rate, ts_raw_rate = ts_e2e["rows"] / ts_e2e["seconds"], ts_raw["rows"] / ts_raw["seconds"]
         timescale_figures = [
-            {"name": "TimescaleDB: end-to-end readings/s (publish → committed)", "value": round(ts_rate),
+            {"name": "secondary: the same on TimescaleDB", "value": round(ts_rate),
              "unit": "readings/s", "baseline": round(e2e_rate), "baseline_name": "same run on plain PostgreSQL",
-             "ratio": round(ts_rate / e2e_rate, 3), "target": ">= 60000 readings/s", "ok": ts_rate >= 60000},
-            {"name": "TimescaleDB: end-to-end against raw COPY into the hypertable", "value": round(ts_rate),
+             "ratio": round(ts_rate / e2e_rate, 3)},
+            {"name": "secondary: TimescaleDB against raw COPY into the hypertable", "value": round(ts_rate),
              "unit": "readings/s", "baseline": round(ts_raw_rate),
              "baseline_name": "raw COPY into register_readings (hypertable, its triggers)",
              "ratio": round(ts_rate / ts_raw_rate, 3)},
@@ -221,14 +226,14 @@ def main() -> None:
     print(json.dumps({
         "name": "headend_ingest",
         "figures": [
-            {"name": "end-to-end readings/s (publish → committed)", "value": round(e2e_rate), "unit": "readings/s",
+            {"name": "secondary: in-process consumer, no hooks, messages of 500: publish → committed",
+             "value": round(e2e_rate), "unit": "readings/s",
              "baseline": round(raw_rate), "baseline_name": "raw COPY into register_readings",
-             "ratio": round(e2e_rate / raw_rate, 3), "target": ">= 60000 readings/s and >= 0.5 of raw COPY",
-             "ok": e2e_rate >= 60000 and e2e_rate / raw_rate >= 0.5},
-            {"name": "end-to-end against the bare table", "value": round(e2e_rate), "unit": "readings/s",
+             "ratio": round(e2e_rate / raw_rate, 3)},
+            {"name": "secondary: the same against the bare table", "value": round(e2e_rate), "unit": "readings/s",
              "baseline": round(bare_rate), "baseline_name": "raw COPY, every trigger of register_readings disabled",
              "ratio": round(e2e_rate / bare_rate, 3)},
-            {"name": "end-to-end vs naive per-row INSERT consumer", "value": round(e2e_rate), "unit": "readings/s",
+            {"name": "secondary: the same against a naive per-row INSERT consumer", "value": round(e2e_rate), "unit": "readings/s",
              "baseline": round(naive_rate), "baseline_name": f"naive per-row INSERT ({nv['rows']} readings)",
              "ratio": round(e2e_rate / naive_rate, 1)},
             *timescale_figures,

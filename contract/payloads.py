@@ -174,12 +174,27 @@ class _DataMessageFast(DataMessage):
 _DECODERS[_DataMessageFast] = _decoder(_DataMessageFast)
 
 
+# Strings already found to match, per pattern (meter ids, gateway ids and OBIS codes repeat
+# in every message of a fleet; a message of one poll has as many distinct OBIS codes as
+# values). Bounded: forgotten wholesale when full.
+_VALID_IDS: set[str] = set()
+_VALID_OBIS: set[str] = set()
+_VALID_MAX = 100_000
+
+
 def _patterns_hold(msg: DataMessage) -> bool:
     ids = {v.meter_id for v in msg.values}
     ids.update(m.meter_id for m in msg.meters)
     ids.add(msg.gateway_id)
-    return (all(_PATTERN_ID.search(i) for i in ids)
-            and all(_PATTERN_OBIS.search(o) for o in {v.obis for v in msg.values}))
+    ids -= _VALID_IDS
+    obis = {v.obis for v in msg.values} - _VALID_OBIS
+    if not (all(_PATTERN_ID.search(i) for i in ids) and all(_PATTERN_OBIS.search(o) for o in obis)):
+        return False
+    for known, new in ((_VALID_IDS, ids), (_VALID_OBIS, obis)):
+        if len(known) > _VALID_MAX:
+            known.clear()
+        known |= new
+    return True
 
 
 def decode_data_fast(payload: bytes) -> DataMessage:

@@ -95,6 +95,8 @@ def metric_families(gw: Gateway, probe: ProcessProbe) -> list[Metric]:
            [({}, p["acked_messages"])])
     metric("mqtt_values_acked", "counter", "Values acknowledged by the broker.", [({}, p["acked_values"])])
     metric("mqtt_inflight", "gauge", "Messages published and awaiting PUBACK.", [({}, p["inflight"])])
+    metric("mqtt_unrouted", "counter", "Data messages the broker had no subscriber for (kept, sent again).",
+           [({}, p["unrouted"])])
     for field, help_ in (("requests", "Meter operations attempted."), ("ok", "Meter operations that succeeded."),
                          ("timeouts", "Meter operations that timed out."),
                          ("crc_errors", "Damaged frames (CRC/BCC errors, garbage)."),

@@ -31,6 +31,8 @@ from askue.gateway.store import AsyncStore, Batch
 log = logging.getLogger("askue.gateway.mqtt")
 
 LINGER_S = 0.2  # longest a value waits for a fuller message once the uplink is idle
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason code
+UNROUTED_HOLD_S = 2.0  # pause before sending again what nobody subscribed to
 
 
 def build_data_payload(gateway_id: str, seq: int, bodies: list[bytes], meters: list[MeterStatus]) -> bytes:
@@ -68,6 +70,8 @@ class Publisher:
         self.acked_messages = 0
         self.acked_values = 0
         self.refused = 0
+        self.unrouted = 0  # data messages nobody subscribed to (kept and sent again)
+        self._hold_until = 0.0
         self.connects = 0
         self.last_error: str | None = None
         self.client = self._make_client()
@@ -110,7 +114,10 @@ class Publisher:
         self._call(self._set_connected, False, str(reason_code))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._call(self._ack, mid, reason_code.is_failure, str(reason_code))
+        if reason_code.value == NO_MATCHING_SUBSCRIBERS:
+            self._call(self._unrouted, mid)
+        else:
+            self._call(self._ack, mid, reason_code.is_failure, str(reason_code))
 
     def _on_message(self, client, userdata, msg) -> None:
         # Only the gateway's own command topic is acted on, whatever else arrives.
@@ -155,6 +162,26 @@ class Publisher:
         self.acked_messages += 1
         self._acked.set()
 
+    def _unrouted(self, mid: int) -> None:
+        """The broker took the message but nobody subscribes to it (MQTT 5 PUBACK 0x10): no
+        head-end got it. Typical after a mosquitto restart with the head-end's workers in a
+        shared-subscription group, which mosquitto 2.0 does not restore from persistence until
+        the workers subscribe again. The values stay in the store and go again shortly."""
+        batch = self._inflight.get(mid)
+        if batch is None:
+            self._ack(mid, False, "no matching subscribers")  # birth/state/health/status only
+            return
+        if time.monotonic() >= self._hold_until:
+            log.warning("broker has no subscriber for %s; values stay in the store and are sent again in %.0f s",
+                        self.topics.data(self.gw.id), UNROUTED_HOLD_S)
+        self._hold_until = time.monotonic() + UNROUTED_HOLD_S
+        self.unrouted += 1
+        self._inflight.pop(mid)
+        self._inflight_values -= len(batch)
+        self._spawn(self.store.release(batch))
+        self.acked_messages += 1
+        self._acked.set()
+
     def _spawn(self, coro) -> None:
         t = asyncio.ensure_future(coro)
         self._bg.add(t)
@@ -190,6 +217,10 @@ class Publisher:
         next_slot = time.monotonic()  # pacing of the catch-up throttle
         while self._running:
             await self.connected.wait()
+            hold = self._hold_until - time.monotonic()
+            if hold > 0:
+                await asyncio.sleep(min(hold, 1.0))
+                continue
             if len(self._inflight) >= self.broker.max_inflight:
                 self._acked.clear()
                 await _wait(self._acked, 1.0)
@@ -276,7 +307,8 @@ class Publisher:
     def stats(self) -> dict[str, float]:
         return {"connected": float(self.connected.is_set()), "sent_messages": self.sent_messages,
                 "acked_messages": self.acked_messages, "acked_values": self.acked_values,
-                "refused": self.refused, "connects": self.connects, "inflight": len(self._inflight)}
+                "refused": self.refused, "unrouted": self.unrouted, "connects": self.connects,
+                "inflight": len(self._inflight)}
 
 
 async def _wait(ev: asyncio.Event, timeout: float) -> None:

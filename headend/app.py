@@ -15,10 +15,10 @@ from askue.headend.config import Settings
 log = logging.getLogger(__name__)
 
 
-async def open_pool(settings: Settings, **kw: Any):
+async def open_pool(settings: Settings, *, dsn: str | None = None, **kw: Any):
     from psycopg_pool import AsyncConnectionPool
 
-    pool = AsyncConnectionPool(settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max,
+    pool = AsyncConnectionPool(dsn or settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max,
                                open=False, **kw)
     await pool.open(wait=True, timeout=30)
     return pool

@@ -18,6 +18,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dsn: str = "postgresql://postgres@127.0.0.1:5432/askue"
+    # A streaming replica of `dsn` for what only reads: API and page reads, exports, Grafana.
+    # Writes and the reads that must see them go to `dsn` (see docs/scaling.md).
+    read_dsn: str | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(1883, ge=1, le=65535)
     mqtt_root: str = "askue"
@@ -39,7 +42,11 @@ class Settings(BaseModel):
     batch_values: int = Field(20000, ge=1)
     batch_linger_s: float = Field(0.05, gt=0, le=10)
     ingest_writers: int = Field(2, ge=1, le=16)  # batches written concurrently (needs pool_max >= this)
-    receive_maximum: int = Field(1000, ge=1, le=65535)
+    # in-flight QoS 1 messages the broker may send a worker (room for a batch of small messages)
+    receive_maximum: int = Field(10000, ge=1, le=65535)
+    # the worker stops reading from the broker while this many values wait for their commit
+    # (its memory bound: a gateway's message holds up to 10,000 values, so messages are not enough)
+    ingest_max_pending_values: int = Field(120000, ge=1000)
     pool_min: int = Field(1, ge=1)
     pool_max: int = Field(8, ge=1)
     # Prometheus figures are at the API's /metrics; this port serves them too (for --ingest-only workers)

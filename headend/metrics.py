@@ -22,6 +22,8 @@ MESSAGES = Counter("askue_headend_ingest_messages", "MQTT messages received, by 
                    ["kind"])
 VALUES = Counter("askue_headend_ingest_values", "Values received in data messages (committed batches).")
 BATCHES = Counter("askue_headend_ingest_batches", "Batches committed by the ingest.")
+LAST_COMMIT = Gauge("askue_headend_ingest_last_commit_timestamp_seconds",
+                    "When the ingest last committed a batch (Unix time): staleness, and the end of a benchmark run.")
 COMMIT_SECONDS = Histogram("askue_headend_ingest_commit_seconds",
                            "Time to write and commit one ingest batch (retries included).", buckets=_SECONDS)
 DEAD_LETTERS = Counter("askue_headend_dead_letters", "Payloads stored as dead letters.")

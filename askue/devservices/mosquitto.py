@@ -27,6 +27,7 @@ class Mosquitto:
     host: str = "127.0.0.1"
     persistence: bool = False
     extra_config: str = ""  # e.g. password_file/acl_file/TLS listener lines
+    max_queued_messages: int = 100000  # per client session; 0: no limit (a benchmark's broker backlog)
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -45,7 +46,7 @@ class Mosquitto:
             "log_dest stderr",
             "log_type error",
             "log_type warning",
-            "max_queued_messages 100000",
+            f"max_queued_messages {self.max_queued_messages}",
             "max_inflight_messages 100",
             "set_tcp_nodelay true",
         ]

@@ -159,6 +159,20 @@ class PgCluster:
             log = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start on port {self.port}:\n{e.stdout}{e.stderr}\n{log}") from e
 
+    def start_replica_of(self, primary: PgCluster) -> None:
+        """A streaming replica of the running `primary`: a base backup taken over the
+        replication protocol (pg_basebackup -R writes the standby settings), then started as
+        a hot standby. initdb's default pg_hba lets the loopback replicate."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._own(self.root)
+        if not self.initialised:
+            try:
+                self._run(str(self.bindir / "pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
+                          "-U", "postgres", "-D", str(self.datadir), "-R", "-X", "stream", "-c", "fast")
+            except subprocess.CalledProcessError as e:
+                raise RuntimeError(f"pg_basebackup from port {primary.port} failed:\n{e.stderr}") from e
+        self.start()
+
     def stop(self, mode: str = "fast") -> None:
         if self.initialised:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)

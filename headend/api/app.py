@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from askue.headend import metrics
-from askue.headend.api import errors, routes_consumption, routes_gateways, routes_meters, routes_registry
+from askue.headend.api import (
+    deps,
+    errors,
+    routes_consumption,
+    routes_gateways,
+    routes_meters,
+    routes_registry,
+)
 from askue.headend.api.auth import require_principal
 from askue.headend.auth.permissions import Principal
 from askue.headend.billing import router as billing_router
@@ -41,11 +48,23 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
         own = pool is None
         app.state.pool = await open_pool(settings) if own else pool
         metrics.watch_pool("api", app.state.pool)
+        # reads go to the replica when there is one (api/deps.py says which); it may be down
+        # when the head-end starts, so the pool does not wait for it
+        app.state.read_pool = app.state.pool
+        if settings.read_dsn:
+            from psycopg_pool import AsyncConnectionPool
+
+            app.state.read_pool = AsyncConnectionPool(settings.read_dsn, min_size=settings.pool_min,
+                                                      max_size=settings.pool_max, open=False, timeout=10)
+            await app.state.read_pool.open(wait=False)
+            metrics.watch_pool("api_read", app.state.read_pool)
         try:
             yield
         finally:
             if own:
                 await app.state.pool.close()
+            if app.state.read_pool is not app.state.pool:
+                await app.state.read_pool.close()
 
     app = FastAPI(title="askue head-end API", version="1", lifespan=lifespan,
                   description="Meters, readings, intervals, consumption and gateways of an askue head-end. "
@@ -53,6 +72,7 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(metrics.HttpMetrics)
+    app.middleware("http")(deps.remember_writes)
 
     @app.get("/metrics", include_in_schema=False)
     async def get_metrics(principal: Principal = Depends(require_principal)) -> Response:
@@ -72,13 +92,18 @@ def create_app(settings: Settings, pool=None) -> FastAPI:
     @health.get("/health", tags=["health"])
     async def get_health() -> dict:
         """Liveness and database reachability (no authentication)."""
-        try:
-            async with app.state.pool.connection() as conn:
-                await conn.execute("SELECT 1")
-            db = "ok"
-        except Exception as e:  # report, do not fail: this endpoint is for monitoring
-            db = f"error: {e.__class__.__name__}"
-        return {"status": "ok" if db == "ok" else "degraded", "database": db}
+        out: dict = {}
+        pools = {"database": app.state.pool}
+        if app.state.read_pool is not app.state.pool:
+            pools["replica"] = app.state.read_pool
+        for name, p in pools.items():
+            try:
+                async with p.connection(timeout=5) as conn:
+                    await conn.execute("SELECT 1")
+                out[name] = "ok"
+            except Exception as e:  # report, do not fail: this endpoint is for monitoring
+                out[name] = f"error: {e.__class__.__name__}"
+        return {"status": "ok" if all(v == "ok" for v in out.values()) else "degraded", **out}
 
     app.include_router(health, prefix="/api/v1")
     for router in ROUTERS:

@@ -15,6 +15,7 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from askue.headend.api import background, deps
 from askue.headend.auth.permissions import ROLES, Principal
 
 TOKEN_PREFIX = "askue_"
@@ -51,6 +52,13 @@ def create_token(conn: psycopg.Connection, name: str, role: str, org_codes: list
     return token
 
 
+async def _lookup(conn: psycopg.AsyncConnection, token_hash: str) -> tuple | None:
+    cur = await conn.execute(
+        "SELECT name, role, org_ids, last_used_at > now() - interval '1 minute' FROM api_tokens "
+        "WHERE token_hash = %s AND revoked_at IS NULL", (token_hash,))
+    return await cur.fetchone()
+
+
 _bearer = HTTPBearer(auto_error=False, description="API token from `askue headend token create`")
 
 
@@ -59,14 +67,20 @@ async def require_principal(request: Request,
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
-    pool = request.app.state.pool
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = %s AND revoked_at IS NULL "
-            "RETURNING name, role, org_ids", (hash_token(creds.credentials),))
-        row = await cur.fetchone()
+    token_hash = hash_token(creds.credentials)
+    # Looked up where the request reads (the replica if there is one: reads go on while the
+    # primary is away); a token made a moment ago may not be there yet, the primary has it.
+    row = None
+    async with deps.connection(request) as conn:
+        row = await _lookup(conn, token_hash)
+    if row is None and deps.has_replica(request):
+        async with request.app.state.pool.connection() as conn:
+            row = await _lookup(conn, token_hash)
     if row is None:
         raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    name, role, org_ids = row
+    name, role, org_ids, recent = row
+    if not recent:
+        background.touch(request.app.state.pool, "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = %s",
+                         (token_hash,))
     return Principal(name, role, None if org_ids is None else frozenset(org_ids),
                      request.client.host if request.client else None)

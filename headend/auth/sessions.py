@@ -23,6 +23,12 @@ class Session:
     csrf: str
     token_hash: str
     id: int = 0
+    stale: bool = False  # last seen over a minute ago: the caller records the use (TOUCH_SQL)
+
+
+# Recording a session's use is a write: done on the primary, at most once a minute, so that
+# reading a session works on a read replica (and while the primary is away).
+TOUCH_SQL = "UPDATE web_sessions SET last_seen_at = now() WHERE token_hash = %s"
 
 
 def token_hash(token: str) -> str:
@@ -46,19 +52,20 @@ async def create(conn: psycopg.AsyncConnection, user: User, ip: str | None, user
 
 
 async def load(conn: psycopg.AsyncConnection, token: str | None) -> Session | None:
-    """The live session of an active user for this cookie value, touched; else None."""
+    """The live session of an active user for this cookie value; else None. It is not
+    touched here: `stale` says when to record its use (TOUCH_SQL, on the primary)."""
     if not token or len(token) > 200:
         return None
     cur = await conn.execute(
-        """UPDATE web_sessions s SET last_seen_at = now() FROM users u
-           WHERE s.token_hash = %s AND u.id = s.user_id AND u.active
-             AND s.expires_at > now() AND s.last_seen_at > now() - %s
-           RETURNING u.id, u.login, u.name, u.role, u.org_ids, u.lang, u.active, s.csrf, s.token_hash, s.id""",
+        """SELECT u.id, u.login, u.name, u.role, u.org_ids, u.lang, u.active, s.csrf, s.token_hash, s.id,
+                  s.last_seen_at < now() - interval '1 minute'
+           FROM web_sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.token_hash = %s AND u.active AND s.expires_at > now() AND s.last_seen_at > now() - %s""",
         (_hash(token), IDLE))
     row = await cur.fetchone()
     if row is None:
         return None
-    return Session(user_from_row(row[:7]), row[7], row[8], row[9])
+    return Session(user_from_row(row[:7]), row[7], row[8], row[9], bool(row[10]))
 
 
 async def end(conn: psycopg.AsyncConnection, token: str | None) -> None:

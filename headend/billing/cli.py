@@ -163,7 +163,10 @@ async def _main(settings, args, show: bool) -> int:
     from askue.headend.storage import meta
 
     cmd = args.export_command
-    async with await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True) as conn:
+    # exports only read: from the replica when there is one; imports and period actions write
+    reads = cmd in ("80020", "hourly-xlsx", "integral-xlsx", "csv")
+    dsn = (settings.read_dsn or settings.dsn) if reads else settings.dsn
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         tz = await meta.timezone(conn)
         if cmd == "import-80020":
             bar = Progress("80020", show)

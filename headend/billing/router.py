@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from askue.headend.api.auth import require_principal
-from askue.headend.api.deps import db
+from askue.headend.api.deps import db, primary_db
 from askue.headend.auth.permissions import Action, Principal
 from askue.headend.readings import service as reading_service
 from askue.headend.readings.window import Window, load_window, set_window
@@ -33,6 +33,8 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 Auth = Annotated[Principal, Depends(require_principal)]
 Conn = Annotated[psycopg.AsyncConnection, Depends(db)]
+# the feed's cursor is a position in the primary's commit order
+PrimaryConn = Annotated[psycopg.AsyncConnection, Depends(primary_db)]
 
 
 def _month(text: str) -> date:
@@ -81,7 +83,7 @@ def _refused_file(e: ExportFormatError) -> JSONResponse:
 
 
 @router.get("/readings")
-async def readings_feed(p: Auth, conn: Conn, cursor: str | None = None,
+async def readings_feed(p: Auth, conn: PrimaryConn, cursor: str | None = None,
                         limit: Annotated[int, Query(ge=1, le=feed.MAX_LIMIT)] = 1000,
                         quality: Annotated[list[str] | None, Query()] = None) -> dict:
     """Validated register readings in commit order after `cursor` (omit to start).

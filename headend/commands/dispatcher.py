@@ -17,7 +17,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-import aiomqtt
+import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -50,6 +50,7 @@ class Dispatcher:
         self.stats = DispatcherStats()
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
+        self._results: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
 
     def wake(self) -> None:
         self._wake.set()
@@ -62,20 +63,24 @@ class Dispatcher:
         try:
             delay = 0.5
             while True:
+                self._results = asyncio.Queue()
+                link = mqtt.link(self.s, self.client_id, self._results.put_nowait)
                 try:
-                    async with mqtt.make_client(self.s, self.client_id) as client:
-                        await client.subscribe(self._result_topic(), qos=1)
-                        log.info("command dispatcher %s subscribed to %s", self.client_id, self._result_topic())
-                        self.connected.set()
-                        delay = 0.5
-                        self.wake()
-                        await _first_failure(self._read_results(client), self._send_loop(client))
-                except aiomqtt.MqttError as e:
+                    await link.connect()
+                    await link.subscribe([self._result_topic()])
+                    log.info("command dispatcher %s subscribed to %s", self.client_id, self._result_topic())
+                    self.connected.set()
+                    delay = 0.5
+                    self.wake()
+                    await _first_failure(self._read_results(link), self._send_loop(link), link.lost)
+                except mqtt.LinkLost as e:
                     self.connected.clear()
                     log.warning("command dispatcher: MQTT connection to %s:%s lost (%s); retrying in %.1fs",
                                 self.s.mqtt_host, self.s.mqtt_port, e, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10)
+                finally:
+                    await link.close()
         finally:
             for t in side:
                 t.cancel()
@@ -86,13 +91,13 @@ class Dispatcher:
         return self.topics.shared(g, "cmd/result") if g else self.topics.all_of("cmd/result")
 
     # ---- publishing --------------------------------------------------------------------
-    async def _send_loop(self, client: aiomqtt.Client) -> None:
+    async def _send_loop(self, link: mqtt.MqttLink) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.s.command_poll_s)
             self._wake.clear()
             try:
-                more = await self.send_due(client)
+                more = await self.send_due(link)
             except psycopg.OperationalError as e:
                 log.warning("command dispatcher: database unavailable (%s); retrying", e)
                 await asyncio.sleep(1)
@@ -100,9 +105,9 @@ class Dispatcher:
             if more:
                 self._wake.set()
 
-    async def send_due(self, client: aiomqtt.Client, limit: int = 100) -> bool:
+    async def send_due(self, link: mqtt.MqttLink, limit: int = 100) -> bool:
         """Publish what can go now; True when there may be more."""
-        failure: aiomqtt.MqttError | None = None
+        failure: mqtt.LinkLost | None = None
         async with self.pool.connection() as conn, conn.transaction():
             due = await queue.claim_due(conn, limit)
             sent: list[int] = []
@@ -110,9 +115,9 @@ class Dispatcher:
                 props = Properties(PacketTypes.PUBLISH)
                 props.MessageExpiryInterval = max(1, int(d.left_s))
                 try:
-                    await client.publish(self.topics.cmd(d.gateway_id), d.payload(), qos=1, properties=props,
-                                         timeout=10)
-                except aiomqtt.MqttError as e:
+                    await link.publish(self.topics.cmd(d.gateway_id), d.payload(), qos=1, properties=props,
+                                       timeout=10)
+                except mqtt.LinkLost as e:
                     failure = e  # the published ones are marked sent; the rest wait for the reconnection
                     break
                 sent.append(d.id)
@@ -125,11 +130,11 @@ class Dispatcher:
         return len(due) == limit
 
     # ---- results -----------------------------------------------------------------------
-    async def _read_results(self, client: aiomqtt.Client) -> None:
-        async for m in client.messages:
-            payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
-            await self.take_result(m.topic.value, bytes(payload))
-            mqtt.acker(client, m)()
+    async def _read_results(self, link: mqtt.MqttLink) -> None:
+        while True:
+            m = await self._results.get()
+            await self.take_result(m.topic, bytes(m.payload))
+            link.ack(m.mid, m.qos)
 
     async def take_result(self, topic: str, payload: bytes) -> int | None:
         """Record one `…/cmd/result` message (retrying while the database is away); the
@@ -204,7 +209,7 @@ class Dispatcher:
 
 
 async def _first_failure(*coros) -> None:
-    """Run until one ends; re-raise its error (an MqttError reconnects)."""
+    """Run until one ends; re-raise its error (a LinkLost reconnects)."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="write provisioning files (datasource, provider, dashboards JSON)")
     b.add_argument("--out", type=Path, help="folder (default: the repository's grafana/)")
     c = sub.add_parser("check", help="run every panel's SQL against a database and report rows")
-    c.add_argument("--dsn", default=os.environ.get("ASKUE_DSN"), help="head-end database DSN (default: env ASKUE_DSN)")
+    c.add_argument("--dsn", default=os.environ.get("ASKUE_READ_DSN") or os.environ.get("ASKUE_DSN"),
+                   help="head-end database DSN (default: env ASKUE_READ_DSN, the replica Grafana reads, "
+                        "else ASKUE_DSN)")
     c.add_argument("--metrics-url", help="a head-end's /metrics: also check that every metric the health "
                                          "dashboard reads is there, e.g. http://127.0.0.1:8000/metrics")
 

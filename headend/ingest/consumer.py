@@ -1,6 +1,6 @@
-"""aiomqtt consumer: MQTT 5 shared subscriptions → batches → one DB transaction → PUBACK.
+"""MQTT consumer: MQTT 5 (shared) subscriptions → batches → one DB transaction → PUBACK.
 
-Messages are acknowledged by hand (paho's manual ack under aiomqtt) only after
+Messages are acknowledged by hand (paho's manual ack, `askue.headend.mqtt`) only after
 the transaction holding them committed, so a crash between receipt and commit
 makes the broker deliver them again; the idempotent merge makes that harmless.
 A payload that fails validation is stored whole in `dead_letters` (in the same
@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import aiomqtt
 import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -84,29 +83,54 @@ class Consumer:
         self.topics = Topics(settings.mqtt_root)
         self.stats = IngestStats()
         self.client_id = mqtt.client_id(settings)
-
-    def _client(self) -> aiomqtt.Client:
-        return mqtt.make_client(self.s, self.client_id, receive_maximum=self.s.receive_maximum)
+        self._link: mqtt.MqttLink | None = None
+        # Messages are decoded straight into the batch being built (no object per message);
+        # the batcher takes it when it is full or has lingered long enough.
+        self._building = Pending()
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._unacked = 0  # values received and not yet acknowledged (decoded, batched or being written)
+        self._kinds = {k: metrics.MESSAGES.labels(k) for k in ("data", "state", "health", "invalid")}
 
     async def run(self) -> None:
         """Consume until cancelled; reconnects to the broker and retries the database."""
         delay = 0.5
         while True:
+            self._building = Pending()
+            self._arrived.clear()
+            self._full.clear()
+            self._unacked = 0
+            link = self._link = mqtt.link(self.s, self.client_id, self._on_message,
+                                          receive_maximum=self.s.receive_maximum)
+            consume: asyncio.Task | None = None
             try:
-                async with self._client() as client:
-                    for kind in ("data", "state", "health"):
-                        await client.subscribe(self._topic(kind), qos=1)
-                    log.info("ingest %s subscribed to %s", self.client_id,
-                             self._topic("data").replace("/data", "/{data,state,health}"))
-                    self.stats.connected.set()
-                    delay = 0.5
-                    await self._consume(client)
-            except aiomqtt.MqttError as e:
+                await link.connect()
+                # A resumed session's queued messages arrive before the SUBACK: batches must be
+                # written (and reading resumed) meanwhile, or a full budget would hide the SUBACK.
+                consume = asyncio.create_task(self._consume(link))
+                subscribed = asyncio.ensure_future(
+                    link.subscribe([self._topic(kind) for kind in ("data", "state", "health")]))
+                await asyncio.wait({subscribed, consume}, return_when=asyncio.FIRST_COMPLETED)
+                if not subscribed.done():
+                    subscribed.cancel()
+                    await consume  # ended first: raises why
+                await subscribed
+                log.info("ingest %s subscribed to %s", self.client_id,
+                         self._topic("data").replace("/data", "/{data,state,health}"))
+                self.stats.connected.set()
+                delay = 0.5
+                await consume
+            except mqtt.LinkLost as e:
                 self.stats.connected.clear()
                 log.warning("MQTT connection to %s:%s lost (%s); retrying in %.1fs",
                             self.s.mqtt_host, self.s.mqtt_port, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+            finally:
+                if consume is not None and not consume.done():
+                    consume.cancel()
+                    await asyncio.gather(consume, return_exceptions=True)
+                await link.close()
 
     def _topic(self, kind: str) -> str:
         """A shared subscription when a group is set, else a plain one (restored by the broker
@@ -114,60 +138,68 @@ class Consumer:
         g = self.s.mqtt_group
         return self.topics.shared(g, kind) if g else self.topics.all_of(kind)
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        # The reader decodes while writers wait on the database; up to `ingest_writers`
-        # batches are written at once (acks stay per message, so their order does not matter).
-        queue: asyncio.Queue[tuple[Pending, int]] = asyncio.Queue()
+    def _on_message(self, m) -> None:
+        """Decode one message into the batch being built; stop reading while too many values wait."""
+        b = self._building
+        before = b.n_values
+        self._add(m, b)
+        self._unacked += b.n_values - before
+        self._arrived.set()
+        if b.n_values >= self.s.batch_values:
+            self._full.set()
+        if self._unacked >= self.s.ingest_max_pending_values and self._link is not None:
+            self._link.pause()
 
-        async def reader() -> None:
-            async for m in client.messages:
-                one = Pending()
-                self._add(client, m, one)
-                queue.put_nowait((one, one.n_values))
-                metrics.QUEUE_DEPTH.set(queue.qsize())
+    def _acked(self, n_values: int) -> None:
+        self._unacked -= n_values
+        link = self._link
+        if link is not None and link.paused and self._unacked < self.s.ingest_max_pending_values // 2:
+            link.resume()
 
-        reader_task = asyncio.create_task(reader())
+    async def _consume(self, link: mqtt.MqttLink) -> None:
+        # Up to `ingest_writers` batches are written at once while the next one is built (acks
+        # stay per message, so their order does not matter).
         writers = asyncio.Semaphore(self.s.ingest_writers)
         inflight: set[asyncio.Task] = set()
+        loop = asyncio.get_running_loop()
+
+        async def until(event: asyncio.Event, timeout: float | None) -> None:
+            waiter = asyncio.ensure_future(event.wait())
+            done, _ = await asyncio.wait({waiter, link.lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if link.lost in done:
+                link.lost.result()  # raises the LinkLost that ended the session
+
         try:
             while True:
-                first = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({first, reader_task}, return_when=asyncio.FIRST_COMPLETED)
-                if reader_task in done:
-                    first.cancel()
-                    reader_task.result()  # re-raises the MqttError that ended the reader
-                    return
-                pending = Pending()
-                pending.extend(first.result()[0])
-                loop = asyncio.get_running_loop()
+                await until(self._arrived, None)
                 deadline = loop.time() + self.s.batch_linger_s
-                while pending.n_values < self.s.batch_values:
-                    timeout = deadline - loop.time()
-                    if queue.empty() and timeout <= 0:
-                        break
-                    try:
-                        item = queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), timeout)
-                    except TimeoutError:
-                        break
-                    pending.extend(item[0])
-                metrics.QUEUE_DEPTH.set(queue.qsize())
+                while self._building.n_values < self.s.batch_values and loop.time() < deadline:
+                    await until(self._full, deadline - loop.time())
+                pending, self._building = self._building, Pending()
+                self._arrived.clear()
+                self._full.clear()
+                metrics.QUEUE_DEPTH.set(len(pending))
+                if not len(pending):
+                    continue
                 await writers.acquire()
                 task = asyncio.create_task(self._commit(pending))
                 inflight.add(task)
                 task.add_done_callback(lambda t: (inflight.discard(t), writers.release()))
         finally:
-            reader_task.cancel()
             for t in inflight:
                 t.cancel()
 
-    def _add(self, client: aiomqtt.Client, m: aiomqtt.Message, pending: Pending) -> None:
+    def _add(self, m, pending: Pending) -> None:
         payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
-        _classify(self.topics, m.topic.value, bytes(payload), pending)
         self.stats.messages += 1
-        metrics.MESSAGES.labels("data" if pending.data else "state" if pending.states else
-                                "health" if pending.healths else "invalid").inc()
+        n = (len(pending.data), len(pending.states), len(pending.healths))
+        _classify(self.topics, m.topic, bytes(payload), pending)
+        self._kinds["data" if len(pending.data) > n[0] else "state" if len(pending.states) > n[1] else
+                    "health" if len(pending.healths) > n[2] else "invalid"].inc()
         if m.qos > 0:
-            pending.acks.append(mqtt.acker(client, m))
+            link, mid, qos = self._link, m.mid, m.qos
+            pending.acks.append(lambda: link.ack(mid, qos))
 
     async def _commit(self, pending: Pending) -> None:
         metrics.IN_FLIGHT.inc()
@@ -178,11 +210,13 @@ class Consumer:
             metrics.IN_FLIGHT.dec()
         for ack in pending.acks:
             ack()
+        self._acked(pending.n_values)
         self.stats.batches += 1
         self.stats.values += pending.n_values
         self.stats.dead_letters += len(pending.dead)
         self.stats.inserted += batch.count if batch else 0
         self.stats.last_commit = datetime.now(UTC)
+        metrics.LAST_COMMIT.set(self.stats.last_commit.timestamp())  # before the count a reader waits on
         metrics.BATCHES.inc()
         metrics.VALUES.inc(pending.n_values)
         metrics.DEAD_LETTERS.inc(len(pending.dead))

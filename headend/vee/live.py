@@ -23,7 +23,7 @@ from askue.headend.auth import audit
 from askue.headend.storage import hooks, meta, values
 from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, store
-from askue.headend.vee.model import MeterValue, Result
+from askue.headend.vee.model import MeterValue, Result, meter_value
 from askue.headend.vee.rules.common import Ctx
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,14 @@ async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple
     extra = ", p.period_s" if kind == "interval" else ", NULL::int"
     sql = _PREV_SQL.format(extra=extra, extra_inner=", period_s" if kind == "interval" else "",
                            table=values.TABLES[kind])
-    cur = await conn.execute(sql, ([k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]))
-    return [MeterValue(codes[mid], obis, kind, ts, value, received_at=rx, quality=q, period_s=per, new=False)
-            for mid, obis, ts, value, rx, q, per in await cur.fetchall()]
+    # binary: a batch sends and gets back one row per channel (tens of thousands); text
+    # arrays and rows cost the ingest more than the query itself
+    async with conn.cursor(binary=True) as cur:
+        await cur.execute(sql.replace("%s", "%b"),
+                          ([k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]))
+        found = await cur.fetchall()
+    return [meter_value(codes[mid], obis, kind, ts, value, rx, per, q, False)
+            for mid, obis, ts, value, rx, q, per in found]
 
 
 @hooks.after_insert("vee")
@@ -70,18 +75,27 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     kinds_by_obis: dict[tuple[str, str], str] = {}
     entered: set[int] = set()  # meters with values from a person or a file
     for r in rows:
-        if r.meter_id not in codes:
+        mid = r.meter_id
+        code = codes.get(mid)
+        if code is None:
             continue
+        kind, obis, ts = r.kind, r.obis, r.ts
         if r.source != "gateway":
-            entered.add(r.meter_id)
-        v = MeterValue(codes[r.meter_id], r.obis, r.kind, r.ts, r.value, received_at=r.received_at, period_s=r.period_s,
-                       live_clock=r.archive is None and r.ts_source == "meter")
-        new_by_meter.setdefault(r.meter_id, []).append(v)
-        kinds_by_obis[(v.meter, r.obis)] = r.kind
-        if r.kind in firsts:
-            k = (r.meter_id, r.obis)
-            if k not in firsts[r.kind] or r.ts < firsts[r.kind][k]:  # type: ignore[operator]
-                firsts[r.kind][k] = r.ts
+            entered.add(mid)
+        v = meter_value(code, obis, kind, ts, r.value, r.received_at, r.period_s, "A", True,
+                        r.archive is None and r.ts_source == "meter")
+        lst = new_by_meter.get(mid)
+        if lst is None:
+            new_by_meter[mid] = [v]
+        else:
+            lst.append(v)
+        kinds_by_obis[(code, obis)] = kind
+        first = firsts.get(kind)
+        if first is not None:
+            k = (mid, obis)
+            t = first.get(k)
+            if t is None or ts < t:  # type: ignore[operator]
+                first[k] = ts
     history: dict[int, list[MeterValue]] = {}
     for r in repeated:  # the stored first copy as history, the repeat under check
         if r.meter_id not in codes:
@@ -97,12 +111,19 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
         for v in await _previous(conn, kind, firsts[kind], codes):
             history.setdefault(ids[v.meter], []).append(v)
     cfg = await store.load_thresholds(conn)
+    # a meter's thresholds depend on its resource, model and organisation only
+    thresholds: dict[tuple, object] = {}
     res = Result()
     for mid, vals in new_by_meter.items():
         m = meters[mid]
-        ctx = Ctx(now=max(v.received_at or v.ts for v in vals), thresholds=cfg.for_meter(m.facts), tz=tz)
+        f = m.facts
+        tkey = (f.resource, f.model, f.organisation)
+        th = thresholds.get(tkey)
+        if th is None:
+            th = thresholds[tkey] = cfg.for_meter(f)
+        ctx = Ctx(now=max(v.received_at or v.ts for v in vals), thresholds=th, tz=tz)  # type: ignore[arg-type]
         rules = ENTERED_RULES if mid in entered else HOOK_RULES
-        res.extend(engine.check_series(m.facts, history.get(mid, []) + vals, ctx, rules))
+        res.extend(engine.check_series(f, history.get(mid, []) + vals, ctx, rules))
     await store.apply_result(conn, res, meters, kinds_by_obis, cfg)
     await _note_replaced(conn, set(meters))
 

@@ -88,6 +88,22 @@ class MeterValue:
     live_clock: bool = True
 
 
+_object_new = object.__new__
+_object_set = object.__setattr__
+
+
+def meter_value(meter: str, obis: str, kind: str, ts: datetime, value: float, received_at: datetime | None = None,
+                period_s: int | None = None, quality: str = "A", new: bool = True,
+                live_clock: bool = True) -> MeterValue:
+    """`MeterValue(...)` for the ingest's hot path: the same object, four times cheaper to make
+    (a frozen dataclass's __init__ sets every field through object.__setattr__)."""
+    v = _object_new(MeterValue)
+    _object_set(v, "__dict__", {"meter": meter, "obis": obis, "kind": kind, "ts": ts, "value": value,
+                                "received_at": received_at, "period_s": period_s, "quality": quality, "new": new,
+                                "row": None, "live_clock": live_clock})
+    return v
+
+
 @dataclass(frozen=True)
 class Finding:
     """An abnormal situation found by a rule. `key` identifies the condition, so the same

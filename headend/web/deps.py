@@ -14,6 +14,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from askue.headend import names, units
+from askue.headend.api import background
+from askue.headend.api import deps as api_deps
 from askue.headend.auth import sessions
 from askue.headend.auth.permissions import ROLE_TITLES, Action, Principal
 from askue.headend.auth.users import User
@@ -76,6 +78,12 @@ def client_ip(request: Request) -> str | None:
 
 
 async def conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    """Pages read from the replica and act on the primary, as the API (api/deps.py)."""
+    async with api_deps.connection(request) as c:
+        yield c
+
+
+async def primary_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     async with request.app.state.pool.connection() as c:
         yield c
 
@@ -97,7 +105,13 @@ def pick_lang(request: Request, user: User | None = None) -> str:
 
 
 async def web_user(request: Request, c: psycopg.AsyncConnection = Depends(conn)) -> WebUser:
-    s = await sessions.load(c, request.cookies.get(sessions.COOKIE))
+    token = request.cookies.get(sessions.COOKIE)
+    s = await sessions.load(c, token)
+    if s is None and api_deps.has_replica(request) and request.method in ("GET", "HEAD"):
+        async with request.app.state.pool.connection() as pc:  # a session begun a moment ago
+            s = await sessions.load(pc, token)
+    if s is not None and s.stale:
+        background.touch(request.app.state.pool, sessions.TOUCH_SQL, (s.token_hash,))
     if s is None:
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(f"{base_path(request)}/login?next={_quote(nxt)}")

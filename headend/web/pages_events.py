@@ -17,7 +17,16 @@ from askue.headend.events import service
 from askue.headend.events.catalogue import KINDS
 from askue.headend.events.describe import zone_label
 from askue.headend.storage.queries import accounts as aq
-from askue.headend.web.deps import WebUser, base_path, check_csrf, conn, html_errors, render, web_user
+from askue.headend.web.deps import (
+    WebUser,
+    base_path,
+    check_csrf,
+    conn,
+    html_errors,
+    primary_conn,
+    render,
+    web_user,
+)
 from askue.headend.web.queries import visible_orgs
 
 router = APIRouter()
@@ -73,12 +82,13 @@ async def events_export(request: Request, format: str = Query("csv", pattern="^(
                         severity: str | None = None, meter: str | None = None, account: str | None = None,
                         site: str | None = None, start: str | None = Query(None, alias="from"),
                         end: str | None = Query(None, alias="to"), show_resolved: bool = False,
-                        w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
+                        w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn),
+                        pc: psycopg.AsyncConnection = Depends(primary_conn)):
     f = _filter(w, org, kind, state, severity, meter, account, site, start, end, show_resolved)
     rows = await service.list_events(c, w.principal, f, limit=service.EXPORT_MAX)
     now = datetime.now(w.tz)
     body, media = events_api.document(format, [service.view(r, w.lang, w.tz, now) for r in rows], w.lang, w.tz)
-    await audit.record(c, w.principal, "events_export", "abnormal_event", None,
+    await audit.record(pc, w.principal, "events_export", "abnormal_event", None,  # the export reads the replica
                        new={"format": format, "rows": len(rows)})
     return Response(body, media_type=media, headers={
         "Content-Disposition": f'attachment; filename="events_{now.strftime("%Y%m%d_%H%M")}.{format}"'})

@@ -242,8 +242,16 @@ class Observer:
     across broker restarts) and counts each value delivered, to tell how many re-sends the
     head-end's merge had to drop."""
 
-    def __init__(self, host: str, port: int, root: str = "askue"):
-        self.host, self.port, self.topic = host, port, f"{root}/v1/+/data"
+    def __init__(self, host: str, port: int, root: str = "askue", shared: bool = False):
+        # shared: the head-end's workers share a subscription group, which mosquitto 2.0 does not
+        # restore after a restart. The observer then takes a group of its own (not restored
+        # either) and joins again only after the workers (`hold`, `rejoin`): a subscriber the
+        # broker can deliver to while the workers' group is gone would make the gateways' values
+        # "delivered" (PUBACK success) to the observer alone instead of "no matching subscribers",
+        # which keeps them in the gateways' stores until the workers are back.
+        self.host, self.port = host, port
+        self.topic = f"$share/faults-observer/{root}/v1/+/data" if shared else f"{root}/v1/+/data"
+        self._held = threading.Event()
         self.delivered: Counter[tuple[str, str, str, datetime | None]] = Counter()
         self.messages = 0
         self.carried_by: dict[tuple[str, str, datetime | None], set[tuple[str, int]]] = {}  # key -> (gw, seq)
@@ -252,7 +260,8 @@ class Observer:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faults-observer-{os.getpid()}",
                                   protocol=mqtt.MQTTv5)
         self.client.reconnect_delay_set(0.2, 1)
-        self.client.on_connect = lambda c, u, f, rc, p: None if rc.is_failure else c.subscribe(self.topic, qos=1)
+        self.client.on_connect = lambda c, u, f, rc, p: None if rc.is_failure or self._held.is_set() else \
+            c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
 
@@ -277,6 +286,21 @@ class Observer:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+    def hold(self) -> None:
+        """Do not subscribe again on the next reconnect (until `rejoin`)."""
+        self._held.set()
+
+    def rejoin(self, timeout: float = 30.0) -> None:
+        self._held.clear()
+        deadline = time.monotonic() + timeout
+        while True:
+            self._subscribed.clear()
+            if self.client.subscribe(self.topic, qos=1)[0] == mqtt.MQTT_ERR_SUCCESS and self._subscribed.wait(5):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the MQTT observer could not subscribe again")
+            time.sleep(0.5)
 
     def totals(self) -> tuple[int, int]:
         """(values delivered, distinct values)."""

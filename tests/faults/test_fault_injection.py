@@ -63,8 +63,9 @@ KILL_WINDOW_S = 10.0  # a poll's reads and its store commit, with room for a slo
 class World:
     """The running system and the log of what was done to it."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, workers: int = 1):
         self.tmp = tmp
+        self.workers = workers
         # The postgres user must reach its data directory: pytest's tmp_path is private (0700).
         self.pg_root = Path(tempfile.mkdtemp(prefix="askue-faults-pg-"))
         os.chmod(self.pg_root, 0o755)
@@ -72,7 +73,8 @@ class World:
         self.broker = Mosquitto(tmp / "mosquitto", persistence=True)
         self.dsn = ""
         self.fleet: Fleet | None = None
-        self.headend: Child | None = None
+        self.headend: Child | None = None  # the worker the suite stops and kills
+        self.other_workers: list[Child] = []  # the rest of the shared-subscription group
         self.gateways: dict[str, Child] = {}
         self.metrics_ports = {gw: free_port() for gw in GATEWAYS}
         self.configs: dict[str, dict] = {}
@@ -90,16 +92,16 @@ class World:
         print(line, flush=True)
 
     def logs(self) -> str:
-        kids = [c for c in [self.headend, *self.gateways.values()] if c is not None]
+        kids = [c for c in [self.headend, *self.other_workers, *self.gateways.values()] if c is not None]
         return "\n".join(c.tail() for c in kids) + "\nsteps:\n" + "\n".join(self.steps)
 
     def subscribed_count(self) -> int:
-        return self.headend.text().count("subscribed to") if self.headend else 0
+        return sum(c.text().count("subscribed to") for c in [self.headend, *self.other_workers] if c is not None)
 
     async def wait(self, pred: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not await pred():
-            for c in [self.headend, *self.gateways.values()]:
+            for c in [self.headend, *self.other_workers, *self.gateways.values()]:
                 assert c is None or c.alive(), f"{c.name} died while waiting for {what}\n{self.logs()}"
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.logs()}")
@@ -123,14 +125,28 @@ class World:
         return await asyncio.to_thread(scrape, self.metrics_ports[gw])
 
     # ---- components ----------------------------------------------------------------------------
-    async def start_headend(self) -> None:
+    async def start_headend(self, *workers: Child) -> None:
         n = self.subscribed_count()
-        self.headend.start()  # type: ignore[union-attr]
+        for c in workers or (self.headend,):
+            c.start()  # type: ignore[union-attr]
 
         async def subscribed() -> bool:
-            return self.subscribed_count() > n
+            return self.subscribed_count() >= n + len(workers or (1,))
 
         await self.wait(subscribed, 60, "the head-end to subscribe")
+
+    async def broker_back(self, subscriptions_before: int) -> None:
+        """After the broker came back: with a shared group, the observer joins again only once
+        every worker has subscribed again (see faultkit.Observer)."""
+        if self.workers == 1:
+            return
+
+        async def resubscribed() -> bool:
+            return self.subscribed_count() >= subscriptions_before + self.workers
+
+        await self.wait(resubscribed, 60, "every worker to subscribe again")
+        await asyncio.to_thread(self.observer.rejoin)  # type: ignore[union-attr]
+        self.note("every worker subscribed again; observer back")
 
     async def start_gateway(self, gw: str) -> None:
         self.gateways[gw].start()
@@ -174,9 +190,13 @@ async def _run_faults(w: World) -> None:
     await w.start_gateway("gw-a")
     await w.progress("gw-a SIGKILL and restart")
 
-    # 2. The broker restarts (persistence on: sessions and queued messages survive).
+    # 2. The broker restarts (persistence on: sessions and queued messages survive; a shared
+    #    group's subscription does not in mosquitto 2.0: the gateways keep what nobody took).
     w.note("restart mosquitto")
+    subs = w.subscribed_count()
+    w.observer.hold()  # type: ignore[union-attr]
     await asyncio.to_thread(w.broker.restart)
+    await w.broker_back(subs)
     await w.progress("mosquitto restart")
 
     # 3. The head-end is stopped cleanly and started again.
@@ -199,6 +219,8 @@ async def _run_faults(w: World) -> None:
     # 5. The gateways' uplink is cut for 30 s: the broker is away; polling goes on into the stores.
     w.note("uplink cut: broker stopped")
     depth0 = {gw: (await w.metrics(gw) or {}).get("queue_depth", 0.0) for gw in GATEWAYS}
+    subs = w.subscribed_count()
+    w.observer.hold()  # type: ignore[union-attr]
     await asyncio.to_thread(w.broker.stop)
     cut_at = time.monotonic()
 
@@ -215,6 +237,7 @@ async def _run_faults(w: World) -> None:
     w.note(f"uplink back after {time.monotonic() - cut_at:.0f} s; gateway queues {depth}")
     await asyncio.to_thread(w.broker.start)
     back_at = time.monotonic()
+    await w.broker_back(subs)
 
     async def backlog_sent() -> bool:
         ms = [await w.metrics(gw) for gw in GATEWAYS]
@@ -311,8 +334,11 @@ def _storage_mode(dsn: str) -> str | None:
         return migrations.storage_mode(conn)
 
 
-async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path) -> None:
-    w = World(tmp_path)
+@pytest.mark.parametrize("workers", [1, 2], ids=["one_worker", "two_workers"])
+async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path, workers: int) -> None:
+    """One head-end (the default: a plain subscription), or two ingest workers in one MQTT
+    shared-subscription group of which the suite stops and kills one."""
+    w = World(tmp_path, workers)
     tty_dir, store_dir = tmp_path / "tty", tmp_path / "stores"
     store_dir.mkdir()
     try:
@@ -326,15 +352,19 @@ async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path) -> N
         n_meters = len(w.fleet.meters)
         assert n_meters >= 200
         w.configs = gateway_configs(ports, tty_dir, store_dir, w.broker.port, w.metrics_ports)
-        w.headend = Child("headend", askue_argv(
-            "headend", "--dsn", w.dsn, "run", "--ingest-only", "--mqtt-host", "127.0.0.1", "--mqtt-port",
-            str(w.broker.port)), tmp_path / "headend.log")
+        argv = askue_argv("headend", "--dsn", w.dsn, "run", "--ingest-only", "--mqtt-host", "127.0.0.1",
+                          "--mqtt-port", str(w.broker.port))
+        group = ({} if workers == 1 else
+                 [{"ASKUE_MQTT_GROUP": "ingest", "ASKUE_MQTT_CLIENT_ID": f"ingest-{k}"} for k in range(workers)])
+        w.headend = Child("headend", argv, tmp_path / "headend.log", env=group[0] if group else {})
+        w.other_workers = [Child(f"headend-{k}", argv, tmp_path / f"headend-{k}.log", env=group[k])
+                           for k in range(1, workers)]
         # The head-end subscribes first: the broker keeps messages only for subscriptions that exist.
-        await w.start_headend()
+        await w.start_headend(w.headend, *w.other_workers)
         mode = await asyncio.to_thread(_storage_mode, w.dsn)
         w.note(f"storage mode: {mode}")
         assert mode == SUITE_MODE  # TimescaleDB wherever it is installed
-        w.observer = await asyncio.to_thread(Observer("127.0.0.1", w.broker.port).start)
+        w.observer = await asyncio.to_thread(Observer("127.0.0.1", w.broker.port, shared=workers > 1).start)
         for gw, cfg in w.configs.items():
             w.gateways[gw] = Child(gw, askue_argv("gateway", "--config", str(write_yaml(tmp_path / f"{gw}.yaml",
                                                                                           cfg))),
@@ -369,7 +399,7 @@ async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path) -> N
     finally:
         if w.observer:
             w.observer.stop()
-        for c in [*w.gateways.values(), w.headend]:
+        for c in [*w.gateways.values(), w.headend, *w.other_workers]:
             if c is not None:
                 await asyncio.to_thread(c.stop)
         if w.fleet and w.fleet.lines:
@@ -384,7 +414,7 @@ async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path) -> N
     res = compare(served, rows, lossy, readout)
     delivered, distinct = w.observer.totals()
     event_kinds = Counter(k for k, *_ in events)
-    summary = (f"fault-injection summary: {n_meters} meters; served {res.served} distinct values "
+    summary = (f"fault-injection summary ({workers} ingest worker{'s' if workers > 1 else ''}): {n_meters} meters; served {res.served} distinct values "
                f"({dict(Counter(k for k, _ in served.values()))}); stored {res.stored} ({dict(res.by_kind)}); "
                f"delivered over MQTT {delivered} (observer), {delivered - distinct} re-sends dropped by the merge; "
                f"lost in SIGKILLed polls {len(res.excused)}; M-Bus readout values not asked for {len(res.not_taken)}; backlog after the 30 s cut sent in {w.catchup_s:.1f} s; final drain {drain_s:.1f} s; Меркурий periods backfilled after its line came back {w.mercury_backfilled}; events {dict(event_kinds)}; "

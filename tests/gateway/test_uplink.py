@@ -134,3 +134,33 @@ async def test_full_store_evicts_instant_values_first_while_the_uplink_is_down(t
     finally:
         await gw.stop()
         server.close()
+
+
+async def test_values_nobody_subscribed_to_stay_in_the_store(tmp_path, fresh_broker, collector_factory):
+    """MQTT 5 PUBACK "no matching subscribers" (0x10): the broker took the message but no
+    head-end got it (mosquitto 2.0 after a restart, before the workers of a shared group
+    subscribe again). The values stay in the store and arrive once somebody subscribes."""
+    sims = sim_meters(3)
+    server, port = await start_modbus_tcp(sims)
+    cfg = GatewayConfig.model_validate(gateway_config(
+        tmp_path, "gw-unrouted", fresh_broker.port,
+        buses=[{"id": "tcp1", "type": "tcp", "host": "127.0.0.1", "port": port, "max_concurrent": 2,
+                "timeout_s": 1.0}],
+        meters=meter_entries(sims, "tcp1", {"register": 1, "instant": 1, "interval": None, "events": None}),
+        broker={"batch_values": 20}))
+    gw = Gateway(cfg)
+    await gw.start()
+    try:
+        await wait_until(lambda: gw.publisher.unrouted >= 2, 20, "data messages nobody subscribed to")
+        assert gw.publisher.acked_values == 0 and gw.store.depth > 0, "nothing deleted that nobody got"
+        assert "askue_gateway_mqtt_unrouted_total" in prometheus_text(gw, ProcessProbe())
+        col = collector_factory(fresh_broker.host, fresh_broker.port, "gw-unrouted")
+        read_then = sum(w.stats.values for w in gw.workers.values())
+        await wait_until(lambda: len({_key(v) for v in col.values()}) >= read_then, 30,
+                         "the kept values to arrive once a subscriber is there")
+    finally:
+        await gw.stop()
+        server.close()
+    read_total = sum(w.stats.values for w in gw.workers.values())
+    await wait_until(lambda: len({_key(v) for v in col.values()}) >= read_total, 20, "the rest to arrive")
+    check_complete_and_ordered(col.values(), read_total, sims)
