@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from askue.devservices.ports import free_port
+from askue.devservices.processes import terminate
 
 _SAMPLE = re.compile(r"^(askue_headend_\w+?)(?:\{[^}]*\})? (\S+)$", re.M)
 
@@ -97,16 +98,7 @@ class HeadendProcess:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (a clean stop) and wait; SIGKILL if it does not end in time."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
 
 def process_cpu_s(pid: int) -> float:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from askue.devservices.ports import free_port, wait_port
+from askue.devservices.processes import terminate
 
 
 def mosquitto_bin() -> str:
@@ -69,13 +69,7 @@ class Mosquitto:
             ) from None
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
         self.proc = None
 
     def restart(self) -> None:

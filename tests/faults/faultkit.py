@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from askue.contract import decode_data
+from askue.devservices.processes import terminate
 
 VALUE_TABLES = {"register": "register_readings", "interval": "intervals", "instant": "instant_values",
                 "event": "meter_events"}
@@ -194,16 +195,7 @@ class Child:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait; SIGKILL if it does not end in time. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
     def text(self) -> str:
         try:
