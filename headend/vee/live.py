@@ -16,6 +16,7 @@ it was taken, not a meter clock); VEE's own estimates are not judged again.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -31,33 +32,63 @@ log = logging.getLogger(__name__)
 HOOK_RULES = ("reverse_reading", "interval_gap", "clock_drift", "tamper", "journal", "voltage", "frozen_value")
 # Values typed by a person or read from a file carry no meter clock or journal of a live read.
 ENTERED_RULES = ("reverse_reading", "interval_gap")
+# frozen_value compares a value delivered again with its stored first copy: a meter none of
+# whose values came again has nothing for it (new values are unique per channel and time,
+# the stored ones fetched for context are older).
+UNREPEATED_RULES = tuple(r for r in HOOK_RULES if r != "frozen_value")
 
 _PREV_SQL = """
 SELECT k.meter_id, k.obis, p.ts, p.value, p.received_at, p.quality {extra}
 FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS k(meter_id, obis, ts)
 CROSS JOIN LATERAL (
     SELECT ts, value, received_at, quality {extra_inner} FROM {table} t
-    WHERE t.meter_id = k.meter_id AND t.obis = k.obis AND t.ts < k.ts
+    WHERE t.meter_id = k.meter_id AND t.obis = k.obis AND t.ts < k.ts {since}
     ORDER BY t.ts DESC LIMIT 1) p
 """
+# How far back the first lookup looks: a live channel's previous value is minutes or hours
+# old. Channels with nothing that recent (a new meter, a long outage) are looked up again
+# over their whole history.
+RECENT = timedelta(days=2)
 
 
-async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], object],
+async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
                     codes: dict[int, str]) -> list[MeterValue]:
+    """The stored value just before each channel's first new one."""
     if not firsts:
         return []
+    since = min(firsts.values()) - RECENT
+    found = await _lookup(conn, kind, firsts, since, await meta.load(conn))
+    missing = {k: t for k, t in firsts.items() if k not in found}
+    if missing:
+        found.update(await _lookup(conn, kind, missing, None, None))
+    return [meter_value(codes[mid], obis, kind, ts, value, rx, per, q, False)
+            for (mid, obis), (ts, value, rx, q, per) in found.items()]
+
+
+async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
+                  since: datetime | None, m: meta.Meta | None) -> dict[tuple[int, str], tuple]:
     keys = list(firsts)
     extra = ", p.period_s" if kind == "interval" else ", NULL::int"
     sql = _PREV_SQL.format(extra=extra, extra_inner=", period_s" if kind == "interval" else "",
-                           table=values.TABLES[kind])
+                           table=values.TABLES[kind], since="AND t.ts >= %s" if since else "")
+    params: list = [[k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]]
+    if since:
+        params.append(since)
+    # A constant lower bound leaves the planner the one or two newest chunks (partitions). On
+    # TimescaleDB its ChunkAppend node then still costs more per probe than the probe itself
+    # (measured: 16 µs against 4 µs for 18,000 channels); a plain index scan per chunk is
+    # what the bounded lookup wants.
+    recent_ts = since is not None and m is not None and not m.plain
+    if recent_ts:
+        await conn.execute("SET LOCAL timescaledb.enable_chunk_append = off")
     # binary: a batch sends and gets back one row per channel (tens of thousands); text
     # arrays and rows cost the ingest more than the query itself
     async with conn.cursor(binary=True) as cur:
-        await cur.execute(sql.replace("%s", "%b"),
-                          ([k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]))
-        found = await cur.fetchall()
-    return [meter_value(codes[mid], obis, kind, ts, value, rx, per, q, False)
-            for mid, obis, ts, value, rx, q, per in found]
+        await cur.execute(sql.replace("%s", "%b"), params)
+        rows = await cur.fetchall()
+    if recent_ts:  # (on an error the hook's savepoint takes the setting back with it)
+        await conn.execute("SET LOCAL timescaledb.enable_chunk_append TO DEFAULT")
+    return {(mid, obis): (ts, value, rx, q, per) for mid, obis, ts, value, rx, q, per in rows}
 
 
 @hooks.after_insert("vee")
@@ -97,6 +128,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             if t is None or ts < t:  # type: ignore[operator]
                 first[k] = ts
     history: dict[int, list[MeterValue]] = {}
+    repeated_meters = {r.meter_id for r in repeated}
     for r in repeated:  # the stored first copy as history, the repeat under check
         if r.meter_id not in codes:
             continue
@@ -122,7 +154,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
         if th is None:
             th = thresholds[tkey] = cfg.for_meter(f)
         ctx = Ctx(now=max(v.received_at or v.ts for v in vals), thresholds=th, tz=tz)  # type: ignore[arg-type]
-        rules = ENTERED_RULES if mid in entered else HOOK_RULES
+        rules = ENTERED_RULES if mid in entered else HOOK_RULES if mid in repeated_meters else UNREPEATED_RULES
         res.extend(engine.check_series(f, history.get(mid, []) + vals, ctx, rules))
     await store.apply_result(conn, res, meters, kinds_by_obis, cfg)
     await _note_replaced(conn, set(meters))

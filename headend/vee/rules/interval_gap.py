@@ -17,8 +17,10 @@ def expected_period(series: list[MeterValue]) -> int | None:
 
 def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
+    installed = meter.installed_at
     for obis, series in by_channel(values, "interval").items():
-        series = [v for v in series if in_service(meter, v)]
+        if installed is not None:
+            series = [v for v in series if in_service(meter, v)]
         period = expected_period(series)
         if not period:
             continue

@@ -7,7 +7,7 @@ same id restarted at a recorded identity change), values from before installatio
 from __future__ import annotations
 
 from askue.headend.vee.model import Finding, Mark, MeterFacts, MeterValue, Result, by_channel
-from askue.headend.vee.rules.common import Ctx, finding, forward_delta, in_service, iso, reset_between
+from askue.headend.vee.rules.common import Ctx, finding, forward_delta, iso, reset_between
 
 
 def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
@@ -16,14 +16,16 @@ def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     # One condition per meter and read time: a step back shows on the total and every
     # tariff register at once; the total (tariff 0) leads, the others are listed with it.
     raised: dict[str, Finding] = {}
-    channels = sorted(by_channel(values, "register").items(), key=lambda kv: (_tariff(kv[0]) != "0", kv[0]))
+    channels = sorted(by_channel(values, "register").items(), key=_channel_order)
+    installed, resets = meter.installed_at, meter.baseline_resets  # in_service, reset_between inlined: per value
     for obis, series in channels:
         prev: MeterValue | None = None
         for v in series:
-            if not in_service(meter, v):
+            if installed is not None and v.ts < installed:
                 continue
             if prev is not None and v.new and v.ts > prev.ts:
-                if reset_between(meter, prev.ts, v.ts) or (meter.identity_changed and v.value < prev.value):
+                if (resets and reset_between(meter, prev.ts, v.ts)) or (meter.identity_changed
+                                                                        and v.value < prev.value):
                     res.marks.append(Mark(meter.code, obis, v.ts, "meter_exchange"))
                 elif v.value < prev.value - th.reverse_tolerance:
                     delta = forward_delta(prev.value, v.value, meter, th, v.ts)
@@ -46,6 +48,20 @@ def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
             if prev is None or v.ts > prev.ts:
                 prev = v
     return res
+
+
+_ORDER: dict[str, tuple[bool, str]] = {}
+
+
+def _channel_order(kv: tuple[str, list]) -> tuple[bool, str]:
+    """Total (tariff 0) first, then by OBIS; memoised: a handful of codes, judged per meter and batch."""
+    obis = kv[0]
+    key = _ORDER.get(obis)
+    if key is None:
+        if len(_ORDER) > 10_000:
+            _ORDER.clear()
+        key = _ORDER[obis] = (_tariff(obis) != "0", obis)
+    return key
 
 
 def _tariff(obis: str) -> str:
