@@ -24,8 +24,9 @@ from askue.headend.auth import audit
 from askue.headend.storage import hooks, meta, values
 from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, store
-from askue.headend.vee.model import MeterValue, Result, meter_value
+from askue.headend.vee.model import MeterFacts, MeterValue, Result, meter_value
 from askue.headend.vee.rules.common import Ctx
+from askue.headend.vee.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,17 @@ UNREPEATED_RULES = tuple(r for r in HOOK_RULES if r != "frozen_value")
 
 _PREV_SQL = """
 SELECT k.meter_id, k.obis, p.ts, p.value, p.received_at, p.quality {extra}
-FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS k(meter_id, obis, ts)
-CROSS JOIN LATERAL (
+FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]{more}) AS k(meter_id, obis, ts{more_cols})
+LEFT JOIN LATERAL (
     SELECT ts, value, received_at, quality {extra_inner} FROM {table} t
     WHERE t.meter_id = k.meter_id AND t.obis = k.obis AND t.ts < k.ts {since}
-    ORDER BY t.ts DESC LIMIT 1) p
+    ORDER BY t.ts DESC LIMIT 1) p ON true
+WHERE p.ts IS NULL{needed}
 """
+# The stored value only matters to reverse_reading when a new value of the channel is below it
+# by more than the tolerance (the same float arithmetic as the rule's): otherwise the rule
+# finds nothing against it and goes on from the first new value as it would without it.
+_NEEDED = " OR k.min_new IS NULL OR p.value - k.tol > k.min_new"
 # How far back the first lookup looks: a live channel's previous value is minutes or hours
 # old. Channels with nothing that recent (a new meter, a long outage) are looked up again
 # over their whole history.
@@ -52,26 +58,42 @@ RECENT = timedelta(days=2)
 
 
 async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
-                    codes: dict[int, str]) -> list[MeterValue]:
-    """The stored value just before each channel's first new one."""
+                    codes: dict[int, str], lows: dict[tuple[int, str], tuple[float, float] | None] | None = None
+                    ) -> list[MeterValue]:
+    """The stored value just before each channel's first new one. `lows` (registers): the
+    channel's lowest new value and the meter's reverse tolerance, None where every stored
+    value is wanted; a stored value no new one is below (beyond the tolerance) is not fetched."""
     if not firsts:
         return []
     since = min(firsts.values()) - RECENT
-    found = await _lookup(conn, kind, firsts, since, await meta.load(conn))
-    missing = {k: t for k, t in firsts.items() if k not in found}
+    found = await _lookup(conn, kind, firsts, lows, since, await meta.load(conn))
+    missing = {k: t for k, t in firsts.items() if k in found and found[k] is None}
     if missing:
-        found.update(await _lookup(conn, kind, missing, None, None))
-    return [meter_value(codes[mid], obis, kind, ts, value, rx, per, q, False)
-            for (mid, obis), (ts, value, rx, q, per) in found.items()]
+        found.update(await _lookup(conn, kind, missing, lows, None, None))
+    out = []
+    for (mid, obis), row in found.items():
+        if row is not None:
+            ts, value, rx, q, per = row
+            out.append(meter_value(codes[mid], obis, kind, ts, value, rx, per, q, False))
+    return out
 
 
 async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
-                  since: datetime | None, m: meta.Meta | None) -> dict[tuple[int, str], tuple]:
+                  lows: dict[tuple[int, str], tuple[float, float] | None] | None, since: datetime | None,
+                  m: meta.Meta | None) -> dict[tuple[int, str], tuple | None]:
+    """Each channel's stored value before its first new one, if wanted (see `_previous`);
+    None for a channel with nothing stored before it (in the window `since` when given)."""
     keys = list(firsts)
     extra = ", p.period_s" if kind == "interval" else ", NULL::int"
     sql = _PREV_SQL.format(extra=extra, extra_inner=", period_s" if kind == "interval" else "",
-                           table=values.TABLES[kind], since="AND t.ts >= %s" if since else "")
+                           table=values.TABLES[kind], since="AND t.ts >= %s" if since else "",
+                           more=", %s::float8[], %s::float8[]" if lows is not None else "",
+                           more_cols=", min_new, tol" if lows is not None else "",
+                           needed=_NEEDED if lows is not None else " OR true")
     params: list = [[k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]]
+    if lows is not None:
+        pairs = [lows.get(k) for k in keys]
+        params += [[p[0] if p else None for p in pairs], [p[1] if p else None for p in pairs]]
     if since:
         params.append(since)
     # A constant lower bound leaves the planner the one or two newest chunks (partitions). On
@@ -88,7 +110,8 @@ async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[i
         rows = await cur.fetchall()
     if recent_ts:  # (on an error the hook's savepoint takes the setting back with it)
         await conn.execute("SET LOCAL timescaledb.enable_chunk_append TO DEFAULT")
-    return {(mid, obis): (ts, value, rx, q, per) for mid, obis, ts, value, rx, q, per in rows}
+    return {(mid, obis): None if ts is None else (ts, value, rx, q, per)
+            for mid, obis, ts, value, rx, q, per in rows}
 
 
 @hooks.after_insert("vee")
@@ -105,6 +128,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     firsts: dict[str, dict[tuple[int, str], object]] = {"register": {}, "interval": {}}
     kinds_by_obis: dict[tuple[str, str], str] = {}
     entered: set[int] = set()  # meters with values from a person or a file
+    lows: dict[tuple[int, str], float] = {}  # each register channel's lowest new value
     for r in rows:
         mid = r.meter_id
         code = codes.get(mid)
@@ -127,6 +151,11 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             t = first.get(k)
             if t is None or ts < t:  # type: ignore[operator]
                 first[k] = ts
+            if kind == "register":
+                x = r.value
+                low = lows.get(k)
+                if low is None or x < low or low != low:  # NaN is below nothing: never a low
+                    lows[k] = x
     history: dict[int, list[MeterValue]] = {}
     repeated_meters = {r.meter_id for r in repeated}
     for r in repeated:  # the stored first copy as history, the repeat under check
@@ -138,21 +167,31 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
         new_by_meter.setdefault(r.meter_id, []).append(
             MeterValue(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
         kinds_by_obis[(code, r.obis)] = r.kind
-    ids = {c: m for m, c in codes.items()}
-    for kind in ("register", "interval"):
-        for v in await _previous(conn, kind, firsts[kind], codes):
-            history.setdefault(ids[v.meter], []).append(v)
     cfg = await store.load_thresholds(conn)
     # a meter's thresholds depend on its resource, model and organisation only
-    thresholds: dict[tuple, object] = {}
-    res = Result()
-    for mid, vals in new_by_meter.items():
-        m = meters[mid]
-        f = m.facts
+    thresholds: dict[tuple, Thresholds] = {}
+
+    def thresholds_of(f: MeterFacts) -> Thresholds:
         tkey = (f.resource, f.model, f.organisation)
         th = thresholds.get(tkey)
         if th is None:
             th = thresholds[tkey] = cfg.for_meter(f)
+        return th
+
+    # A meter whose identity changed (a recorded reset, a new serial) marks an exchange
+    # against any stored value: it gets every one.
+    register_lows: dict[tuple[int, str], tuple[float, float] | None] = {
+        k: None if (f := meters[k[0]].facts).baseline_resets or f.identity_changed
+        else (low, thresholds_of(f).reverse_tolerance) for k, low in lows.items()}
+    ids = {c: m for m, c in codes.items()}
+    for kind in ("register", "interval"):
+        for v in await _previous(conn, kind, firsts[kind], codes, register_lows if kind == "register" else None):
+            history.setdefault(ids[v.meter], []).append(v)
+    res = Result()
+    for mid, vals in new_by_meter.items():
+        m = meters[mid]
+        f = m.facts
+        th = thresholds_of(f)
         ctx = Ctx(now=max(v.received_at or v.ts for v in vals), thresholds=th, tz=tz)  # type: ignore[arg-type]
         rules = ENTERED_RULES if mid in entered else HOOK_RULES if mid in repeated_meters else UNREPEATED_RULES
         res.extend(engine.check_series(f, history.get(mid, []) + vals, ctx, rules))

@@ -120,6 +120,23 @@ async def test_a_broken_threshold_row_does_not_stop_vee(pg_dsn: str) -> None:
     await conn.close()
 
 
+async def test_reverse_against_stored_values_one_batch_at_a_time(pg_dsn: str) -> None:
+    """The hook fetches a stored value only when a new one is below it by more than the
+    tolerance: the same findings as judging the whole series at once."""
+    conn, ctx = await _setup(pg_dsn)
+    await conn.execute("INSERT INTO vee_thresholds (scope, name, settings) VALUES ('default', '', %s)",
+                       ('{"reverse_tolerance": 0.5}',))
+    for i, value in enumerate((100.0, 99.6, 99.0, 99.5, 99999.0, 3.0)):
+        await merge.write(conn, ctx, pending([c_reg("E5", value, T0 + timedelta(hours=i))], seq=i))
+    # 99.6 within the tolerance of 100.0; 99.0 is 0.6 below 99.6; 99.5 goes on from 99.0 (the
+    # meter confirmed its new level); 99999.0 → 3.0 is a rollover on five digits
+    assert await _events(conn) == [("reverse_reading", "E5", "open", "99.6", True)]
+    cur = await conn.execute("SELECT value, reasons FROM register_readings ORDER BY ts")
+    assert await cur.fetchall() == [(100.0, []), (99.6, []), (99.0, ["reverse_reading"]), (99.5, []),
+                                    (99999.0, []), (3.0, ["rollover"])]
+    await conn.close()
+
+
 async def test_frozen_value_raised_live_but_not_for_qos_duplicates(pg_dsn: str) -> None:
     """A new poll returning a stored meter time again (later receive time) is frozen_value;
     a QoS 1 duplicate or replay (same receive time) and a quick re-poll are not."""
