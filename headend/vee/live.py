@@ -16,12 +16,13 @@ it was taken, not a meter clock); VEE's own estimates are not judged again.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 
 import psycopg
 
 from askue.headend.auth import audit
-from askue.headend.storage import hooks, meta, values
+from askue.headend.storage import hooks, meta, pgarrays, values
 from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, store
 from askue.headend.vee.model import MeterFacts, MeterValue, Result, meter_value
@@ -50,7 +51,7 @@ WHERE p.ts IS NULL{needed}
 # The stored value only matters to reverse_reading when a new value of the channel is below it
 # by more than the tolerance (the same float arithmetic as the rule's): otherwise the rule
 # finds nothing against it and goes on from the first new value as it would without it.
-_NEEDED = " OR k.min_new IS NULL OR p.value - k.tol > k.min_new"
+_NEEDED = " OR p.value - k.tol > k.min_new"
 # How far back the first lookup looks: a live channel's previous value is minutes or hours
 # old. Channels with nothing that recent (a new meter, a long outage) are looked up again
 # over their whole history.
@@ -58,11 +59,11 @@ RECENT = timedelta(days=2)
 
 
 async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
-                    codes: dict[int, str], lows: dict[tuple[int, str], tuple[float, float] | None] | None = None
+                    codes: dict[int, str], lows: dict[tuple[int, str], tuple[float, float]] | None = None
                     ) -> list[MeterValue]:
     """The stored value just before each channel's first new one. `lows` (registers): the
-    channel's lowest new value and the meter's reverse tolerance, None where every stored
-    value is wanted; a stored value no new one is below (beyond the tolerance) is not fetched."""
+    channel's lowest new value and the meter's reverse tolerance (-inf where every stored
+    value is wanted); a stored value no new one is below (beyond the tolerance) is not fetched."""
     if not firsts:
         return []
     since = min(firsts.values()) - RECENT
@@ -79,7 +80,7 @@ async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple
 
 
 async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
-                  lows: dict[tuple[int, str], tuple[float, float] | None] | None, since: datetime | None,
+                  lows: dict[tuple[int, str], tuple[float, float]] | None, since: datetime | None,
                   m: meta.Meta | None) -> dict[tuple[int, str], tuple | None]:
     """Each channel's stored value before its first new one, if wanted (see `_previous`);
     None for a channel with nothing stored before it (in the window `since` when given)."""
@@ -90,10 +91,11 @@ async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[i
                            more=", %s::float8[], %s::float8[]" if lows is not None else "",
                            more_cols=", min_new, tol" if lows is not None else "",
                            needed=_NEEDED if lows is not None else " OR true")
-    params: list = [[k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys]]
+    params: list = [pgarrays.int8([k[0] for k in keys]), pgarrays.text([k[1] for k in keys]),
+                    pgarrays.timestamptz([firsts[k] for k in keys])]
     if lows is not None:
-        pairs = [lows.get(k) for k in keys]
-        params += [[p[0] if p else None for p in pairs], [p[1] if p else None for p in pairs]]
+        pairs = [lows[k] for k in keys]
+        params += [pgarrays.float8([p[0] for p in pairs]), pgarrays.float8([p[1] for p in pairs])]
     if since:
         params.append(since)
     # A constant lower bound leaves the planner the one or two newest chunks (partitions). On
@@ -179,10 +181,13 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
         return th
 
     # A meter whose identity changed (a recorded reset, a new serial) marks an exchange
-    # against any stored value: it gets every one.
-    register_lows: dict[tuple[int, str], tuple[float, float] | None] = {
-        k: None if (f := meters[k[0]].facts).baseline_resets or f.identity_changed
-        else (low, thresholds_of(f).reverse_tolerance) for k, low in lows.items()}
+    # against any stored value: it gets every one (every value is above -inf).
+    tolerance: dict[int, float | None] = {}
+    for mid in {k[0] for k in lows}:
+        f = meters[mid].facts
+        tolerance[mid] = None if f.baseline_resets or f.identity_changed else thresholds_of(f).reverse_tolerance
+    register_lows: dict[tuple[int, str], tuple[float, float]] = {
+        k: (-math.inf, 0.0) if (tol := tolerance[k[0]]) is None else (low, tol) for k, low in lows.items()}
     ids = {c: m for m, c in codes.items()}
     for kind in ("register", "interval"):
         for v in await _previous(conn, kind, firsts[kind], codes, register_lows if kind == "register" else None):

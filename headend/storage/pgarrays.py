@@ -1,0 +1,110 @@
+"""Query parameters that are long lists, packed into PostgreSQL's binary array format at C speed.
+
+psycopg dumps a Python list element by element in Python: for the ingest's per-batch
+statements, which send one element per channel (tens of thousands), that loop cost more
+of the head-end's time than the statements themselves. Here fixed-width elements are
+written by slicing whole byte strings (`array` does the big-endian conversion) and text
+elements are joined from a per-string cache. Pass the result as a binary parameter
+and cast it in the SQL (`%b::bigint[]`): the cast is what gives it its type.
+
+None elements are not supported: callers pass lists of values only.
+"""
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from psycopg import adapters
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+_HEADER = struct.Struct(">iiiii")  # ndim, has nulls, element oid, length, lower bound
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_LITTLE = sys.byteorder == "little"
+
+
+class Int8Array(bytes):
+    """A packed bigint[]."""
+
+
+class Float8Array(bytes):
+    """A packed double precision[]."""
+
+
+class TimestamptzArray(bytes):
+    """A packed timestamptz[]."""
+
+
+class TextArray(bytes):
+    """A packed text[]."""
+
+
+def _fixed(values: array, width: int, element_oid: int) -> bytes:
+    """Elements of `width` bytes, each behind its int4 length."""
+    if _LITTLE:
+        values.byteswap()
+    data = values.tobytes()
+    n = len(values)
+    out = bytearray(n * (4 + width))
+    out[3::4 + width] = bytes([width]) * n  # the length's low byte; the three above stay zero
+    for j in range(width):
+        out[4 + j::4 + width] = data[j::width]
+    return _HEADER.pack(1, 0, element_oid, n, 1) + out
+
+
+def int8(values: Sequence[int]) -> Int8Array:
+    return Int8Array(_fixed(array("q", values), 8, 20))
+
+
+def float8(values: Sequence[float]) -> Float8Array:
+    return Float8Array(_fixed(array("d", values), 8, 701))
+
+
+def timestamptz(values: Sequence[datetime]) -> TimestamptzArray:
+    """Aware datetimes; a batch's values share few distinct times (a poll's registers share
+    the meter's clock), so each is converted once."""
+    micros: dict[datetime, int] = {}
+    out = array("q", bytes(8 * len(values)))
+    for i, t in enumerate(values):
+        us = micros.get(t)
+        if us is None:
+            d = t - _PG_EPOCH
+            us = micros[t] = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+        out[i] = us
+    return TimestamptzArray(_fixed(out, 8, 1184))
+
+
+_TEXT: dict[str, bytes] = {}
+
+
+def text(values: Sequence[str]) -> TextArray:
+    """Strings (channel codes, meter codes) repeat across batches: each is encoded once."""
+    cache = _TEXT
+    if len(cache) > 100_000:
+        cache.clear()
+    parts = []
+    append = parts.append
+    for s in values:
+        b = cache.get(s)
+        if b is None:
+            raw = s.encode()
+            b = cache[s] = struct.pack(">i", len(raw)) + raw
+        append(b)
+    return TextArray(_HEADER.pack(1, 0, 25, len(values), 1) + b"".join(parts))
+
+
+class _PackedDumper(Dumper):
+    # No oid: a dumper registered with one would also be the one psycopg picks for that type
+    # by oid (COPY's set_types, for lists), which this one cannot dump. The SQL's cast tells
+    # PostgreSQL the parameter's type.
+    format = Format.BINARY
+
+    def dump(self, obj: bytes) -> bytes:
+        return obj
+
+
+for _cls in (Int8Array, Float8Array, TimestamptzArray, TextArray):
+    adapters.register_dumper(_cls, _PackedDumper)
