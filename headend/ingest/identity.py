@@ -127,10 +127,7 @@ class _Planner:
                 return None
             ids[code] = last.meter_id
         for code, obis, kind, unit in keys:
-            try:
-                if not units.convert(self.meter(ids[code]).resource, obis, kind, unit).same:
-                    return None
-            except units.UnitError:
+            if not _sent_canonical(self.meter(ids[code]).resource, obis, kind, unit):
                 return None
         return ids
 
@@ -223,6 +220,25 @@ class _Planner:
 def _serial(s: str) -> str:
     """Serials as meters and registers write them: case, spaces and leading zeros aside."""
     return "".join(s.split()).upper().lstrip("0")
+
+
+_CANONICAL: dict[tuple, bool] = {}
+
+
+def _sent_canonical(resource: str | None, obis: str, kind: str, unit: str) -> bool:
+    """A value sent in the canonical unit of its channel (kept as sent); memoised: every
+    message repeats the same few dozen (resource, channel, kind, unit)."""
+    key = (resource, obis, kind, unit)
+    same = _CANONICAL.get(key)
+    if same is None:
+        try:
+            same = units.convert(resource, obis, kind, unit).same
+        except units.UnitError:
+            same = False
+        if len(_CANONICAL) > 100_000:
+            _CANONICAL.clear()
+        _CANONICAL[key] = same
+    return same
 
 
 def _eq(a: float, b: float) -> bool:

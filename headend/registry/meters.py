@@ -26,7 +26,7 @@ from askue.headend.auth.permissions import Action, Principal
 from askue.headend.errors import Conflict, Invalid, NotFound
 from askue.headend.registry import cache, entities
 from askue.headend.registry import validate as v
-from askue.headend.storage import meta
+from askue.headend.storage import meta, pgarrays
 
 FOREVER = date(1, 1, 1)  # valid_from of a meter's first version: its whole past
 # dated: API field -> meter_params / meters column
@@ -514,7 +514,8 @@ async def params_on(conn: psycopg.AsyncConnection, meter_ids: list[int]) -> dict
         return {}
     cur = await conn.execute(
         "SELECT p.meter_id, p.valid_from, p.multiplier, p.digits FROM meter_params p JOIN meters m ON m.id = p.meter_id "
-        "WHERE p.meter_id = ANY(%s) AND m.params_since IS NOT NULL ORDER BY p.meter_id, p.valid_from", (meter_ids,))
+        "WHERE p.meter_id = ANY(%b::bigint[]) AND m.params_since IS NOT NULL ORDER BY p.meter_id, p.valid_from",
+        (pgarrays.int8(meter_ids),))
     out: dict[int, list[tuple[date, float, int | None]]] = {}
     for mid, vf, mult, digits in await cur.fetchall():
         out.setdefault(mid, []).append((vf, mult, digits))

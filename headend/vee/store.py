@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from askue.headend.storage import values
+from askue.headend.storage import pgarrays, values
 from askue.headend.vee.model import Clear, Finding, Mark, MeterFacts, MeterValue, Result
 from askue.headend.vee.thresholds import ThresholdConfig
 
@@ -60,7 +60,7 @@ LEFT JOIN meters rb ON rb.id = m.replaced_by_id
 async def load_meters(conn: psycopg.AsyncConnection, tz: tzinfo, ids: Sequence[int] | None = None,
                       where: str = "TRUE", params: Sequence[Any] = ()) -> dict[int, MeterRow]:
     if ids is not None:
-        cur = await conn.execute(_METER_SQL + " WHERE m.id = ANY(%s)", (list(ids),))
+        cur = await conn.execute(_METER_SQL + " WHERE m.id = ANY(%b::bigint[])", (pgarrays.int8(list(ids)),))
     else:
         cur = await conn.execute(_METER_SQL + f" WHERE {where}", params)
     out: dict[int, MeterRow] = {}
