@@ -512,6 +512,7 @@ async def params_on(conn: psycopg.AsyncConnection, meter_ids: list[int]) -> dict
     oldest first: what billing and VEE need to rate each value by its day."""
     if not meter_ids:
         return {}
+    pgarrays.enable(conn)
     cur = await conn.execute(
         "SELECT p.meter_id, p.valid_from, p.multiplier, p.digits FROM meter_params p JOIN meters m ON m.id = p.meter_id "
         "WHERE p.meter_id = ANY(%b::bigint[]) AND m.params_since IS NOT NULL ORDER BY p.meter_id, p.valid_from",

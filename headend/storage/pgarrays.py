@@ -4,8 +4,9 @@ psycopg dumps a Python list element by element in Python: for the ingest's per-b
 statements, which send one element per channel (tens of thousands), that loop cost more
 of the head-end's time than the statements themselves. Here fixed-width elements are
 written by slicing whole byte strings (`array` does the big-endian conversion) and text
-elements are joined from a per-string cache. Pass the result as a binary parameter
-and cast it in the SQL (`%b::bigint[]`): the cast is what gives it its type.
+elements are joined from a per-string cache. Call `enable(conn)` on the connection,
+pass the result as a binary parameter and cast it in the SQL (`%b::bigint[]`): the cast
+is what gives it its type.
 
 None elements are not supported: callers pass lists of values only.
 """
@@ -17,7 +18,7 @@ from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from psycopg import adapters
+from psycopg import AsyncConnection, Connection
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
@@ -106,5 +107,13 @@ class _PackedDumper(Dumper):
         return obj
 
 
-for _cls in (Int8Array, Float8Array, TimestamptzArray, TextArray):
-    adapters.register_dumper(_cls, _PackedDumper)
+_PACKED = (Int8Array, Float8Array, TimestamptzArray, TextArray)
+
+
+def enable(conn: AsyncConnection | Connection) -> None:
+    """Teach `conn` these parameters (else psycopg sends them as bytea). On the connection, not
+    psycopg's global map: a connection copies that map when it opens, so one opened before
+    this module was imported would not know them."""
+    dumpers = conn.adapters
+    for cls in _PACKED:
+        dumpers.register_dumper(cls, _PackedDumper)

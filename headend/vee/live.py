@@ -91,6 +91,7 @@ async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[i
                            more=", %s::float8[], %s::float8[]" if lows is not None else "",
                            more_cols=", min_new, tol" if lows is not None else "",
                            needed=_NEEDED if lows is not None else " OR true")
+    pgarrays.enable(conn)
     params: list = [pgarrays.int8([k[0] for k in keys]), pgarrays.text([k[1] for k in keys]),
                     pgarrays.timestamptz([firsts[k] for k in keys])]
     if lows is not None:

@@ -60,6 +60,7 @@ LEFT JOIN meters rb ON rb.id = m.replaced_by_id
 async def load_meters(conn: psycopg.AsyncConnection, tz: tzinfo, ids: Sequence[int] | None = None,
                       where: str = "TRUE", params: Sequence[Any] = ()) -> dict[int, MeterRow]:
     if ids is not None:
+        pgarrays.enable(conn)
         cur = await conn.execute(_METER_SQL + " WHERE m.id = ANY(%b::bigint[])", (pgarrays.int8(list(ids)),))
     else:
         cur = await conn.execute(_METER_SQL + f" WHERE {where}", params)

@@ -17,6 +17,7 @@ def test_packed_arrays_round_trip(pg_dsn: str) -> None:
              datetime(2026, 3, 1, 0, 0, tzinfo=msk), datetime(2026, 12, 2, 10, 0, 0, 123456, tzinfo=UTC)]
     texts = ["1.0.1.8.0.255", "", "Счётчик №1", "1.0.1.8.0.255", "a" * 300]
     with psycopg.connect(pg_dsn) as conn:
+        pgarrays.enable(conn)
         got = conn.execute("SELECT %b::bigint[], %b::float8[], %b::timestamptz[], %b::text[], "
                            "cardinality(%b::bigint[])",
                            (pgarrays.int8(ids), pgarrays.float8(floats), pgarrays.timestamptz(times),
