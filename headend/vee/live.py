@@ -132,33 +132,41 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     kinds_by_obis: dict[tuple[str, str], str] = {}
     entered: set[int] = set()  # meters with values from a person or a file
     lows: dict[tuple[int, str], float] = {}  # each register channel's lowest new value
+    reg_firsts, int_firsts = firsts["register"], firsts["interval"]
+    last_mid, code, lst = None, None, None  # a batch's rows come meter by meter: look each up once
     for r in rows:
-        mid = r.meter_id
-        code = codes.get(mid)
+        mid, kind, obis, ts, ts_source, rx, x, source, per, archive = (
+            r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[9], r[12], r[13])
+        if mid != last_mid:
+            last_mid, code = mid, codes.get(mid)
+            if code is not None:
+                lst = new_by_meter.get(mid)
+                if lst is None:
+                    lst = new_by_meter[mid] = []
         if code is None:
             continue
-        kind, obis, ts = r.kind, r.obis, r.ts
-        if r.source != "gateway":
+        if source != "gateway":
             entered.add(mid)
-        v = meter_value(code, obis, kind, ts, r.value, r.received_at, r.period_s, "A", True,
-                        r.archive is None and r.ts_source == "meter")
-        lst = new_by_meter.get(mid)
-        if lst is None:
-            new_by_meter[mid] = [v]
-        else:
-            lst.append(v)
+        lst.append(meter_value(code, obis, kind, ts, x, rx, per, "A", True,  # type: ignore[union-attr]
+                               archive is None and ts_source == "meter"))
         kinds_by_obis[(code, obis)] = kind
-        first = firsts.get(kind)
-        if first is not None:
+        if kind == "register":
             k = (mid, obis)
-            t = first.get(k)
-            if t is None or ts < t:  # type: ignore[operator]
-                first[k] = ts
-            if kind == "register":
-                x = r.value
-                low = lows.get(k)
-                if low is None or x < low or low != low:  # NaN is below nothing: never a low
-                    lows[k] = x
+            t = reg_firsts.get(k)
+            if t is None:
+                reg_firsts[k] = ts
+                lows[k] = x
+                continue
+            if ts < t:
+                reg_firsts[k] = ts
+            low = lows[k]
+            if x < low or low != low:  # NaN is below nothing: never a low
+                lows[k] = x
+        elif kind == "interval":
+            k = (mid, obis)
+            t = int_firsts.get(k)
+            if t is None or ts < t:
+                int_firsts[k] = ts
     history: dict[int, list[MeterValue]] = {}
     repeated_meters = {r.meter_id for r in repeated}
     for r in repeated:  # the stored first copy as history, the repeat under check

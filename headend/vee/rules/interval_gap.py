@@ -11,8 +11,14 @@ from askue.headend.vee.rules.common import Ctx, finding, in_service, iso
 
 
 def expected_period(series: list[MeterValue]) -> int | None:
-    periods = Counter(v.period_s for v in series if v.period_s)
-    return periods.most_common(1)[0][0] if periods else None
+    """The channel's most common period (the first seen among equals)."""
+    periods = [v.period_s for v in series if v.period_s]
+    if not periods:
+        return None
+    first = periods[0]
+    if periods.count(first) == len(periods):  # the usual channel: one period throughout
+        return first
+    return Counter(periods).most_common(1)[0][0]
 
 
 def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
