@@ -137,6 +137,28 @@ async def test_reverse_against_stored_values_one_batch_at_a_time(pg_dsn: str) ->
     await conn.close()
 
 
+async def test_interval_gaps_against_stored_intervals_one_batch_at_a_time(pg_dsn: str) -> None:
+    """The hook fetches a stored interval only when it is not exactly one period before the
+    first new one: gaps and period changes against stored intervals are still found."""
+    conn, ctx = await _setup(pg_dsn)
+    prof = "1.0.1.29.0.255"
+    ends = [(30, 1800), (60, 1800), (120, 1800), (135, 900), (150, 900), (181, 900)]
+    for i, (minutes, period) in enumerate(ends):
+        await merge.write(conn, ctx, pending([c_val("E5", "interval", prof, 0.2, T0 + timedelta(minutes=minutes),
+                                                    period_s=period)], seq=i))
+    cur = await conn.execute("SELECT kind, ts FROM abnormal_events ORDER BY ts")
+    # 60 → 120 misses the interval ending at 90; 135 is a 15-minute interval after a 30-minute
+    # one (a tie: the stored one's period counts first); 150 follows 135 in its own period;
+    # 181 is off the grid
+    assert [(k, ts - T0) for k, ts in await cur.fetchall()] == [("interval_gap", timedelta(minutes=90))]
+    cur = await conn.execute("SELECT ts, reasons FROM intervals ORDER BY ts")
+    assert [(ts - T0, r) for ts, r in await cur.fetchall()] == [
+        (timedelta(minutes=30), []), (timedelta(minutes=60), []), (timedelta(minutes=120), []),
+        (timedelta(minutes=135), ["wrong_period"]), (timedelta(minutes=150), []),
+        (timedelta(minutes=181), ["wrong_period"])]
+    await conn.close()
+
+
 async def test_frozen_value_raised_live_but_not_for_qos_duplicates(pg_dsn: str) -> None:
     """A new poll returning a stored meter time again (later receive time) is frozen_value;
     a QoS 1 duplicate or replay (same receive time) and a quick re-poll are not."""
