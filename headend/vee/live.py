@@ -189,12 +189,15 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             th = thresholds[tkey] = cfg.for_meter(f)
         return th
 
-    # A meter whose identity changed (a recorded reset, a new serial) marks an exchange
-    # against any stored value: it gets every one (every value is above -inf).
+    # Every stored value (each is above -inf) for a meter whose identity changed (a recorded
+    # reset, a new serial: an exchange is marked against any stored value) and for one with
+    # values delivered again (their stored first copies join the series: without the latest
+    # stored value a new one would be judged against an older copy).
     tolerance: dict[int, float | None] = {}
     for mid in {k[0] for k in lows}:
         f = meters[mid].facts
-        tolerance[mid] = None if f.baseline_resets or f.identity_changed else thresholds_of(f).reverse_tolerance
+        tolerance[mid] = (None if f.baseline_resets or f.identity_changed or mid in repeated_meters
+                          else thresholds_of(f).reverse_tolerance)
     register_lows: dict[tuple[int, str], tuple[float, float]] = {
         k: (-math.inf, 0.0) if (tol := tolerance[k[0]]) is None else (low, tol) for k, low in lows.items()}
     ids = {c: m for m, c in codes.items()}

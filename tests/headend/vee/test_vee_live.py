@@ -137,6 +137,19 @@ async def test_reverse_against_stored_values_one_batch_at_a_time(pg_dsn: str) ->
     await conn.close()
 
 
+async def test_a_value_delivered_again_does_not_hide_the_latest_stored_one(pg_dsn: str) -> None:
+    """A batch with a repeat of an old reading and a new one: the new one is judged against
+    the latest stored reading (150 after the reverse), not the repeated older copy (200)."""
+    conn, ctx = await _setup(pg_dsn)
+    await merge.write(conn, ctx, pending([c_reg("E5", 200.0, T0)]))
+    await merge.write(conn, ctx, pending([c_reg("E5", 150.0, T0 + timedelta(hours=1))], seq=2))
+    await merge.write(conn, ctx, pending([c_reg("E5", 200.0, T0, recv_delay_s=900),
+                                          c_reg("E5", 160.0, T0 + timedelta(hours=2))], seq=3))
+    kinds = [k for k, *_ in await _events(conn)]
+    assert kinds.count("reverse_reading") == 1 and "frozen_value" in kinds
+    await conn.close()
+
+
 async def test_interval_gaps_against_stored_intervals_one_batch_at_a_time(pg_dsn: str) -> None:
     """The hook fetches a stored interval only when it is not exactly one period before the
     first new one: gaps and period changes against stored intervals are still found."""
