@@ -135,22 +135,32 @@ async def lookup(conn: psycopg.AsyncConnection, pairs: list[tuple[str, str]]
     if not pairs:
         return {}, {}, {}
     gws, codes = [p[0] for p in pairs], [p[1] for p in pairs]
+    by_code: dict[str, MeterIdentity] = {}
+    by_id: dict[int, MeterIdentity] = {}
+
+    async def meters(where: str, arg: list) -> None:
+        cur = await conn.execute(_METERS_SQL + where, (arg,))
+        for r in await cur.fetchall():
+            m = MeterIdentity(*r)
+            by_code[m.code] = m
+            by_id[m.id] = m
+
+    # The meters first, their bindings in a later statement: each statement sees what was
+    # committed when it started, so a meter seen here bound (another ingest worker's new meter
+    # and its binding, committed together) has its binding seen below too. The other order
+    # once showed a worker the meter but not its binding: its values were quarantined as
+    # coming from a foreign gateway.
+    await meters(" WHERE m.code = ANY(%s)", sorted(set(codes)))
     cur = await conn.execute(
         "SELECT b.gateway_id, b.gateway_code, b.meter_id, b.valid_from, b.valid_to FROM meter_bindings b "
         "JOIN unnest(%s::text[], %s::text[]) AS k(g, c) ON b.gateway_id = k.g AND b.gateway_code = k.c",
         (gws, codes))
     bindings: dict[tuple[str, str], list[Binding]] = {}
-    ids: set[int] = set()
     for gw, code, mid, vf, vt in await cur.fetchall():
         bindings.setdefault((gw, code), []).append(Binding(mid, vf, vt))
-        ids.add(mid)
-    cur = await conn.execute(_METERS_SQL + " WHERE m.code = ANY(%s) OR m.id = ANY(%s)", (sorted(set(codes)), sorted(ids)))
-    by_code: dict[str, MeterIdentity] = {}
-    by_id: dict[int, MeterIdentity] = {}
-    for r in await cur.fetchall():
-        m = MeterIdentity(*r)
-        by_code[m.code] = m
-        by_id[m.id] = m
+    other = sorted({b.meter_id for bs in bindings.values() for b in bs} - set(by_id))
+    if other:  # bound under a code that is not their registry code
+        await meters(" WHERE m.id = ANY(%s)", other)
     return bindings, by_code, by_id
 
 
