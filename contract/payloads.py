@@ -159,6 +159,9 @@ _LenId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 class _ValueFast(Value):
     meter_id: _LenId
     obis: str
+    # a tuple: the shared empty default, where a list would be a new object for the garbage
+    # collector to track for every value decoded (almost every value has no reasons)
+    reasons: tuple[str, ...] = ()
 
 
 class _MeterStatusFast(MeterStatus):

@@ -56,7 +56,7 @@ class BatchPlan:
     value and unit, reasons)."""
 
     ids: list[dict[str, int] | None] = field(default_factory=list)
-    rows: list[list[tuple[Value, int, float, float | None, str | None, list[str]]] | None] = field(
+    rows: list[list[tuple[Value, int, float, float | None, str | None, list[str] | None]] | None] = field(
         default_factory=list)
     statuses: list[list[tuple[MeterStatus, int]]] = field(default_factory=list)
     quarantine: list[tuple] = field(default_factory=list)
@@ -146,7 +146,7 @@ class _Planner:
             except units.UnitError as e:
                 refused.append((i, v, e.reason))
                 continue
-            reasons = [*v.reasons, SERIAL_MISMATCH] if self.held(mid) else v.reasons
+            reasons = [*v.reasons, SERIAL_MISMATCH] if self.held(mid) else list(v.reasons) if v.reasons else None
             if c.same:
                 out.append((v, mid, v.value, None, None, reasons))
             else:

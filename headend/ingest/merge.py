@@ -75,7 +75,8 @@ def _rows(plan: identity.BatchPlan, pending: Pending) -> list[tuple]:
                 else:
                     ts, ts_source = v.meter_time, "meter"
                 append(new(row, (v.kind, ids[v.meter_id], v.obis, ts, ts_source, v.received_at, v.value, v.quality,
-                                 v.reasons, "gateway", gw, seq, v.period_s, v.archive, None, None)))
+                                 list(rs) if (rs := v.reasons) else None, "gateway", gw, seq, v.period_s, v.archive,
+                                 None, None)))
             continue
         for v, mid, value, orig_value, orig_unit, reasons in planned:  # converted, held or set aside: see identity
             if v.meter_time is None:

@@ -81,6 +81,10 @@ CREATE TEMP TABLE IF NOT EXISTS _stage (
     period_s integer, archive text, orig_value double precision, orig_unit text) ON COMMIT DELETE ROWS;
 """
 _VALUE_COLS = "meter_id, obis, ts, ts_source, received_at, value, quality, reasons, source, gateway_id, seq"
+# What the merge path selects from `_stage`: a row's reasons may be None (no reasons), the
+# tables keep an empty array.
+_STAGE_COLS = _VALUE_COLS.replace("reasons", "coalesce(reasons, ARRAY[]::text[]) AS reasons")
+_REASONS = COLUMNS.index("reasons")
 _ARCHIVE = COLUMNS.index("archive")
 _ORIG = COLUMNS.index("orig_value")
 
@@ -251,8 +255,12 @@ async def _copy_direct(conn: psycopg.AsyncConnection, rows: Sequence[tuple], kin
                 and (c != "archive" or archives) and (c not in ("orig_value", "orig_unit") or origs)]
         cols = ", ".join(COLUMNS[i] for i in keep)
         get = itemgetter(*keep)
+        out = (get(r) for r in rows if r[0] == kind)
+        if reasons:  # rows without reasons (None) beside rows with them: the column keeps an empty array
+            at = keep.index(_REASONS)
+            out = (t if t[at] is not None else (*t[:at], [], *t[at + 1:]) for t in out)
         await _copy(conn, f"COPY {TABLES[kind]} ({cols}) FROM STDIN (FORMAT BINARY)",
-                    tuple(_TYPES[i] for i in keep), (get(r) for r in rows if r[0] == kind))
+                    tuple(_TYPES[i] for i in keep), out)
 
 
 # A new poll that returns a stored meter time again (received well after the stored copy;
@@ -280,7 +288,7 @@ async def merge_stage(conn: psycopg.AsyncConnection, staged: Mapping[str, int], 
         tail = ", ".join(c if c in own else f"NULL::{_TYPES[COLUMNS.index(c)]} AS {c}" for c in _ONLY)
         cur = await conn.execute(sql.SQL(
             "INSERT INTO {t} (" + _VALUE_COLS + extra + ") "
-            "SELECT " + _VALUE_COLS + extra + " FROM _stage WHERE kind = %(kind)s "
+            "SELECT " + _STAGE_COLS + extra + " FROM _stage WHERE kind = %(kind)s "
             "ON CONFLICT (meter_id, obis, ts) DO NOTHING "
             + ("RETURNING %(kind)s::text AS kind, " + _VALUE_COLS + ", " + tail if want_rows else "")
         ).format(t=sql.Identifier(table)), {"kind": kind})

@@ -258,3 +258,28 @@ async def test_recompute_rebuilds_register_buckets_after_an_edit(pg_dsn: str) ->
     month = await (await conn.execute("SELECT last_value FROM rollup_register_monthly")).fetchall()
     assert month == [(16.0,)]
     await conn.close()
+
+
+async def test_values_with_and_without_reasons_in_one_batch(pg_dsn: str) -> None:
+    """Decoded values without reasons carry none (not an empty list each); beside values with
+    reasons, on the COPY path, the merge path and a meter planned value by value, every row
+    keeps an empty array, never NULL."""
+    flagged = reg("m7", 5.0, T0 + timedelta(hours=1))
+    flagged.reasons = ["clock_invalid"]
+    raw = payload([reg("m7", 4.0, T0), flagged, reg("m8", 1.0, T0)])
+    conn = await merge_conn(pg_dsn)
+    ctx = merge.MergeContext(hooks=[])
+    for _ in range(2):  # a new meter (planned value by value), then the same batch again (merge path)
+        p = Pending()
+        _classify(Topics(), Topics().data("gw1"), raw, p)
+        await merge.write(conn, ctx, p)
+    later = [reg("m7", 6.0, T0 + timedelta(hours=2)), reg("m7", 7.0, T0 + timedelta(hours=3))]
+    later[1].reasons = ["clock_invalid"]
+    p = Pending()
+    _classify(Topics(), Topics().data("gw1"), payload(later, seq=2), p)
+    await merge.write(conn, ctx, p)  # a bound meter: the COPY path
+    cur = await conn.execute("SELECT m.code, r.value, r.reasons FROM register_readings r JOIN meters m "
+                             "ON m.id = r.meter_id ORDER BY 1, 2")
+    assert await cur.fetchall() == [("m7", 4.0, []), ("m7", 5.0, ["clock_invalid"]), ("m7", 6.0, []),
+                                    ("m7", 7.0, ["clock_invalid"]), ("m8", 1.0, [])]
+    await conn.close()
