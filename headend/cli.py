@@ -114,8 +114,13 @@ def _run(settings, args) -> int:
         # was in flight is redelivered by the broker to the next run.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            stop.set()
+            _watch_shutdown(loop)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping)
         await run_headend(settings, ingest=ingest, api=api, migrate=not getattr(args, "no_migrate", False),
                           stop=stop)
         print("askue head-end: stopped", file=sys.stderr)
@@ -128,6 +133,34 @@ def _run(settings, args) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_OK
+
+
+# A stop normally takes a second or two (the batch in flight is rolled back, the API finishes
+# its requests within 10 s). Past these, the log says where the process is stuck: what is
+# still running on the event loop, then every thread's stack if the loop itself is blocked.
+SLOW_STOP_TASKS_S = 15.0
+SLOW_STOP_THREADS_S = 25.0
+
+
+def _watch_shutdown(loop) -> None:
+    import faulthandler
+
+    def tasks_left() -> None:
+        import asyncio
+        import io
+
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        out = io.StringIO()
+        for t in left:
+            t.print_stack(limit=8, file=out)
+        print(f"askue head-end: still stopping after {SLOW_STOP_TASKS_S:.0f} s; {len(left)} tasks left:\n"
+              f"{out.getvalue()}", file=sys.stderr, flush=True)
+
+    if getattr(_watch_shutdown, "armed", False):
+        return
+    _watch_shutdown.armed = True  # type: ignore[attr-defined]
+    loop.call_later(SLOW_STOP_TASKS_S, tasks_left)
+    faulthandler.dump_traceback_later(SLOW_STOP_THREADS_S, exit=False)
 
 
 def _migrate(settings, args) -> int:

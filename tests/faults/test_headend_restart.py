@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,10 @@ async def test_restarted_headend_receives_every_message(sig: int, tmp_path: Path
             await _wait(lambda n=n: headend.text().count("subscribed to") >= n, 60, "the subscription", headend)
             if n == 1:
                 headend.signal(sig)
-                await asyncio.to_thread(headend.proc.wait, 30)  # type: ignore[union-attr]
+                try:
+                    await asyncio.to_thread(headend.proc.wait, 45)  # type: ignore[union-attr]
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"head-end did not exit within 45 s of signal {sig}\n{headend.tail(120)}")
         _publish(fresh_broker, 20)
         await _wait(lambda: db_count(pg_dsn) == 20, 30, "all 20 values in the database", headend)
     finally:
