@@ -25,7 +25,7 @@ from askue.headend.auth import audit
 from askue.headend.storage import hooks, meta, pgarrays, values
 from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, store
-from askue.headend.vee.model import MeterFacts, MeterValue, Result, meter_value
+from askue.headend.vee.model import MeterFacts, MeterValue, Result
 from askue.headend.vee.rules.common import Ctx
 from askue.headend.vee.thresholds import Thresholds
 
@@ -75,7 +75,7 @@ async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple
     for (mid, obis), row in found.items():
         if row is not None:
             ts, value, rx, q, per = row
-            out.append(meter_value(codes[mid], obis, kind, ts, value, rx, per, q, False))
+            out.append(MeterValue(codes[mid], obis, kind, ts, value, rx, per, q, False))
     return out
 
 
@@ -147,8 +147,8 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             continue
         if source != "gateway":
             entered.add(mid)
-        lst.append(meter_value(code, obis, kind, ts, x, rx, per, "A", True,  # type: ignore[union-attr]
-                               archive is None and ts_source == "meter"))
+        lst.append(MeterValue(code, obis, kind, ts, x, rx, per, "A", True, None,  # type: ignore[union-attr]
+                              archive is None and ts_source == "meter"))
         kinds_by_obis[(code, obis)] = kind
         if kind == "register":
             k = (mid, obis)
