@@ -116,8 +116,9 @@ def _run(settings, args) -> int:
         loop = asyncio.get_running_loop()
 
         def stopping() -> None:
+            if not stop.is_set():  # a second signal changes nothing
+                watch_shutdown(loop)
             stop.set()
-            _watch_shutdown(loop)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping)
@@ -142,7 +143,8 @@ SLOW_STOP_TASKS_S = 15.0
 SLOW_STOP_THREADS_S = 25.0
 
 
-def _watch_shutdown(loop) -> None:
+def watch_shutdown(loop) -> None:
+    """Arm the slow-stop reports (the stop has begun)."""
     import faulthandler
 
     def tasks_left() -> None:
@@ -156,11 +158,11 @@ def _watch_shutdown(loop) -> None:
         print(f"askue head-end: still stopping after {SLOW_STOP_TASKS_S:.0f} s; {len(left)} tasks left:\n"
               f"{out.getvalue()}", file=sys.stderr, flush=True)
 
-    if getattr(_watch_shutdown, "armed", False):
-        return
-    _watch_shutdown.armed = True  # type: ignore[attr-defined]
     loop.call_later(SLOW_STOP_TASKS_S, tasks_left)
-    faulthandler.dump_traceback_later(SLOW_STOP_THREADS_S, exit=False)
+    try:
+        faulthandler.dump_traceback_later(SLOW_STOP_THREADS_S, exit=False)
+    except (AttributeError, ValueError, OSError):  # stderr is not a file (an embedding host): no thread dump
+        pass
 
 
 def _migrate(settings, args) -> int:

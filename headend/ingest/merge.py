@@ -10,6 +10,7 @@ hooks), inside the same transaction.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -42,7 +43,9 @@ class MergeContext(values.InsertState):
     last_locked: asyncio.Future | None = None
 
 
-def _months(pending: Pending) -> set[tuple[str, date]]:
+def _months(pending: Pending) -> Iterator[tuple[str, date]]:
+    """(table, month) of every value; a generator: TimescaleDB makes its chunks itself and
+    `ensure_partitions` then never asks (a pass over every value of the batch saved)."""
     months: set[tuple[str, int, int]] = set()
     for msg in pending.data:
         for v in msg.values:
@@ -50,7 +53,7 @@ def _months(pending: Pending) -> set[tuple[str, date]]:
             if t.tzinfo is not UTC:  # decoded times are UTC already; convert only what is not
                 t = t.astimezone(UTC)
             months.add((v.kind, t.year, t.month))
-    return {(values.TABLES[k], date(y, m, 1)) for k, y, m in months}
+    yield from {(values.TABLES[k], date(y, m, 1)) for k, y, m in months}
 
 
 async def resolve_meters(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending) -> identity.BatchPlan:

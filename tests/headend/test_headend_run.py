@@ -87,3 +87,28 @@ async def test_run_ingest_and_api_in_one_process(pg_dsn: str, mqtt_broker) -> No
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_slow_stop_says_what_is_still_running(monkeypatch, capsys) -> None:
+    """A head-end still stopping after SLOW_STOP_TASKS_S logs the asyncio tasks left, with
+    where each one waits (the flaky restart test's only clue would otherwise be a timeout)."""
+    import faulthandler
+
+    from askue.headend import cli
+
+    monkeypatch.setattr(cli, "SLOW_STOP_TASKS_S", 0.1)
+    monkeypatch.setattr(cli, "SLOW_STOP_THREADS_S", 3600.0)
+
+    async def stuck_in_shutdown() -> None:
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(stuck_in_shutdown(), name="stuck")
+    try:
+        cli.watch_shutdown(asyncio.get_running_loop())
+        await asyncio.sleep(0.5)
+    finally:
+        task.cancel()
+        faulthandler.cancel_dump_traceback_later()
+    err = capsys.readouterr().err
+    assert "still stopping after 0 s" in err
+    assert "stuck_in_shutdown" in err and "await asyncio.sleep(30)" in err
