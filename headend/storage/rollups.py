@@ -14,6 +14,11 @@ kept by the same triggers (migration 0020; hypertables take statement triggers w
 transition tables); the interval rollups are views over continuous aggregates, which
 their refresh policy keeps current (real-time aggregation above the watermark).
 
+Monthly register buckets are kept for closed months only (migration 0052): the open
+months (from rollup_register_months.open_from) live in the daily rollup, which the
+consumption queries sum by month, and the storage task (tasks.close_months) folds a month
+from its days once it has ended.
+
 Whoever changes or deletes stored values in place (VEE edits, an estimate replaced
 by a real value) calls `recompute()` for the range.
 """

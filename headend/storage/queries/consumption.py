@@ -91,18 +91,21 @@ def _sql(q: ConsumptionQuery, scope_sql: str) -> str:
         SELECT {rows.format(b="day")} FROM rollup_register_daily r
         WHERE r.meter_id = m.id AND r.day >= %(start)s AND r.day < %(end)s AND askue_is_consumption_channel(r.obis)"""
     else:
-        # whole months under the latest version from the monthly rollup; months before it day by
-        # day, each day under its own version (a meter without history never takes that branch)
+        # Closed months under the latest version from the monthly rollup. Day by day (a month is
+        # the sum of its days): months before that version, each day under its own (a meter
+        # without history never takes that branch), and the months still open, which the
+        # monthly rollup does not hold (migration 0052: open_from).
         since = "(date_trunc('month', m.params_since - 1) + interval '1 month')::date"
         buckets = f"""
         SELECT {rows.format(b="month")} FROM rollup_register_monthly r
-        WHERE r.meter_id = m.id AND r.month >= %(start)s AND r.month < %(end)s
+        WHERE r.meter_id = m.id AND r.month >= %(start)s AND r.month < %(end)s AND r.month < o.open_from
           AND askue_is_consumption_channel(r.obis) AND (m.params_since IS NULL OR r.month >= {since})
         UNION ALL
         SELECT r.obis, date_trunc('month', r.day)::date, r.day, r.last_value, coalesce(r.prev_value, r.first_value)
         FROM rollup_register_daily r
-        WHERE m.params_since IS NOT NULL AND r.meter_id = m.id AND r.day >= %(start)s AND r.day < %(end)s
-          AND r.day < {since} AND askue_is_consumption_channel(r.obis)"""
+        WHERE r.meter_id = m.id AND r.day >= %(start)s AND r.day < %(end)s
+          AND ((m.params_since IS NOT NULL AND r.day < {since}) OR r.day >= o.open_from)
+          AND askue_is_consumption_channel(r.obis)"""
     return f"""
 WITH per_meter AS (
     -- one row per meter and group first (hash aggregates), so counting meters needs no DISTINCT sort
@@ -112,6 +115,7 @@ WITH per_meter AS (
            {_GROUP_COL[q.group]} AS group_key,
            sum(askue_bucket_consumption(d.last_value, d.prev, e.digits, e.multiplier)) AS value
     FROM meters m
+    {"CROSS JOIN rollup_register_months o" if q.granularity != "day" else ""}
     CROSS JOIN LATERAL ({buckets}
         OFFSET 0) d
     {_VERSION}
