@@ -13,6 +13,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -225,7 +226,7 @@ def test_household_and_the_organisation_confirms(cabinet, browser) -> None:  # n
         shot(home, "cabinet_11_household_rejected")
 
         # outside the reading window: no field, the next window instead (when today allows one around it)
-        today = datetime.now().day
+        today = datetime.now(ZoneInfo("Europe/Moscow")).day  # the reading window is in local days
         if 2 <= today <= 27:
             with psycopg.connect(dsn, autocommit=True) as c:
                 c.execute("INSERT INTO billing_reading_windows (org_id, open_day, close_day, max_age_days, tolerance) "

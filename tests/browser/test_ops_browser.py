@@ -224,7 +224,7 @@ def reports_site(site, pg_dsn):  # noqa: F811
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         c.execute("INSERT INTO dead_letters (topic, gateway_id, payload, reason) VALUES (%s, 'gw1', %s, %s)",
                   ("askue/v1/gw1/data", bad, reason))
-        c.execute("UPDATE meters SET verification_due = current_date + 45 WHERE code = 'w1'")
+        c.execute("UPDATE meters SET verification_due = (now() AT TIME ZONE 'Europe/Moscow')::date + 45 WHERE code = 'w1'")
     return site
 
 

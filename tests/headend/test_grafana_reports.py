@@ -29,8 +29,8 @@ def add_report_rows(dsn: str) -> None:
                   "(SELECT id FROM meters WHERE code = 'e1'))")
         c.execute("INSERT INTO accounts (code, org_id, site_id, flat, subscriber) SELECT 'LS-10', org_id, id, '12', "
                   "'Новиков Н.Н.' FROM sites WHERE code = 'h1'")
-        c.execute("UPDATE meters SET verification_due = current_date - 3 WHERE code = 'e3'")
-        c.execute("UPDATE meters SET verification_due = current_date + 20 WHERE code = 'hw2'")
+        c.execute("UPDATE meters SET verification_due = (now() AT TIME ZONE 'Europe/Moscow')::date - 3 WHERE code = 'e3'")
+        c.execute("UPDATE meters SET verification_due = (now() AT TIME ZONE 'Europe/Moscow')::date + 20 WHERE code = 'hw2'")
 
 
 @pytest.fixture

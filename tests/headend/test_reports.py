@@ -10,6 +10,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -58,7 +59,7 @@ def world(pg_cluster, pg_template, tmp_path_factory):
     try:
         facts = build(dsn, tmp_path_factory.mktemp("reports"))
         asyncio.run(_dead_letters(dsn))
-        today = facts["now"].date()
+        today = facts["now"].astimezone(ZoneInfo("Europe/Moscow")).date()  # the head-end counts days locally
         with psycopg.connect(dsn, autocommit=True) as c:
             tokens = {"admin": create_token(c, "t-admin", "admin"), "uk1": create_token(c, "t-uk1", "org_admin", ["uk1"]),
                       "billing": create_token(c, "1С", "billing", ["uk1"])}
@@ -147,7 +148,7 @@ def test_rejected_readings_from_every_source(world) -> None:
 
 def test_completeness_balance_coverage_verification(world) -> None:
     client, _, facts, _ = world
-    today = facts["now"].date()
+    today = facts["now"].astimezone(ZoneInfo("Europe/Moscow")).date()  # the head-end counts days locally
     day = today - timedelta(days=3)  # e1 and e2 keep a half-hour profile for the last local days
     r = _page(client, "uk1adm", "completeness", **{"from": day.isoformat(), "to": day.isoformat()})
     rows = {row[1]: row for row in _table(r.text)}
