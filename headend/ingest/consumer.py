@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -85,8 +86,11 @@ class Consumer:
         self.client_id = mqtt.client_id(settings)
         self._link: mqtt.MqttLink | None = None
         # Messages are decoded straight into the batch being built (no object per message);
-        # the batcher takes it when it is full or has lingered long enough.
+        # a full one waits in `_ready` (in arrival order) and a new one is started, so a batch
+        # never grows past `batch_values` while the writers are busy: an oversized batch holds
+        # its meters' rollup rows longer, and the next batch, sharing meters with it, waits.
         self._building = Pending()
+        self._ready: deque[Pending] = deque()
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._unacked = 0  # values received and not yet acknowledged (decoded, batched or being written)
@@ -97,6 +101,7 @@ class Consumer:
         delay = 0.5
         while True:
             self._building = Pending()
+            self._ready.clear()  # unacknowledged: the broker sends them again on the new session
             self._arrived.clear()
             self._full.clear()
             self._unacked = 0
@@ -146,6 +151,8 @@ class Consumer:
         self._unacked += b.n_values - before
         self._arrived.set()
         if b.n_values >= self.s.batch_values:
+            self._ready.append(b)
+            self._building = Pending()
             self._full.set()
         if self._unacked >= self.s.ingest_max_pending_values and self._link is not None:
             self._link.pause()
@@ -174,11 +181,16 @@ class Consumer:
             while True:
                 await until(self._arrived, None)
                 deadline = loop.time() + self.s.batch_linger_s
-                while self._building.n_values < self.s.batch_values and loop.time() < deadline:
+                while not self._ready and loop.time() < deadline:
                     await until(self._full, deadline - loop.time())
-                pending, self._building = self._building, Pending()
-                self._arrived.clear()
-                self._full.clear()
+                if self._ready:
+                    pending = self._ready.popleft()
+                else:
+                    pending, self._building = self._building, Pending()
+                if not self._ready:
+                    self._full.clear()
+                    if not len(self._building):
+                        self._arrived.clear()
                 metrics.QUEUE_DEPTH.set(len(pending))
                 if not len(pending):
                     continue
