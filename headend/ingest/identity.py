@@ -299,6 +299,11 @@ async def _resolve(conn: psycopg.AsyncConnection, view: RegistryView, p: BatchPl
             "JOIN meters m ON m.code = u.c "
             "WHERE NOT EXISTS (SELECT 1 FROM meter_bindings b WHERE b.meter_id = m.id) "
             "ORDER BY m.id ON CONFLICT DO NOTHING", ([g for g, _ in claim], [c for _, c in claim]))
+    if claim or any(pair not in bindings for pair in pairs):
+        # Again, after the claims: a pair without a binding may have got one from a concurrent
+        # batch that committed after the lookup above (its meter then counts as bound and is
+        # not claimed here). Without this, the pair was taken for "this gateway does not write
+        # that code", and the process quarantined the meter's values from then on.
         bindings, by_code, by_id = await cache.lookup(conn, pairs)
     for (gw, code), bs in bindings.items():
         p.bindings[(gw, code)] = cache.sorted_bindings(bs)

@@ -283,3 +283,37 @@ async def test_values_with_and_without_reasons_in_one_batch(pg_dsn: str) -> None
     assert await cur.fetchall() == [("m7", 4.0, []), ("m7", 5.0, ["clock_invalid"]), ("m7", 6.0, []),
                                     ("m7", 7.0, ["clock_invalid"]), ("m8", 1.0, [])]
     await conn.close()
+
+
+async def test_a_meter_bound_by_a_concurrent_batch_is_not_quarantined(pg_dsn: str, monkeypatch) -> None:
+    """Two batches meet a never-bound meter at once: the first binds it (first contact) and
+    commits while the second is resolving, after the second's lookup found no binding. The
+    second must find the binding (its values stored), not take the pair for a gateway that
+    does not write that code (its values quarantined for the life of the process)."""
+    from askue.headend.ingest import identity
+
+    setup = await merge_conn(pg_dsn)
+    await setup.execute("INSERT INTO meters (code, serial, resource, status) VALUES ('m7', 'S7', 'electricity', "
+                        "'active')")
+    first, second = await merge_conn(pg_dsn), await merge_conn(pg_dsn)
+    ctx_first, ctx_second = merge.MergeContext(hooks=[]), merge.MergeContext(hooks=[])
+    await first.execute("BEGIN")
+    await merge.resolve_meters(first, ctx_first, pending(data_msg([reg("m7", 1.0, T0)])))  # binds m7, uncommitted
+    ever_bound = identity._ever_bound  # noqa: SLF001
+
+    async def racing(conn, meter_id: int) -> bool:
+        if first.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await first.execute("COMMIT")  # the first batch commits between the lookup and this check
+        return await ever_bound(conn, meter_id)
+
+    monkeypatch.setattr(identity, "_ever_bound", racing)
+    await merge.write(second, ctx_second, pending(data_msg([reg("m7", 2.0, T0 + timedelta(hours=1))], seq=2)))
+    n = await (await setup.execute("SELECT count(*) FROM register_readings")).fetchone()
+    q = await (await setup.execute("SELECT count(*) FROM quarantined_values")).fetchone()
+    assert (n[0], q[0]) == (1, 0)
+    # and the next message of that meter is stored too (the process's view holds the binding)
+    await merge.write(second, ctx_second, pending(data_msg([reg("m7", 3.0, T0 + timedelta(hours=2))], seq=3)))
+    n = await (await setup.execute("SELECT count(*) FROM register_readings")).fetchone()
+    assert n[0] == 2
+    for c in (setup, first, second):
+        await c.close()
