@@ -302,8 +302,8 @@ async def _resolve(conn: psycopg.AsyncConnection, view: RegistryView, p: BatchPl
     if claim or any(pair not in bindings for pair in pairs):
         # Again, after the claims: a pair without a binding may have got one from a concurrent
         # batch that committed after the lookup above (its meter then counts as bound and is
-        # not claimed here). Without this, the pair was taken for "this gateway does not write
-        # that code", and the process quarantined the meter's values from then on.
+        # not claimed here). Taken for "this gateway does not write that code", it would send
+        # the meter's values to quarantine for as long as the process runs.
         bindings, by_code, by_id = await cache.lookup(conn, pairs)
     for (gw, code), bs in bindings.items():
         p.bindings[(gw, code)] = cache.sorted_bindings(bs)

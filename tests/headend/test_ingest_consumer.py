@@ -148,3 +148,34 @@ async def test_state_and_health_update_the_gateway(pg_dsn: str, mqtt_broker) -> 
         t.cancel()
         await asyncio.gather(t, return_exceptions=True)
         await pool.close()
+
+
+async def test_batches_stay_at_batch_values_while_the_writer_is_busy(pg_dsn: str, mqtt_broker) -> None:
+    """Messages that arrive while every writer is busy go into further batches of at most
+    `batch_values` (plus the message that filled one), in arrival order, not into one batch of
+    whatever piled up: an oversized batch holds its meters' rollup rows for longer, and the
+    next one, sharing meters with it, waits."""
+    sizes: list[int] = []
+
+    async def slow(conn, batch) -> None:
+        sizes.append(len(batch.rows))
+        await asyncio.sleep(0.3)  # a writer busy long enough for messages to pile up behind it
+
+    s = _settings(pg_dsn, mqtt_broker, "cap", "cap-w").model_copy(update={"batch_values": 25, "ingest_writers": 1})
+    pool = await open_pool(s, configure=merge.prepare_connection)
+    c = Consumer(s, pool, merge.MergeContext(hooks=[slow]))
+    t = asyncio.create_task(c.run())
+    try:
+        await asyncio.wait_for(c.stats.connected.wait(), 10)
+        async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, protocol=aiomqtt.ProtocolVersion.V5) as pub:
+            for k in range(40):
+                vals = [reg(f"cap-m{j}", 100.0 * k + j, T0 + timedelta(minutes=k)) for j in range(10)]
+                await pub.publish("cap/v1/gwc/data", payload(vals, gw="gwc", seq=k), qos=1)
+        assert await _wait_for(pg_dsn, "SELECT count(*) FROM register_readings r JOIN meters m ON m.id = r.meter_id "
+                                       "WHERE m.code LIKE 'cap-m%'", 400) == 400
+    finally:
+        t.cancel()
+        await asyncio.gather(t, return_exceptions=True)
+        await pool.close()
+    assert sum(sizes) == 400
+    assert max(sizes) <= 30 and len(sizes) >= 14, sizes
