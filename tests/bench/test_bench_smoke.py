@@ -186,3 +186,42 @@ def test_reports_benchmark_runs_small():
     out = _run_bench("headend_reports.py", {"ASKUE_BENCH_REPORT_METERS": "100", "ASKUE_BENCH_RUNS": "2"}, 300)
     assert len(out["figures"]) == 6 and all(f["value"] > 0 for f in out["figures"])
     assert "completeness 70" in out["notes"]  # 10 houses × 7 days
+
+
+# ---- the live ingest benchmark's publisher --------------------------------------------------
+def test_lean_publisher_delivers_every_message_to_an_independent_client(mqtt_broker):
+    """The benchmark's hand-encoded MQTT 5 packets, checked by mosquitto and paho (neither
+    ours): every message arrives once, topic and payload intact, in order per topic."""
+    import paho.mqtt.client as mqtt
+
+    from bench.lib import mqtt_publish
+
+    got: list[tuple[str, bytes]] = []
+    subscribed, done = threading.Event(), threading.Event()
+    msgs = [(f"t/{i % 3}", os.urandom(i % 700) + b"x" * (i % 5) * 40) for i in range(3000)]
+    msgs.append(("t/big", os.urandom(200_000)))  # a remaining length of three bytes
+
+    def on_message(_c, _u, m):
+        got.append((m.topic, m.payload))
+        if len(got) == len(msgs):
+            done.set()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="lean-check", protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.connect(mqtt_broker.host, mqtt_broker.port)
+    sub.subscribe("t/#", qos=1)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        pub = mqtt_publish.Publisher(mqtt_broker.host, mqtt_broker.port, "lean-pub")
+        assert 1 <= pub.window <= 1000
+        pub.send(mqtt_publish.packets(msgs))
+        pub.close()
+        assert done.wait(60), f"{len(got)} of {len(msgs)} arrived"
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    for topic in {t for t, _ in msgs}:
+        assert [p for t, p in got if t == topic] == [p for t, p in msgs if t == topic]
+
