@@ -275,12 +275,17 @@ async def plan(conn: psycopg.AsyncConnection, view: RegistryView, pending: Pendi
 async def _resolve(conn: psycopg.AsyncConnection, view: RegistryView, p: BatchPlan,
                    pairs: list[tuple[str, str]]) -> None:
     bindings, by_code, by_id = await cache.lookup(conn, pairs)
+    # an unassigned meter may still have been bound once (and since unbound): one query for all
+    # of them, not one per meter (a first midnight poll brings thousands)
+    maybe_new = [m.id for gw, code in pairs if (gw, code) not in bindings and (m := by_code.get(code)) is not None
+                 and m.gateway_id is None and m.status != "decommissioned"]
+    bound = await _ever_bound(conn, maybe_new) if maybe_new else set()
     claim: list[tuple[str, str]] = []
     for gw, code in pairs:
         if (gw, code) in bindings:
             continue
         m = by_code.get(code)
-        if m is None or (m.gateway_id is None and m.status != "decommissioned" and not await _ever_bound(conn, m.id)):
+        if m is None or (m.gateway_id is None and m.status != "decommissioned" and m.id not in bound):
             claim.append((gw, code))
     if claim:
         # unknown codes become unassigned meters; a meter nobody ever bound is bound to the first
@@ -314,9 +319,10 @@ async def _resolve(conn: psycopg.AsyncConnection, view: RegistryView, p: BatchPl
         p.meters[m.id] = m
 
 
-async def _ever_bound(conn: psycopg.AsyncConnection, meter_id: int) -> bool:
-    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM meter_bindings WHERE meter_id = %s)", (meter_id,))
-    return bool((await cur.fetchone())[0])
+async def _ever_bound(conn: psycopg.AsyncConnection, meter_ids: list[int]) -> set[int]:
+    """Those of `meter_ids` with any binding, open or closed."""
+    cur = await conn.execute("SELECT DISTINCT meter_id FROM meter_bindings WHERE meter_id = ANY(%s)", (meter_ids,))
+    return {r[0] for r in await cur.fetchall()}
 
 
 _QUARANTINE_SQL = """

@@ -301,10 +301,10 @@ async def test_a_meter_bound_by_a_concurrent_batch_is_not_quarantined(pg_dsn: st
     await merge.resolve_meters(first, ctx_first, pending(data_msg([reg("m7", 1.0, T0)])))  # binds m7, uncommitted
     ever_bound = identity._ever_bound  # noqa: SLF001
 
-    async def racing(conn, meter_id: int) -> bool:
+    async def racing(conn, meter_ids: list[int]) -> set[int]:
         if first.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await first.execute("COMMIT")  # the first batch commits between the lookup and this check
-        return await ever_bound(conn, meter_id)
+        return await ever_bound(conn, meter_ids)
 
     monkeypatch.setattr(identity, "_ever_bound", racing)
     await merge.write(second, ctx_second, pending(data_msg([reg("m7", 2.0, T0 + timedelta(hours=1))], seq=2)))
