@@ -228,7 +228,8 @@ class Bench:
         secs = t_end - t_start
         return {"rate": shape.values / secs, "seconds": secs, "rss_mb": rss, "batches": batches,
                 "headend_us": cpu[0] / shape.values * 1e6, "postgres_us": cpu[1] / shape.values * 1e6,
-                "publisher_us": pub_cpu / shape.values * 1e6, "hook_share": hook_s / commit_s if commit_s else 0.0, "events": events,
+                "publisher_us": pub_cpu / shape.values * 1e6,
+                "hook_share": hook_s / commit_s if commit_s else 0.0, "events": events,
                 "redelivered": counted - shape.values}
 
     def _stored(self, dsn: str, t0: datetime) -> int:
