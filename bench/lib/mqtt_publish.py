@@ -52,19 +52,26 @@ def packets(messages: Iterable[tuple[str, bytes]]) -> list[bytes]:
     return [publish_packet(t, p, i % 65535 + 1) for i, (t, p) in enumerate(messages)]
 
 
+def read_varint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """(value, position after it) of the variable byte integer at `pos`; None if `buf` ends first."""
+    n, mult = 0, 1
+    while pos < len(buf):
+        b = buf[pos]
+        n += (b & 0x7F) * mult
+        mult <<= 7
+        pos += 1
+        if not b & 0x80:
+            return n, pos
+    return None
+
+
 def _frames(buf: bytearray) -> Iterator[tuple[int, bytes]]:
     """Complete packets at the head of `buf` (removed from it): (first byte, body)."""
     while len(buf) >= 2:
-        n, mult, pos = 0, 1, 1
-        while True:
-            if pos >= len(buf):
-                return
-            b = buf[pos]
-            n += (b & 0x7F) * mult
-            mult <<= 7
-            pos += 1
-            if not b & 0x80:
-                break
+        got = read_varint(buf, 1)
+        if got is None:
+            return
+        n, pos = got
         if len(buf) < pos + n:
             return
         first, body = buf[0], bytes(buf[pos:pos + n])
@@ -131,16 +138,11 @@ class Publisher:
 
 def _receive_maximum(props_and_more: bytes) -> int:
     """The CONNACK's Receive Maximum (65,535 when absent)."""
-    buf = bytearray(props_and_more)
-    n, mult, pos = 0, 1, 0
-    while pos < len(buf):
-        b = buf[pos]
-        n += (b & 0x7F) * mult
-        mult <<= 7
-        pos += 1
-        if not b & 0x80:
-            break
-    props, i = bytes(buf[pos:pos + n]), 0
+    got = read_varint(props_and_more, 0)
+    if got is None:
+        return 65535
+    n, pos = got
+    props, i = bytes(props_and_more[pos:pos + n]), 0
     while i < len(props):
         ident = props[i]
         i += 1
