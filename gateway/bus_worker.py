@@ -374,9 +374,10 @@ class BusWorker:
         kind = job.kind
         caps = drv.capabilities
         if kind == "register":
-            readings = await drv.read_registers()
+            # Kept before the clock check: a line that dies between the two must not take the
+            # registers already read with it.
+            n = await self._keep(m.id, await drv.read_registers())
             await self._maybe_clock(drv, state)
-            n = await self._keep(m.id, readings)
             return n + await self._archive_step(drv, state)
         if kind == "instant":
             return await self._keep(m.id, await drv.read_instant())

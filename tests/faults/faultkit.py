@@ -384,7 +384,7 @@ class Comparison:
     served: int = 0  # distinct (meter, obis, meter time) the simulators served
     stored: int = 0
     missing: list[tuple[Key, str]] = field(default_factory=list)  # (key, kind)
-    excused: list[tuple[Key, str]] = field(default_factory=list)  # lost in a SIGKILLed poll
+    excused: list[tuple[Key, str]] = field(default_factory=list)  # lost in a SIGKILLed or cut poll
     not_taken: list[tuple[Key, str]] = field(default_factory=list)  # offered in a readout, not asked for
     unserved: list[StoredRow] = field(default_factory=list)  # stored but never served
     wrong_value: list[tuple[StoredRow, list[float]]] = field(default_factory=list)
@@ -405,11 +405,17 @@ def served_values(meters) -> dict[Key, tuple[str, list[float]]]:
 
 def compare(served: dict[Key, tuple[str, list[float]]], rows: list[StoredRow],
             lossy: dict[str, list[tuple[float, float]]] | None = None,
-            readout_meters: set[str] | None = None) -> Comparison:
+            readout_meters: set[str] | None = None,
+            cut: dict[str, list[tuple[float, float]]] | None = None) -> Comparison:
     """lossy: meter id -> wall-clock windows (epoch seconds) in which its gateway was SIGKILLed
     mid-poll; a register or instant value served then may be lost (read, never stored); the
     meter's next poll supersedes it. Profile intervals and journal entries are never excused:
     the gateway's ledger re-reads them from the meter.
+
+    cut: meter id -> wall-clock windows that end when its line went dead. A poll the cut
+    interrupted has had only part of its registers (or instant values) answered; those are
+    excused, as the next poll supersedes them. A poll answered in full before the cut is not
+    excused: its values were read and must be kept.
 
     readout_meters: meters whose every answer carries all their values (M-Bus RSP_UD): a read
     for registers (or the clock) also serves the instantaneous values, which that job does not
@@ -417,6 +423,11 @@ def compare(served: dict[Key, tuple[str, list[float]]], rows: list[StoredRow],
     time was stored (that readout's job did keep its kind)."""
     lossy = lossy or {}
     readout_meters = readout_meters or set()
+    cut = cut or {}
+    group_size: Counter[tuple[str, str, datetime]] = Counter((k[0], kind, k[2]) for k, (kind, _) in served.items())
+    full_size: dict[tuple[str, str], int] = {}
+    for (meter, kind, _t), n in group_size.items():
+        full_size[(meter, kind)] = max(n, full_size.get((meter, kind), 0))
     res = Comparison(served=len(served), stored=len(rows))
     stored: dict[Key, StoredRow] = {}
     kept: set[tuple[str, str, datetime]] = set()  # (meter, kind, ts) with something stored
@@ -429,6 +440,9 @@ def compare(served: dict[Key, tuple[str, list[float]]], rows: list[StoredRow],
         if row is None:
             t = key[2].timestamp()
             if kind in ("register", "instant") and any(a <= t <= b for a, b in lossy.get(key[0], [])):
+                res.excused.append((key, kind))
+            elif (kind in ("register", "instant") and any(a <= t <= b for a, b in cut.get(key[0], []))
+                  and group_size[(key[0], kind, key[2])] < full_size[(key[0], kind)]):
                 res.excused.append((key, kind))
             elif key[0] in readout_meters and (key[0], kind, key[2]) not in kept:
                 res.not_taken.append((key, kind))

@@ -83,6 +83,7 @@ class World:
         self.mercury_backfilled = 0  # Меркурий periods that ended while its line was silent, read back
         self.observer: Observer | None = None
         self.kills: dict[str, list[tuple[float, float]]] = {}  # gateway -> SIGKILL windows (epoch s)
+        self.cuts: dict[str, list[tuple[float, float]]] = {}  # meter -> windows ending at its line's cut
         self.steps: list[str] = []
         self.t0 = time.monotonic()
 
@@ -179,6 +180,8 @@ async def _run_faults(w: World) -> None:
     for m in mercury:
         m.faults.silent = True
     silent_from = datetime.now(UTC)
+    for m in mercury:
+        w.cuts.setdefault(m.id, []).append((silent_from.timestamp() - KILL_WINDOW_S, silent_from.timestamp() + 1))
     w.note(f"Меркурий line silent ({len(mercury)} meters)")
 
     # 1. A gateway dies without warning (power cut, OOM killer) and comes back.
@@ -411,13 +414,13 @@ async def test_fleet_survives_kills_restarts_and_uplink_cut(tmp_path: Path, work
     lossy = {m.id: w.kills.get(plan.gateway, []) for plan, ms in zip(PLAN, w.line_meters, strict=True)
              for m in ms}
     readout = {m.id for plan, ms in zip(PLAN, w.line_meters, strict=True) if plan.protocol == "mbus" for m in ms}
-    res = compare(served, rows, lossy, readout)
+    res = compare(served, rows, lossy, readout, w.cuts)
     delivered, distinct = w.observer.totals()
     event_kinds = Counter(k for k, *_ in events)
     summary = (f"fault-injection summary ({workers} ingest worker{'s' if workers > 1 else ''}): {n_meters} meters; served {res.served} distinct values "
                f"({dict(Counter(k for k, _ in served.values()))}); stored {res.stored} ({dict(res.by_kind)}); "
                f"delivered over MQTT {delivered} (observer), {delivered - distinct} re-sends dropped by the merge; "
-               f"lost in SIGKILLed polls {len(res.excused)}; M-Bus readout values not asked for {len(res.not_taken)}; backlog after the 30 s cut sent in {w.catchup_s:.1f} s; final drain {drain_s:.1f} s; Меркурий periods backfilled after its line came back {w.mercury_backfilled}; events {dict(event_kinds)}; "
+               f"lost in SIGKILLed or cut polls {len(res.excused)}; M-Bus readout values not asked for {len(res.not_taken)}; backlog after the 30 s cut sent in {w.catchup_s:.1f} s; final drain {drain_s:.1f} s; Меркурий periods backfilled after its line came back {w.mercury_backfilled}; events {dict(event_kinds)}; "
                f"wall {time.monotonic() - w.t0:.0f} s")
     print(summary)
     print("\n".join(w.steps))
