@@ -77,6 +77,8 @@ def test_meter_page_dated_change_binding_and_exchange(site) -> None:
     assert r.status_code == 303
     page = client.get(f"{W}/registry/meters/e3").text
     assert "15.11.2026" in page and "замена ТТ" in page and "с начала учёта" in page
+    params = re.search(r'id="params".*?</section>', page, re.S).group(0)
+    assert re.search(r'name="ct_ratio"[^>]*value="30"', params), "the form shows the ratio as typed, not 30.0"
     # a gateway that does not exist
     r = client.post(f"{W}/registry/meters/e3", data={"csrf": csrf, "action": "bind", "gateway": "gw-nope"})
     assert r.status_code == 422 and "шлюз «gw-nope» не зарегистрирован" in r.text
