@@ -18,6 +18,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -66,6 +67,7 @@ class MqttLink:
         self.host, self.port = host, port
         self.on_message = on_message
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()  # the loop's
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         c.manual_ack_set(True)
         if username:
@@ -114,7 +116,12 @@ class MqttLink:
         self._soon(opened)
 
     def _on_socket_close(self, _c, _u, sock) -> None:
-        self._soon(self._forget_socket)
+        # paho closes the socket as soon as this returns: on the loop's thread its descriptor
+        # leaves the loop now (epoll refuses one that is closed); later would be too late
+        if threading.get_ident() == self._thread:
+            self._forget_socket()
+        else:
+            self._soon(self._forget_socket)
 
     def _forget_socket(self) -> None:
         if self._fd >= 0:

@@ -62,3 +62,27 @@ async def test_suback_waits_behind_a_paused_backlog(mqtt_broker) -> None:
         await asyncio.wait_for(all_in.wait(), 30)  # the rest once acknowledgements free the window
     finally:
         await link.close()
+
+
+async def test_close_while_an_ack_waits_to_be_written(mqtt_broker, caplog) -> None:
+    """paho closes its socket inside close() while the loop still watches it for writing (an
+    acknowledgement queued a moment before): the descriptor must leave the loop first, or
+    epoll refuses the closed one (EBADF from close(), a failing callback after it)."""
+    host, port = mqtt_broker.host, mqtt_broker.port
+    got: list[tuple[int, int]] = []
+    arrived = asyncio.Event()
+
+    def on_message(m: paho.MQTTMessage) -> None:
+        got.append((m.mid, m.qos))
+        arrived.set()
+
+    link = MqttLink(host, port, "link-test-close", on_message)
+    await link.connect()
+    await link.subscribe([TOPIC])
+    await asyncio.to_thread(_queue, host, port, 1, 10)
+    await asyncio.wait_for(arrived.wait(), 10)
+    link.ack(*got[0])
+    await asyncio.sleep(0)  # the loop now watches the socket for writing the PUBACK
+    await link.close()
+    await asyncio.sleep(0.1)  # callbacks queued before the close have run
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
