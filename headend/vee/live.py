@@ -92,11 +92,11 @@ async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[i
                            more_cols=", min_new, tol" if lows is not None else "",
                            needed=_NEEDED if lows is not None else " OR true")
     pgarrays.enable(conn)
-    params: list = [pgarrays.int8([k[0] for k in keys]), pgarrays.text([k[1] for k in keys]),
-                    pgarrays.timestamptz([firsts[k] for k in keys])]
+    mids, obises = zip(*keys)  # tens of thousands of channels a batch: split in C, not item by item
+    params: list = [pgarrays.int8(mids), pgarrays.text(obises), pgarrays.timestamptz(list(firsts.values()))]
     if lows is not None:
-        pairs = [lows[k] for k in keys]
-        params += [pgarrays.float8([p[0] for p in pairs]), pgarrays.float8([p[1] for p in pairs])]
+        news, tols = zip(*map(lows.__getitem__, keys))
+        params += [pgarrays.float8(news), pgarrays.float8(tols)]
     if since:
         params.append(since)
     # A constant lower bound leaves the planner the one or two newest chunks (partitions). On
