@@ -17,10 +17,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-import paho.mqtt.client as paho
 import psycopg
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from psycopg_pool import AsyncConnectionPool
 
 from askue.contract import PayloadError, Topics, decode_command_result
@@ -50,7 +47,7 @@ class Dispatcher:
         self.stats = DispatcherStats()
         self.connected = asyncio.Event()
         self._wake = asyncio.Event()
-        self._results: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
+        self._results: asyncio.Queue[mqtt.Message] = asyncio.Queue()
 
     def wake(self) -> None:
         self._wake.set()
@@ -112,11 +109,9 @@ class Dispatcher:
             due = await queue.claim_due(conn, limit)
             sent: list[int] = []
             for d in due:
-                props = Properties(PacketTypes.PUBLISH)
-                props.MessageExpiryInterval = max(1, int(d.left_s))
                 try:
-                    await link.publish(self.topics.cmd(d.gateway_id), d.payload(), qos=1, properties=props,
-                                       timeout=10)
+                    await link.publish(self.topics.cmd(d.gateway_id), d.payload(), qos=1,
+                                       expiry_s=max(1, int(d.left_s)), timeout=10)
                 except mqtt.LinkLost as e:
                     failure = e  # the published ones are marked sent; the rest wait for the reconnection
                     break
@@ -133,7 +128,7 @@ class Dispatcher:
     async def _read_results(self, link: mqtt.MqttLink) -> None:
         while True:
             m = await self._results.get()
-            await self.take_result(m.topic, bytes(m.payload))
+            await self.take_result(m.topic, m.payload)
             link.ack(m.mid, m.qos)
 
     async def take_result(self, topic: str, payload: bytes) -> int | None:

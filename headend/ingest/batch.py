@@ -19,6 +19,7 @@ class Pending:
     dead: list[tuple[str, str | None, bytes, str]] = field(default_factory=list)  # topic, gw, payload, reason
     seen: dict[str, datetime] = field(default_factory=dict)  # gateway -> last message time
     acks: list[Callable[[], None]] = field(default_factory=list)
+    mids: list[int] = field(default_factory=list)  # QoS 1 packet ids, acknowledged in one write
     n_values: int = 0
 
     def extend(self, other: Pending) -> None:
@@ -30,6 +31,7 @@ class Pending:
             if gw not in self.seen or t > self.seen[gw]:
                 self.seen[gw] = t
         self.acks += other.acks
+        self.mids += other.mids
         self.n_values += other.n_values
 
     def __len__(self) -> int:

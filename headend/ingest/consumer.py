@@ -1,6 +1,6 @@
 """MQTT consumer: MQTT 5 (shared) subscriptions → batches → one DB transaction → PUBACK.
 
-Messages are acknowledged by hand (paho's manual ack, `askue.headend.mqtt`) only after
+Messages are acknowledged by hand (`askue.headend.mqtt`) only after
 the transaction holding them committed, so a crash between receipt and commit
 makes the broker deliver them again; the idempotent merge makes that harmless.
 A payload that fails validation is stored whole in `dead_letters` (in the same
@@ -143,7 +143,7 @@ class Consumer:
         g = self.s.mqtt_group
         return self.topics.shared(g, kind) if g else self.topics.all_of(kind)
 
-    def _on_message(self, m) -> None:
+    def _on_message(self, m: mqtt.Message) -> None:
         """Decode one message into the batch being built; stop reading while too many values wait."""
         b = self._building
         before = b.n_values
@@ -202,16 +202,17 @@ class Consumer:
             for t in inflight:
                 t.cancel()
 
-    def _add(self, m, pending: Pending) -> None:
-        payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
+    def _add(self, m: mqtt.Message, pending: Pending) -> None:
         self.stats.messages += 1
         n = (len(pending.data), len(pending.states), len(pending.healths))
-        _classify(self.topics, m.topic, bytes(payload), pending)
+        _classify(self.topics, m.topic, m.payload, pending)
         self._kinds["data" if len(pending.data) > n[0] else "state" if len(pending.states) > n[1] else
                     "health" if len(pending.healths) > n[2] else "invalid"].inc()
         if m.qos > 0:
-            link, mid, qos = self._link, m.mid, m.qos
-            pending.acks.append(lambda: link.ack(mid, qos))
+            if not pending.mids:  # the batch's first: one write acknowledges them all after the commit
+                link, mids = self._link, pending.mids
+                pending.acks.append(lambda: link.ack_many(mids))
+            pending.mids.append(m.mid)
 
     async def _commit(self, pending: Pending) -> None:
         metrics.IN_FLIGHT.inc()

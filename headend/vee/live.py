@@ -92,10 +92,10 @@ async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[i
                            more_cols=", min_new, tol" if lows is not None else "",
                            needed=_NEEDED if lows is not None else " OR true")
     pgarrays.enable(conn)
-    mids, obises = zip(*keys)  # tens of thousands of channels a batch: split in C, not item by item
+    mids, obises = zip(*keys, strict=True)  # tens of thousands of channels a batch: split in C, not item by item
     params: list = [pgarrays.int8(mids), pgarrays.text(obises), pgarrays.timestamptz(list(firsts.values()))]
     if lows is not None:
-        news, tols = zip(*map(lows.__getitem__, keys))
+        news, tols = zip(*map(lows.__getitem__, keys), strict=True)
         params += [pgarrays.float8(news), pgarrays.float8(tols)]
     if since:
         params.append(since)

@@ -163,3 +163,39 @@ broker:
     finally:
         pub.client.disconnect()
         pub.client.loop_stop()
+
+
+async def test_headend_link_over_tls_with_its_credentials(broker: DeployedBroker, clients: dict[str, Client]) -> None:
+    """The head-end's own MQTT link (askue.headend.mqtt, not paho) through the TLS listener:
+    the CA from the settings, its user's password; a gateway's message arrives and is
+    acknowledged, a command goes out with its expiry; a wrong password is refused with the
+    broker's reason."""
+    import asyncio
+
+    from askue.headend import mqtt
+    from askue.headend.config import Settings
+
+    s = Settings(dsn="postgresql:///unused", mqtt_host="localhost", mqtt_port=broker.tls_port, mqtt_tls=True,
+                 mqtt_ca_file=str(broker.root / "certs" / "ca.crt"), mqtt_username=HEADEND_USER,
+                 mqtt_password=USERS[HEADEND_USER])
+    got: asyncio.Queue = asyncio.Queue()
+    link = mqtt.link(s, "he-tls-test", got.put_nowait)
+    gw1 = clients["gw1"]
+    gw1.subscribe("askue/v1/gw1/cmd")
+    try:
+        assert await link.connect() in (True, False)
+        await link.subscribe(["askue/v1/+/data"])
+        await asyncio.to_thread(gw1.publish, "askue/v1/gw1/data", b'{"x": 1}')
+        m = await asyncio.wait_for(got.get(), 10)
+        assert (m.topic, m.payload, m.qos) == ("askue/v1/gw1/data", b'{"x": 1}', 1)
+        link.ack(m.mid, m.qos)
+        await link.publish("askue/v1/gw1/cmd", b"relay", qos=1, expiry_s=60)
+        assert ("askue/v1/gw1/cmd", b"relay") in await asyncio.to_thread(gw1.wait_for, "askue/v1/gw1/cmd", b"relay")
+    finally:
+        await link.close()
+    wrong = mqtt.link(s.model_copy(update={"mqtt_password": "not-it"}), "he-tls-wrong", lambda m: None)
+    try:
+        with pytest.raises(mqtt.LinkLost, match="not authorized|bad user name or password"):
+            await wrong.connect()
+    finally:
+        await wrong.close()
