@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.auth import audit, ratelimit, sessions, totp, users
+from askue.headend.auth import audit, notices, ratelimit, sessions, totp, users
 from askue.headend.auth.passwords import PasswordPolicyError, verify_password
 from askue.headend.auth.totp import Enrolment
 from askue.headend.auth.users import User
 from askue.headend.errors import Conflict, Invalid, NotFound
+from askue.headend.notify.mail import MailSettings
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -60,8 +61,9 @@ async def _confirm_password(conn: psycopg.AsyncConnection, user: User, password:
 
 
 async def change_password(conn: psycopg.AsyncConnection, user: User, old: str, new: str, again: str,
-                          keep_session: str | None, ip: str | None) -> int:
-    """Set a new password; every other session of the user ends. Returns how many ended."""
+                          keep_session: str | None, ip: str | None, mail: MailSettings | None = None) -> int:
+    """Set a new password; every other session of the user ends and a notice goes to the
+    user's address. Returns how many sessions ended."""
     await _confirm_password(conn, user, old, ip, "old")
     if new != again:
         raise Invalid("again", "the two new passwords differ", "новые пароли не совпадают")
@@ -74,10 +76,13 @@ async def change_password(conn: psycopg.AsyncConnection, user: User, old: str, n
     ended = await sessions.end_others(conn, user.id, keep_session)
     await audit.record(conn, user.principal(ip), "password_change", "user", user.login,
                        new={"other_sessions_ended": ended})
+    await notices.tell(conn, user.id, "password_change", ip, mail)
     return ended
 
 
-async def set_email(conn: psycopg.AsyncConnection, user: User, email: str, ip: str | None) -> str | None:
+async def set_email(conn: psycopg.AsyncConnection, user: User, email: str, ip: str | None,
+                    mail: MailSettings | None = None) -> str | None:
+    """Set (or clear) the address resets and notices go to; the old address is told."""
     email = email.strip()
     if email and (len(email) > 254 or not _EMAIL.match(email)):
         raise Invalid("email", f"{email!r} is not an e-mail address (name@example.ru)",
@@ -91,6 +96,8 @@ async def set_email(conn: psycopg.AsyncConnection, user: User, email: str, ip: s
     if (old or "") != email:
         await audit.record(conn, user.principal(ip), "email_change", "user", user.login,
                            old={"email": old}, new={"email": email or None})
+        if old:
+            await notices.tell(conn, user.id, "email_change", ip, mail, to=old, new_email=email or None)
     return email or None
 
 
@@ -131,11 +138,13 @@ async def totp_confirm(conn: psycopg.AsyncConnection, user: User, code: str, ip:
     return codes
 
 
-async def totp_disable(conn: psycopg.AsyncConnection, user: User, password: str, ip: str | None) -> None:
+async def totp_disable(conn: psycopg.AsyncConnection, user: User, password: str, ip: str | None,
+                       mail: MailSettings | None = None) -> None:
     await _confirm_password(conn, user, password, ip, "disable_password")
     if not await totp.disable(conn, user.id):
         raise Conflict("the second factor is off already", "вход с кодом уже выключен")
     await audit.record(conn, user.principal(ip), "totp_disable", "user", user.login)
+    await notices.tell(conn, user.id, "totp_disable", ip, mail)
 
 
 async def recovery_codes(conn: psycopg.AsyncConnection, user: User, password: str, ip: str | None) -> list[str]:

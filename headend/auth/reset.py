@@ -7,7 +7,6 @@ the user and ends all their sessions. Requests and spent or unknown links are ra
 limited (`ratelimit.check_reset`) and audited."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -17,16 +16,15 @@ from datetime import timedelta
 import psycopg
 from psycopg.rows import dict_row
 
-from askue.headend.auth import audit, ratelimit, sessions, users
+from askue.headend.auth import audit, notices, ratelimit, sessions, users
 from askue.headend.auth.passwords import PasswordPolicyError
 from askue.headend.auth.users import User, user_from_row
 from askue.headend.errors import Invalid
-from askue.headend.notify.mail import MailError, MailSettings, send_mail
+from askue.headend.notify.mail import MailSettings, send_later
 
 log = logging.getLogger(__name__)
 LIFETIME = timedelta(minutes=30)
 RESET_PATH = "/web/password/reset"  # the page the link opens (web router prefix /web)
-_sending: set[asyncio.Task] = set()
 
 
 @dataclass(frozen=True)
@@ -89,23 +87,8 @@ async def request(conn: psycopg.AsyncConnection, ident: str, ip: str | None, *, 
         log.warning("password reset for %s: no SMTP server is configured (smtp_host), the letter is not sent",
                     user["login"])
         return Answer()
-    task = asyncio.get_running_loop().create_task(_send(mail, msg, user["login"]))
-    _sending.add(task)
-    task.add_done_callback(_sending.discard)
+    send_later(mail, msg.to, msg.subject, msg.text, f"password reset letter for {user['login']}")
     return Answer()
-
-
-async def _send(mail: MailSettings, msg: Letter, login: str) -> None:
-    try:
-        await send_mail(mail, msg.to, msg.subject, msg.text)
-    except MailError as e:
-        log.error("password reset letter for %s was not sent: %s", login, e.message)
-
-
-async def drain() -> None:
-    """Wait for the letters being sent (tests, shutdown)."""
-    while _sending:
-        await asyncio.gather(*list(_sending), return_exceptions=True)
 
 
 async def holder(conn: psycopg.AsyncConnection, token: str | None) -> User:
@@ -132,8 +115,10 @@ async def holder(conn: psycopg.AsyncConnection, token: str | None) -> User:
 
 
 async def complete(conn: psycopg.AsyncConnection, token: str | None, password: str, again: str,
-                   ip: str | None) -> User:
-    """Set the new password from a live link; spends the user's links, ends their sessions."""
+                   ip: str | None, mail: MailSettings | None = None) -> User:
+    """Set the new password from a live link; spends the user's links, ends their sessions,
+    and tells the user's address (a link from a mailbox someone else reads is how an
+    account is taken over)."""
     verdict = await ratelimit.check_reset(conn, "", ip)
     if not verdict.allowed:
         en, ru = ratelimit.wait_words(verdict.retry_after_s)
@@ -154,4 +139,5 @@ async def complete(conn: psycopg.AsyncConnection, token: str | None, password: s
     ended = await sessions.end_others(conn, user.id, None)
     await ratelimit.note(conn, user.login, ip, True, "reset")  # the login form's lock ends with the reset
     await audit.record(conn, user.login, "password_reset", "user", user.login, ip=ip, new={"sessions_ended": ended})
+    await notices.tell(conn, user.id, "password_reset", ip, mail)
     return user

@@ -1,14 +1,16 @@
 """Sending e-mail through the operator's SMTP server: STARTTLS (port 587), implicit TLS
 (SMTPS, port 465) or plain, with a login when one is configured.
 
-`send_mail` is the head-end's one way to send an e-mail (alerts today; password reset
-mails of the customer cabinet later). It raises `MailError`, which says whether trying
+`send_mail` is the head-end's one way to send an e-mail (alerts, password reset links,
+account security notices); `send_later` sends one in the background, after the answer
+to the request that caused it. It raises `MailError`, which says whether trying
 again may help (`permanent`): a refused recipient will not be accepted later, a server
 that is down may be.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from askue.headend.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 
 class MailError(ServiceError):
@@ -139,3 +143,27 @@ async def send_mail(cfg: MailSettings, to: str | list[str], subject: str, text: 
                         message_id=message_id, headers=headers)
     await asyncio.to_thread(send_message_sync, cfg, msg)
     return msg["Message-ID"]
+
+
+_sending: set[asyncio.Task] = set()
+
+
+def send_later(cfg: MailSettings, to: str, subject: str, text: str, what: str) -> None:
+    """Send in the background (the request that caused it answers at once; its time tells
+    nothing about the outcome); a failure is logged with `what` the letter was."""
+    async def send() -> None:
+        try:
+            await send_mail(cfg, to, subject, text)
+        except MailError as e:
+            log.error("%s was not sent: %s", what, e.message)
+
+    task = asyncio.get_running_loop().create_task(send())
+    _sending.add(task)
+    task.add_done_callback(_sending.discard)
+
+
+async def drain() -> None:
+    """Wait for the letters `send_later` is sending (tests, shutdown)."""
+    while _sending:
+        await asyncio.gather(*list(_sending), return_exceptions=True)
+

@@ -46,6 +46,10 @@ def device(user_agent: str | None, lang: str) -> str:
     return text or (ua[:40] if ua else t("sec_unknown_device", lang))
 
 
+def _mail(request: Request) -> MailSettings | None:
+    return MailSettings.from_settings(request.app.state.settings)
+
+
 def _errors(e: Invalid, lang: str) -> dict[str, str]:
     return {e.field: e.text(lang)}
 
@@ -78,7 +82,7 @@ async def security_email(request: Request, email: str = Form("", max_length=300)
                          w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     check_csrf(w, csrf)
     try:
-        await account.set_email(c, w.user, email, w.ip)
+        await account.set_email(c, w.user, email, w.ip, _mail(request))
     except Invalid as e:
         return await _page(request, w, c, errors=_errors(e, w.lang), email=email, status_code=422)
     return _back(request, "email")
@@ -92,7 +96,8 @@ async def security_password(request: Request, old: str = Form("", max_length=100
     """Change one's own password: the current one is required; other sessions of the user end."""
     check_csrf(w, csrf)
     try:
-        await account.change_password(c, w.user, old, new, again, request.cookies.get(sessions.COOKIE), w.ip)
+        await account.change_password(c, w.user, old, new, again, request.cookies.get(sessions.COOKIE), w.ip,
+                                     _mail(request))
     except Invalid as e:
         # a wrong current password is refused (403) as before; a weak new one is bad input (422)
         return await _page(request, w, c, errors=_errors(e, w.lang), status_code=403 if e.field == "old" else 422)
@@ -145,7 +150,7 @@ async def security_totp_disable(request: Request, password: str = Form("", max_l
                                 w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     check_csrf(w, csrf)
     try:
-        await account.totp_disable(c, w.user, password, w.ip)
+        await account.totp_disable(c, w.user, password, w.ip, _mail(request))
     except Invalid as e:
         return await _page(request, w, c, errors=_errors(e, w.lang), status_code=403)
     return _back(request, "totp_off")
@@ -178,7 +183,7 @@ async def forgot_send(request: Request, ident: str = Form("", max_length=300), c
         return public_page(request, "password_forgot.html", ctx | {"errors": {"ident": t("csrf_failed", lang)}}, 403)
     settings = request.app.state.settings
     try:
-        answer = await reset.request(c, ident, client_ip(request), mail=MailSettings.from_settings(settings),
+        answer = await reset.request(c, ident, client_ip(request), mail=_mail(request),
                                      base_url=settings.base_url)
     except Invalid as e:
         return public_page(request, "password_forgot.html", ctx | {"errors": _errors(e, lang)}, 422)
@@ -210,7 +215,7 @@ async def reset_save(request: Request, token: str = Form("", max_length=300), pa
         return public_page(request, "password_reset.html", {"token": token, "login": "",
                                                             "errors": {"token": t("csrf_failed", lang)}}, 403)
     try:
-        await reset.complete(c, token, password, again, client_ip(request))
+        await reset.complete(c, token, password, again, client_ip(request), _mail(request))
     except Invalid as e:
         keep = token if e.field != "token" else ""
         login = ""

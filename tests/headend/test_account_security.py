@@ -183,6 +183,8 @@ def test_reset_by_email_over_real_smtp(site, smtp: SmtpServer) -> None:
     assert again.status_code == 422 and "уже использована" in field_error(again.text, "token")
     (row,) = audit(dsn, "password_reset")
     assert row[0] == "disp" and '"sessions_ended": 1' in row[4] and NEW not in str(row)
+    notice = wait_mail(smtp, "disp@uk.example", 2)  # whoever read the reset letter, the owner learns of it
+    assert "задан новый пароль по ссылке из письма" in notice.text and token not in notice.text
 
 
 def test_reset_letter_in_the_users_language_and_an_expired_link(site, smtp: SmtpServer) -> None:
@@ -230,6 +232,41 @@ def test_reset_requests_are_rate_limited_and_do_not_lock_the_login(site, smtp: S
     blocked = client.post(f"{W}/password/reset", data={"token": "guess", "password": NEW, "again": NEW,
                                                        "csrf": csrf_of(client.get(f"{W}/password/forgot").text)})
     assert blocked.status_code == 422 and "Слишком много попыток с этого адреса; повторите через 15 мин" == field_error(blocked.text, "token")
+
+
+# ---- notices of changes ---------------------------------------------------------------------------
+def test_security_changes_are_told_to_the_users_address(site, smtp: SmtpServer) -> None:
+    client, dsn = site
+    assert log_in(client, "disp").status_code == 303
+    csrf = csrf_of(client.get(f"{W}/security").text)
+    assert client.post(f"{W}/security/password", data={"old": PASSWORD, "new": NEW, "again": NEW,
+                                                       "csrf": csrf}).status_code == 200
+    got = wait_mail(smtp, "disp@uk.example")
+    assert got.message["Subject"] == "АСКУЭ: изменение безопасности учётной записи"
+    assert "В учётной записи АСКУЭ disp изменён пароль" in got.text and "с адреса testclient" in got.text
+    assert re.search(r"\d\d\.\d\d\.\d{4} \d\d:\d\d \(МСК\)", got.text), got.text
+    assert "Забыли пароль?" in got.text and PASSWORD not in got.text and NEW not in got.text
+    # a new address: the old one is told where the letters go now; the new one gets nothing
+    page = client.get(f"{W}/security")
+    assert client.post(f"{W}/security/email", data={"email": "anna@mail.example", "csrf": csrf_of(page.text)},
+                       follow_redirects=False).status_code == 303
+    moved = wait_mail(smtp, "disp@uk.example", 2)
+    assert "изменён адрес для писем: теперь anna@mail.example" in moved.text
+    # in the user's language
+    eng = new_client(client)
+    assert log_in(eng, "eng").status_code == 303
+    assert eng.post(f"{W}/security/password", data={"old": PASSWORD, "new": NEW, "again": NEW,
+                                                    "csrf": csrf_of(eng.get(f"{W}/security").text)}).status_code == 200
+    got = wait_mail(smtp, "eng@uk.example")
+    assert got.message["Subject"] == "askue: your account's security changed" and "the password was changed" in got.text
+    # no address on record: nothing to send, the change itself goes through
+    none = new_client(client)
+    assert log_in(none, "nomail").status_code == 303
+    assert none.post(f"{W}/security/password", data={"old": PASSWORD, "new": NEW, "again": NEW,
+                                                     "csrf": csrf_of(none.get(f"{W}/security").text)}).status_code == 200
+    time.sleep(0.3)
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == ["disp@uk.example", "disp@uk.example", "eng@uk.example"]
+    assert len(audit(dsn, "password_change")) == 3
 
 
 # ---- sessions -------------------------------------------------------------------------------------
@@ -291,7 +328,7 @@ def password_step(client: TestClient, user: str = "viewer1"):
     return r
 
 
-def test_totp_enrol_login_with_a_code_and_recovery_codes(site) -> None:
+def test_totp_enrol_login_with_a_code_and_recovery_codes(site, smtp: SmtpServer) -> None:
     client, dsn = site
     assert log_in(client, "viewer1").status_code == 303
     secret, codes = enrol(client)
@@ -346,6 +383,8 @@ def test_totp_enrol_login_with_a_code_and_recovery_codes(site) -> None:
     page = client.get(f"{W}/security")
     off = client.post(f"{W}/security/totp/disable", data={"password": NEW, "csrf": csrf_of(page.text)})
     assert off.status_code == 200 and "Вход с кодом выключен" in off.text
+    notice = wait_mail(smtp, "viewer@uk.example", 2)  # after the password change's
+    assert "выключен вход с кодом из приложения" in notice.text
     assert log_in(new_client(client), "viewer1", NEW).status_code == 303
     assert [a[0] for a in audit(dsn, "totp_disable")] == ["viewer1"]
 
