@@ -115,7 +115,9 @@ def test_change_password_sessions_and_reset_by_email(world: World, page, browser
     page.click("#reset-send")
     page.wait_for_selector("#reset-sent")
     shot(page, "security_03_reset_requested")
-    letter = wait_mail(world.smtp, "disp@uk.example")
+    notice = wait_mail(world.smtp, "disp@uk.example")  # of the password change above
+    assert "изменён пароль" in notice.text and notice.message["Subject"] == "АСКУЭ: изменение безопасности учётной записи"
+    letter = wait_mail(world.smtp, "disp@uk.example", 2)
     assert letter.tls and letter.message["Subject"] == "АСКУЭ: восстановление пароля"
     link = link_of(letter.text)
     assert link.startswith(f"{url}/password/reset?token=")  # built from public_url (the server's address here)
@@ -140,7 +142,9 @@ def test_change_password_sessions_and_reset_by_email(world: World, page, browser
     page.fill("#f-ident", "disp")
     page.click("#reset-send")
     page.wait_for_selector("#reset-sent")
-    second = wait_mail(world.smtp, "disp@uk.example", 2)
+    assert "задан новый пароль по ссылке" in wait_mail(world.smtp, "disp@uk.example", 3).text
+    second = wait_mail(world.smtp, "disp@uk.example", 4)
+    assert second.message["Subject"] == "АСКУЭ: восстановление пароля"
     with psycopg.connect(world.dsn, autocommit=True) as c:
         c.execute("UPDATE password_resets SET expires_at = now() - interval '1 s' WHERE used_at IS NULL")
     page.goto(link_of(second.text))
