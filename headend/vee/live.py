@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
@@ -24,7 +26,7 @@ import psycopg
 from askue.headend.auth import audit
 from askue.headend.storage import hooks, meta, pgarrays, values
 from askue.headend.storage.values import InsertedBatch
-from askue.headend.vee import engine, store
+from askue.headend.vee import engine, register_tails, store
 from askue.headend.vee.model import MeterFacts, MeterValue, Result
 from askue.headend.vee.rules.common import Ctx
 from askue.headend.vee.thresholds import Thresholds
@@ -44,10 +46,16 @@ SELECT k.meter_id, k.obis, p.ts, p.value, p.received_at, p.quality {extra}
 FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]{more}) AS k(meter_id, obis, ts{more_cols})
 LEFT JOIN LATERAL (
     SELECT ts, value, received_at, quality {extra_inner} FROM {table} t
-    WHERE t.meter_id = k.meter_id AND t.obis = k.obis AND t.ts < k.ts {since}
+    WHERE t.meter_id = k.meter_id AND t.obis = k.obis AND {before} {since}
     ORDER BY t.ts DESC LIMIT 1) p ON true
 WHERE p.ts IS NULL{needed}
 """
+# With the channels' last new times (`lasts`): the newest stored value outside the batch's own
+# span of the channel. The same index descent then also tells whether anything is stored after
+# the batch's values (returned), i.e. whether the last new value is the channel's latest.
+_BEFORE = "t.ts < k.ts"
+_OUTSIDE = "(t.ts < k.ts OR t.ts > k.last)"
+_AFTER = " OR p.ts > k.last"
 # The stored value only matters to reverse_reading when a new value of the channel is below it
 # by more than the tolerance (the same float arithmetic as the rule's): otherwise the rule
 # finds nothing against it and goes on from the first new value as it would without it.
@@ -56,6 +64,13 @@ _NEEDED = " OR p.value - k.tol > k.min_new"
 # old. Channels with nothing that recent (a new meter, a long outage) are looked up again
 # over their whole history.
 RECENT = timedelta(days=2)
+# This transaction's mark, and for each meter whose registers it wrote the mark of the
+# transaction that changed them before it (migration 0610): a process's memory of a meter is
+# current when that mark is its own.
+_WRITES_SQL = ("SELECT w.mark, array_agg(meter_id) FILTER (WHERE meter_id IS NOT NULL), "
+               "array_agg(prev_mark) FILTER (WHERE meter_id IS NOT NULL) "
+               "FROM (SELECT askue_write_mark() AS mark) w LEFT JOIN meter_register_writes r "
+               "ON r.meter_id = ANY(%b::bigint[]) AND r.mark = w.mark GROUP BY w.mark")
 
 
 async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
@@ -66,9 +81,16 @@ async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple
     value is wanted); a stored value no new one is below (beyond the tolerance) is not fetched."""
     if not firsts:
         return []
-    since = min(firsts.values()) - RECENT
-    found = await _lookup(conn, kind, firsts, lows, since, await meta.load(conn))
-    missing = {k: t for k, t in firsts.items() if k in found and found[k] is None}
+    m = await meta.load(conn)
+    found = await _lookup(conn, kind, firsts, lows, min(firsts.values()) - RECENT, m)
+    return await _rows_before(conn, kind, firsts, lows, found, codes)
+
+
+async def _rows_before(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
+                       lows: dict[tuple[int, str], tuple[float, float]] | None,
+                       found: dict[tuple[int, str], tuple | None], codes: dict[int, str]) -> list[MeterValue]:
+    """`found` as MeterValues, after looking up the whole history of channels with nothing recent."""
+    missing = {k: firsts[k] for k, row in found.items() if row is None}
     if missing:
         found.update(await _lookup(conn, kind, missing, lows, None, None))
     out = []
@@ -79,21 +101,153 @@ async def _previous(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple
     return out
 
 
+@dataclass
+class _Registers:
+    """A batch's new register values per channel (mid, obis), as the hook's pass over them left them."""
+
+    channels: dict[int, list[str]]  # each meter's channels, OBIS codes
+    firsts: dict[tuple[int, str], datetime]  # the oldest new value's time
+    lows: dict[tuple[int, str], float]  # the lowest new value (the only one, for most channels)
+    lasts: dict[tuple[int, str], tuple[datetime, float]]  # the newest, where there are several
+    tolerance: dict[int, float | None]  # the meter's reverse tolerance; None: every stored value wanted
+
+    def last(self, k: tuple[int, str]) -> tuple[datetime, float]:
+        return self.lasts.get(k) or (self.firsts[k], self.lows[k])
+
+    def wanted(self, ks: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[float, float]]:
+        """`_lookup`'s lows: (lowest new value, tolerance), -inf where every stored value is wanted."""
+        out = {}
+        for k in ks:
+            tol = self.tolerance[k[0]]
+            out[k] = (-math.inf, 0.0) if tol is None else (self.lows[k], tol)
+        return out
+
+
+async def _registers_before(conn: psycopg.AsyncConnection, new: _Registers, codes: dict[int, str]
+                            ) -> list[MeterValue]:
+    """`_previous` for registers, answered from what this process remembers storing
+    (register_tails) where that is provably current, and remembering what this batch leaves."""
+    if not new.firsts:
+        return []
+    pgarrays.enable(conn)
+    async with conn.cursor(binary=True) as cur:
+        await cur.execute(_WRITES_SQL, (pgarrays.int8(sorted(new.channels)),))
+        mark, mids, prevs = await cur.fetchone()  # type: ignore[misc]
+    tails = register_tails.TAILS
+    memory = {mid: tails.current(mid, prev) for mid, prev in zip(mids or (), prevs or (), strict=True)}
+    try:
+        ask, rebuild = _answer_from_memory(mark, memory, new)
+        found: dict[tuple[int, str], tuple | None] = {}
+        later: set[tuple[int, str]] = set()
+        lows = new.wanted(ask)
+        if ask:
+            m = await meta.load(conn)
+            since = min(ask.values()) - RECENT
+            found = await _lookup(conn, "register", ask, lows, since, m, {k: new.last(k) for k in ask})
+            # a stored reading after a channel's last new one (an archive delivered late): the
+            # reading before its first new one is asked for alone
+            later = {k for k, row in found.items() if row is not None and row[0] > new.last(k)[0]}
+            if later:
+                for k in later:
+                    del found[k]
+                found.update(await _lookup(conn, "register", {k: ask[k] for k in later}, lows, since, m))
+        out = await _rows_before(conn, "register", ask, lows, found, codes)
+        for mid in rebuild:
+            _rebuild(mark, mid, memory.get(mid), new, later)
+    except BaseException:
+        # a memory half updated must not outlive a transaction that may now roll back
+        for mid in memory:
+            tails.drop(mid)
+        raise
+    return out
+
+
+def _answer_from_memory(mark: int, memory: dict[int, register_tails.Tail | None], new: _Registers
+                        ) -> tuple[dict[tuple[int, str], datetime], list[int]]:
+    """The channels whose stored value before the batch memory cannot vouch for (to look up),
+    and the meters whose memory is rebuilt after the lookup. A meter memory answers for whole
+    is updated in place and marked as this transaction's (the usual poll)."""
+    ask: dict[tuple[int, str], datetime] = {}
+    rebuild: list[int] = []
+    firsts, lows, lasts = new.firsts, new.lows, new.lasts
+    for mid, obises in new.channels.items():
+        t = memory.get(mid)
+        tol = new.tolerance[mid]
+        if t is None or tol is None:
+            for o in obises:
+                k = (mid, o)
+                ask[k] = firsts[k]
+            if mid in memory:  # (every meter with a new register value is: the insert marked it)
+                rebuild.append(mid)
+            continue
+        index, stored, newest = t.layout[1], t.values, t.newest
+        horizon, top, whole = newest + RECENT, newest, True
+        for o in obises:
+            k = (mid, o)
+            first = firsts[k]
+            i = index.get(o)
+            if i is not None and newest < first <= horizon:
+                v, low = stored[i], lows[k]
+                # the remembered reading is the one before `first`: skipped exactly when the
+                # lookup's filter (_NEEDED) would drop it; NaN (ordered above all numbers there) is asked
+                if v == v and low == low and not v - tol > low:
+                    last = lasts.get(k)
+                    if last is None:
+                        stored[i], ts = low, first
+                    else:
+                        ts, stored[i] = last
+                    if ts > top:
+                        top = ts
+                    continue
+            ask[k] = first
+            whole = False
+        if whole:
+            t.mark, t.newest = mark, top
+        else:
+            rebuild.append(mid)
+    return ask, rebuild
+
+
+def _rebuild(mark: int, mid: int, t: register_tails.Tail | None, new: _Registers,
+             later: set[tuple[int, str]]) -> None:
+    """A meter's memory after this transaction: what is remembered (when still current) and
+    each new channel's newest value, unless something is stored after it."""
+    kept = dict(zip(t.layout[0], t.values, strict=True)) if t is not None else {}
+    newest = t.newest if t is not None else None
+    for o in new.channels[mid]:
+        k = (mid, o)
+        if k in later:
+            kept.pop(o, None)
+            continue
+        ts, kept[o] = new.last(k)
+        if newest is None or ts > newest:
+            newest = ts
+    register_tails.TAILS.remember(mid, mark, newest, kept)  # type: ignore[arg-type]
+
+
 async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
                   lows: dict[tuple[int, str], tuple[float, float]] | None, since: datetime | None,
-                  m: meta.Meta | None) -> dict[tuple[int, str], tuple | None]:
+                  m: meta.Meta | None, lasts: dict[tuple[int, str], tuple[datetime, float]] | None = None
+                  ) -> dict[tuple[int, str], tuple | None]:
     """Each channel's stored value before its first new one, if wanted (see `_previous`);
-    None for a channel with nothing stored before it (in the window `since` when given)."""
+    None for a channel with nothing stored before it (in the window `since` when given).
+    With `lasts`: also a channel's newest value stored after its last new one (see _OUTSIDE)."""
     keys = list(firsts)
     extra = ", p.period_s" if kind == "interval" else ", NULL::int"
     sql = _PREV_SQL.format(extra=extra, extra_inner=", period_s" if kind == "interval" else "",
                            table=values.TABLES[kind], since="AND t.ts >= %s" if since else "",
-                           more=", %s::float8[], %s::float8[]" if lows is not None else "",
-                           more_cols=", min_new, tol" if lows is not None else "",
-                           needed=_NEEDED if lows is not None else " OR true")
+                           before=_OUTSIDE if lasts is not None else _BEFORE,
+                           more=(", %s::timestamptz[]" if lasts is not None else "")
+                           + (", %s::float8[], %s::float8[]" if lows is not None else ""),
+                           more_cols=(", last" if lasts is not None else "")
+                           + (", min_new, tol" if lows is not None else ""),
+                           needed=(_AFTER if lasts is not None else "")
+                           + (_NEEDED if lows is not None else " OR true"))
     pgarrays.enable(conn)
     mids, obises = zip(*keys, strict=True)  # tens of thousands of channels a batch: split in C, not item by item
     params: list = [pgarrays.int8(mids), pgarrays.text(obises), pgarrays.timestamptz(list(firsts.values()))]
+    if lasts is not None:
+        params.append(pgarrays.timestamptz([lasts[k][0] for k in keys]))
     if lows is not None:
         news, tols = zip(*map(lows.__getitem__, keys), strict=True)
         params += [pgarrays.float8(news), pgarrays.float8(tols)]
@@ -132,6 +286,9 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     kinds_by_obis: dict[tuple[str, str], str] = {}
     entered: set[int] = set()  # meters with values from a person or a file
     lows: dict[tuple[int, str], float] = {}  # each register channel's lowest new value
+    lasts: dict[tuple[int, str], tuple[datetime, float]] = {}  # its newest, if it has several
+    reg_channels: dict[int, list[str]] = {}  # each meter's register channels, OBIS codes
+    chans: list[str] | None = None
     reg_firsts, int_firsts = firsts["register"], firsts["interval"]
     last_mid, code, lst = None, None, None  # a batch's rows come meter by meter: look each up once
     for r in rows:
@@ -139,6 +296,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[9], r[12], r[13])
         if mid != last_mid:
             last_mid, code = mid, codes.get(mid)
+            chans = None
             if code is not None:
                 lst = new_by_meter.get(mid)
                 if lst is None:
@@ -156,7 +314,16 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             if t is None:
                 reg_firsts[k] = ts
                 lows[k] = x
+                if chans is None:
+                    chans = reg_channels.setdefault(mid, [])
+                chans.append(obis)
                 continue
+            # a channel with several new values (rare: most have one a batch) keeps its newest
+            last = lasts.get(k)
+            if last is None:
+                last = lasts[k] = (t, lows[k])  # the first value, as yet untouched
+            if ts > last[0]:
+                lasts[k] = (ts, x)
             if ts < t:
                 reg_firsts[k] = ts
             low = lows[k]
@@ -198,12 +365,10 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
         f = meters[mid].facts
         tolerance[mid] = (None if f.baseline_resets or f.identity_changed or mid in repeated_meters
                           else thresholds_of(f).reverse_tolerance)
-    register_lows: dict[tuple[int, str], tuple[float, float]] = {
-        k: (-math.inf, 0.0) if (tol := tolerance[k[0]]) is None else (low, tol) for k, low in lows.items()}
     ids = {c: m for m, c in codes.items()}
-    for kind in ("register", "interval"):
-        for v in await _previous(conn, kind, firsts[kind], codes, register_lows if kind == "register" else None):
-            history.setdefault(ids[v.meter], []).append(v)
+    for v in (await _registers_before(conn, _Registers(reg_channels, reg_firsts, lows, lasts, tolerance), codes)
+              + await _previous(conn, "interval", int_firsts, codes)):
+        history.setdefault(ids[v.meter], []).append(v)
     res = Result()
     for mid, vals in new_by_meter.items():
         m = meters[mid]
