@@ -37,6 +37,22 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+async def cancel_all(tasks: list[asyncio.Task], again_s: float = 1.0) -> None:
+    """Cancel `tasks` and wait until each has ended, cancelling again a task still running
+    `again_s` after: a cancellation can be swallowed under a task (Python 3.11's wait_for
+    returns the result of what finished as it was cancelled, psycopg's pool hands over the
+    connection that arrived meanwhile), and a loop that goes on then never ends (seen: the
+    alerts task, and a head-end that did not stop on SIGTERM)."""
+    for t in tasks:
+        t.cancel()
+    running = {t for t in tasks if not t.done()}
+    while running:
+        _, running = await asyncio.wait(running, timeout=again_s)
+        for t in running:
+            t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = True,
                       migrate: bool = True, ready: Callable[[], Awaitable[None] | None] | None = None,
                       stop: asyncio.Event | None = None) -> None:
@@ -107,6 +123,4 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
                 running -= done
         finally:
             stopper.cancel()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
