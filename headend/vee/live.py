@@ -103,9 +103,10 @@ async def _rows_before(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tu
 
 @dataclass
 class _Registers:
-    """A batch's new register values per channel (mid, obis), as the hook's pass over them left them."""
+    """A batch's new register values per channel k = (meter id, OBIS), as the hook's pass over
+    them left them."""
 
-    channels: dict[int, list[str]]  # each meter's channels, OBIS codes
+    channels: dict[int, list[tuple[int, str]]]  # each meter's channels
     firsts: dict[tuple[int, str], datetime]  # the oldest new value's time
     lows: dict[tuple[int, str], float]  # the lowest new value (the only one, for most channels)
     lasts: dict[tuple[int, str], tuple[datetime, float]]  # the newest, where there are several
@@ -114,12 +115,21 @@ class _Registers:
     def last(self, k: tuple[int, str]) -> tuple[datetime, float]:
         return self.lasts.get(k) or (self.firsts[k], self.lows[k])
 
+    def last_times(self, ks: dict[tuple[int, str], datetime]) -> dict[tuple[int, str], datetime]:
+        """The newest new value's time of each of `ks` (a subset of `firsts`)."""
+        out = dict(ks)
+        for k, (ts, _) in self.lasts.items():
+            if k in out:
+                out[k] = ts
+        return out
+
     def wanted(self, ks: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[float, float]]:
         """`_lookup`'s lows: (lowest new value, tolerance), -inf where every stored value is wanted."""
         out = {}
+        lows, tolerance = self.lows, self.tolerance
         for k in ks:
-            tol = self.tolerance[k[0]]
-            out[k] = (-math.inf, 0.0) if tol is None else (self.lows[k], tol)
+            tol = tolerance[k[0]]
+            out[k] = (-math.inf, 0.0) if tol is None else (lows[k], tol)
         return out
 
 
@@ -143,10 +153,11 @@ async def _registers_before(conn: psycopg.AsyncConnection, new: _Registers, code
         if ask:
             m = await meta.load(conn)
             since = min(ask.values()) - RECENT
-            found = await _lookup(conn, "register", ask, lows, since, m, {k: new.last(k) for k in ask})
+            last_ts = new.last_times(ask)
+            found = await _lookup(conn, "register", ask, lows, since, m, last_ts)
             # a stored reading after a channel's last new one (an archive delivered late): the
             # reading before its first new one is asked for alone
-            later = {k for k, row in found.items() if row is not None and row[0] > new.last(k)[0]}
+            later = {k for k, row in found.items() if row is not None and row[0] > last_ts[k]}
             if later:
                 for k in later:
                     del found[k]
@@ -167,25 +178,25 @@ def _answer_from_memory(mark: int, memory: dict[int, register_tails.Tail | None]
     """The channels whose stored value before the batch memory cannot vouch for (to look up),
     and the meters whose memory is rebuilt after the lookup. A meter memory answers for whole
     is updated in place and marked as this transaction's (the usual poll)."""
+    firsts, lows, lasts = new.firsts, new.lows, new.lasts
+    if not any(memory.values()):  # a first contact, or another writer's turn: all asked
+        return firsts, [mid for mid in new.channels if mid in memory]
     ask: dict[tuple[int, str], datetime] = {}
     rebuild: list[int] = []
-    firsts, lows, lasts = new.firsts, new.lows, new.lasts
-    for mid, obises in new.channels.items():
+    for mid, keys in new.channels.items():
         t = memory.get(mid)
         tol = new.tolerance[mid]
         if t is None or tol is None:
-            for o in obises:
-                k = (mid, o)
+            for k in keys:
                 ask[k] = firsts[k]
             if mid in memory:  # (every meter with a new register value is: the insert marked it)
                 rebuild.append(mid)
             continue
         index, stored, newest = t.layout[1], t.values, t.newest
         horizon, top, whole = newest + RECENT, newest, True
-        for o in obises:
-            k = (mid, o)
+        for k in keys:
             first = firsts[k]
-            i = index.get(o)
+            i = index.get(k[1])
             if i is not None and newest < first <= horizon:
                 v, low = stored[i], lows[k]
                 # the remembered reading is the one before `first`: skipped exactly when the
@@ -212,26 +223,33 @@ def _rebuild(mark: int, mid: int, t: register_tails.Tail | None, new: _Registers
              later: set[tuple[int, str]]) -> None:
     """A meter's memory after this transaction: what is remembered (when still current) and
     each new channel's newest value, unless something is stored after it."""
+    keys = new.channels[mid]
+    if t is None and not later and not new.lasts:  # the first contact's shape, kept short
+        firsts, lows = new.firsts, new.lows
+        register_tails.TAILS.remember(mid, mark, max(map(firsts.__getitem__, keys)),
+                                      [k[1] for k in keys], list(map(lows.__getitem__, keys)))
+        return
     kept = dict(zip(t.layout[0], t.values, strict=True)) if t is not None else {}
     newest = t.newest if t is not None else None
-    for o in new.channels[mid]:
-        k = (mid, o)
+    for k in keys:
         if k in later:
-            kept.pop(o, None)
+            kept.pop(k[1], None)
             continue
-        ts, kept[o] = new.last(k)
+        ts, kept[k[1]] = new.last(k)
         if newest is None or ts > newest:
             newest = ts
-    register_tails.TAILS.remember(mid, mark, newest, kept)  # type: ignore[arg-type]
+    if newest is not None:
+        register_tails.TAILS.remember(mid, mark, newest, list(kept), list(kept.values()))
 
 
 async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[int, str], datetime],
                   lows: dict[tuple[int, str], tuple[float, float]] | None, since: datetime | None,
-                  m: meta.Meta | None, lasts: dict[tuple[int, str], tuple[datetime, float]] | None = None
+                  m: meta.Meta | None, lasts: dict[tuple[int, str], datetime] | None = None
                   ) -> dict[tuple[int, str], tuple | None]:
     """Each channel's stored value before its first new one, if wanted (see `_previous`);
     None for a channel with nothing stored before it (in the window `since` when given).
-    With `lasts`: also a channel's newest value stored after its last new one (see _OUTSIDE)."""
+    With `lasts` (each channel's newest new time): also a channel's newest value stored after
+    its last new one (see _OUTSIDE)."""
     keys = list(firsts)
     extra = ", p.period_s" if kind == "interval" else ", NULL::int"
     sql = _PREV_SQL.format(extra=extra, extra_inner=", period_s" if kind == "interval" else "",
@@ -247,7 +265,7 @@ async def _lookup(conn: psycopg.AsyncConnection, kind: str, firsts: dict[tuple[i
     mids, obises = zip(*keys, strict=True)  # tens of thousands of channels a batch: split in C, not item by item
     params: list = [pgarrays.int8(mids), pgarrays.text(obises), pgarrays.timestamptz(list(firsts.values()))]
     if lasts is not None:
-        params.append(pgarrays.timestamptz([lasts[k][0] for k in keys]))
+        params.append(pgarrays.timestamptz([lasts[k] for k in keys]))
     if lows is not None:
         news, tols = zip(*map(lows.__getitem__, keys), strict=True)
         params += [pgarrays.float8(news), pgarrays.float8(tols)]
@@ -287,8 +305,8 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     entered: set[int] = set()  # meters with values from a person or a file
     lows: dict[tuple[int, str], float] = {}  # each register channel's lowest new value
     lasts: dict[tuple[int, str], tuple[datetime, float]] = {}  # its newest, if it has several
-    reg_channels: dict[int, list[str]] = {}  # each meter's register channels, OBIS codes
-    chans: list[str] | None = None
+    reg_channels: dict[int, list[tuple[int, str]]] = {}  # each meter's register channels
+    chans: list[tuple[int, str]] | None = None
     reg_firsts, int_firsts = firsts["register"], firsts["interval"]
     last_mid, code, lst = None, None, None  # a batch's rows come meter by meter: look each up once
     for r in rows:
@@ -316,7 +334,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
                 lows[k] = x
                 if chans is None:
                     chans = reg_channels.setdefault(mid, [])
-                chans.append(obis)
+                chans.append(k)
                 continue
             # a channel with several new values (rare: most have one a batch) keeps its newest
             last = lasts.get(k)

@@ -49,19 +49,19 @@ class RegisterTails:
         t = self._meters.get(meter_id)
         return t if t is not None and prev_mark is not None and t.mark == prev_mark else None
 
-    def remember(self, meter_id: int, mark: int, newest: datetime, channels: dict[str, float]) -> None:
-        """What the transaction marked `mark` leaves stored for the meter (replaces what was
-        remembered)."""
+    def remember(self, meter_id: int, mark: int, newest: datetime, obises: list[str], values: list[float]) -> None:
+        """What the transaction marked `mark` leaves stored for the meter: the latest reading's
+        value of each channel in `obises` (replaces what was remembered)."""
         self._meters.pop(meter_id, None)
-        if not channels:
+        if not obises:
             return
-        key = tuple(sorted(channels))
+        key = tuple(obises)  # as the batch listed them: meters of a kind list theirs alike
         layout = self._layouts.get(key)
         if layout is None:
             if len(self._layouts) > self.capacity:  # odd channel sets from many meters: start over
                 self._layouts.clear()
             layout = self._layouts[key] = (key, {o: i for i, o in enumerate(key)})
-        self._meters[meter_id] = Tail(mark, newest, layout, array("d", map(channels.__getitem__, key)))
+        self._meters[meter_id] = Tail(mark, newest, layout, array("d", values))
         while len(self._meters) > self.capacity:
             del self._meters[next(iter(self._meters))]
 
