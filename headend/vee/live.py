@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -64,6 +64,7 @@ _NEEDED = " OR p.value - k.tol > k.min_new"
 # old. Channels with nothing that recent (a new meter, a long outage) are looked up again
 # over their whole history.
 RECENT = timedelta(days=2)
+_FAR = datetime.max.replace(tzinfo=UTC) - RECENT
 # This transaction's mark, and for each meter whose registers it wrote the mark of the
 # transaction that changed them before it (migration 0610): a process's memory of a meter is
 # current when that mark is its own.
@@ -146,23 +147,27 @@ async def _registers_before(conn: psycopg.AsyncConnection, new: _Registers, code
     tails = register_tails.TAILS
     memory = {mid: tails.current(mid, prev) for mid, prev in zip(mids or (), prevs or (), strict=True)}
     try:
-        ask, rebuild = _answer_from_memory(mark, memory, new)
+        fresh, ask, rebuild = _answer_from_memory(mark, memory, new, tails)
         found: dict[tuple[int, str], tuple | None] = {}
         later: set[tuple[int, str]] = set()
-        lows = new.wanted(ask)
-        if ask:
+        lows = new.wanted(fresh)
+        lows.update(new.wanted(ask))
+        if lows:
             m = await meta.load(conn)
-            since = min(ask.values()) - RECENT
+            since = min(min(fresh.values(), default=_FAR), min(ask.values(), default=_FAR)) - RECENT
+        if fresh:
+            found = await _lookup(conn, "register", fresh, lows, since, m)
+        if ask:
             last_ts = new.last_times(ask)
-            found = await _lookup(conn, "register", ask, lows, since, m, last_ts)
+            found.update(await _lookup(conn, "register", ask, lows, since, m, last_ts))
             # a stored reading after a channel's last new one (an archive delivered late): the
             # reading before its first new one is asked for alone
-            later = {k for k, row in found.items() if row is not None and row[0] > last_ts[k]}
+            later = {k for k, row in found.items() if row is not None and k in last_ts and row[0] > last_ts[k]}
             if later:
                 for k in later:
                     del found[k]
                 found.update(await _lookup(conn, "register", {k: ask[k] for k in later}, lows, since, m))
-        out = await _rows_before(conn, "register", ask, lows, found, codes)
+        out = await _rows_before(conn, "register", new.firsts, lows, found, codes)
         for mid in rebuild:
             _rebuild(mark, mid, memory.get(mid), new, later)
     except BaseException:
@@ -173,20 +178,35 @@ async def _registers_before(conn: psycopg.AsyncConnection, new: _Registers, code
     return out
 
 
-def _answer_from_memory(mark: int, memory: dict[int, register_tails.Tail | None], new: _Registers
-                        ) -> tuple[dict[tuple[int, str], datetime], list[int]]:
-    """The channels whose stored value before the batch memory cannot vouch for (to look up),
-    and the meters whose memory is rebuilt after the lookup. A meter memory answers for whole
-    is updated in place and marked as this transaction's (the usual poll)."""
+def _answer_from_memory(mark: int, memory: dict[int, register_tails.Tail | None], new: _Registers,
+                        tails: register_tails.RegisterTails
+                        ) -> tuple[dict[tuple[int, str], datetime], dict[tuple[int, str], datetime], list[int]]:
+    """What memory cannot vouch for, to look up: the channels of meters this process meets for
+    the first time (looked up as ever: most never come again soon, as in a midnight burst of
+    first contacts) and the others' (looked up with what memory needs to be rebuilt); and the
+    meters whose memory is rebuilt after the lookup. A meter memory answers for whole is
+    updated in place and marked as this transaction's (the usual poll)."""
     firsts, lows, lasts = new.firsts, new.lows, new.lasts
-    if not any(memory.values()):  # a first contact, or another writer's turn: all asked
-        return firsts, [mid for mid in new.channels if mid in memory]
+    fresh: dict[tuple[int, str], datetime] = {}
     ask: dict[tuple[int, str], datetime] = {}
     rebuild: list[int] = []
+    if not any(memory.values()):  # first contacts, or another writer's turn: all asked
+        met = [tails.met(mid) for mid in new.channels]
+        if not any(met):
+            for mid in new.channels:
+                tails.meet(mid)
+            return firsts, ask, rebuild
+        if all(met):
+            return fresh, firsts, [mid for mid in new.channels if mid in memory]
     for mid, keys in new.channels.items():
         t = memory.get(mid)
         tol = new.tolerance[mid]
         if t is None or tol is None:
+            if not tails.met(mid):
+                tails.meet(mid)
+                for k in keys:
+                    fresh[k] = firsts[k]
+                continue
             for k in keys:
                 ask[k] = firsts[k]
             if mid in memory:  # (every meter with a new register value is: the insert marked it)
@@ -216,7 +236,7 @@ def _answer_from_memory(mark: int, memory: dict[int, register_tails.Tail | None]
             t.mark, t.newest = mark, top
         else:
             rebuild.append(mid)
-    return ask, rebuild
+    return fresh, ask, rebuild
 
 
 def _rebuild(mark: int, mid: int, t: register_tails.Tail | None, new: _Registers,

@@ -43,6 +43,7 @@ class RegisterTails:
     capacity: int = CAPACITY
     _meters: dict[int, Tail] = field(default_factory=dict)
     _layouts: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = field(default_factory=dict)
+    _met: dict[int, None] = field(default_factory=dict)  # meters met before, remembered or not
 
     def current(self, meter_id: int, prev_mark: int | None) -> Tail | None:
         """The meter's memory if the transaction before the caller's is the one that wrote it."""
@@ -64,6 +65,16 @@ class RegisterTails:
         self._meters[meter_id] = Tail(mark, newest, layout, array("d", values))
         while len(self._meters) > self.capacity:
             del self._meters[next(iter(self._meters))]
+
+    def met(self, meter_id: int) -> bool:
+        """Whether the meter was met before: a memory is built from the second time on (most
+        meters met once, as in a midnight burst of first contacts, do not come again soon)."""
+        return meter_id in self._met or meter_id in self._meters
+
+    def meet(self, meter_id: int) -> None:
+        self._met[meter_id] = None
+        if len(self._met) > self.capacity:
+            del self._met[next(iter(self._met))]
 
     def drop(self, meter_id: int) -> None:
         self._meters.pop(meter_id, None)

@@ -63,16 +63,25 @@ async def _store_elsewhere(dsn: str, sql: str, *params) -> None:
 async def test_the_usual_poll_is_answered_from_memory(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     conn, ctx = await _setup(pg_dsn)
     lookups = _count_register_lookups(monkeypatch)
-    await merge.write(conn, ctx, pending([c_reg("E5", 100.0, T0), c_reg("E5", 5.0, T0, obis=A_MINUS)]))
-    assert lookups == [2]  # nothing remembered yet: both channels asked
-    await merge.write(conn, ctx, pending([c_reg("E5", 101.0, T0 + timedelta(hours=1)),
-                                          c_reg("E5", 5.2, T0 + timedelta(hours=1), obis=A_MINUS)], seq=2))
-    assert lookups == [2]  # the meter's memory is its own: nothing asked
+
+    async def poll(hour: int, a_plus: float, a_minus: float) -> None:
+        await merge.write(conn, ctx, pending([c_reg("E5", a_plus, T0 + timedelta(hours=hour)),
+                                              c_reg("E5", a_minus, T0 + timedelta(hours=hour), obis=A_MINUS)],
+                                             seq=hour + 1))
+
+    await poll(0, 100.0, 5.0)
+    assert lookups == [2]  # met for the first time: both channels asked, nothing remembered
+    await poll(1, 101.0, 5.2)
+    assert lookups == [2, 2]  # met again: asked, and what it leaves remembered
+    await poll(2, 102.0, 5.3)
+    await poll(3, 103.0, 5.4)
+    assert lookups == [2, 2]  # the meter's memory is its own: nothing asked
     # a value below the remembered one is asked for, and judged against the stored reading
-    await merge.write(conn, ctx, pending([c_reg("E5", 99.0, T0 + timedelta(hours=2)),
-                                          c_reg("E5", 5.3, T0 + timedelta(hours=2), obis=A_MINUS)], seq=3))
-    assert lookups == [2, 1]
-    assert await _reverse_events(conn) == [("E5", "101.0")]
+    await poll(4, 99.0, 5.5)
+    assert lookups == [2, 2, 1]
+    assert await _reverse_events(conn) == [("E5", "103.0")]
+    await poll(5, 99.5, 5.6)
+    assert lookups == [2, 2, 1]
     await conn.close()
 
 
