@@ -133,9 +133,21 @@ class InsertState:
     merge_only: int = 0
 
 
+# PostgreSQL names UTC in several ways (initdb takes the system's zone: Etc/UTC on most Linux
+# and container images). psycopg gives stored times a ZoneInfo for any name but "UTC", and then
+# every comparison of a stored time with a decoded one (datetime.UTC) works out both zones'
+# offsets: a sixth of VEE's rule time in the live hook, which compares each new value with
+# the stored one before it. The same zone under the name psycopg maps to datetime.UTC.
+_UTC_NAMES = frozenset({"Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu",
+                        "utc", "etc/utc"})
+
+
 async def prepare_connection(conn: psycopg.AsyncConnection) -> None:
-    """Create the staging table once per pooled connection (the merge path creates it too)."""
+    """Create the staging table once per pooled connection (the merge path creates it too);
+    a session in UTC under another name gets it as "UTC"."""
     await conn.execute(_STAGE_DDL)
+    if conn.info.parameter_status("TimeZone") in _UTC_NAMES:
+        await conn.execute("SET TIME ZONE 'UTC'")
     await conn.commit()
 
 

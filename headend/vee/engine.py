@@ -62,8 +62,8 @@ def check_series(meter: MeterFacts, values: list[MeterValue], ctx: Ctx,
     for v in values:
         by_kind.setdefault(v.kind, []).append(v)
     for name in rules or SERIES_RULES:
-        kinds = RULE_KINDS[name]
-        vals = [v for k in kinds for v in by_kind.get(k, ())] if len(kinds) > 1 else by_kind.get(next(iter(kinds)), [])
+        present = [by_kind[k] for k in RULE_KINDS[name] if k in by_kind]
+        vals = present[0] if len(present) == 1 else [v for lst in present for v in lst]
         if vals or name == "zero_consumption":
             res.extend(SERIES_RULES[name](meter, vals, ctx))
     return res

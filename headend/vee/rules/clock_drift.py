@@ -5,16 +5,20 @@ no meter time: none of them is judged, nor clears an episode. One event per epis
 clears it."""
 from __future__ import annotations
 
+from operator import attrgetter
+
 from askue.headend.vee.model import Clear, Mark, MeterFacts, MeterValue, Result
 from askue.headend.vee.rules.common import Ctx, finding
+
+_LIVE_KINDS = ("register", "instant")
+_received = attrgetter("received_at")
 
 
 def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     res = Result()
     limit = ctx.thresholds.clock_drift_s
-    live = sorted((v for v in values if v.new and v.kind in ("register", "instant") and v.received_at
-                   and v.live_clock),
-                  key=lambda v: v.received_at)  # type: ignore[arg-type,return-value]
+    live = sorted((v for v in values if v.new and v.live_clock and v.received_at and v.kind in _LIVE_KINDS),
+                  key=_received)
     key = f"clock_drift:{meter.code}"
     in_episode = False
     cleared = False

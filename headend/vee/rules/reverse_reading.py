@@ -16,6 +16,8 @@ def check(meter: MeterFacts, values: list[MeterValue], ctx: Ctx) -> Result:
     # One condition per meter and read time: a step back shows on the total and every
     # tariff register at once; the total (tariff 0) leads, the others are listed with it.
     raised: dict[str, Finding] = {}
+    if len({v.obis for v in values}) == len(values):
+        return res  # one value per channel (a live poll judged from memory): nothing to compare
     channels = sorted(by_channel(values, "register").items(), key=_channel_order)
     installed, resets = meter.installed_at, meter.baseline_resets  # in_service, reset_between inlined: per value
     for obis, series in channels:
