@@ -27,9 +27,8 @@ from askue.headend.auth import audit
 from askue.headend.storage import hooks, meta, pgarrays, values
 from askue.headend.storage.values import InsertedBatch
 from askue.headend.vee import engine, register_tails, store
-from askue.headend.vee.model import MeterFacts, MeterValue, Result
+from askue.headend.vee.model import MeterValue, Result
 from askue.headend.vee.rules.common import Ctx
-from askue.headend.vee.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -384,16 +383,6 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             MeterValue(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
         kinds_by_obis[(code, r.obis)] = r.kind
     cfg = await store.load_thresholds(conn)
-    # a meter's thresholds depend on its resource, model and organisation only
-    thresholds: dict[tuple, Thresholds] = {}
-
-    def thresholds_of(f: MeterFacts) -> Thresholds:
-        tkey = (f.resource, f.model, f.organisation)
-        th = thresholds.get(tkey)
-        if th is None:
-            th = thresholds[tkey] = cfg.for_meter(f)
-        return th
-
     # Every stored value (each is above -inf) for a meter whose identity changed (a recorded
     # reset, a new serial: an exchange is marked against any stored value) and for one with
     # values delivered again (their stored first copies join the series: without the latest
@@ -402,7 +391,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     for mid in {k[0] for k in lows}:
         f = meters[mid].facts
         tolerance[mid] = (None if f.baseline_resets or f.identity_changed or mid in repeated_meters
-                          else thresholds_of(f).reverse_tolerance)
+                          else cfg.for_meter(f).reverse_tolerance)
     ids = {c: m for m, c in codes.items()}
     for v in (await _registers_before(conn, _Registers(reg_channels, reg_firsts, lows, lasts, tolerance), codes)
               + await _previous(conn, "interval", int_firsts, codes)):
@@ -411,7 +400,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     for mid, vals in new_by_meter.items():
         m = meters[mid]
         f = m.facts
-        th = thresholds_of(f)
+        th = cfg.for_meter(f)
         ctx = Ctx(now=max(v.received_at or v.ts for v in vals), thresholds=th, tz=tz)  # type: ignore[arg-type]
         rules = ENTERED_RULES if mid in entered else HOOK_RULES if mid in repeated_meters else UNREPEATED_RULES
         res.extend(engine.check_series(f, history.get(mid, []) + vals, ctx, rules))

@@ -118,8 +118,18 @@ class ThresholdConfig:
     model: dict[str, dict[str, Any]] = field(default_factory=dict)
     organisation: dict[str, dict[str, Any]] = field(default_factory=dict)
     organisation_resource: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # what for_meter made, per (resource, model, organisation): the live hook asks for every
+    # meter of every batch, and most share a handful of these (emptied by set())
+    _made: dict[tuple, Thresholds] = field(default_factory=dict, repr=False, compare=False)
 
     def for_meter(self, meter: MeterFacts) -> Thresholds:
+        key = (meter.resource, meter.model, meter.organisation)
+        th = self._made.get(key)
+        if th is None:
+            th = self._made[key] = self._merged(meter)
+        return th
+
+    def _merged(self, meter: MeterFacts) -> Thresholds:
         merged: dict[str, Any] = dict(RESOURCE_DEFAULTS.get(meter.resource, {}))
         merged.update(self.defaults)
         merged.update(self.resource.get(meter.resource, {}))
@@ -137,6 +147,7 @@ class ThresholdConfig:
         if not isinstance(values, Mapping):
             raise ThresholdError(f"{where}: expected a mapping of threshold: value")
         clean = {str(k): _coerce(str(k), v, where) for k, v in values.items()}
+        self._made.clear()
         if scope == "default":
             self.defaults.update(clean)
         elif scope == "resource":
