@@ -80,7 +80,8 @@ async def test_probe_reads_a_dlms_meter_over_tcp():
 
 
 async def test_probe_mercury_over_a_pty_through_the_command(tmp_path):
-    m = SimMeter(id="x", serial="41234567", password="111111")
+    # Installed long enough ago to have kept a month start whatever today's date is.
+    m = SimMeter(id="x", serial="41234567", password="111111", history_days=40)
     async with pty(mercury_sessions({7: m}, transport="serial"), tmp_path / "ttyM") as bus:
         proc = await asyncio.create_subprocess_exec(
             *ASKUE, "probe", "--port", bus.device, "--driver", "mercury", "--address", "7", "--password", "111111",
