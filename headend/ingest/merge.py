@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import attrgetter
 
 import msgspec
 import psycopg
@@ -22,7 +23,7 @@ from askue.headend.ingest import dead_letters, identity
 from askue.headend.ingest.batch import Pending
 from askue.headend.registry import cache as registry_cache
 from askue.headend.storage import hooks as hook_registry
-from askue.headend.storage import values
+from askue.headend.storage import pgarrays, values
 from askue.headend.storage.values import MERGE_ONLY_AFTER_CONFLICT, InsertedBatch
 
 __all__ = ["MERGE_ONLY_AFTER_CONFLICT", "MergeContext", "prepare_connection", "write"]
@@ -91,15 +92,24 @@ def _rows(plan: identity.BatchPlan, pending: Pending) -> list[tuple]:
     return rows
 
 
+_RECEIVED = attrgetter("received_at")
+
+
 async def _meter_status(conn: psycopg.AsyncConnection, plan: identity.BatchPlan, pending: Pending) -> None:
     """Per-meter last contact (newest receive time seen) and the gateway's view of each meter."""
     last: dict[int, datetime] = {}
     status: dict[int, tuple] = {}
     for msg, ids, planned, statuses in zip(pending.data, plan.ids, plan.rows, plan.statuses, strict=True):
-        pairs = ((v, ids[v.meter_id]) for v in msg.values) if ids is not None else ((r[0], r[1]) for r in planned)
-        for v, mid in pairs:
-            if mid not in last or v.received_at > last[mid]:
-                last[mid] = v.received_at
+        if ids is not None and len(ids) == 1:  # one meter's poll, the usual message
+            (mid,) = ids.values()
+            rx = max(map(_RECEIVED, msg.values))
+            if mid not in last or rx > last[mid]:
+                last[mid] = rx
+        else:
+            pairs = ((v, ids[v.meter_id]) for v in msg.values) if ids is not None else ((r[0], r[1]) for r in planned)
+            for v, mid in pairs:
+                if mid not in last or v.received_at > last[mid]:
+                    last[mid] = v.received_at
         for m, mid in statuses:
             if m.last_contact is not None and (mid not in last or m.last_contact > last[mid]):
                 last[mid] = m.last_contact
@@ -107,15 +117,18 @@ async def _meter_status(conn: psycopg.AsyncConnection, plan: identity.BatchPlan,
     if not last and not status:
         return
     mids = sorted(set(last) | set(status))
+    pgarrays.enable(conn)
     await conn.execute(
         "UPDATE meters m SET last_contact = greatest(m.last_contact, u.lc), "
         "last_ok = coalesce(u.ok, m.last_ok), last_error = CASE WHEN u.ok IS NULL THEN m.last_error ELSE u.err END, "
         "clock_drift_s = coalesce(u.drift, m.clock_drift_s), reported_serial = coalesce(u.serial, m.reported_serial) "
-        "FROM unnest(%s::bigint[], %s::timestamptz[], %s::bool[], %s::text[], %s::float8[], %s::text[]) "
+        "FROM unnest(%b::bigint[], %b::timestamptz[], %b::bool[], %b::text[], %b::float8[], %b::text[]) "
         "AS u(id, lc, ok, err, drift, serial) WHERE m.id = u.id",
-        (mids, [last.get(i) for i in mids], [status.get(i, (None,))[0] for i in mids],
-         [status.get(i, (None, None))[1] for i in mids], [status.get(i, (None,) * 3)[2] for i in mids],
-         [status.get(i, (None,) * 4)[3] for i in mids]))
+        (pgarrays.int8(mids), pgarrays.timestamptz([last.get(i) for i in mids]),
+         pgarrays.boolean([status.get(i, (None,))[0] for i in mids]),
+         pgarrays.text([status.get(i, (None, None))[1] for i in mids]),
+         pgarrays.float8([status.get(i, (None,) * 3)[2] for i in mids]),
+         pgarrays.text([status.get(i, (None,) * 4)[3] for i in mids])))
 
 
 async def _gateways(conn: psycopg.AsyncConnection, pending: Pending) -> None:

@@ -27,3 +27,16 @@ def test_packed_arrays_round_trip(pg_dsn: str) -> None:
     assert got[2] == times
     assert got[3] == texts
     assert got[4] == 0
+
+
+def test_packed_arrays_with_nulls_and_booleans(pg_dsn: str) -> None:
+    """A meter's status arrays: an error text, a drift or an OK flag the message did not carry."""
+    t = datetime(2026, 12, 3, 21, 0, tzinfo=UTC)
+    with psycopg.connect(pg_dsn) as conn:
+        pgarrays.enable(conn)
+        got = conn.execute("SELECT %b::bigint[], %b::float8[], %b::timestamptz[], %b::text[], %b::bool[], %b::bool[]",
+                           (pgarrays.int8([None, 5]), pgarrays.float8([1.5, None, -2.0]),
+                            pgarrays.timestamptz([None, t, t]), pgarrays.text(["нет связи", None, ""]),
+                            pgarrays.boolean([True, None, False]), pgarrays.boolean([False, True]))).fetchone()
+    assert got == ([None, 5], [1.5, None, -2.0], [None, t, t], ["нет связи", None, ""], [True, None, False],
+                   [False, True])
