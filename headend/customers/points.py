@@ -105,25 +105,50 @@ async def _meters(conn: psycopg.AsyncConnection, principal: Principal, f: PointF
         return await cur.fetchall()
 
 
-async def _scale(conn: psycopg.AsyncConnection, meter_id: int, obis: str, name: str, lang: str) -> Scale:
-    sc = Scale(obis, name)
-    cur = await conn.execute(
-        """SELECT value, ts, quality, reasons FROM register_readings
-           WHERE meter_id = %s AND obis = %s AND quality IN ('A', 'M') AND NOT (reasons && %s::text[])
-           ORDER BY ts DESC LIMIT 2""", (meter_id, obis, _BLOCKING))
-    got = [Reading(v, ts, names.reading_origin(q, rs, lang), "accepted") for v, ts, q, rs in await cur.fetchall()]
-    cur = await conn.execute(
-        """SELECT value, ts, status, coalesce(reason, '') FROM customer_submissions
-           WHERE meter_id = %s AND obis = %s AND status <> 'accepted' ORDER BY submitted_at DESC, id DESC LIMIT 1""",
-        (meter_id, obis))
-    sub = await cur.fetchone()
-    if sub is not None and (not got or sub[1] >= got[0].ts):
-        sc.current = Reading(sub[0], sub[1], names.pick(names.READING_ORIGINS["customer"], lang), sub[2], sub[3])
-        sc.previous = got[0] if got else None
-    else:
-        sc.current = got[0] if got else None
-        sc.previous = got[1] if len(got) > 1 else None
-    return sc
+# Each scale's last two stored readings a customer may see, and its newest submission not
+# (yet) accepted: one statement each for every scale of the page (an index descent per scale),
+# not two per scale (a legal entity has hundreds of points).
+_READINGS_SQL = """
+SELECT k.i, r.value, r.ts, r.quality, r.reasons
+FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS k(meter_id, obis, i)
+CROSS JOIN LATERAL (
+    SELECT value, ts, quality, reasons FROM register_readings
+    WHERE meter_id = k.meter_id AND obis = k.obis AND quality IN ('A', 'M') AND NOT (reasons && %s::text[])
+    ORDER BY ts DESC LIMIT 2) r
+ORDER BY k.i, r.ts DESC"""
+_SUBMISSIONS_SQL = """
+SELECT k.i, c.value, c.ts, c.status, coalesce(c.reason, '')
+FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS k(meter_id, obis, i)
+CROSS JOIN LATERAL (
+    SELECT value, ts, status, reason FROM customer_submissions
+    WHERE meter_id = k.meter_id AND obis = k.obis AND status <> 'accepted'
+    ORDER BY submitted_at DESC, id DESC LIMIT 1) c"""
+
+
+async def _scales(conn: psycopg.AsyncConnection, keys: list[tuple[int, str, str]], lang: str) -> list[Scale]:
+    """The scales (meter id, OBIS, name) with their previous and current readings, in order."""
+    if not keys:
+        return []
+    mids, obises = [k[0] for k in keys], [k[1] for k in keys]
+    stored: dict[int, list[Reading]] = {}
+    for i, v, ts, q, rs in await (await conn.execute(_READINGS_SQL, (mids, obises, _BLOCKING))).fetchall():
+        stored.setdefault(i, []).append(Reading(v, ts, names.reading_origin(q, rs, lang), "accepted"))
+    submitted = {i: (v, ts, st, why) for i, v, ts, st, why
+                 in await (await conn.execute(_SUBMISSIONS_SQL, (mids, obises))).fetchall()}
+    customer = names.pick(names.READING_ORIGINS["customer"], lang)
+    out = []
+    for i, (_, obis, name) in enumerate(keys, start=1):
+        sc = Scale(obis, name)
+        got = stored.get(i, [])
+        sub = submitted.get(i)
+        if sub is not None and (not got or sub[1] >= got[0].ts):
+            sc.current = Reading(sub[0], sub[1], customer, sub[2], sub[3])
+            sc.previous = got[0] if got else None
+        else:
+            sc.current = got[0] if got else None
+            sc.previous = got[1] if len(got) > 1 else None
+        out.append(sc)
+    return out
 
 
 async def points(conn: psycopg.AsyncConnection, principal: Principal, f: PointFilter | None = None,
@@ -133,11 +158,14 @@ async def points(conn: psycopg.AsyncConnection, principal: Principal, f: PointFi
     today = (now or datetime.now(UTC)).astimezone(tz).date()
     out: list[Point] = []
     windows: dict[int | None, object] = {}
-    for m in await _meters(conn, principal, f):
+    meters = await _meters(conn, principal, f)
+    channels = [scale_channels(m["resource"], m["tariff_zones"], lang) for m in meters]
+    scales = iter(await _scales(conn, [(m["id"], obis, name) for m, chs in zip(meters, channels, strict=True)
+                                       for obis, name in chs], lang))
+    for m, chs in zip(meters, channels, strict=True):
         p = Point(**m, may_readings=principal.may_on(m["account_id"], "readings"),
                   may_documents=principal.may_on(m["account_id"], "documents"))
-        for obis, name in scale_channels(m["resource"], m["tariff_zones"], lang):
-            p.scales.append(await _scale(conn, m["id"], obis, name, lang))
+        p.scales = [next(scales) for _ in chs]
         if m["org_id"] not in windows:
             windows[m["org_id"]] = await load_window(conn, m["org_id"])
         w = windows[m["org_id"]]

@@ -183,6 +183,33 @@ def test_points_show_scales_previous_and_current_with_origin(db) -> None:
     assert [s.name for s in pts["e3"].scales] == ["Круглосуточный"]
 
 
+def test_the_point_list_costs_the_same_statements_for_one_point_and_for_all(db, monkeypatch) -> None:
+    """A legal entity has hundreds of points: their scales are read by statements for the
+    whole list, not by two per scale."""
+    statements = []
+    execute = psycopg.AsyncCursor.execute
+
+    async def counted(self, query, params=None, **kw):
+        statements.append(query)
+        return await execute(self, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+    staff = Principal("admin", "admin", None)
+
+    async def go(c, f):
+        statements.clear()
+        got = await points.points(c, staff, f)
+        return got, len(statements)
+
+    every, n_every = run(db[0], lambda c: go(c, None))
+    one, n_one = run(db[0], lambda c: go(c, points.PointFilter(meter="e1")))
+    assert len(every) > 5 and sum(len(p.scales) for p in every) > 10 and len(one) == 1
+    # one more statement per further organisation (its reading window), none per point
+    assert n_every - n_one == len({p.org_id for p in every}) - 1, (n_every, n_one)
+    assert [(s.name, s.current, s.previous) for s in one[0].scales] == \
+        [(s.name, s.current, s.previous) for s in next(p for p in every if p.code == "e1").scales]
+
+
 def test_form_checks_every_zone_the_window_ten_days_and_the_expected_value(db) -> None:
     dsn, facts = db
     now = facts["now"]
