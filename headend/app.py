@@ -17,10 +17,14 @@ log = logging.getLogger(__name__)
 
 
 async def open_pool(settings: Settings, *, dsn: str | None = None, **kw: Any):
+    """The head-end's pool of connections to the primary; they run work registered with
+    `storage.after_commit` once their transaction has committed."""
     from psycopg_pool import AsyncConnectionPool
 
+    from askue.headend.storage.after_commit import Connection
+
     pool = AsyncConnectionPool(dsn or settings.dsn, min_size=settings.pool_min, max_size=settings.pool_max,
-                               open=False, **kw)
+                               open=False, connection_class=Connection, **kw)
     await pool.open(wait=True, timeout=30)
     return pool
 

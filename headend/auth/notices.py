@@ -67,5 +67,5 @@ async def tell(conn: psycopg.AsyncConnection, user_id: int, change: str, ip: str
     now = datetime.now(UTC).astimezone(tz)
     when = f"{now:%d.%m.%Y %H:%M} ({names.tz_short(tz, now, lang)})"
     subject, text = letter(change, login, lang, when, ip, new_email)
-    send_later(mail, address, subject, text, f"security notice ({change}) for {login}")
+    send_later(mail, address, subject, text, f"security notice ({change}) for {login}", after=conn)
     return True

@@ -87,7 +87,8 @@ async def request(conn: psycopg.AsyncConnection, ident: str, ip: str | None, *, 
         log.warning("password reset for %s: no SMTP server is configured (smtp_host), the letter is not sent",
                     user["login"])
         return Answer()
-    send_later(mail, msg.to, msg.subject, msg.text, f"password reset letter for {user['login']}")
+    send_later(mail, msg.to, msg.subject, msg.text, f"password reset letter for {user['login']}",
+               after=conn)
     return Answer()
 
 

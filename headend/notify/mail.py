@@ -2,8 +2,8 @@
 (SMTPS, port 465) or plain, with a login when one is configured.
 
 `send_mail` is the head-end's one way to send an e-mail (alerts, password reset links,
-account security notices); `send_later` sends one in the background, after the answer
-to the request that caused it. It raises `MailError`, which says whether trying
+account security notices); `send_later` sends one in the background once the transaction
+that caused it has committed. `send_mail` raises `MailError`, which says whether trying
 again may help (`permanent`): a refused recipient will not be accepted later, a server
 that is down may be.
 """
@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+import psycopg
+
 from askue.headend.errors import ServiceError
+from askue.headend.storage.after_commit import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -148,18 +151,23 @@ async def send_mail(cfg: MailSettings, to: str | list[str], subject: str, text: 
 _sending: set[asyncio.Task] = set()
 
 
-def send_later(cfg: MailSettings, to: str, subject: str, text: str, what: str) -> None:
-    """Send in the background (the request that caused it answers at once; its time tells
-    nothing about the outcome); a failure is logged with `what` the letter was."""
+def send_later(cfg: MailSettings, to: str, subject: str, text: str, what: str, *,
+               after: psycopg.AsyncConnection) -> None:
+    """Send in the background once `after`'s transaction has committed (never, should it roll
+    back: the letter tells of what it wrote); the request that caused it answers at once, its
+    time telling nothing about the outcome. A failure is logged with `what` the letter was."""
     async def send() -> None:
         try:
             await send_mail(cfg, to, subject, text)
         except MailError as e:
             log.error("%s was not sent: %s", what, e.message)
 
-    task = asyncio.get_running_loop().create_task(send())
-    _sending.add(task)
-    task.add_done_callback(_sending.discard)
+    def start() -> None:
+        task = asyncio.get_running_loop().create_task(send())
+        _sending.add(task)
+        task.add_done_callback(_sending.discard)
+
+    after_commit(after, start)
 
 
 async def drain() -> None:

@@ -187,6 +187,39 @@ def test_reset_by_email_over_real_smtp(site, smtp: SmtpServer) -> None:
     assert "задан новый пароль по ссылке из письма" in notice.text and token not in notice.text
 
 
+async def test_no_reset_letter_leaves_for_a_request_that_rolled_back(pg_dsn: str, smtp: SmtpServer) -> None:
+    """The letter carries a link to a token the request's transaction stores: should that roll
+    back (a later step of the request failed, the database went away), no letter goes."""
+    import asyncio
+
+    from askue.headend.app import open_pool
+    from askue.headend.auth import reset
+    from askue.headend.notify.mail import MailSettings
+
+    _users(pg_dsn)
+    settings = Settings(dsn=pg_dsn, public_url=PUBLIC, **smtp.settings())
+    mail = MailSettings.from_settings(settings)
+    pool = await open_pool(settings)
+    try:
+        with pytest.raises(RuntimeError):
+            async with pool.connection() as c:
+                await reset.request(c, "disp", "192.0.2.7", mail=mail, base_url=PUBLIC)
+                raise RuntimeError("a later step of the request failed")
+        async with pool.connection() as c:
+            await reset.request(c, "viewer1", "192.0.2.7", mail=mail, base_url=PUBLIC)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not smtp.to("viewer@uk.example"):
+            assert asyncio.get_running_loop().time() < deadline, "the committed request's letter did not come"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # as long again for a letter that should not come
+    finally:
+        await pool.close()
+    assert smtp.to("disp@uk.example") == []
+    with psycopg.connect(pg_dsn) as c:
+        assert c.execute("SELECT u.login FROM password_resets r JOIN users u ON u.id = r.user_id").fetchall() == \
+            [("viewer1",)]
+
+
 def test_reset_letter_in_the_users_language_and_an_expired_link(site, smtp: SmtpServer) -> None:
     client, dsn = site
     ask_reset(client, "eng")
