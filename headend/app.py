@@ -69,6 +69,7 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
     from askue.headend import composition, metrics
     from askue.headend.ingest import merge
     from askue.headend.ingest.consumer import Consumer
+    from askue.headend.notify import mail
     from askue.headend.storage import hooks, meta, migrations
 
     if migrate:
@@ -121,6 +122,8 @@ async def run_headend(settings: Settings, *, ingest: bool = True, api: bool = Tr
                         server.should_exit = True  # let uvicorn finish the requests in flight
                         api_task = next(t for t in tasks if t.get_name() == "api")
                         await asyncio.wait({api_task}, timeout=10)
+                    # letters its requests committed (a reset link) go before the loop ends
+                    await mail.drain(settings.smtp_timeout_s)
                     return
                 for t in done:
                     t.result()  # a failed task stops the head-end with its error

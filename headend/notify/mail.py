@@ -170,8 +170,12 @@ def send_later(cfg: MailSettings, to: str, subject: str, text: str, what: str, *
     after_commit(after, start)
 
 
-async def drain() -> None:
-    """Wait for the letters `send_later` is sending (tests, shutdown)."""
-    while _sending:
-        await asyncio.gather(*list(_sending), return_exceptions=True)
-
+async def drain(timeout: float) -> None:
+    """Wait (at a stop) for the letters `send_later` is sending, at most `timeout` seconds;
+    those still going then are logged."""
+    if not _sending:
+        return
+    _, left = await asyncio.wait(set(_sending), timeout=timeout)
+    if left:
+        log.warning("%d letter(s) still being sent %.0f s after the stop began; not waiting longer", len(left),
+                    timeout)

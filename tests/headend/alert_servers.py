@@ -4,6 +4,7 @@ certificate made here, and an HTTP receiver for webhooks that answers from a scr
 (e.g. 503, 503, then 200) and records every request."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -70,6 +71,7 @@ class SmtpServer:
     mechanisms: list[str] = field(default_factory=list)
     logins: dict[int, str] = field(default_factory=dict)
     ca_file: Path | None = None
+    data_delay_s: float = 0.0  # a slow server: the time it takes before accepting a message
 
     def __enter__(self) -> SmtpServer:
         from aiosmtpd.controller import Controller
@@ -83,6 +85,7 @@ class SmtpServer:
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+                await asyncio.sleep(outer.data_delay_s)
                 msg = message_from_bytes(envelope.original_content, policy=policy.default)
                 tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
                 outer.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg, tls,

@@ -112,3 +112,37 @@ async def test_a_slow_stop_says_what_is_still_running(monkeypatch, capsys) -> No
     err = capsys.readouterr().err
     assert "still stopping after 0 s" in err
     assert "stuck_in_shutdown" in err and "await asyncio.sleep(30)" in err
+
+
+async def test_a_stop_waits_for_the_letters_being_sent(pg_dsn: str, tmp_path) -> None:
+    """A password reset asked for just before SIGTERM: its letter still leaves (the server
+    here takes a second to accept it), the stop waits for it."""
+    import re
+
+    from alert_servers import SmtpServer
+
+    from askue.headend.auth.users import create_user
+
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        create_user(c, "disp", "секрет-пароль-1", "dispatcher")
+        c.execute("UPDATE users SET email = 'disp@uk.example' WHERE login = 'disp'")
+    port = free_port()
+    with SmtpServer(tmp_path, data_delay_s=1.0) as smtp:
+        s = Settings(dsn=pg_dsn, api_port=port, public_url="https://askue.uk.example", **smtp.settings())
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_headend(s, ingest=False, stop=stop))
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                await wait_healthy(http)
+                page = await http.get("/web/password/forgot")
+                csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+                r = await http.post("/web/password/forgot", data={"ident": "disp", "csrf": csrf})
+                assert r.status_code == 200 and 'id="reset-sent"' in r.text
+            assert smtp.to("disp@uk.example") == []  # still being sent
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        (got,) = smtp.to("disp@uk.example")
+        assert "Для логина disp" in got.text
