@@ -23,10 +23,12 @@ ROLE_TITLES = {"admin": ("Администратор", "Administrator"), "dispat
 
 # A customer's role on one of its accounts (a legal entity's contract), as the seed's cabinet names
 # them: «Энергетик» works with readings, «Бухгалтер» with documents and downloads, «Руководитель»
-# (a household's only role) with both.
-DUTIES = {"manager": ("Руководитель", "Manager"), "energetic": ("Энергетик", "Power engineer"),
-          "accountant": ("Бухгалтер", "Accountant")}
-DUTY_MAY = {"readings": frozenset({"manager", "energetic"}), "documents": frozenset({"manager", "accountant"})}
+# (a household's only role) with both, and «Администратор» (one per contract, given by the
+# organisation) with both and with the other customers' roles on the contract.
+DUTIES = {"admin": ("Администратор", "Administrator"), "manager": ("Руководитель", "Manager"),
+          "energetic": ("Энергетик", "Power engineer"), "accountant": ("Бухгалтер", "Accountant")}
+DUTY_MAY = {"readings": frozenset({"admin", "manager", "energetic"}),
+            "documents": frozenset({"admin", "manager", "accountant"}), "roles": frozenset({"admin"})}
 
 
 class Action(StrEnum):
@@ -174,7 +176,8 @@ class Principal:
         return next((d for a, d in self.accounts or () if a == account_id), None)
 
     def may_on(self, account_id: int | None, work: str) -> bool:
-        """Whether a customer may do `work` ("readings" or "documents") on this account; staff may."""
+        """Whether a customer may do `work` ("readings", "documents" or "roles": give colleagues
+        roles on the contract) on this account; staff may."""
         if not self.is_customer:
             return True
         return self.duty(account_id) in DUTY_MAY[work]
@@ -183,7 +186,8 @@ class Principal:
         if not self.may_on(account_id, work):
             d = self.duty(account_id)
             title = DUTIES.get(d or "", ("—", "—"))
-            what = {"readings": ("readings", "с показаниями"), "documents": ("documents", "с документами")}[work]
+            what = {"readings": ("readings", "с показаниями"), "documents": ("documents", "с документами"),
+                    "roles": ("other users' roles", "с ролями других пользователей")}[work]
             raise Forbidden(f"your role on this account ({title[1]}) does not work with {what[0]}",
                             f"ваша роль по этому договору («{title[0]}») не даёт работать {what[1]}")
 

@@ -1,5 +1,6 @@
 """Customers: users with the role `customer`, bound to accounts (ЛС; a legal entity's
-contract) with a role on each («Руководитель», «Энергетик», «Бухгалтер»).
+contract) with a role on each («Администратор», one per contract, «Руководитель»,
+«Энергетик», «Бухгалтер»; the Администратор gives colleagues the others: customers/roles.py).
 
 An organisation's admin creates a customer with an initial password or an invitation
 link (the customer sets the password; the link works once, for 7 days), or imports
@@ -29,7 +30,8 @@ DUTY_BY_NAME = {**{k: k for k in DUTIES}, **{ru.lower(): k for k, (ru, _) in DUT
                 **{en.lower(): k for k, (_, en) in DUTIES.items()}}
 
 
-def _hash(token: str) -> str:
+def invite_hash(token: str) -> str:
+    """What is kept of an invitation token (its SHA-256)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -118,9 +120,16 @@ async def create(conn: psycopg.AsyncConnection, principal: Principal, c: NewCust
             if not c.password:
                 invite = secrets.token_urlsafe(32)
                 await conn.execute("INSERT INTO customer_invites (token_hash, user_id, created_by, expires_at) "
-                                   "VALUES (%s, %s, %s, now() + %s)", (_hash(invite), uid, principal.name,
+                                   "VALUES (%s, %s, %s, now() + %s)", (invite_hash(invite), uid, principal.name,
                                                                        INVITE_LIFETIME))
         for aid, duty in duties:
+            if duty == "admin":
+                cur = await conn.execute("SELECT u.login FROM customer_bindings b JOIN users u ON u.id = b.user_id "
+                                         "WHERE b.account_id = %s AND b.duty = 'admin' AND b.user_id <> %s", (aid, uid))
+                if (other := await cur.fetchone()) is not None:
+                    code = next(a for a, (i, _) in found.items() if i == aid)
+                    raise Conflict(f"contract {code} already has an Администратор ({other[0]}); a contract has one",
+                                   f"у договора {code} уже есть администратор ({other[0]}); он может быть только один")
             await conn.execute("INSERT INTO customer_bindings (user_id, account_id, duty) VALUES (%s, %s, %s) "
                                "ON CONFLICT (user_id, account_id) DO UPDATE SET duty = EXCLUDED.duty", (uid, aid, duty))
         if c.email:
@@ -135,7 +144,7 @@ async def invited_login(conn: psycopg.AsyncConnection, token: str) -> str:
     """The login a live invitation is for; NotFound when it is unknown, used or expired."""
     cur = await conn.execute("SELECT u.login FROM customer_invites i JOIN users u ON u.id = i.user_id "
                              "WHERE i.token_hash = %s AND i.used_at IS NULL AND i.expires_at > now()",
-                             (_hash(token or ""),))
+                             (invite_hash(token or ""),))
     row = await cur.fetchone()
     if row is None:
         raise NotFound("the invitation link is unknown, used or expired; ask for a new one",
@@ -149,7 +158,7 @@ async def accept_invite(conn: psycopg.AsyncConnection, token: str, password: str
         cur = await conn.execute(
             "SELECT i.user_id, u.login, u.name, u.lang FROM customer_invites i JOIN users u ON u.id = i.user_id "
             "WHERE i.token_hash = %s AND i.used_at IS NULL AND i.expires_at > now() FOR UPDATE OF i",
-            (_hash(token or ""),))
+            (invite_hash(token or ""),))
         row = await cur.fetchone()
         if row is None:
             raise NotFound("the invitation link is unknown, used or expired; ask for a new one",
@@ -159,7 +168,7 @@ async def accept_invite(conn: psycopg.AsyncConnection, token: str, password: str
             await users.set_password(conn, users.User(uid, login, name, "customer", None, lang, True), password)
         except PasswordPolicyError as e:
             raise Invalid("password", str(e), e.message_ru) from None
-        await conn.execute("UPDATE customer_invites SET used_at = now() WHERE token_hash = %s", (_hash(token),))
+        await conn.execute("UPDATE customer_invites SET used_at = now() WHERE token_hash = %s", (invite_hash(token),))
         await audit.record(conn, login, "customer_invite_accept", "user", login)
     return login
 

@@ -12,10 +12,11 @@ from fastapi.responses import RedirectResponse, Response
 from askue.headend import documents, units
 from askue.headend.auth.permissions import DUTIES, Action
 from askue.headend.consumption.periods import next_month
-from askue.headend.customers import accounts, points, profile, submit
+from askue.headend.customers import accounts, points, profile, roles, submit
 from askue.headend.customers import consumption as cc
 from askue.headend.customers import documents as cdoc
-from askue.headend.errors import Invalid
+from askue.headend.errors import Conflict, Invalid
+from askue.headend.notify.mail import MailSettings
 from askue.headend.web.charts import Series, bar_chart
 from askue.headend.web.deps import WebUser, base_path, check_csrf, conn, html_errors, render, web_user
 from askue.headend.web.pages_customers import translator
@@ -139,6 +140,52 @@ async def readings_template(request: Request, account: str = "", w: WebUser = De
     _w(w)
     name, body = await submit.template(c, w.principal, account or None, w.lang)
     return _attachment(name, body)
+
+
+# ---- «Договоры»: the contracts and, for their Администратор, the colleagues' roles --------------
+async def _contracts_page(request: Request, w: WebUser, c, *, given: dict | None = None,
+                          errors: dict | None = None, form: dict | None = None, status_code: int = 200):
+    return render(request, "cabinet_contracts.html", await _ctx(c, w) | {
+        "contracts": await roles.contracts(c, w.principal), "given_duties": roles.GIVEN, "given": given,
+        "errors": errors or {}, "form": form or {}}, w, status_code=status_code)
+
+
+@router.get("/cabinet/contracts")
+@html_errors
+async def contracts_page(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
+    _w(w)
+    return await _contracts_page(request, w, c)
+
+
+@router.post("/cabinet/contracts/{code}/roles")
+@html_errors
+async def contract_role_give(request: Request, code: str, w: WebUser = Depends(web_user),
+                             c: psycopg.AsyncConnection = Depends(conn)):
+    _w(w)
+    form = await request.form()
+    check_csrf(w, str(form.get("csrf", "")))
+    email, duty = str(form.get("email", ""))[:300], str(form.get("duty", ""))
+    settings = request.app.state.settings
+    try:
+        done = await roles.give(c, w.principal, code, email, duty, mail=MailSettings.from_settings(settings),
+                                base_url=settings.base_url)
+    except (Invalid, Conflict) as e:
+        field = getattr(e, "field", None) or e.details.get("field") or "email"
+        return await _contracts_page(request, w, c, errors={code: {field: e.text(w.lang)}},
+                                     form={"code": code, "email": email, "duty": duty},
+                                     status_code=422 if isinstance(e, Invalid) else 409)
+    return await _contracts_page(request, w, c, given={"code": code, "duty": duty, "done": done})
+
+
+@router.post("/cabinet/contracts/{code}/roles/{login}/remove")
+@html_errors
+async def contract_role_take(request: Request, code: str, login: str, w: WebUser = Depends(web_user),
+                             c: psycopg.AsyncConnection = Depends(conn)):
+    _w(w)
+    form = await request.form()
+    check_csrf(w, str(form.get("csrf", "")))
+    await roles.take_away(c, w.principal, code, login)
+    return RedirectResponse(base_path(request) + "/cabinet/contracts", status_code=303)
 
 
 # ---- hourly profile --------------------------------------------------------------------------

@@ -255,3 +255,39 @@ def test_household_and_the_organisation_confirms(cabinet, browser) -> None:  # n
     finally:
         ctx.close()
         uk.context.close()
+
+
+def test_the_contract_administrator_gives_a_colleague_a_role(cabinet, page) -> None:
+    """The organisation made «ООО Север» (ooo) the Администратор of LS-1: it gives a new colleague
+    «Бухгалтер» by e-mail (no SMTP server here: the page shows the invitation link to pass on),
+    the colleague sets a password by it and sees LS-1 in the cabinet."""
+    url, dsn, _ = cabinet
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("UPDATE customer_bindings SET duty = 'admin' WHERE user_id = (SELECT id FROM users WHERE login = 'ooo') "
+                  "AND account_id = (SELECT id FROM accounts WHERE code = 'LS-1')")
+    log_in(page, url, "ooo")
+    page.wait_for_url("**/cabinet/readings")
+    page.click("#nav-contracts")
+    page.wait_for_url("**/cabinet/contracts")
+    ls1 = page.locator("#roles-LS-1")
+    assert "Администратор" in ls1.inner_text() and "Энергетик" in ls1.inner_text()
+    assert page.locator("#roles-LS-3").count() == 0  # «Бухгалтер» there
+    form = page.locator("#give-LS-1")
+    form.locator("select[name=duty]").select_option("accountant")
+    form.locator("input[name=email]").fill("glavbuh@sever.example")
+    with page.expect_navigation():
+        form.locator("button").click()
+    given = page.locator("#given").inner_text()
+    assert "Роль «Бухгалтер» назначена: glavbuh@sever.example." in given and "не настроена" in given
+    assert "glavbuh@sever.example" in page.locator("#roles-LS-1 table").inner_text()
+    shot(page, "cabinet_14_contract_roles")
+    link = page.locator("#invite-link").inner_text()
+    page.context.clear_cookies()
+    page.goto(link)
+    page.fill("input[name=password]", "главный бухгалтер 7")
+    page.fill("input[name=password2]", "главный бухгалтер 7")
+    page.click("#invite-form button")
+    assert "glavbuh@sever.example" in page.locator("#invite-done").inner_text()
+    log_in(page, url, "glavbuh@sever.example", "главный бухгалтер 7")
+    page.wait_for_url("**/cabinet/readings")
+    assert "LS-1 · Бухгалтер" in page.locator("header .facts").inner_text()
