@@ -55,7 +55,14 @@ def buckets(granularity: str, start: date, end: date) -> list[date]:
 
 async def of_point(conn: psycopg.AsyncConnection, principal: Principal, code: str, granularity: str,
                    start: date, end: date, lang: str = "ru") -> PointConsumption:
-    p = await points.point(conn, principal, code, lang)
+    return await of_listed_point(conn, principal, await points.point(conn, principal, code, lang), granularity,
+                                 start, end)
+
+
+async def of_listed_point(conn: psycopg.AsyncConnection, principal: Principal, p: points.Point, granularity: str,
+                          start: date, end: date) -> PointConsumption:
+    """`of_point` for a point of `points.points(principal)` already at hand (a page of many
+    points does not look each up again)."""
     if granularity != "day":
         start = start.replace(day=1)
     rows = await cq.consumption(conn, cq.ConsumptionQuery(level="meter", key=p.code, granularity=granularity,

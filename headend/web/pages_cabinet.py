@@ -90,7 +90,7 @@ async def _readings_page(request: Request, w: WebUser, c, results: dict | None =
     pts = await points.points(c, w.principal, f, w.lang)
     first = _today(w).replace(day=1)
     # the seed's block under the readings: this month's Расход, Расход интервальный and Дельта
-    month = {p.code: (await cc.of_point(c, w.principal, p.code, "month", first, next_month(first), w.lang)).figures[0]
+    month = {p.code: (await cc.of_listed_point(c, w.principal, p, "month", first, next_month(first))).figures[0]
              for p in pts}
     return render(request, "cabinet_readings.html", await _ctx(c, w) | {
         "points": pts, "month_figures": month, "month_first": first, "f": f, "sites": await points.sites(c, w.principal), "results": results or {},
@@ -262,7 +262,7 @@ async def _consumption(request: Request, w: WebUser, c) -> tuple[list[cc.PointCo
     pts = await points.points(c, w.principal, points.PointFilter(meter=meter), w.lang)
     if meter and not pts:
         await points.point(c, w.principal, meter)  # raises «not found»
-    out = [await cc.of_point(c, w.principal, p.code, gran, start, end, w.lang) for p in pts]
+    out = [await cc.of_listed_point(c, w.principal, p, gran, start, end) for p in pts]
     return out, {"granularity": gran, "start": start, "end": end, "meter": meter or ""}
 
 
