@@ -40,8 +40,18 @@ class MergeContext(values.InsertState):
     registry: registry_cache.RegistryView | None = None
     hooks: hook_registry.Hooks | list = field(default_factory=list)
     topics: Topics = field(default_factory=Topics)
-    # the previous batch's lock point (its meters' rows updated): see _write_tx
-    last_locked: asyncio.Future | None = None
+    # batches being written, in arrival order: see _write_tx
+    in_flight: list[InFlight] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class InFlight:
+    """A batch being written, as later batches see it: when its meters are known, which
+    they are, and when it has stored its values and locked those meters' rows."""
+
+    resolved: asyncio.Future
+    locked: asyncio.Future
+    meter_ids: frozenset[int] = frozenset()
 
 
 def _months(pending: Pending) -> Iterator[tuple[str, date]]:
@@ -175,26 +185,45 @@ async def write(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pendi
 
 async def _write_tx(conn: psycopg.AsyncConnection, ctx: MergeContext,
                     pending: Pending) -> tuple[InsertedBatch, identity.BatchPlan]:
-    # Batches written at once take their meters' rows in the order they were made: a batch
-    # starts writing once the one before has stored its values and locked its meters' rows, so
-    # it waits for that one's commit wherever they share a meter, and VEE judges a meter's
+    # Batches written at once take a meter's rows in the order they arrived: a batch resolves
+    # its meters after every earlier one has (first contacts and bindings in arrival order),
+    # then waits for each earlier batch that shares one of its meters to have stored its
+    # values and locked their rows. A batch of other meters goes straight on: its COPY and
+    # triggers run in a second backend beside the earlier batch's. So VEE judges each meter's
     # values in arrival order (a later poll committed first would make the earlier one look
-    # missing: a false interval gap). Never later than that: a batch holding rollup rows while
-    # waiting here for a batch that needs them would wait forever.
+    # missing: a false interval gap), and no batch waits here while holding rows an earlier
+    # batch needs (that would wait forever: these waits are invisible to PostgreSQL).
     loop = asyncio.get_running_loop()
-    earlier = ctx.last_locked
-    locked = ctx.last_locked = loop.create_future()
+    earlier = [e for e in ctx.in_flight if e.locked.get_loop() is loop]
+    me = InFlight(loop.create_future(), loop.create_future())
+    ctx.in_flight.append(me)
     try:
-        if earlier is not None and earlier.get_loop() is loop:
-            await asyncio.wait({earlier})  # its outcome is its own business
-        return await _write_locked(conn, ctx, pending, locked)
+        unresolved = [e.resolved for e in earlier if not e.resolved.done()]
+        if unresolved:
+            await asyncio.wait(unresolved)  # their outcome is their own business
+        return await _write_locked(conn, ctx, pending, me, earlier)
     finally:
-        if not locked.done():
-            locked.set_result(None)
+        for f in (me.resolved, me.locked):
+            if not f.done():
+                f.set_result(None)
+        ctx.in_flight.remove(me)
 
 
-async def _write_locked(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending,
-                        locked: asyncio.Future) -> tuple[InsertedBatch, identity.BatchPlan]:
+def _meter_ids(plan: identity.BatchPlan) -> frozenset[int]:
+    ids: set[int] = set()
+    for by_code, planned, statuses in zip(plan.ids, plan.rows, plan.statuses, strict=True):
+        if by_code is not None:
+            ids.update(by_code.values())
+        elif planned:
+            ids.update(r[1] for r in planned)
+        ids.update(mid for _, mid in statuses)
+    ids.update(plan.holds)
+    ids.update(f.meter_id for f in plan.findings if f.meter_id is not None)
+    return frozenset(ids)
+
+
+async def _write_locked(conn: psycopg.AsyncConnection, ctx: MergeContext, pending: Pending, me: InFlight,
+                        earlier: list[InFlight]) -> tuple[InsertedBatch, identity.BatchPlan]:
     plan: identity.BatchPlan
 
     async def state() -> None:
@@ -203,14 +232,19 @@ async def _write_locked(conn: psycopg.AsyncConnection, ctx: MergeContext, pendin
         # judge the values knowing, e.g., a new serial the gateway reported
         await _meter_status(conn, plan, pending)
         await identity.record(conn, plan)
-        if not locked.done():
-            locked.set_result(None)
+        if not me.locked.done():
+            me.locked.set_result(None)
 
     async with conn.transaction():
         # A batch's statements are planned over tens of thousands of rows, past the JIT
         # threshold, and run once: compiling them cost ~8 ms each for nothing.
         await conn.execute("SET LOCAL jit = off")
         plan = await resolve_meters(conn, ctx, pending)
+        me.meter_ids = _meter_ids(plan)
+        me.resolved.set_result(None)
+        sharing = [e.locked for e in earlier if not e.locked.done() and not e.meter_ids.isdisjoint(me.meter_ids)]
+        if sharing:
+            await asyncio.wait(sharing)
         hooks = ctx.hooks if isinstance(ctx.hooks, hook_registry.Hooks) else hook_registry.Hooks(ctx.hooks)
         batch = await values.insert(conn, _rows(plan, pending), hooks=hooks, state=ctx, keep_rows=False,
                                     partitions_ready=True, gateway_ids=pending.seen, before_hooks=state)

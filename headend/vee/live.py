@@ -320,7 +320,6 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     codes = {mid: m.facts.code for mid, m in meters.items()}
     new_by_meter: dict[int, list[MeterValue]] = {}
     firsts: dict[str, dict[tuple[int, str], object]] = {"register": {}, "interval": {}}
-    kinds_by_obis: dict[tuple[str, str], str] = {}
     entered: set[int] = set()  # meters with values from a person or a file
     lows: dict[tuple[int, str], float] = {}  # each register channel's lowest new value
     lasts: dict[tuple[int, str], tuple[datetime, float]] = {}  # its newest, if it has several
@@ -329,8 +328,7 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
     reg_firsts, int_firsts = firsts["register"], firsts["interval"]
     last_mid, code, lst = None, None, None  # a batch's rows come meter by meter: look each up once
     for r in rows:
-        mid, kind, obis, ts, ts_source, rx, x, source, per, archive = (
-            r[1], r[0], r[2], r[3], r[4], r[5], r[6], r[9], r[12], r[13])
+        kind, mid, obis, ts, ts_source, rx, x, _, _, source, _, _, per, archive, _, _ = r
         if mid != last_mid:
             last_mid, code = mid, codes.get(mid)
             chans = None
@@ -344,7 +342,6 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             entered.add(mid)
         lst.append(MeterValue(code, obis, kind, ts, x, rx, per, "A", True, None,  # type: ignore[union-attr]
                               archive is None and ts_source == "meter"))
-        kinds_by_obis[(code, obis)] = kind
         if kind == "register":
             k = (mid, obis)
             t = reg_firsts.get(k)
@@ -381,7 +378,6 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
             MeterValue(code, r.obis, r.kind, r.ts, r.first_value, received_at=r.first_received_at, new=False))
         new_by_meter.setdefault(r.meter_id, []).append(
             MeterValue(code, r.obis, r.kind, r.ts, r.value, received_at=r.received_at))
-        kinds_by_obis[(code, r.obis)] = r.kind
     cfg = await store.load_thresholds(conn)
     # Every stored value (each is above -inf) for a meter whose identity changed (a recorded
     # reset, a new serial: an exchange is marked against any stored value) and for one with
@@ -404,8 +400,18 @@ async def batch_hook(conn: psycopg.AsyncConnection, batch: InsertedBatch) -> Non
         ctx = Ctx(now=max(v.received_at or v.ts for v in vals), thresholds=th, tz=tz)  # type: ignore[arg-type]
         rules = ENTERED_RULES if mid in entered else HOOK_RULES if mid in repeated_meters else UNREPEATED_RULES
         res.extend(engine.check_series(f, history.get(mid, []) + vals, ctx, rules))
-    await store.apply_result(conn, res, meters, kinds_by_obis, cfg)
+    await store.apply_result(conn, res, meters, _kinds_marked(res, new_by_meter, ids), cfg)
     await _note_replaced(conn, set(meters))
+
+
+def _kinds_marked(res: Result, new_by_meter: dict[int, list[MeterValue]],
+                  ids: dict[str, int]) -> dict[tuple[str, str], str]:
+    """The kind of each channel a mark names (marks are rare: not worked out per value)."""
+    kinds: dict[tuple[str, str], str] = {}
+    for mid in {ids[mk.meter] for mk in res.marks if mk.meter in ids}:
+        for v in new_by_meter.get(mid, ()):
+            kinds[(v.meter, v.obis)] = v.kind
+    return kinds
 
 
 async def _note_replaced(conn: psycopg.AsyncConnection, meter_ids: set[int]) -> None:

@@ -1,6 +1,7 @@
 """Batch merge against real PostgreSQL: idempotence, ordering, rollups, unknown meters, dead letters."""
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 import psycopg
@@ -316,4 +317,77 @@ async def test_a_meter_bound_by_a_concurrent_batch_is_not_quarantined(pg_dsn: st
     n = await (await setup.execute("SELECT count(*) FROM register_readings")).fetchone()
     assert n[0] == 2
     for c in (setup, first, second):
+        await c.close()
+
+
+async def _held_at_lock_point(pg_dsn: str, monkeypatch) -> tuple[merge.MergeContext, asyncio.Event, list[str]]:
+    """A context whose first batch stops after storing its values, before locking its meters'
+    rows (in `_meter_status`) until the returned event is set; the list records which
+    batches (by their first value's meter code) built their rows, in order."""
+    ctx = merge.MergeContext(hooks=[])
+    # the meters known and the month's partitions (chunks) there: a new chunk is another lock
+    seed = await merge_conn(pg_dsn)
+    await merge.write(seed, ctx, pending(data_msg([reg(c, 0.5, T0 - timedelta(hours=1)) for c in ("m1", "m3")]),
+                                         data_msg([reg("m2", 0.5, T0 - timedelta(hours=1))], gw="gw2")))
+    await seed.close()
+    release = asyncio.Event()
+    built: list[str] = []
+    meter_status, rows = merge._meter_status, merge._rows  # noqa: SLF001
+
+    async def held(conn, plan, p):
+        if p.data[0].values[0].meter_id == "m1":
+            await release.wait()
+        await meter_status(conn, plan, p)
+
+    def recorded(plan, p):
+        built.append(p.data[0].values[0].meter_id)
+        return rows(plan, p)
+
+    monkeypatch.setattr(merge, "_meter_status", held)
+    monkeypatch.setattr(merge, "_rows", recorded)
+    return ctx, release, built
+
+
+async def test_a_batch_of_other_meters_is_written_beside_an_unfinished_one(pg_dsn: str, monkeypatch) -> None:
+    """Concurrent writers: a batch whose meters the batch before it does not hold goes straight
+    on (its COPY and commit in a second backend), without waiting for the first to lock its rows."""
+    ctx, release, built = await _held_at_lock_point(pg_dsn, monkeypatch)
+    a, b = await merge_conn(pg_dsn), await merge_conn(pg_dsn)
+    first = asyncio.create_task(merge.write(a, ctx, pending(data_msg([reg("m1", 1.0, T0)]))))
+    while not built:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(merge.write(b, ctx, pending(data_msg([reg("m2", 5.0, T0)], gw="gw2"))), 30)
+    assert not first.done()
+    release.set()
+    await first
+    cur = await b.execute("SELECT m.code, r.value FROM register_readings r JOIN meters m ON m.id = r.meter_id "
+                          "ORDER BY 1")
+    assert await cur.fetchall() == [("m1", 0.5), ("m1", 1.0), ("m2", 0.5), ("m2", 5.0), ("m3", 0.5)]
+    assert ctx.in_flight == []
+    for c in (a, b):
+        await c.close()
+
+
+async def test_a_batch_sharing_a_meter_waits_for_the_earlier_one(pg_dsn: str, monkeypatch) -> None:
+    """A meter's values are written (and judged by VEE) in arrival order: a batch with a meter
+    the unfinished batch before it holds builds nothing until that one has locked its rows."""
+    ctx, release, built = await _held_at_lock_point(pg_dsn, monkeypatch)
+    a, b = await merge_conn(pg_dsn), await merge_conn(pg_dsn)
+    first = asyncio.create_task(merge.write(a, ctx, pending(data_msg([reg("m1", 1.0, T0)]))))
+    while not built:
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(merge.write(b, ctx, pending(
+        data_msg([reg("m3", 7.0, T0), reg("m1", 2.0, T0 + timedelta(hours=1))]))))
+    while len(ctx.in_flight) < 2 or not ctx.in_flight[1].resolved.done():
+        await asyncio.sleep(0.01)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert built == ["m1"] and not second.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 30)
+    assert built == ["m1", "m3"]
+    cur = await b.execute("SELECT m.code, r.value FROM register_readings r JOIN meters m ON m.id = r.meter_id "
+                          "ORDER BY 1, 2")
+    assert await cur.fetchall() == [("m1", 0.5), ("m1", 1.0), ("m1", 2.0), ("m2", 0.5), ("m3", 0.5), ("m3", 7.0)]
+    for c in (a, b):
         await c.close()
