@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from askue.headend import documents, units
 from askue.headend.auth.permissions import DUTIES, Action
 from askue.headend.consumption.periods import next_month
-from askue.headend.customers import accounts, points, profile, roles, submit
+from askue.headend.customers import accounts, admin_requests, points, profile, roles, submit
 from askue.headend.customers import consumption as cc
 from askue.headend.customers import documents as cdoc
 from askue.headend.errors import Conflict, Invalid
@@ -142,19 +142,40 @@ async def readings_template(request: Request, account: str = "", w: WebUser = De
     return _attachment(name, body)
 
 
-# ---- «Договоры»: the contracts and, for their Администратор, the colleagues' roles --------------
+# ---- «Договоры»: the contracts, the request for «Администратор», and for the Администратор the
+# colleagues' roles ----------------------------------------------------------------------------------
 async def _contracts_page(request: Request, w: WebUser, c, *, given: dict | None = None,
-                          errors: dict | None = None, form: dict | None = None, status_code: int = 200):
+                          errors: dict | None = None, form: dict | None = None, asking: str | None = None,
+                          asked: admin_requests.AdminRequest | None = None, status_code: int = 200):
+    view = await admin_requests.cabinet(c, w.principal)
     return render(request, "cabinet_contracts.html", await _ctx(c, w) | {
         "contracts": await roles.contracts(c, w.principal), "given_duties": roles.GIVEN, "given": given,
-        "errors": errors or {}, "form": form or {}}, w, status_code=status_code)
+        "errors": errors or {}, "form": form or {}, "with_admin": view.with_admin, "requests": view.requests,
+        "open_for": {r.account: r for r in view.requests if r.status == "open"}, "asking": asking,
+        "asked": asked, "message_max": admin_requests.MESSAGE_MAX}, w, status_code=status_code)
 
 
 @router.get("/cabinet/contracts")
 @html_errors
 async def contracts_page(request: Request, w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
-    return await _contracts_page(request, w, c)
+    return await _contracts_page(request, w, c, asking=request.query_params.get("ask") or None)
+
+
+@router.post("/cabinet/contracts/{code}/admin-request")
+@html_errors
+async def contract_admin_request(request: Request, code: str, w: WebUser = Depends(web_user),
+                                 c: psycopg.AsyncConnection = Depends(conn)):
+    _w(w)
+    form = await request.form()
+    check_csrf(w, str(form.get("csrf", "")))
+    message = str(form.get("message", ""))[:admin_requests.MESSAGE_MAX * 2]
+    try:
+        asked = await admin_requests.ask(c, w.principal, code, message)
+    except (Invalid, Conflict) as e:
+        return await _contracts_page(request, w, c, errors={"ask": e.text(w.lang)}, form={"message": message},
+                                     asking=code, status_code=422 if isinstance(e, Invalid) else 409)
+    return await _contracts_page(request, w, c, asked=asked)
 
 
 @router.post("/cabinet/contracts/{code}/roles")

@@ -2,7 +2,8 @@
 contracts and roles, a new customer (initial password or invitation link), the CSV
 import, whether customers' readings need confirmation, and the readings waiting for
 it (confirm, or reject with a reason). Plus the invitation page a new customer opens
-to set its password. Thin: the work is in customers/accounts and readings/confirmations."""
+to set its password; the customers' requests for the role «Администратор», answered here.
+Thin: the work is in customers/accounts, customers/admin_requests and readings/confirmations."""
 from __future__ import annotations
 
 import psycopg
@@ -10,8 +11,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
 from askue.headend.auth.permissions import DUTIES, Action
-from askue.headend.customers import accounts
+from askue.headend.customers import accounts, admin_requests
 from askue.headend.errors import Invalid, ServiceError
+from askue.headend.notify.mail import MailSettings
 from askue.headend.readings import confirmations
 from askue.headend.web import queries as wq
 from askue.headend.web.deps import (
@@ -44,6 +46,7 @@ async def _page(request: Request, w: WebUser, c, **extra):
         "customers": await accounts.managed(c, w.principal) if may_manage else [],
         "pending": await confirmations.pending(c, w.principal) if may_confirm else [],
         "settings": await _settings(c, w) if may_manage else [], "duties": DUTIES, "tr": tr,
+        "admin_requests": await admin_requests.waiting(c, w.principal) if may_manage else [],
         "may_manage": may_manage, "created": None, "imported": None, "error": None} | extra, w,
         status_code=422 if extra.get("error") else 200)
 
@@ -108,6 +111,21 @@ async def customers_decide(request: Request, submission_id: int, decision: str =
     except (Invalid, ServiceError) as e:
         return await _page(request, w, c, error=e.text(w.lang))
     return RedirectResponse(f"{base_path(request)}/customers", status_code=303)
+
+
+@router.post("/customers/admin-requests/{request_id}")
+@html_errors
+async def customers_admin_request(request: Request, request_id: int, decision: str = Form(...),
+                                  answer: str = Form(""), csrf: str = Form(""),
+                                  w: WebUser = Depends(web_user), c: psycopg.AsyncConnection = Depends(conn)):
+    check_csrf(w, csrf)
+    settings = request.app.state.settings
+    try:
+        await admin_requests.answer(c, w.principal, request_id, decision == "grant", answer,
+                                    mail=MailSettings.from_settings(settings), base_url=settings.base_url)
+    except (Invalid, ServiceError) as e:
+        return await _page(request, w, c, error=e.text(w.lang))
+    return RedirectResponse(f"{base_path(request)}/customers#admin-requests", status_code=303)
 
 
 # ---- the invitation (no session: the customer has no password yet) ----------------------------

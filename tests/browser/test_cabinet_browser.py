@@ -291,3 +291,47 @@ def test_the_contract_administrator_gives_a_colleague_a_role(cabinet, page) -> N
     log_in(page, url, "glavbuh@sever.example", "главный бухгалтер 7")
     page.wait_for_url("**/cabinet/readings")
     assert "LS-1 · Бухгалтер" in page.locator("header .facts").inner_text()
+
+
+def test_a_customer_requests_the_administrator_role_and_the_organisation_gives_it(cabinet, page) -> None:
+    """«ООО Север» (ooo) is «Бухгалтер» on LS-3, which has no Администратор: «Запросить доступ»
+    opens the request form, the request goes to the organisation; its admin (uk1adm) reads it on
+    «Потребители» and gives the role; ooo then gives roles on LS-3."""
+    url, dsn, _ = cabinet
+    log_in(page, url, "ooo")
+    page.wait_for_url("**/cabinet/readings")
+    page.click("#nav-contracts")
+    page.wait_for_url("**/cabinet/contracts")
+    with page.expect_navigation():
+        page.click("#ask-LS-3")
+    form = page.locator("#ask-form")
+    assert "Права доступа" in form.inner_text() and "LS-3" in form.inner_text()
+    form.locator("textarea[name=message]").fill("Директор ООО «Север» Смирнов А. В., приказ о назначении № 1 "
+                                               "от 10.01.2024; копию пришлю по запросу.")
+    shot(page, "cabinet_15_admin_request")
+    with page.expect_navigation():
+        form.locator("button").click()
+    assert "отправлен в организацию" in page.locator("#asked").inner_text()
+    assert "ждёт ответа организации" in page.locator("#admin-LS-3").inner_text()
+
+    uk = page.context.browser.new_context(viewport={"width": 1366, "height": 768}, locale="ru-RU").new_page()
+    try:
+        log_in(uk, url, "uk1adm", STAFF_PASSWORD)
+        uk.goto(f"{url}/customers#admin-requests")
+        row = uk.locator("#admin-requests tbody tr").first
+        assert "приказ о назначении № 1" in row.inner_text() and "LS-3" in row.inner_text()
+        row.locator("textarea[name=answer]").fill("Полномочия подтверждены приказом № 1")
+        uk.locator("#admin-requests").scroll_into_view_if_needed()
+        shot(uk, "cabinet_16_org_answers_admin_request")
+        with uk.expect_navigation():
+            row.locator("button[value=grant]").click()
+        assert "Нет запросов, ждущих ответа" in uk.locator("#admin-requests").inner_text()
+    finally:
+        uk.context.close()
+
+    page.reload()
+    assert page.locator("#roles-LS-3").count() == 1
+    assert "роль назначена" in page.locator("#my-requests").inner_text()
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT b.duty FROM customer_bindings b JOIN users u ON u.id = b.user_id JOIN accounts a "
+                         "ON a.id = b.account_id WHERE u.login = 'ooo' AND a.code = 'LS-3'").fetchone() == ("admin",)

@@ -377,4 +377,5 @@ def test_pages_a_customer_sees_only_its_account(env) -> None:
     assert r.status_code == 404
     assert client.post(W + "/readings", data={"csrf": csrf}).status_code == 403
     assert client.post(W + "/customers/pending/1", data={"csrf": csrf, "decision": "accept"}).status_code == 403
+    assert client.post(W + "/customers/admin-requests/1", data={"csrf": csrf, "decision": "grant"}).status_code == 403
     assert fingerprint(dsn) == before

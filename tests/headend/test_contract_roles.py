@@ -14,6 +14,7 @@ import pytest
 from alert_servers import SmtpServer
 from cabinet_fixtures import PASSWORD, add_customers
 from fastapi.testclient import TestClient
+from test_web_fixtures import PASSWORD as STAFF_PASSWORD
 from test_web_fixtures import build
 from test_web_pages import W, csrf_of
 
@@ -161,3 +162,110 @@ def test_bad_input_and_other_roles_are_refused(site, smtp: SmtpServer) -> None:
     r = _give(client, "LS-1", "x@sever.example", "manager")
     assert r.status_code == 403
     assert _roles(dsn, "LS-1") == before and smtp.received == []
+
+
+# ---- «Запросить доступ»: a customer asks for «Администратор», the organisation answers ----------
+def _ask(client: TestClient, code: str, message: str):
+    page = client.get(f"{W}/cabinet/contracts?ask={code}")
+    return client.post(f"{W}/cabinet/contracts/{code}/admin-request", data={"message": message,
+                                                                           "csrf": csrf_of(page.text)})
+
+
+def _answer(client: TestClient, request_id: int, decision: str, answer: str = ""):
+    page = client.get(f"{W}/customers")
+    return client.post(f"{W}/customers/admin-requests/{request_id}",
+                       data={"decision": decision, "answer": answer, "csrf": csrf_of(page.text)},
+                       follow_redirects=False)
+
+
+def _requests(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT r.id, u.login, a.code, r.status, r.answered_by, r.answer FROM customer_admin_requests r "
+                         "JOIN users u ON u.id = r.user_id JOIN accounts a ON a.id = r.account_id ORDER BY r.id").fetchall()
+
+
+def test_a_customer_asks_for_the_administrator_role_and_the_organisation_gives_it(site, smtp: SmtpServer) -> None:
+    client, dsn = site
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("UPDATE users SET email = 'energ@sever.example' WHERE login = 'energ'")
+    _as(client, "energ")  # «Энергетик» on LS-1, which has no «Администратор»
+    page = client.get(f"{W}/cabinet/contracts")
+    assert 'id="ask-LS-1"' in page.text and "Запросить доступ" in page.text
+    form = client.get(f"{W}/cabinet/contracts?ask=LS-1").text
+    assert 'id="ask-form"' in form and "Направить обращение" in form and "Права доступа" in form
+    r = _ask(client, "LS-1", "   ")
+    assert r.status_code == 422 and 'id="ask-error"' in r.text and "чем подтверждаются ваши полномочия" in r.text
+    r = _ask(client, "LS-1", "Главный энергетик Петров П. П., доверенность № 12 от 01.12.2026")
+    assert r.status_code == 200 and 'id="asked"' in r.text and "отправлен в организацию" in r.text
+    assert 'id="ask-LS-1"' not in r.text and "ждёт ответа организации" in r.text
+    r = _ask(client, "LS-1", "ещё раз")
+    assert r.status_code == 409 and "уже отправлен и ждёт ответа" in r.text
+    ((rid, *_),) = _requests(dsn)
+
+    # another organisation's staff neither see nor answer it
+    _as(client, "uk2adm", STAFF_PASSWORD)
+    assert "доверенность № 12" not in client.get(f"{W}/customers").text
+    r = _answer(client, rid, "grant")
+    assert "не найден" in r.text and _roles(dsn, "LS-1")["energ"] == "energetic"
+
+    _as(client, "uk1adm", STAFF_PASSWORD)
+    page = client.get(f"{W}/customers")
+    section = page.text[page.text.index('id="admin-requests"'):]
+    assert "Запросы роли «Администратор» (1)" in section and "доверенность № 12 от 01.12.2026" in section
+    r = _answer(client, rid, "refuse", " ")
+    assert "укажите причину отказа" in r.text and _requests(dsn)[0][3] == "open"
+    r = _answer(client, rid, "grant", "Доверенность проверена")
+    assert r.status_code == 303
+    assert _roles(dsn, "LS-1")["energ"] == "admin"
+    assert _requests(dsn) == [(rid, "energ", "LS-1", "granted", "uk1adm", "Доверенность проверена")]
+    letter = _mail(smtp, "energ@sever.example")
+    assert letter.message["Subject"] == "АСКУЭ: роль «Администратор» по договору LS-1"
+    assert "Вам назначена роль «Администратор» по договору LS-1" in letter.text
+    assert "Ответ организации: Доверенность проверена" in letter.text
+    assert PUBLIC + "/web/cabinet/contracts" in letter.text
+    r = _answer(client, rid, "refuse", "поздно")
+    assert "уже ответили" in r.text
+
+    _as(client, "energ")  # now the contract's «Администратор»: it gives roles there
+    page = client.get(f"{W}/cabinet/contracts").text
+    assert 'id="roles-LS-1"' in page and "роль назначена" in page and "Доверенность проверена" in page
+    with psycopg.connect(dsn) as c:
+        audited = c.execute("SELECT actor, action, object_id FROM audit_log WHERE action LIKE 'admin_role%' "
+                            "ORDER BY id").fetchall()
+    assert audited == [("energ", "admin_role_request", "LS-1"), ("uk1adm", "admin_role_grant", "energ")]
+
+
+def test_a_request_refused_and_what_cannot_be_asked_or_given(site, smtp: SmtpServer) -> None:
+    client, dsn = site
+    _staff(dsn, accounts.NewCustomer("boss", accounts=[("LS-1", "admin")]))
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("UPDATE users SET email = 'ooo@sever.example' WHERE login = 'ooo'")
+    _as(client, "ooo")  # «Руководитель» on LS-1 (its «Администратор» is boss), «Бухгалтер» on LS-3
+    page = client.get(f"{W}/cabinet/contracts").text
+    assert 'id="ask-LS-1"' not in page and 'id="ask-LS-3"' in page
+    r = _ask(client, "LS-1", "хочу управлять ролями")
+    assert r.status_code == 409 and "уже есть администратор" in r.text
+    r = _ask(client, "LS-9", "чужой договор")
+    assert r.status_code == 404
+    assert _ask(client, "LS-3", "Директор ООО «Север», приказ № 1").status_code == 200
+    ((rid, *_),) = _requests(dsn)
+
+    _as(client, "uk1adm", STAFF_PASSWORD)
+    assert _answer(client, rid, "refuse", "Приложите приказ о назначении").status_code == 303
+    letter = _mail(smtp, "ooo@sever.example")
+    assert "В запросе роли «Администратор» по договору LS-3 отказано." in letter.text
+    assert "Ответ организации: Приложите приказ о назначении" in letter.text
+    assert _roles(dsn, "LS-3")["ooo"] == "accountant"
+
+    _as(client, "ooo")  # the answer is on the page, and it may ask again
+    page = client.get(f"{W}/cabinet/contracts").text
+    assert "отказано" in page and "Приложите приказ о назначении" in page and 'id="ask-LS-3"' in page
+    assert _ask(client, "LS-3", "Приказ № 1 приложен к письму").status_code == 200
+    rid2 = _requests(dsn)[-1][0]
+    # meanwhile the organisation made someone else the contract's «Администратор»: no second one
+    _staff(dsn, accounts.NewCustomer("chief", accounts=[("LS-3", "admin")]))
+    _as(client, "uk1adm", STAFF_PASSWORD)
+    r = _answer(client, rid2, "grant")
+    assert "уже есть администратор (chief)" in r.text
+    assert _roles(dsn, "LS-3") == {"ooo": "accountant", "chief": "admin"}
+    assert [x[3] for x in _requests(dsn)] == ["refused", "open"]
