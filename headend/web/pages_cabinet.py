@@ -148,7 +148,10 @@ async def _contracts_page(request: Request, w: WebUser, c, *, given: dict | None
                           errors: dict | None = None, form: dict | None = None, asking: str | None = None,
                           asked: admin_requests.AdminRequest | None = None, status_code: int = 200):
     view = await admin_requests.cabinet(c, w.principal)
-    return render(request, "cabinet_contracts.html", await _ctx(c, w) | {
+    ctx = await _ctx(c, w)
+    if not errors and asking not in {a["code"] for a in ctx["accounts"]} - view.with_admin:
+        asking = None  # a link to another contract, or one that has got its Администратор since
+    return render(request, "cabinet_contracts.html", ctx | {
         "contracts": await roles.contracts(c, w.principal), "given_duties": roles.GIVEN, "given": given,
         "errors": errors or {}, "form": form or {}, "with_admin": view.with_admin, "requests": view.requests,
         "open_for": {r.account: r for r in view.requests if r.status == "open"}, "asking": asking,

@@ -8,7 +8,6 @@ import hashlib
 import io
 import re
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -26,12 +25,6 @@ W = "/web"
 PUBLIC = "https://askue.uk.example"
 PASSWORD = "секрет-пароль-1"
 NEW = "три зелёных слона"
-
-
-@pytest.fixture
-def smtp(tmp_path: Path):
-    with SmtpServer(tmp_path) as s:
-        yield s
 
 
 def _users(dsn: str) -> None:

@@ -60,12 +60,6 @@ REVERSE = {"previous": 1036.9, "previous_ts": "2026-11-20T09:00:00+00:00", "curr
 
 
 @pytest.fixture
-def smtp(tmp_path: Path):
-    with SmtpServer(tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
 def site(pg_dsn: str, tmp_path: Path, smtp: SmtpServer):
     facts = build(pg_dsn, tmp_path)
     settings = Settings(dsn=pg_dsn, public_url=PUBLIC, notify_retry_base_s=0.2, **smtp.settings())

@@ -29,12 +29,6 @@ STAFF = Principal("admin", "admin", None)
 
 
 @pytest.fixture
-def smtp(tmp_path: Path):
-    with SmtpServer(tmp_path) as s:
-        yield s
-
-
-@pytest.fixture
 def site(pg_dsn: str, smtp: SmtpServer, tmp_path: Path):
     build(pg_dsn, tmp_path)
     add_customers(pg_dsn)
@@ -243,8 +237,10 @@ def test_a_request_refused_and_what_cannot_be_asked_or_given(site, smtp: SmtpSer
     _as(client, "ooo")  # «Руководитель» on LS-1 (its «Администратор» is boss), «Бухгалтер» on LS-3
     page = client.get(f"{W}/cabinet/contracts").text
     assert 'id="ask-LS-1"' not in page and 'id="ask-LS-3"' in page
+    for code in ("LS-1", "LS-9"):  # a stale or foreign link opens no request form
+        assert 'id="ask-form"' not in client.get(f"{W}/cabinet/contracts?ask={code}").text
     r = _ask(client, "LS-1", "хочу управлять ролями")
-    assert r.status_code == 409 and "уже есть администратор" in r.text
+    assert r.status_code == 409 and "уже есть администратор" in r.text and 'id="ask-error"' in r.text
     r = _ask(client, "LS-9", "чужой договор")
     assert r.status_code == 404
     assert _ask(client, "LS-3", "Директор ООО «Север», приказ № 1").status_code == 200
