@@ -63,10 +63,16 @@ async def _ctx(c, w: WebUser) -> dict:
             "tr": translator(w.lang)}
 
 
-async def _posted_file(request: Request, w: WebUser):
-    """The posted form (its CSRF token checked) and the bytes of its `file` field."""
+async def _posted_form(request: Request, w: WebUser):
+    """A cabinet action's posted form, its CSRF token checked."""
     form = await request.form()
     check_csrf(w, str(form.get("csrf", "")))
+    return form
+
+
+async def _posted_file(request: Request, w: WebUser):
+    """The posted form (its CSRF token checked) and the bytes of its `file` field."""
+    form = await _posted_form(request, w)
     f = form.get("file")
     data = await f.read(MAX_UPLOAD + 1) if f is not None and hasattr(f, "read") else b""
     if len(data) > MAX_UPLOAD:
@@ -119,8 +125,7 @@ async def readings_upload(request: Request, w: WebUser = Depends(web_user), c: p
 async def readings_submit(request: Request, code: str, w: WebUser = Depends(web_user),
                           c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
-    form = await request.form()
-    check_csrf(w, str(form.get("csrf", "")))
+    form = await _posted_form(request, w)
     fields = {k[2:]: str(v) for k, v in form.items() if k.startswith("v|")}
     ts = None
     if form.get("at"):
@@ -170,8 +175,7 @@ async def contracts_page(request: Request, w: WebUser = Depends(web_user), c: ps
 async def contract_admin_request(request: Request, code: str, w: WebUser = Depends(web_user),
                                  c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
-    form = await request.form()
-    check_csrf(w, str(form.get("csrf", "")))
+    form = await _posted_form(request, w)
     message = str(form.get("message", ""))[:admin_requests.MESSAGE_MAX * 2]
     try:
         asked = await admin_requests.ask(c, w.principal, code, message)
@@ -186,8 +190,7 @@ async def contract_admin_request(request: Request, code: str, w: WebUser = Depen
 async def contract_role_give(request: Request, code: str, w: WebUser = Depends(web_user),
                              c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
-    form = await request.form()
-    check_csrf(w, str(form.get("csrf", "")))
+    form = await _posted_form(request, w)
     email, duty = str(form.get("email", ""))[:300], str(form.get("duty", ""))
     settings = request.app.state.settings
     try:
@@ -206,8 +209,7 @@ async def contract_role_give(request: Request, code: str, w: WebUser = Depends(w
 async def contract_role_take(request: Request, code: str, login: str, w: WebUser = Depends(web_user),
                              c: psycopg.AsyncConnection = Depends(conn)):
     _w(w)
-    form = await request.form()
-    check_csrf(w, str(form.get("csrf", "")))
+    await _posted_form(request, w)  # the CSRF check
     await roles.take_away(c, w.principal, code, login)
     return RedirectResponse(base_path(request) + "/cabinet/contracts", status_code=303)
 
